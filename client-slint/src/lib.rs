@@ -1,0 +1,1 @@
+//! The Slint desktop client (filled by issue 4).

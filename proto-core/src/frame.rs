@@ -1,0 +1,166 @@
+//! The outer framing: every byte on the wire belongs to a frame
+//! `type: u8 || length: u32 BE || body[length]`.
+//!
+//! [`decode_header`] distinguishes "need more bytes" from "invalid", and
+//! checks the length against the limit as soon as the 5-byte header is
+//! present — before a single body byte is buffered (threat M1).
+
+use crate::error::PeerMisbehaved;
+
+/// Size of the frame header.
+pub const HEADER_LEN: usize = 5;
+/// The default and largest allowed frame body (64 KiB).
+pub const MAX_FRAME_BODY: u32 = 65_536;
+/// The smallest limit a configuration may set: the hellos must fit.
+pub const MIN_FRAME_BODY: u32 = 2_048;
+
+/// Frame types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameType {
+    ClientHello = 0x01,
+    ServerHello = 0x02,
+    /// A plaintext alert, only before keys exist.
+    Alert = 0x15,
+    /// An encrypted record.
+    Record = 0x17,
+}
+
+impl FrameType {
+    pub fn from_byte(b: u8) -> Result<Self, PeerMisbehaved> {
+        match b {
+            0x01 => Ok(FrameType::ClientHello),
+            0x02 => Ok(FrameType::ServerHello),
+            0x15 => Ok(FrameType::Alert),
+            0x17 => Ok(FrameType::Record),
+            other => Err(PeerMisbehaved::UnknownFrameType(other)),
+        }
+    }
+}
+
+/// A parsed frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    pub frame_type: FrameType,
+    pub body_len: u32,
+}
+
+impl FrameHeader {
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let l = self.body_len.to_be_bytes();
+        [self.frame_type as u8, l[0], l[1], l[2], l[3]]
+    }
+
+    /// Total frame length, header included.
+    pub fn frame_len(&self) -> usize {
+        HEADER_LEN + self.body_len as usize
+    }
+}
+
+/// Result of looking at the start of a byte buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decoded {
+    /// Not enough bytes yet; at least `needed` more are required.
+    Incomplete { needed: usize },
+    /// A whole frame: `consumed` bytes (header + body) starting at 0.
+    Frame {
+        header: FrameHeader,
+        consumed: usize,
+    },
+}
+
+/// Parses a frame header (and reports whether the body is complete).
+pub fn decode_header(buf: &[u8], max_body: u32) -> Result<Decoded, PeerMisbehaved> {
+    if buf.is_empty() {
+        return Ok(Decoded::Incomplete { needed: HEADER_LEN });
+    }
+    let frame_type = FrameType::from_byte(buf[0])?;
+    if buf.len() < HEADER_LEN {
+        return Ok(Decoded::Incomplete {
+            needed: HEADER_LEN - buf.len(),
+        });
+    }
+    let body_len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
+    if body_len > max_body {
+        return Err(PeerMisbehaved::FrameTooLarge {
+            len: body_len,
+            max: max_body,
+        });
+    }
+    let header = FrameHeader {
+        frame_type,
+        body_len,
+    };
+    let total = header.frame_len();
+    if buf.len() < total {
+        return Ok(Decoded::Incomplete {
+            needed: total - buf.len(),
+        });
+    }
+    Ok(Decoded::Frame {
+        header,
+        consumed: total,
+    })
+}
+
+/// Appends a frame to `out`.
+pub fn encode_frame(frame_type: FrameType, body: &[u8], out: &mut Vec<u8>) {
+    let header = FrameHeader {
+        frame_type,
+        body_len: body.len() as u32,
+    };
+    out.extend_from_slice(&header.encode());
+    out.extend_from_slice(body);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_length_is_rejected_from_the_header_alone() {
+        let buf = [0x17, 0xff, 0xff, 0xff, 0xff];
+        assert_eq!(
+            decode_header(&buf, MAX_FRAME_BODY),
+            Err(PeerMisbehaved::FrameTooLarge {
+                len: u32::MAX,
+                max: MAX_FRAME_BODY
+            })
+        );
+        let just_over = (MAX_FRAME_BODY + 1).to_be_bytes();
+        let buf = [0x17, just_over[0], just_over[1], just_over[2], just_over[3]];
+        assert!(decode_header(&buf, MAX_FRAME_BODY).is_err());
+    }
+
+    #[test]
+    fn incomplete_is_distinct_from_invalid() {
+        assert_eq!(
+            decode_header(&[0x17, 0], MAX_FRAME_BODY),
+            Ok(Decoded::Incomplete { needed: 3 })
+        );
+        assert_eq!(
+            decode_header(&[0x17, 0, 0, 0, 4, 1], MAX_FRAME_BODY),
+            Ok(Decoded::Incomplete { needed: 3 })
+        );
+        assert_eq!(
+            decode_header(&[0x99], MAX_FRAME_BODY),
+            Err(PeerMisbehaved::UnknownFrameType(0x99))
+        );
+    }
+
+    #[test]
+    fn complete_frame_reports_bytes_consumed() {
+        let mut out = Vec::new();
+        encode_frame(FrameType::Alert, &[1, 2, 3], &mut out);
+        out.push(0xee);
+        assert_eq!(
+            decode_header(&out, MAX_FRAME_BODY),
+            Ok(Decoded::Frame {
+                header: FrameHeader {
+                    frame_type: FrameType::Alert,
+                    body_len: 3
+                },
+                consumed: 8
+            })
+        );
+    }
+}

@@ -1,0 +1,1 @@
+//! The SecureChat server (filled by issue 3).
