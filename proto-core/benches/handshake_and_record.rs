@@ -1,1 +1,105 @@
-fn main() {}
+//! Cost of one handshake on each side, and of sealing/opening a record.
+//! `cargo bench -p proto-core --bench handshake_and_record`; figures go to BENCHMARKS.md.
+
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use proto_core::record::{ContentType, RecordOpener, RecordSealer};
+use proto_core::*;
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use zeroize::Zeroizing;
+
+fn rng(seed: u64) -> Box<ChaCha20Rng> {
+    Box::new(ChaCha20Rng::seed_from_u64(seed))
+}
+
+fn client_hello(seed: u64, key: ServerKey) -> (ClientConnection, Vec<u8>) {
+    let mut c = ClientConnection::new(ClientConfig::new(ServerTrust::Pinned(key)), rng(seed));
+    let mut out = Vec::new();
+    c.drain_transmit(&mut out);
+    (c, out)
+}
+
+fn handshake(c: &mut Criterion) {
+    let id = Arc::new(ServerIdentity::from_seed(&[1; 32]));
+    let key = id.public_key();
+    let mut g = c.benchmark_group("handshake");
+    g.sample_size(30);
+    g.bench_function("client_hello (client keygen)", |b| {
+        let mut seed = 0;
+        b.iter(|| {
+            seed += 1;
+            client_hello(seed, key)
+        })
+    });
+    g.bench_function("server (process ClientHello, answer)", |b| {
+        let (_, hello) = client_hello(1, key);
+        let mut seed = 100;
+        b.iter_batched(
+            || {
+                seed += 1;
+                ServerConnection::new(ServerConfig::new(id.clone()), rng(seed))
+            },
+            |mut s| {
+                s.handle_input(&hello).unwrap();
+                let mut out = Vec::new();
+                s.drain_transmit(&mut out);
+                out
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("client (process server flight, Finished)", |b| {
+        b.iter_batched(
+            || {
+                let (c, hello) = client_hello(7, key);
+                let mut s = ServerConnection::new(ServerConfig::new(id.clone()), rng(8));
+                s.handle_input(&hello).unwrap();
+                let mut flight = Vec::new();
+                s.drain_transmit(&mut flight);
+                (c, flight)
+            },
+            |(mut c, flight)| {
+                c.handle_input(&flight).unwrap();
+                assert!(c.is_established());
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+fn records(c: &mut Criterion) {
+    let mut g = c.benchmark_group("record");
+    for size in [64usize, 1024, 16 * 1024] {
+        let payload = vec![0x61u8; size];
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_function(format!("seal {size} B"), |b| {
+            let mut sealer = RecordSealer::new(Zeroizing::new([5; 32]));
+            let mut out = Vec::with_capacity(size + 64);
+            b.iter(|| {
+                out.clear();
+                sealer
+                    .seal(ContentType::Application, &payload, [9; 16], &mut out)
+                    .unwrap();
+            })
+        });
+        g.bench_function(format!("seal+open {size} B"), |b| {
+            let mut sealer = RecordSealer::new(Zeroizing::new([5; 32]));
+            let mut opener = RecordOpener::new(Zeroizing::new([5; 32]));
+            let mut out = Vec::with_capacity(size + 64);
+            b.iter(|| {
+                out.clear();
+                sealer
+                    .seal(ContentType::Application, &payload, [9; 16], &mut out)
+                    .unwrap();
+                opener.open(&out, u64::MAX).unwrap().1.len()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, handshake, records);
+criterion_main!(benches);

@@ -44,6 +44,9 @@ pub mod message;
 pub mod record;
 pub mod server;
 
+#[doc(hidden)]
+pub mod fuzz_targets;
+
 pub use client::{ClientConfig, ClientConnection, ClientEvent};
 pub use common::Limits;
 pub use error::{AlertCode, Error, HandshakeError, PeerMisbehaved};
