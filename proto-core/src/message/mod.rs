@@ -1,46 +1,49 @@
-//! Placeholder until the message module lands.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("bad message")]
-pub struct MessageError;
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientMessage {
-    Ping { nonce: u64 },
-    Goodbye,
-}
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServerMessage {
-    Ping { nonce: u64 },
-    Goodbye,
-}
-macro_rules! stub {
-    ($t:ident) => {
-        impl $t {
-            pub fn encode_into(&self, out: &mut Vec<u8>) {
-                match self {
-                    Self::Ping { nonce } => {
-                        out.push(0x20);
-                        out.extend_from_slice(&nonce.to_be_bytes());
-                    }
-                    Self::Goodbye => out.push(0x30),
-                }
-            }
-            pub fn encode(&self) -> Vec<u8> {
-                let mut v = Vec::new();
-                self.encode_into(&mut v);
-                v
-            }
-            pub fn decode(b: &[u8]) -> Result<Self, MessageError> {
-                match b {
-                    [0x30] => Ok(Self::Goodbye),
-                    [0x20, rest @ ..] if rest.len() == 8 => Ok(Self::Ping {
-                        nonce: u64::from_be_bytes(rest.try_into().unwrap()),
-                    }),
-                    _ => Err(MessageError),
-                }
-            }
-        }
-    };
-}
-stub!(ClientMessage);
-stub!(ServerMessage);
+//! Application messages: the typed chat messages carried inside records,
+//! their byte-exact encoding and their validation.
+//!
+//! The wire format is specified in docs/PROTOCOL.md, "Application messages".
+//! In short: each message is one tag byte followed by its fields; integers
+//! are big-endian; `str` is a u16 byte length plus UTF-8; `list<T>` is a u16
+//! count plus items; `bool` is 0x00 or 0x01. Decoding consumes the whole
+//! buffer or fails, and every length is checked against its limit and the
+//! bytes left before anything is allocated.
+//!
+//! Validation lives in the field types ([`Username`], [`Password`],
+//! [`MessageText`], [`ErrorDetail`], [`BoundedList`]): their fields are
+//! private and every constructor, including decoding, checks the rules, so a
+//! value that exists is valid and every message encodes within
+//! [`MAX_MESSAGE_BYTES`].
+
+mod bounded_list;
+mod client_message;
+mod codec;
+mod codes;
+mod error;
+mod password;
+mod resume_token;
+mod server_message;
+mod text;
+mod username;
+
+#[cfg(test)]
+mod encoding_tests;
+
+pub use bounded_list::BoundedList;
+pub use client_message::ClientMessage;
+pub use codes::{AuthFailure, ErrorCode, GoodbyeReason, LeaveReason};
+pub use error::{MessageError, PasswordError, TextError, UsernameError};
+pub use password::{Password, MAX_PASSWORD_BYTES};
+pub use resume_token::ResumeToken;
+pub use server_message::{
+    Conversation, HistoryEntries, HistoryEntry, ServerMessage, UserList,
+    MAX_HISTORY_ENTRIES_PER_BATCH, MAX_ONLINE_USERS_PER_MESSAGE,
+};
+pub use text::{
+    escape_for_display, ErrorDetail, MessageText, MAX_ERROR_DETAIL_BYTES, MAX_TEXT_BYTES,
+};
+pub use username::{Username, MAX_USERNAME_BYTES, MAX_USERNAME_CHARS};
+
+/// The largest encoding of any valid message, in bytes. Every message type's
+/// limits are chosen so that its worst case fits (checked at compile time
+/// and by tests); decoders reject longer input before parsing it.
 pub const MAX_MESSAGE_BYTES: usize = 65_000;

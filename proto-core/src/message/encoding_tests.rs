@@ -1,0 +1,910 @@
+//! Whole-message tests: the byte layouts published in the spec, decoding
+//! errors, worst-case sizes, and properties over generated messages and
+//! arbitrary bytes.
+
+use proptest::prelude::*;
+use proptest::sample::select;
+
+use crate::message::*;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses hex written with optional spaces (for readability of the vectors).
+fn unhex(s: &str) -> Vec<u8> {
+    let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    digits
+        .chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
+        .collect()
+}
+
+fn user(s: &str) -> Username {
+    Username::new(s).unwrap()
+}
+
+fn text(s: &str) -> MessageText {
+    MessageText::new(s).unwrap()
+}
+
+fn password(s: &str) -> Password {
+    Password::new(s.to_owned()).unwrap()
+}
+
+/// Asserts `msg` encodes to exactly `expected` and decodes back to itself.
+fn assert_client_vector(msg: ClientMessage, expected: &str) {
+    let bytes = msg.encode();
+    assert_eq!(hex(&bytes), hex(&unhex(expected)), "{msg:?}");
+    assert_eq!(ClientMessage::decode(&bytes).unwrap(), msg);
+}
+
+fn assert_server_vector(msg: ServerMessage, expected: &str) {
+    let bytes = msg.encode();
+    assert_eq!(hex(&bytes), hex(&unhex(expected)), "{msg:?}");
+    assert_eq!(ServerMessage::decode(&bytes).unwrap(), msg);
+}
+
+// ---- Published byte layouts (docs/PROTOCOL.md examples) ----
+
+#[test]
+fn client_login_has_the_published_layout() {
+    assert_client_vector(
+        ClientMessage::Login {
+            username: user("alice"),
+            password: password("pw"),
+        },
+        "02 0005 616c696365 0002 7077",
+    );
+}
+
+#[test]
+fn client_register_with_arabic_name_has_the_published_layout() {
+    assert_client_vector(
+        ClientMessage::Register {
+            username: user("علي"),
+            password: password("pw"),
+        },
+        "01 0006 d8b9d984d98a 0002 7077",
+    );
+}
+
+#[test]
+fn client_direct_message_has_the_published_layout() {
+    assert_client_vector(
+        ClientMessage::DirectMessage {
+            to: user("Zoë"),
+            text: text("hi\n"),
+        },
+        "11 0004 5a6fc3ab 0003 68690a",
+    );
+}
+
+#[test]
+fn client_resume_ping_and_fieldless_messages_have_the_published_layout() {
+    assert_client_vector(
+        ClientMessage::Resume {
+            token: ResumeToken::from_bytes([0x11; 32]),
+        },
+        &format!("03 {}", "11".repeat(32)),
+    );
+    assert_client_vector(
+        ClientMessage::Ping {
+            nonce: 0x0102_0304_0506_0708,
+        },
+        "20 0102030405060708",
+    );
+    assert_client_vector(ClientMessage::Pong { nonce: 0 }, "21 0000000000000000");
+    assert_client_vector(
+        ClientMessage::RoomMessage { text: text("yo") },
+        "10 0002 796f",
+    );
+    assert_client_vector(ClientMessage::WhoIsOnline, "12");
+    assert_client_vector(ClientMessage::Goodbye, "30");
+}
+
+#[test]
+fn server_auth_messages_have_the_published_layout() {
+    assert_server_vector(
+        ServerMessage::AuthOk {
+            username: user("alice"),
+            resume_token: ResumeToken::from_bytes([0x11; 32]),
+            token_lifetime_secs: 86_400,
+        },
+        &format!("01 0005 616c696365 {} 00015180", "11".repeat(32)),
+    );
+    assert_server_vector(
+        ServerMessage::AuthFailed {
+            reason: AuthFailure::LoginFailed,
+        },
+        "02 01",
+    );
+}
+
+#[test]
+fn server_room_and_direct_messages_have_the_published_layout() {
+    assert_server_vector(
+        ServerMessage::RoomMessage {
+            id: 1,
+            timestamp_ms: 1_700_000_000_000,
+            from: user("bob"),
+            text: text("hi"),
+        },
+        "10 0000000000000001 0000018bcfe56800 0003 626f62 0002 6869",
+    );
+    assert_server_vector(
+        ServerMessage::DirectMessage {
+            id: 2,
+            timestamp_ms: 1_700_000_000_000,
+            from: user("bob"),
+            to: user("Zoë"),
+            text: text("hi"),
+        },
+        "11 0000000000000002 0000018bcfe56800 0003 626f62 0004 5a6fc3ab 0002 6869",
+    );
+}
+
+#[test]
+fn server_presence_messages_have_the_published_layout() {
+    assert_server_vector(
+        ServerMessage::UserJoined {
+            username: user("bob"),
+        },
+        "12 0003 626f62",
+    );
+    assert_server_vector(
+        ServerMessage::UserLeft {
+            username: user("bob"),
+            reason: LeaveReason::Dropped,
+        },
+        "13 0003 626f62 02",
+    );
+    assert_server_vector(
+        ServerMessage::OnlineUsers {
+            more: false,
+            users: UserList::new(vec![user("alice"), user("李雷")]).unwrap(),
+        },
+        "14 00 0002 0005 616c696365 0006 e69d8ee99bb7",
+    );
+}
+
+#[test]
+fn server_history_batch_has_the_published_layout() {
+    assert_server_vector(
+        ServerMessage::HistoryBatch {
+            more: true,
+            entries: HistoryEntries::new(vec![
+                HistoryEntry {
+                    id: 7,
+                    timestamp_ms: 1000,
+                    conversation: Conversation::Direct { peer: user("bob") },
+                    from: user("alice"),
+                    text: text("yo"),
+                },
+                HistoryEntry {
+                    id: 8,
+                    timestamp_ms: 1001,
+                    conversation: Conversation::Room,
+                    from: user("bob"),
+                    text: text("hi"),
+                },
+            ])
+            .unwrap(),
+        },
+        "15 01 0002 \
+         0000000000000007 00000000000003e8 01 0003 626f62 0005 616c696365 0002 796f \
+         0000000000000008 00000000000003e9 00 0003 626f62 0002 6869",
+    );
+}
+
+#[test]
+fn server_control_messages_have_the_published_layout() {
+    assert_server_vector(ServerMessage::Ping { nonce: 5 }, "20 0000000000000005");
+    assert_server_vector(ServerMessage::Pong { nonce: 5 }, "21 0000000000000005");
+    assert_server_vector(
+        ServerMessage::Goodbye {
+            reason: GoodbyeReason::IdleTimeout,
+        },
+        "30 03",
+    );
+    assert_server_vector(
+        ServerMessage::Error {
+            code: ErrorCode::RateLimited,
+            detail: ErrorDetail::new("slow down").unwrap(),
+        },
+        "40 0003 0009 736c6f7720646f776e",
+    );
+    assert_server_vector(
+        ServerMessage::Error {
+            code: ErrorCode::Internal,
+            detail: ErrorDetail::empty(),
+        },
+        "40 0008 0000",
+    );
+}
+
+// ---- Decoding errors ----
+
+#[test]
+fn empty_input_is_truncated() {
+    assert_eq!(ClientMessage::decode(&[]), Err(MessageError::Truncated));
+    assert_eq!(ServerMessage::decode(&[]), Err(MessageError::Truncated));
+}
+
+#[test]
+fn unknown_tags_are_rejected() {
+    for tag in [0x00, 0x04, 0x13, 0x14, 0x22, 0x31, 0x40, 0xff] {
+        assert_eq!(
+            ClientMessage::decode(&[tag]),
+            Err(MessageError::UnknownTag(tag))
+        );
+    }
+    for tag in [0x00, 0x03, 0x16, 0x22, 0x31, 0x41, 0xff] {
+        assert_eq!(
+            ServerMessage::decode(&[tag]),
+            Err(MessageError::UnknownTag(tag))
+        );
+    }
+}
+
+#[test]
+fn trailing_bytes_are_rejected() {
+    assert_eq!(
+        ClientMessage::decode(&unhex("30 00")),
+        Err(MessageError::TrailingBytes { count: 1 })
+    );
+    assert_eq!(
+        ServerMessage::decode(&unhex("20 0000000000000005 0000")),
+        Err(MessageError::TrailingBytes { count: 2 })
+    );
+}
+
+#[test]
+fn invalid_utf8_is_rejected_not_replaced() {
+    // Lone continuation byte, overlong '/', UTF-16 surrogate, beyond U+10FFFF.
+    for bad in ["80", "c0af", "eda080", "f4908080"] {
+        let len = bad.len() / 2;
+        let username = format!("11 {len:04x} {bad} 0002 6869");
+        assert_eq!(
+            ClientMessage::decode(&unhex(&username)),
+            Err(MessageError::InvalidUtf8 { field: "username" }),
+            "{bad}"
+        );
+        let body = format!("10 {len:04x} {bad}");
+        assert_eq!(
+            ClientMessage::decode(&unhex(&body)),
+            Err(MessageError::InvalidUtf8 { field: "text" }),
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        ClientMessage::decode(&unhex("02 0001 61 0001 ff")),
+        Err(MessageError::InvalidUtf8 { field: "password" })
+    );
+}
+
+#[test]
+fn over_limit_length_is_rejected_before_reading_the_bytes() {
+    // The length alone is enough: the bytes it announces are absent.
+    assert_eq!(
+        ClientMessage::decode(&unhex("11 0081")),
+        Err(MessageError::TooLong {
+            field: "username",
+            max: MAX_USERNAME_BYTES
+        })
+    );
+    assert_eq!(
+        ClientMessage::decode(&unhex("10 1001")),
+        Err(MessageError::TooLong {
+            field: "text",
+            max: MAX_TEXT_BYTES
+        })
+    );
+    assert_eq!(
+        ClientMessage::decode(&unhex("02 0001 61 0401")),
+        Err(MessageError::TooLong {
+            field: "password",
+            max: MAX_PASSWORD_BYTES
+        })
+    );
+    assert_eq!(
+        ServerMessage::decode(&unhex("40 0001 0101")),
+        Err(MessageError::TooLong {
+            field: "detail",
+            max: MAX_ERROR_DETAIL_BYTES
+        })
+    );
+    assert_eq!(
+        ClientMessage::decode(&unhex("10 ffff")),
+        Err(MessageError::TooLong {
+            field: "text",
+            max: MAX_TEXT_BYTES
+        })
+    );
+}
+
+#[test]
+fn length_beyond_the_input_is_truncated() {
+    assert_eq!(
+        ClientMessage::decode(&unhex("10 0005 6869")),
+        Err(MessageError::Truncated)
+    );
+}
+
+#[test]
+fn oversized_list_counts_are_rejected_before_allocating() {
+    assert_eq!(
+        ServerMessage::decode(&unhex("14 00 01f4")),
+        Err(MessageError::TooManyItems {
+            field: "users",
+            max: MAX_ONLINE_USERS_PER_MESSAGE
+        })
+    );
+    assert_eq!(
+        ServerMessage::decode(&unhex("14 00 ffff")),
+        Err(MessageError::TooManyItems {
+            field: "users",
+            max: MAX_ONLINE_USERS_PER_MESSAGE
+        })
+    );
+    assert_eq!(
+        ServerMessage::decode(&unhex("15 00 000f")),
+        Err(MessageError::TooManyItems {
+            field: "entries",
+            max: MAX_HISTORY_ENTRIES_PER_BATCH
+        })
+    );
+    // Within the limit but more items than the remaining bytes could hold.
+    assert_eq!(
+        ServerMessage::decode(&unhex("14 00 01f3 0001 61")),
+        Err(MessageError::Truncated)
+    );
+    assert_eq!(
+        ServerMessage::decode(&unhex("15 00 000e")),
+        Err(MessageError::Truncated)
+    );
+}
+
+#[test]
+fn input_longer_than_max_message_bytes_is_rejected_up_front() {
+    let mut big = vec![0x10];
+    big.resize(MAX_MESSAGE_BYTES + 1, b'a');
+    let expected = MessageError::TooLong {
+        field: "message",
+        max: MAX_MESSAGE_BYTES,
+    };
+    assert_eq!(ClientMessage::decode(&big).unwrap_err(), expected);
+    assert_eq!(ServerMessage::decode(&big).unwrap_err(), expected);
+}
+
+#[test]
+fn bool_other_than_zero_or_one_is_rejected() {
+    for value in [0x02, 0x80, 0xff] {
+        let bytes = [0x14, value, 0x00, 0x00];
+        assert_eq!(
+            ServerMessage::decode(&bytes),
+            Err(MessageError::InvalidBool {
+                field: "more",
+                value
+            })
+        );
+    }
+}
+
+#[test]
+fn unknown_enum_values_are_rejected() {
+    let cases: [(&str, &'static str, u16); 6] = [
+        ("02 00", "auth failure", 0),
+        ("02 06", "auth failure", 6),
+        ("13 0001 61 05", "leave reason", 5),
+        ("30 00", "goodbye reason", 0),
+        ("40 0009 0000", "error code", 9),
+        (
+            "15 00 0001 0000000000000001 0000000000000001 02 000000000000",
+            "conversation",
+            2,
+        ),
+    ];
+    for (bytes, field, value) in cases {
+        assert_eq!(
+            ServerMessage::decode(&unhex(bytes)),
+            Err(MessageError::InvalidEnum { field, value }),
+            "{bytes}"
+        );
+    }
+}
+
+#[test]
+fn invalid_fields_on_the_wire_are_rejected_like_in_constructors() {
+    let e = |s: &str| ClientMessage::decode(&unhex(s)).unwrap_err();
+    // Non-NFC "e" + U+0301.
+    assert_eq!(
+        e("11 0003 65cc81 0002 6869"),
+        MessageError::InvalidUsername(UsernameError::NotNfc)
+    );
+    assert_eq!(
+        e("11 0000 0002 6869"),
+        MessageError::InvalidUsername(UsernameError::Empty)
+    );
+    // U+202E in a username and in text.
+    assert_eq!(
+        e("11 0004 61e280ae 0002 6869"),
+        MessageError::InvalidUsername(UsernameError::ForbiddenChar { code_point: 0x202E })
+    );
+    assert_eq!(
+        e("10 0004 61e280ae"),
+        MessageError::InvalidText(TextError::ForbiddenChar { code_point: 0x202E })
+    );
+    assert_eq!(
+        e("10 0002 0a20"),
+        MessageError::InvalidText(TextError::Blank)
+    );
+    assert_eq!(e("10 0000"), MessageError::InvalidText(TextError::Empty));
+    assert_eq!(
+        e("02 0001 61 0003 610062"),
+        MessageError::InvalidPassword(PasswordError::ContainsNul)
+    );
+    assert_eq!(
+        e("01 0001 61 0000"),
+        MessageError::InvalidPassword(PasswordError::Empty)
+    );
+    assert_eq!(
+        ServerMessage::decode(&unhex("40 0001 0003 1b5b41")).unwrap_err(),
+        MessageError::InvalidText(TextError::ForbiddenChar { code_point: 0x1B })
+    );
+}
+
+#[test]
+fn client_messages_never_carry_a_sender() {
+    // M5: the only username in any chat message is the recipient's.
+    let bytes = ClientMessage::RoomMessage { text: text("hi") }.encode();
+    assert_eq!(bytes, unhex("10 0002 6869"));
+}
+
+#[test]
+fn register_error_does_not_echo_the_password() {
+    let err = ClientMessage::decode(&unhex("01 0001 61 0007 73656372657400")).unwrap_err();
+    assert!(!err.to_string().contains("secret"));
+    let ok = ClientMessage::decode(&unhex("01 0001 61 0006 736563726574")).unwrap();
+    assert!(!format!("{ok:?}").contains("secret"));
+}
+
+// ---- Worst-case sizes ----
+
+/// A username of 32 four-byte characters: the longest encoding.
+fn widest_username() -> Username {
+    user(&"\u{20000}".repeat(MAX_USERNAME_CHARS))
+}
+
+/// 4 096 bytes of four-byte emoji: the longest text.
+fn widest_text() -> MessageText {
+    text(&"😀".repeat(MAX_TEXT_BYTES / 4))
+}
+
+fn widest_history_entry() -> HistoryEntry {
+    HistoryEntry {
+        id: u64::MAX,
+        timestamp_ms: u64::MAX,
+        conversation: Conversation::Direct {
+            peer: widest_username(),
+        },
+        from: widest_username(),
+        text: widest_text(),
+    }
+}
+
+#[test]
+fn max_size_history_batch_fits() {
+    let entries = vec![widest_history_entry(); MAX_HISTORY_ENTRIES_PER_BATCH];
+    let msg = ServerMessage::HistoryBatch {
+        more: true,
+        entries: HistoryEntries::new(entries).unwrap(),
+    };
+    let bytes = msg.encode();
+    assert_eq!(bytes.len(), 61_254);
+    assert_eq!(msg.encoded_len(), bytes.len());
+    assert!(bytes.len() <= MAX_MESSAGE_BYTES);
+    assert_eq!(ServerMessage::decode(&bytes).unwrap(), msg);
+}
+
+#[test]
+fn history_batch_one_entry_over_the_cap_cannot_be_built() {
+    let entries = vec![widest_history_entry(); MAX_HISTORY_ENTRIES_PER_BATCH + 1];
+    assert_eq!(
+        HistoryEntries::new(entries).unwrap_err(),
+        MessageError::TooManyItems {
+            field: "list",
+            max: MAX_HISTORY_ENTRIES_PER_BATCH
+        }
+    );
+}
+
+#[test]
+fn max_size_online_users_fits() {
+    let users = vec![widest_username(); MAX_ONLINE_USERS_PER_MESSAGE];
+    let msg = ServerMessage::OnlineUsers {
+        more: false,
+        users: UserList::new(users).unwrap(),
+    };
+    let bytes = msg.encode();
+    assert_eq!(bytes.len(), 64_874);
+    assert!(bytes.len() <= MAX_MESSAGE_BYTES);
+    assert_eq!(ServerMessage::decode(&bytes).unwrap(), msg);
+    assert!(UserList::new(vec![widest_username(); MAX_ONLINE_USERS_PER_MESSAGE + 1]).is_err());
+}
+
+#[test]
+fn max_size_single_messages_fit() {
+    let client = [
+        ClientMessage::Register {
+            username: widest_username(),
+            password: Password::new("x".repeat(MAX_PASSWORD_BYTES)).unwrap(),
+        },
+        ClientMessage::DirectMessage {
+            to: widest_username(),
+            text: widest_text(),
+        },
+    ];
+    let sizes: Vec<usize> = client.iter().map(|m| m.encode().len()).collect();
+    assert_eq!(sizes, [1_157, 4_229]);
+    let room = ClientMessage::RoomMessage {
+        text: widest_text(),
+    };
+    assert_eq!(room.encode().len(), 4_099);
+    let resume = ClientMessage::Resume {
+        token: ResumeToken::from_bytes([0; 32]),
+    };
+    assert_eq!(resume.encode().len(), 33);
+    let others = [
+        ServerMessage::AuthOk {
+            username: widest_username(),
+            resume_token: ResumeToken::from_bytes([0; 32]),
+            token_lifetime_secs: u32::MAX,
+        },
+        ServerMessage::RoomMessage {
+            id: 0,
+            timestamp_ms: 0,
+            from: widest_username(),
+            text: widest_text(),
+        },
+        ServerMessage::UserJoined {
+            username: widest_username(),
+        },
+        ServerMessage::UserLeft {
+            username: widest_username(),
+            reason: LeaveReason::Exit,
+        },
+    ];
+    let sizes: Vec<usize> = others.iter().map(|m| m.encode().len()).collect();
+    assert_eq!(sizes, [167, 4_245, 131, 132], "the spec's maxima");
+    let server = [
+        ServerMessage::DirectMessage {
+            id: u64::MAX,
+            timestamp_ms: u64::MAX,
+            from: widest_username(),
+            to: widest_username(),
+            text: widest_text(),
+        },
+        ServerMessage::Error {
+            code: ErrorCode::Internal,
+            detail: ErrorDetail::new(&"x".repeat(MAX_ERROR_DETAIL_BYTES)).unwrap(),
+        },
+    ];
+    let sizes: Vec<usize> = server.iter().map(|m| m.encode().len()).collect();
+    assert_eq!(sizes, [4_375, 261]);
+    for m in &server {
+        assert_eq!(&ServerMessage::decode(&m.encode()).unwrap(), m);
+    }
+}
+
+#[test]
+fn long_lists_are_paginated_with_more_flags() {
+    let users: Vec<Username> = (0..1000).map(|i| user(&format!("u{i}"))).collect();
+    let pages = ServerMessage::online_users_pages(users.clone());
+    assert_eq!(pages.len(), 3);
+    let mut seen = Vec::new();
+    for (i, page) in pages.iter().enumerate() {
+        let ServerMessage::OnlineUsers { more, users } = page else {
+            panic!("not OnlineUsers: {page:?}");
+        };
+        assert_eq!(*more, i < 2);
+        seen.extend(users.iter().cloned());
+        assert!(page.encode().len() <= MAX_MESSAGE_BYTES);
+    }
+    assert_eq!(seen, users);
+
+    assert_eq!(
+        ServerMessage::online_users_pages(vec![]),
+        vec![ServerMessage::OnlineUsers {
+            more: false,
+            users: UserList::empty()
+        }]
+    );
+    let batches = ServerMessage::history_batches(vec![widest_history_entry(); 30]);
+    let flags: Vec<bool> = batches
+        .iter()
+        .map(|b| match b {
+            ServerMessage::HistoryBatch { more, .. } => *more,
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(flags, [true, true, false]);
+}
+
+#[test]
+fn encode_into_appends_to_existing_bytes() {
+    let mut out = vec![0xAA];
+    ClientMessage::Goodbye.encode_into(&mut out);
+    ServerMessage::Ping { nonce: 1 }.encode_into(&mut out);
+    assert_eq!(out, unhex("aa 30 20 0000000000000001"));
+}
+
+// ---- Generated messages ----
+
+fn username_strategy() -> impl Strategy<Value = Username> {
+    let pool: Vec<char> = ('a'..='z')
+        .chain('A'..='Z')
+        .chain('0'..='9')
+        .chain("_-.ëöÆßİЖя李雷王عليש٣\u{20000}".chars())
+        .collect();
+    prop_oneof![
+        select(vec!["Zoë", "李雷", "علي", "alice", "Bob", "o.k-_1"]).prop_map(user),
+        proptest::collection::vec(select(pool), 1..=MAX_USERNAME_CHARS)
+            .prop_filter_map("valid username", |cs| {
+                Username::new(&cs.into_iter().collect::<String>()).ok()
+            }),
+    ]
+}
+
+fn text_strategy() -> impl Strategy<Value = MessageText> {
+    let pool: Vec<&str> = vec![
+        "a",
+        "Z",
+        " ",
+        "\n",
+        "hello",
+        "😀",
+        "👩\u{200D}👩\u{200D}👧",
+        "é",
+        "e\u{301}",
+        "李",
+        "مرحبا",
+        "\u{200F}",
+        "🇺🇳",
+        "\\",
+        "\u{200B}",
+    ];
+    prop_oneof![
+        proptest::collection::vec(select(pool), 1..40)
+            .prop_filter_map("valid text", |parts| MessageText::new(&parts.concat()).ok()),
+        "[\\PC\n]{1,200}".prop_filter_map("valid text", |s| MessageText::new(&s).ok()),
+        (1usize..=MAX_TEXT_BYTES).prop_map(|n| text(&"x".repeat(n))),
+    ]
+}
+
+fn password_strategy() -> impl Strategy<Value = Password> {
+    prop_oneof![
+        "[^\u{0}]{1,40}",
+        (1usize..=MAX_PASSWORD_BYTES).prop_map(|n| "p".repeat(n)),
+    ]
+    .prop_filter_map("valid password", |s| Password::new(s).ok())
+}
+
+fn detail_strategy() -> impl Strategy<Value = ErrorDetail> {
+    "[\\PC\n]{0,80}".prop_filter_map("valid detail", |s| ErrorDetail::new(&s).ok())
+}
+
+fn token_strategy() -> impl Strategy<Value = ResumeToken> {
+    any::<[u8; 32]>().prop_map(ResumeToken::from_bytes)
+}
+
+fn history_entry_strategy() -> impl Strategy<Value = HistoryEntry> {
+    let conversation = prop_oneof![
+        Just(Conversation::Room),
+        username_strategy().prop_map(|peer| Conversation::Direct { peer }),
+    ];
+    (
+        any::<u64>(),
+        any::<u64>(),
+        conversation,
+        username_strategy(),
+        text_strategy(),
+    )
+        .prop_map(
+            |(id, timestamp_ms, conversation, from, text)| HistoryEntry {
+                id,
+                timestamp_ms,
+                conversation,
+                from,
+                text,
+            },
+        )
+}
+
+fn client_message_strategy() -> impl Strategy<Value = ClientMessage> {
+    prop_oneof![
+        (username_strategy(), password_strategy())
+            .prop_map(|(username, password)| ClientMessage::Register { username, password }),
+        (username_strategy(), password_strategy())
+            .prop_map(|(username, password)| ClientMessage::Login { username, password }),
+        token_strategy().prop_map(|token| ClientMessage::Resume { token }),
+        text_strategy().prop_map(|text| ClientMessage::RoomMessage { text }),
+        (username_strategy(), text_strategy())
+            .prop_map(|(to, text)| ClientMessage::DirectMessage { to, text }),
+        Just(ClientMessage::WhoIsOnline),
+        any::<u64>().prop_map(|nonce| ClientMessage::Ping { nonce }),
+        any::<u64>().prop_map(|nonce| ClientMessage::Pong { nonce }),
+        Just(ClientMessage::Goodbye),
+    ]
+}
+
+fn server_message_strategy() -> impl Strategy<Value = ServerMessage> {
+    prop_oneof![
+        (username_strategy(), token_strategy(), any::<u32>()).prop_map(
+            |(username, resume_token, token_lifetime_secs)| ServerMessage::AuthOk {
+                username,
+                resume_token,
+                token_lifetime_secs,
+            }
+        ),
+        select(AuthFailure::ALL.to_vec()).prop_map(|reason| ServerMessage::AuthFailed { reason }),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            username_strategy(),
+            text_strategy()
+        )
+            .prop_map(
+                |(id, timestamp_ms, from, text)| ServerMessage::RoomMessage {
+                    id,
+                    timestamp_ms,
+                    from,
+                    text,
+                }
+            ),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            username_strategy(),
+            username_strategy(),
+            text_strategy()
+        )
+            .prop_map(|(id, timestamp_ms, from, to, text)| {
+                ServerMessage::DirectMessage {
+                    id,
+                    timestamp_ms,
+                    from,
+                    to,
+                    text,
+                }
+            }),
+        username_strategy().prop_map(|username| ServerMessage::UserJoined { username }),
+        (username_strategy(), select(LeaveReason::ALL.to_vec()))
+            .prop_map(|(username, reason)| ServerMessage::UserLeft { username, reason }),
+        (
+            any::<bool>(),
+            proptest::collection::vec(username_strategy(), 0..40)
+        )
+            .prop_map(|(more, users)| ServerMessage::OnlineUsers {
+                more,
+                users: UserList::new(users).unwrap(),
+            }),
+        (
+            any::<bool>(),
+            proptest::collection::vec(history_entry_strategy(), 0..=4)
+        )
+            .prop_map(|(more, entries)| ServerMessage::HistoryBatch {
+                more,
+                entries: HistoryEntries::new(entries).unwrap(),
+            }),
+        any::<u64>().prop_map(|nonce| ServerMessage::Ping { nonce }),
+        any::<u64>().prop_map(|nonce| ServerMessage::Pong { nonce }),
+        select(GoodbyeReason::ALL.to_vec()).prop_map(|reason| ServerMessage::Goodbye { reason }),
+        (select(ErrorCode::ALL.to_vec()), detail_strategy())
+            .prop_map(|(code, detail)| ServerMessage::Error { code, detail }),
+    ]
+}
+
+/// Decoding anything must not panic, and whatever decodes must re-encode to
+/// the same bytes: the encoding is canonical.
+fn check_decode_is_total_and_canonical(bytes: &[u8]) {
+    if let Ok(m) = ClientMessage::decode(bytes) {
+        assert_eq!(m.encode(), bytes);
+    }
+    if let Ok(m) = ServerMessage::decode(bytes) {
+        assert_eq!(m.encode(), bytes);
+    }
+}
+
+proptest! {
+    #[test]
+    fn any_valid_client_message_round_trips(msg in client_message_strategy()) {
+        let bytes = msg.encode();
+        prop_assert_eq!(bytes.len(), msg.encoded_len());
+        prop_assert!(bytes.len() <= MAX_MESSAGE_BYTES);
+        prop_assert_eq!(ClientMessage::decode(&bytes).unwrap(), msg);
+    }
+
+    #[test]
+    fn any_valid_server_message_round_trips(msg in server_message_strategy()) {
+        let bytes = msg.encode();
+        prop_assert_eq!(bytes.len(), msg.encoded_len());
+        prop_assert!(bytes.len() <= MAX_MESSAGE_BYTES);
+        prop_assert_eq!(ServerMessage::decode(&bytes).unwrap(), msg);
+    }
+
+    #[test]
+    fn every_strict_prefix_of_a_client_message_fails(msg in client_message_strategy()) {
+        let bytes = msg.encode();
+        for len in 0..bytes.len() {
+            prop_assert!(ClientMessage::decode(&bytes[..len]).is_err(), "prefix {}", len);
+        }
+    }
+
+    #[test]
+    fn every_strict_prefix_of_a_server_message_fails(msg in server_message_strategy()) {
+        let bytes = msg.encode();
+        for len in 0..bytes.len() {
+            prop_assert!(ServerMessage::decode(&bytes[..len]).is_err(), "prefix {}", len);
+        }
+    }
+
+    #[test]
+    fn appending_a_byte_to_a_client_message_fails(msg in client_message_strategy(), extra: u8) {
+        let mut bytes = msg.encode();
+        bytes.push(extra);
+        prop_assert_eq!(
+            ClientMessage::decode(&bytes),
+            Err(MessageError::TrailingBytes { count: 1 })
+        );
+    }
+
+    #[test]
+    fn appending_a_byte_to_a_server_message_fails(msg in server_message_strategy(), extra: u8) {
+        let mut bytes = msg.encode();
+        bytes.push(extra);
+        prop_assert_eq!(
+            ServerMessage::decode(&bytes),
+            Err(MessageError::TrailingBytes { count: 1 })
+        );
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        check_decode_is_total_and_canonical(&bytes);
+    }
+
+    #[test]
+    fn arbitrary_bytes_after_a_valid_tag_never_panic(
+        tag in select(vec![0x01u8, 0x02, 0x03, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x20, 0x21, 0x30, 0x40]),
+        body in proptest::collection::vec(any::<u8>(), 0..300),
+    ) {
+        let mut bytes = vec![tag];
+        bytes.extend(body);
+        check_decode_is_total_and_canonical(&bytes);
+    }
+
+    #[test]
+    fn mutated_server_messages_never_panic(
+        msg in server_message_strategy(),
+        index: prop::sample::Index,
+        xor in 1u8..,
+    ) {
+        let mut bytes = msg.encode();
+        let i = index.index(bytes.len());
+        bytes[i] ^= xor;
+        check_decode_is_total_and_canonical(&bytes);
+    }
+
+    #[test]
+    fn mutated_client_messages_never_panic(
+        msg in client_message_strategy(),
+        index: prop::sample::Index,
+        xor in 1u8..,
+    ) {
+        let mut bytes = msg.encode();
+        let i = index.index(bytes.len());
+        bytes[i] ^= xor;
+        check_decode_is_total_and_canonical(&bytes);
+    }
+}

@@ -1,0 +1,413 @@
+//! Messages from server to client, and the size arithmetic that bounds them.
+
+use crate::message::codec::{ByteCounter, Reader, Sink, U16_BYTES, U64_BYTES};
+use crate::message::text::{MAX_TEXT_WIRE_BYTES, MIN_TEXT_WIRE_BYTES};
+use crate::message::username::{MAX_USERNAME_WIRE_BYTES, MIN_USERNAME_WIRE_BYTES};
+use crate::message::{
+    AuthFailure, BoundedList, ErrorCode, ErrorDetail, GoodbyeReason, LeaveReason, MessageError,
+    MessageText, ResumeToken, Username, MAX_MESSAGE_BYTES,
+};
+
+/// Most usernames in one `OnlineUsers`: the largest count whose worst case
+/// (every name 128 bytes) fits [`MAX_MESSAGE_BYTES`]:
+/// 1 (tag) + 1 (more) + 2 (count) + 499 × 130 = 64 874; 500 would be 65 004.
+pub const MAX_ONLINE_USERS_PER_MESSAGE: usize = 499;
+
+/// Most entries in one `HistoryBatch`: the largest count whose worst case
+/// fits [`MAX_MESSAGE_BYTES`]: 1 + 1 + 2 + 14 × 4 375 = 61 254; 15 would be
+/// 65 629. (With 4 096-byte texts no larger count fits; a longer history is
+/// simply sent as more batches.)
+pub const MAX_HISTORY_ENTRIES_PER_BATCH: usize = 14;
+
+/// The usernames of one `OnlineUsers` message.
+pub type UserList = BoundedList<Username, MAX_ONLINE_USERS_PER_MESSAGE>;
+/// The entries of one `HistoryBatch` message.
+pub type HistoryEntries = BoundedList<HistoryEntry, MAX_HISTORY_ENTRIES_PER_BATCH>;
+
+/// tag + more + count.
+const LIST_HEADER_BYTES: usize = 1 + 1 + U16_BYTES;
+/// Largest `HistoryEntry`: id, timestamp, conversation tag + peer, from, text.
+pub(crate) const MAX_HISTORY_ENTRY_BYTES: usize = U64_BYTES
+    + U64_BYTES
+    + 1
+    + MAX_USERNAME_WIRE_BYTES
+    + MAX_USERNAME_WIRE_BYTES
+    + MAX_TEXT_WIRE_BYTES;
+const MIN_HISTORY_ENTRY_BYTES: usize =
+    U64_BYTES + U64_BYTES + 1 + MIN_USERNAME_WIRE_BYTES + MIN_TEXT_WIRE_BYTES;
+/// Largest possible `OnlineUsers` encoding.
+pub(crate) const MAX_ONLINE_USERS_BYTES: usize =
+    LIST_HEADER_BYTES + MAX_ONLINE_USERS_PER_MESSAGE * MAX_USERNAME_WIRE_BYTES;
+/// Largest possible `HistoryBatch` encoding.
+pub(crate) const MAX_HISTORY_BATCH_BYTES: usize =
+    LIST_HEADER_BYTES + MAX_HISTORY_ENTRIES_PER_BATCH * MAX_HISTORY_ENTRY_BYTES;
+
+// The limits above are the largest that fit; checked at compile time.
+const _: () = assert!(MAX_ONLINE_USERS_BYTES <= MAX_MESSAGE_BYTES);
+const _: () = assert!(
+    LIST_HEADER_BYTES + (MAX_ONLINE_USERS_PER_MESSAGE + 1) * MAX_USERNAME_WIRE_BYTES
+        > MAX_MESSAGE_BYTES
+);
+const _: () = assert!(MAX_HISTORY_BATCH_BYTES <= MAX_MESSAGE_BYTES);
+const _: () = assert!(
+    LIST_HEADER_BYTES + (MAX_HISTORY_ENTRIES_PER_BATCH + 1) * MAX_HISTORY_ENTRY_BYTES
+        > MAX_MESSAGE_BYTES
+);
+const _: () = assert!(MAX_HISTORY_ENTRY_BYTES == 4375);
+
+/// Which conversation a history entry belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Conversation {
+    /// 0x00: the room.
+    Room,
+    /// 0x01 + username: a direct conversation with `peer`, the other
+    /// participant as seen by the receiving client (the recipient when
+    /// `from` is the client itself, otherwise `from`).
+    Direct { peer: Username },
+}
+
+impl Conversation {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, MessageError> {
+        match r.u8()? {
+            0x00 => Ok(Self::Room),
+            0x01 => Ok(Self::Direct {
+                peer: Username::decode(r)?,
+            }),
+            value => Err(MessageError::InvalidEnum {
+                field: "conversation",
+                value: u16::from(value),
+            }),
+        }
+    }
+
+    fn encode(&self, out: &mut impl Sink) {
+        match self {
+            Self::Room => out.u8(0x00),
+            Self::Direct { peer } => {
+                out.u8(0x01);
+                peer.encode(out);
+            }
+        }
+    }
+}
+
+/// One stored message, replayed to a client after login.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HistoryEntry {
+    pub id: u64,
+    pub timestamp_ms: u64,
+    pub conversation: Conversation,
+    pub from: Username,
+    pub text: MessageText,
+}
+
+impl HistoryEntry {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, MessageError> {
+        Ok(Self {
+            id: r.u64()?,
+            timestamp_ms: r.u64()?,
+            conversation: Conversation::decode(r)?,
+            from: Username::decode(r)?,
+            text: MessageText::decode(r)?,
+        })
+    }
+
+    fn encode(&self, out: &mut impl Sink) {
+        out.u64(self.id);
+        out.u64(self.timestamp_ms);
+        self.conversation.encode(out);
+        self.from.encode(out);
+        self.text.encode(out);
+    }
+}
+
+/// A message from server to client: one tag byte, then the fields in order.
+///
+/// `id` is the server's message id (unique, increasing); `timestamp_ms` is
+/// milliseconds since the Unix epoch, UTC, as stamped by the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerMessage {
+    /// 0x01: authentication succeeded; `username` is the registered form.
+    AuthOk {
+        username: Username,
+        resume_token: ResumeToken,
+        token_lifetime_secs: u32,
+    },
+    /// 0x02: authentication failed; the session stays unauthenticated.
+    AuthFailed { reason: AuthFailure },
+    /// 0x10: a room message (`from` is set by the server from the session).
+    RoomMessage {
+        id: u64,
+        timestamp_ms: u64,
+        from: Username,
+        text: MessageText,
+    },
+    /// 0x11: a direct message, delivered to both `to` and `from`.
+    DirectMessage {
+        id: u64,
+        timestamp_ms: u64,
+        from: Username,
+        to: Username,
+        text: MessageText,
+    },
+    /// 0x12: a user came online.
+    UserJoined { username: Username },
+    /// 0x13: a user went offline.
+    UserLeft {
+        username: Username,
+        reason: LeaveReason,
+    },
+    /// 0x14: one page of the online users; the client accumulates pages
+    /// until one has `more == false`.
+    OnlineUsers { more: bool, users: UserList },
+    /// 0x15: one page of history, oldest first; the last has `more == false`.
+    HistoryBatch { more: bool, entries: HistoryEntries },
+    /// 0x20: the client answers `Pong` with the same nonce.
+    Ping { nonce: u64 },
+    /// 0x21: the answer to a client `Ping`.
+    Pong { nonce: u64 },
+    /// 0x30: the server ends the session.
+    Goodbye { reason: GoodbyeReason },
+    /// 0x40: a request failed. `detail` is for humans and untrusted: clients
+    /// show it through `escape_for_display`.
+    Error {
+        code: ErrorCode,
+        detail: ErrorDetail,
+    },
+}
+
+pub(crate) mod tag {
+    pub const AUTH_OK: u8 = 0x01;
+    pub const AUTH_FAILED: u8 = 0x02;
+    pub const ROOM_MESSAGE: u8 = 0x10;
+    pub const DIRECT_MESSAGE: u8 = 0x11;
+    pub const USER_JOINED: u8 = 0x12;
+    pub const USER_LEFT: u8 = 0x13;
+    pub const ONLINE_USERS: u8 = 0x14;
+    pub const HISTORY_BATCH: u8 = 0x15;
+    pub const PING: u8 = 0x20;
+    pub const PONG: u8 = 0x21;
+    pub const GOODBYE: u8 = 0x30;
+    pub const ERROR: u8 = 0x40;
+}
+
+impl ServerMessage {
+    /// The message's encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        self.write(&mut out);
+        out
+    }
+
+    /// Appends the message's encoding to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.reserve(self.encoded_len());
+        self.write(out);
+    }
+
+    /// The length of [`encode`](Self::encode)'s output; never more than
+    /// [`MAX_MESSAGE_BYTES`].
+    pub fn encoded_len(&self) -> usize {
+        let mut counter = ByteCounter::default();
+        self.write(&mut counter);
+        counter.0
+    }
+
+    /// Decodes exactly one message occupying all of `bytes`.
+    pub fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
+        if bytes.len() > MAX_MESSAGE_BYTES {
+            return Err(MessageError::TooLong {
+                field: "message",
+                max: MAX_MESSAGE_BYTES,
+            });
+        }
+        let mut r = Reader::new(bytes);
+        let msg = match r.u8()? {
+            tag::AUTH_OK => Self::AuthOk {
+                username: Username::decode(&mut r)?,
+                resume_token: ResumeToken::decode(&mut r)?,
+                token_lifetime_secs: r.u32()?,
+            },
+            tag::AUTH_FAILED => Self::AuthFailed {
+                reason: AuthFailure::decode(&mut r)?,
+            },
+            tag::ROOM_MESSAGE => Self::RoomMessage {
+                id: r.u64()?,
+                timestamp_ms: r.u64()?,
+                from: Username::decode(&mut r)?,
+                text: MessageText::decode(&mut r)?,
+            },
+            tag::DIRECT_MESSAGE => Self::DirectMessage {
+                id: r.u64()?,
+                timestamp_ms: r.u64()?,
+                from: Username::decode(&mut r)?,
+                to: Username::decode(&mut r)?,
+                text: MessageText::decode(&mut r)?,
+            },
+            tag::USER_JOINED => Self::UserJoined {
+                username: Username::decode(&mut r)?,
+            },
+            tag::USER_LEFT => Self::UserLeft {
+                username: Username::decode(&mut r)?,
+                reason: LeaveReason::decode(&mut r)?,
+            },
+            tag::ONLINE_USERS => {
+                let more = r.bool("more")?;
+                let count = r.count(
+                    "users",
+                    MAX_ONLINE_USERS_PER_MESSAGE,
+                    MIN_USERNAME_WIRE_BYTES,
+                )?;
+                let mut users = Vec::with_capacity(count);
+                for _ in 0..count {
+                    users.push(Username::decode(&mut r)?);
+                }
+                Self::OnlineUsers {
+                    more,
+                    users: BoundedList::from_checked(users),
+                }
+            }
+            tag::HISTORY_BATCH => {
+                let more = r.bool("more")?;
+                let count = r.count(
+                    "entries",
+                    MAX_HISTORY_ENTRIES_PER_BATCH,
+                    MIN_HISTORY_ENTRY_BYTES,
+                )?;
+                let mut entries = Vec::with_capacity(count);
+                for _ in 0..count {
+                    entries.push(HistoryEntry::decode(&mut r)?);
+                }
+                Self::HistoryBatch {
+                    more,
+                    entries: BoundedList::from_checked(entries),
+                }
+            }
+            tag::PING => Self::Ping { nonce: r.u64()? },
+            tag::PONG => Self::Pong { nonce: r.u64()? },
+            tag::GOODBYE => Self::Goodbye {
+                reason: GoodbyeReason::decode(&mut r)?,
+            },
+            tag::ERROR => Self::Error {
+                code: ErrorCode::decode(&mut r)?,
+                detail: ErrorDetail::decode(&mut r)?,
+            },
+            unknown => return Err(MessageError::UnknownTag(unknown)),
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+
+    /// `OnlineUsers` pages for any number of users: every page but the last
+    /// has `more == true`; at least one page, even for no users.
+    pub fn online_users_pages(users: Vec<Username>) -> Vec<ServerMessage> {
+        let pages = UserList::paginate(users);
+        let last = pages.len().saturating_sub(1);
+        pages
+            .into_iter()
+            .enumerate()
+            .map(|(i, users)| Self::OnlineUsers {
+                more: i < last,
+                users,
+            })
+            .collect()
+    }
+
+    /// `HistoryBatch` pages for any number of entries, oldest first: every
+    /// page but the last has `more == true`; at least one page.
+    pub fn history_batches(entries: Vec<HistoryEntry>) -> Vec<ServerMessage> {
+        let pages = HistoryEntries::paginate(entries);
+        let last = pages.len().saturating_sub(1);
+        pages
+            .into_iter()
+            .enumerate()
+            .map(|(i, entries)| Self::HistoryBatch {
+                more: i < last,
+                entries,
+            })
+            .collect()
+    }
+
+    /// The tag byte that starts this message's encoding.
+    pub fn tag(&self) -> u8 {
+        match self {
+            Self::AuthOk { .. } => tag::AUTH_OK,
+            Self::AuthFailed { .. } => tag::AUTH_FAILED,
+            Self::RoomMessage { .. } => tag::ROOM_MESSAGE,
+            Self::DirectMessage { .. } => tag::DIRECT_MESSAGE,
+            Self::UserJoined { .. } => tag::USER_JOINED,
+            Self::UserLeft { .. } => tag::USER_LEFT,
+            Self::OnlineUsers { .. } => tag::ONLINE_USERS,
+            Self::HistoryBatch { .. } => tag::HISTORY_BATCH,
+            Self::Ping { .. } => tag::PING,
+            Self::Pong { .. } => tag::PONG,
+            Self::Goodbye { .. } => tag::GOODBYE,
+            Self::Error { .. } => tag::ERROR,
+        }
+    }
+
+    fn write(&self, out: &mut impl Sink) {
+        out.u8(self.tag());
+        match self {
+            Self::AuthOk {
+                username,
+                resume_token,
+                token_lifetime_secs,
+            } => {
+                username.encode(out);
+                resume_token.encode(out);
+                out.u32(*token_lifetime_secs);
+            }
+            Self::AuthFailed { reason } => reason.encode(out),
+            Self::RoomMessage {
+                id,
+                timestamp_ms,
+                from,
+                text,
+            } => {
+                out.u64(*id);
+                out.u64(*timestamp_ms);
+                from.encode(out);
+                text.encode(out);
+            }
+            Self::DirectMessage {
+                id,
+                timestamp_ms,
+                from,
+                to,
+                text,
+            } => {
+                out.u64(*id);
+                out.u64(*timestamp_ms);
+                from.encode(out);
+                to.encode(out);
+                text.encode(out);
+            }
+            Self::UserJoined { username } => username.encode(out),
+            Self::UserLeft { username, reason } => {
+                username.encode(out);
+                reason.encode(out);
+            }
+            Self::OnlineUsers { more, users } => {
+                out.bool(*more);
+                out.len16(users.len());
+                for user in users {
+                    user.encode(out);
+                }
+            }
+            Self::HistoryBatch { more, entries } => {
+                out.bool(*more);
+                out.len16(entries.len());
+                for entry in entries {
+                    entry.encode(out);
+                }
+            }
+            Self::Ping { nonce } | Self::Pong { nonce } => out.u64(*nonce),
+            Self::Goodbye { reason } => reason.encode(out),
+            Self::Error { code, detail } => {
+                code.encode(out);
+                detail.encode(out);
+            }
+        }
+    }
+}
