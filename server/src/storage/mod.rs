@@ -1,0 +1,121 @@
+//! The server's storage layer: data directory, key files, encrypted credential store,
+//! password hashing and encrypted chat-history logs. See `data_dir` for the on-disk layout.
+
+pub mod atomic_file;
+pub mod credential_store;
+pub mod data_dir;
+pub mod error;
+pub mod history_log;
+pub mod key_files;
+pub mod password;
+mod sealing;
+
+pub use credential_store::{Account, CredentialStore};
+pub use data_dir::DataDir;
+pub use error::{
+    DataDirError, HistoryError, KeyFileError, PasswordError, RegisterError, StorageError,
+    StoreError,
+};
+pub use history_log::{Conversation, Durability, HistoryConfig, HistoryEntry, HistoryStore};
+pub use key_files::LoadedKey;
+pub use password::{hash_password, verify_login, verify_password, PasswordParams, PhcString};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::path::Path;
+
+    fn all_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                all_files(&path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn data_dir_holds_no_username_password_or_message_text_in_readable_form() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = DataDir::open_or_create(parent.path().join("data")).unwrap();
+        dir.load_or_generate_identity_seed().unwrap();
+        let storage_key = dir.load_or_generate_storage_key().unwrap();
+        let (user, display, peer, password) =
+            ("zanzibar", "Zanzibar", "quixotic", "hunter2-Pa55word");
+        let (room_text, dm_text) = ("the eagle lands at midnight", "meet me by the old mill");
+
+        let mut accounts = CredentialStore::open(dir.accounts_path(), &storage_key.secret).unwrap();
+        let phc = hash_password(password.as_bytes()).unwrap();
+        accounts.register(user, display, phc.into_string()).unwrap();
+        accounts
+            .register(
+                peer,
+                "Quixotic",
+                hash_password(b"other").unwrap().into_string(),
+            )
+            .unwrap();
+        assert!(verify_login(
+            accounts.get(user).map(|a| a.phc.as_str()),
+            password.as_bytes()
+        ));
+
+        let mut history =
+            HistoryStore::open(dir.chat_histories_dir(), &storage_key.secret).unwrap();
+        let entry = |id, to: Option<&str>, text: &str| HistoryEntry {
+            id,
+            timestamp_ms: 1,
+            from: display.into(),
+            to: to.map(Into::into),
+            text: text.into(),
+        };
+        history.append_room(&entry(1, None, room_text)).unwrap();
+        history
+            .append_direct(user, peer, &entry(2, Some("Quixotic"), dm_text))
+            .unwrap();
+        history.flush().unwrap();
+        drop(history);
+
+        let mut files = Vec::new();
+        all_files(dir.path(), &mut files);
+        assert_eq!(
+            files.len(),
+            3 + 4,
+            "keys, accounts, room, dm, 2 partner indexes"
+        );
+        let needles = [
+            user, display, peer, "Quixotic", password, room_text, dm_text,
+        ];
+        for file in &files {
+            let name = file.to_string_lossy().to_lowercase();
+            let bytes = fs::read(file).unwrap();
+            let lower = bytes.to_ascii_lowercase();
+            for needle in needles {
+                assert!(
+                    !name.contains(&needle.to_lowercase()),
+                    "{needle} in name {name}"
+                );
+                assert!(
+                    !contains(&lower, needle.to_lowercase().as_bytes()),
+                    "{needle} in {name}"
+                );
+                assert!(
+                    !contains(&lower, hex::encode(needle).as_bytes()),
+                    "hex {needle} in {name}"
+                );
+            }
+        }
+
+        // And it all reads back with the same key.
+        let mut history =
+            HistoryStore::open(dir.chat_histories_dir(), &storage_key.secret).unwrap();
+        let recent = history.recent_for_user(peer, 10).unwrap();
+        assert_eq!(recent[1].1[0].text, dm_text);
+    }
+}
