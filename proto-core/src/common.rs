@@ -185,13 +185,17 @@ impl Common {
             .sealer
             .as_ref()
             .is_some_and(|s| s.update_due(&self.limits.key_update));
+        // A sealing failure (sequence space exhausted) is fatal and sticky.
         if due {
-            self.seal(ContentType::KeyUpdate, &[])?;
+            if let Err(e) = self.seal(ContentType::KeyUpdate, &[]) {
+                return Err(self.fail(e));
+            }
             if let Some(s) = self.sealer.as_mut() {
                 s.ratchet();
             }
         }
         self.seal(ContentType::Application, payload)
+            .map_err(|e| self.fail(e))
     }
 
     /// Sends close_notify; afterwards nothing more can be sent.
