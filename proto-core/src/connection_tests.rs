@@ -318,8 +318,6 @@ fn signature_from_another_session_is_rejected() {
 #[test]
 fn replayed_client_handshake_does_not_establish_a_session() {
     // Record a client's whole first flight, then replay it to a new server.
-    let mut p = Pair::connected();
-    let _ = &mut p;
     let id = identity(7);
     let mut client = ClientConnection::new(
         ClientConfig::new(ServerTrust::Pinned(id.public_key())),
@@ -487,7 +485,6 @@ fn flipped_bit_in_any_record_field_ends_the_session_and_delivers_nothing() {
         // A flipped header is either an unknown type, a length that leaves
         // the frame incomplete, or a MAC failure; never a delivery.
         let incomplete = r.is_ok();
-        assert!(incomplete || r.is_err(), "{name}: unexpected {r:?}");
         assert!(client_events(&mut p.client).is_empty(), "{name}: delivered");
         if incomplete {
             // The peer cannot complete the frame without failing the MAC.
@@ -633,16 +630,8 @@ fn application_data_before_finished_is_rejected() {
     let hello = client_out(&mut p.client);
     p.server.handle_input(&hello).unwrap();
     let flight = server_out(&mut p.server);
-    // A client that skips its Finished and sends data under the right keys:
-    // rebuild the client traffic secret the way the client does.
-    let fs = frames(&flight);
-    let sh = ServerHello::decode(&fs[0][HEADER_LEN..]).unwrap();
-    let mut t = crate::hello::Transcript::new();
-    t.add(&hello);
-    t.add(&fs[0][..fs[0].len() - 64]);
-    let _ = sh;
-    // The honest client derives the same keys; use its sealer by letting it
-    // process the flight, then forge a seq-0 Application record.
+    // A client that skips its Finished and sends a seq-0 Application record
+    // under the right keys (recomputed from the same seeds).
     p.client.handle_input(&flight).unwrap();
     let _ = client_out(&mut p.client); // drop its Finished
     let secret = p.client_traffic_secret_for_test();
