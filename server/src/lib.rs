@@ -1,6 +1,37 @@
-//! The SecureChat server. So far: its storage layer (data directory, key
-//! files, encrypted credential store, Argon2id passwords, encrypted history
-//! logs). The network side (rooms, limits, the binary) arrives with issue 3.
+//! # server — the SecureChat server
+//!
+//! One process holding a TCP (optionally TLS) listener, the logged-in
+//! sessions, and the data directory. Shape (after mini-redis):
+//! - [`app`] — [`start`] opens the data directory, keys and stores, binds,
+//!   and returns a [`RunningServer`]; [`RunningServer::shutdown`] ends it.
+//! - [`listener`] — the accept loop: admission limits, TLS, handshake.
+//! - [`session`] — one connection: login phase, chat loop, leaving.
+//! - [`hub`] — who is online; broadcast and direct delivery into bounded
+//!   per-session outboxes.
+//! - [`accounts`] — register/login/resume over the credential store, with
+//!   Argon2id on the blocking pool, [`login_throttle`] and [`resume_tokens`].
+//! - [`history`] — the thread that owns the encrypted history logs.
+//! - [`storage`] — everything on disk (see its docs for the layout).
+//! - [`config`], [`rate_limit`], [`clock`] — settings and small helpers.
+//! - [`cli`] — the `securechat-server` binary.
+//!
+//! Logs never contain passwords, keys, tokens or message text.
 #![forbid(unsafe_code)]
 
+pub mod accounts;
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod history;
+pub mod hub;
+pub mod listener;
+pub mod login_throttle;
+pub mod rate_limit;
+pub mod resume_tokens;
+pub mod session;
 pub mod storage;
+
+pub use app::{start, RunningServer, StartError};
+pub use cli::cli_main;
+pub use config::{Config, ServerLimits, TlsFiles};

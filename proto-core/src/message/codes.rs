@@ -93,6 +93,8 @@ wire_enum! {
         ProtocolViolation = 4,
         /// The client read too slowly and its queue overflowed.
         SlowConsumer = 5,
+        /// The same user logged in (or resumed) on another connection.
+        Replaced = 6,
     }
 }
 
@@ -134,7 +136,7 @@ mod tests {
         assert_eq!(AuthFailure::from_wire(0), None);
         assert_eq!(AuthFailure::from_wire(6), None);
         assert_eq!(LeaveReason::from_wire(5), None);
-        assert_eq!(GoodbyeReason::from_wire(6), None);
+        assert_eq!(GoodbyeReason::from_wire(7), None);
         assert_eq!(ErrorCode::from_wire(0), None);
         assert_eq!(ErrorCode::from_wire(9), None);
         assert_eq!(ErrorCode::from_wire(0x0101), None);
@@ -147,7 +149,7 @@ mod tests {
         let leave: Vec<u8> = LeaveReason::ALL.iter().map(|v| v.to_wire()).collect();
         assert_eq!(leave, [1, 2, 3, 4]);
         let bye: Vec<u8> = GoodbyeReason::ALL.iter().map(|v| v.to_wire()).collect();
-        assert_eq!(bye, [1, 2, 3, 4, 5]);
+        assert_eq!(bye, [1, 2, 3, 4, 5, 6]);
         let codes: Vec<u16> = ErrorCode::ALL.iter().map(|v| v.to_wire()).collect();
         assert_eq!(codes, [1, 2, 3, 4, 5, 6, 7, 8]);
     }

@@ -155,6 +155,11 @@ impl CredentialStore {
         self.accounts.get(canonical)
     }
 
+    /// Every account, in no particular order.
+    pub fn accounts(&self) -> impl Iterator<Item = &Account> {
+        self.accounts.values()
+    }
+
     pub fn len(&self) -> usize {
         self.accounts.len()
     }

@@ -34,6 +34,7 @@ pub const IDENTITY_KEY_FILE: &str = "identity.key";
 pub const STORAGE_KEY_FILE: &str = "storage.key";
 pub const ACCOUNTS_FILE: &str = "accounts.json.enc";
 pub const CHAT_HISTORIES_DIR: &str = "chat_histories";
+pub const RESUME_TOKENS_FILE: &str = "resume_tokens.enc";
 
 const DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
@@ -56,7 +57,12 @@ impl DataDir {
         create_private_dir(&histories)?;
         check_dir(&histories, false)?;
 
-        for name in [IDENTITY_KEY_FILE, STORAGE_KEY_FILE, ACCOUNTS_FILE] {
+        for name in [
+            IDENTITY_KEY_FILE,
+            STORAGE_KEY_FILE,
+            ACCOUNTS_FILE,
+            RESUME_TOKENS_FILE,
+        ] {
             check_file_if_present(&root.join(name))?;
         }
         for entry in fs::read_dir(&histories).map_err(io_err(&histories))? {
@@ -81,6 +87,10 @@ impl DataDir {
 
     pub fn accounts_path(&self) -> PathBuf {
         self.root.join(ACCOUNTS_FILE)
+    }
+
+    pub fn resume_tokens_path(&self) -> PathBuf {
+        self.root.join(RESUME_TOKENS_FILE)
     }
 
     pub fn chat_histories_dir(&self) -> PathBuf {

@@ -9,6 +9,7 @@ pub mod history_log;
 pub mod key_files;
 pub mod password;
 mod sealing;
+pub mod token_file;
 
 pub use credential_store::{Account, CredentialStore};
 pub use data_dir::DataDir;

@@ -1,0 +1,248 @@
+//! Starting and stopping a server: open the data directory and its keys
+//! and stores, bind, run the accept loop; on shutdown say goodbye to
+//! everyone, flush history and save the resume tokens.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use net::tls::{ReloadableTlsAcceptor, TlsError};
+use proto_core::{Fingerprint, ServerConfig, ServerIdentity, ServerKey};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+use zeroize::Zeroizing;
+
+use crate::accounts::{Accounts, AccountsConfig};
+use crate::clock::now_ms;
+use crate::config::{Config, ConfigError, TlsFiles};
+use crate::history::{self, HistoryThread};
+use crate::hub::Hub;
+use crate::listener::Listener;
+use crate::session::Shared;
+use crate::storage::token_file;
+use crate::storage::{
+    CredentialStore, DataDir, DataDirError, HistoryConfig, HistoryError, HistoryStore,
+    KeyFileError, StoreError,
+};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileError),
+    #[error("SECURECHAT_STORAGE_KEY must be exactly 64 hex digits")]
+    StorageKeyFormat,
+    #[error(transparent)]
+    Accounts(#[from] StoreError),
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the history writer: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// A running server. Dropping it without [`shutdown`](Self::shutdown)
+/// leaves the accept loop running until the runtime stops.
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    identity: Arc<ServerIdentity>,
+    shutdown_tx: watch::Sender<bool>,
+    listener: JoinHandle<()>,
+    shared: Arc<Shared>,
+    history_thread: HistoryThread,
+    tls: Option<(Arc<ReloadableTlsAcceptor>, TlsFiles)>,
+    tokens_path: std::path::PathBuf,
+    storage_key: Zeroizing<[u8; 32]>,
+}
+
+/// The storage key: from the environment-provided hex if given, else the
+/// key file (generated at first start).
+fn storage_key(config: &Config, dir: &DataDir) -> Result<Zeroizing<[u8; 32]>, StartError> {
+    match &config.storage_key_hex {
+        Some(hex_key) => {
+            let mut key = Zeroizing::new([0u8; 32]);
+            hex::decode_to_slice(hex_key.trim(), &mut key[..])
+                .map_err(|_| StartError::StorageKeyFormat)?;
+            Ok(key)
+        }
+        None => {
+            let loaded = dir.load_or_generate_storage_key()?;
+            if loaded.generated {
+                tracing::info!(path = %dir.storage_key_path().display(), "generated a new storage key");
+            }
+            Ok(loaded.secret)
+        }
+    }
+}
+
+/// Loads (or at first start creates) the identity key of `data_dir`.
+pub fn load_identity(dir: &DataDir) -> Result<(ServerIdentity, bool), StartError> {
+    let seed = dir.load_or_generate_identity_seed()?;
+    Ok((ServerIdentity::from_seed(&seed.secret), seed.generated))
+}
+
+/// Opens everything, binds and starts accepting.
+pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    config.limits.validate()?;
+    let dir = DataDir::open_or_create(&config.data_dir)?;
+    let (identity, generated) = load_identity(&dir)?;
+    let identity = Arc::new(identity);
+    if generated {
+        tracing::info!(fingerprint = %identity.public_key().fingerprint(), "generated a new server identity key");
+    }
+    let storage_key = storage_key(&config, &dir)?;
+    // Accounts first: a tampered store stops the start before anything is written.
+    let store = CredentialStore::open(dir.accounts_path(), &storage_key)?;
+    let history_store = HistoryStore::open_with_config(
+        dir.chat_histories_dir(),
+        &storage_key,
+        HistoryConfig {
+            tail_len: config.history_replay.max(1),
+            ..HistoryConfig::default()
+        },
+    )?;
+    let tokens = match token_file::take(&dir.resume_tokens_path(), &storage_key) {
+        Ok(t) => t,
+        Err(e) => {
+            // Losing tokens costs users one password login; refusing to
+            // start over it would cost everyone the server.
+            tracing::warn!(error = %e, "resume tokens not restored");
+            Vec::new()
+        }
+    };
+    let accounts = Accounts::new(
+        store,
+        tokens,
+        AccountsConfig {
+            hash_workers: config.limits.hash_workers,
+            min_password_chars: config.limits.min_password_chars,
+            token_lifetime: config.token_lifetime,
+        },
+    );
+    let tls = match &config.tls {
+        Some(files) => Some((
+            Arc::new(ReloadableTlsAcceptor::from_pem(&files.cert, &files.key)?),
+            files.clone(),
+        )),
+        None => None,
+    };
+    let (history, history_thread) = history::spawn(history_store).map_err(StartError::Thread)?;
+    let tcp = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let local_addr = tcp.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // Ids continue above anything in history: milliseconds since the epoch,
+    // times 1024, leaves room for 1024 messages per ms without overlap.
+    let hub = Hub::new(now_ms().saturating_mul(1024));
+    let shared = Arc::new(Shared {
+        hub,
+        accounts,
+        history,
+        limits: config.limits.clone(),
+        history_replay: config.history_replay,
+        shutdown: shutdown_rx.clone(),
+    });
+    let listener = Listener {
+        tcp,
+        tls: tls.as_ref().map(|(a, _)| Arc::clone(a)),
+        protocol: ServerConfig::new(Arc::clone(&identity)),
+        shared: Arc::clone(&shared),
+        cpu_permits: Arc::new(Semaphore::new(config.limits.handshake_workers)),
+    };
+    let listener = tokio::spawn(listener.run(shutdown_rx));
+    tracing::info!(
+        addr = %local_addr,
+        tls = tls.is_some(),
+        accounts = shared.accounts.count(),
+        fingerprint = %identity.public_key().fingerprint(),
+        "listening"
+    );
+    Ok(RunningServer {
+        local_addr,
+        identity,
+        shutdown_tx,
+        listener,
+        shared,
+        history_thread,
+        tls,
+        tokens_path: dir.resume_tokens_path(),
+        storage_key,
+    })
+}
+
+impl RunningServer {
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// What clients pin.
+    pub fn server_key(&self) -> ServerKey {
+        self.identity.public_key()
+    }
+
+    /// The fingerprint users compare.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.server_key().fingerprint()
+    }
+
+    /// Logged-in users right now.
+    pub fn online_count(&self) -> usize {
+        self.shared.hub.len()
+    }
+
+    /// Re-reads the TLS certificate and key (SIGHUP). Open connections keep
+    /// theirs; a file that does not load leaves the old one in use.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        match &self.tls {
+            Some((acceptor, files)) => acceptor.reload(&files.cert, &files.key),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops accepting, sends every client `Goodbye ServerShutdown`, waits
+    /// (bounded) for the sessions, flushes history, saves resume tokens.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down");
+        self.shared.hub.begin_shutdown();
+        let _ = self.shutdown_tx.send(true);
+        if let Err(e) = self.listener.await {
+            tracing::error!(error = %e, "accept loop failed");
+        }
+        if let Err(e) = self.shared.history.flush().await {
+            tracing::error!(error = %e, "history flush failed");
+        }
+        let tokens = self.shared.accounts.token_snapshot();
+        let (path, key) = (self.tokens_path, self.storage_key);
+        let saved =
+            tokio::task::spawn_blocking(move || token_file::save(&path, &key, tokens)).await;
+        match saved {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "resume tokens not saved"),
+            Err(e) => tracing::error!(error = %e, "resume token writer failed"),
+        }
+        // The last History handles go with `shared`; then the writer exits.
+        drop(self.shared);
+        let thread = self.history_thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        tracing::info!("stopped");
+    }
+}

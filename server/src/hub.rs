@@ -1,0 +1,321 @@
+//! Who is online, and delivery to them: the room broadcast, direct
+//! messages, join and leave notices.
+//!
+//! Each logged-in session registers an outbox (a bounded channel of
+//! encoded messages) with the hub. A broadcast encodes the message once and
+//! offers the same `Arc` to every outbox with `try_send`: delivery never
+//! waits for a client. A full outbox means the client stopped reading; it is
+//! told to leave ([`Kick::SlowConsumer`]) instead of growing the server's
+//! memory or slowing the room.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use proto_core::message::{LeaveReason, ServerMessage, Username};
+use proto_core::EncodedServerMessage;
+use tokio::sync::{mpsc, Notify};
+
+/// One encoded message on its way to one or many outboxes.
+pub type Outgoing = Arc<EncodedServerMessage>;
+
+/// Why the hub ends a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kick {
+    /// Its outbox filled up.
+    SlowConsumer,
+    /// The same user logged in on another connection.
+    Replaced,
+}
+
+/// How the hub tells a session task to end.
+#[derive(Debug, Default)]
+pub struct SessionControl {
+    notify: Notify,
+    kick: Mutex<Option<Kick>>,
+}
+
+impl SessionControl {
+    /// Asks the session to end; the first reason wins.
+    pub fn kick(&self, reason: Kick) {
+        let mut slot = self.kick.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(reason);
+            self.notify.notify_one();
+        }
+    }
+
+    /// Resolves once [`kick`](Self::kick) has been called; gives the reason.
+    pub async fn kicked(&self) -> Kick {
+        loop {
+            if let Some(k) = *self.kick.lock().unwrap_or_else(PoisonError::into_inner) {
+                return k;
+            }
+            self.notify.notified().await;
+        }
+    }
+}
+
+/// A session's identity at the hub: logins of the same user on other
+/// connections get other ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionId(pub u64);
+
+struct Member {
+    display: Username,
+    session: SessionId,
+    outbox: mpsc::Sender<Outgoing>,
+    control: Arc<SessionControl>,
+}
+
+impl Member {
+    /// Offers `msg`; a full outbox kicks the member.
+    fn offer(&self, msg: &Outgoing) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.outbox.try_send(Arc::clone(msg)) {
+            self.control.kick(Kick::SlowConsumer);
+        }
+    }
+}
+
+/// What a session registers when it logs in.
+pub struct Registration {
+    pub canonical: String,
+    pub display: Username,
+    pub session: SessionId,
+    pub outbox: mpsc::Sender<Outgoing>,
+    pub control: Arc<SessionControl>,
+}
+
+/// The set of logged-in sessions.
+#[derive(Default)]
+pub struct Hub {
+    members: Mutex<HashMap<String, Member>>,
+    next_message_id: AtomicU64,
+    shutting_down: AtomicBool,
+}
+
+impl Hub {
+    /// Message ids start at `first_id` (choose it above any id in history).
+    pub fn new(first_id: u64) -> Self {
+        Self {
+            members: Mutex::default(),
+            next_message_id: AtomicU64::new(first_id),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    fn members(&self) -> std::sync::MutexGuard<'_, HashMap<String, Member>> {
+        self.members.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A fresh, increasing message id.
+    pub fn next_message_id(&self) -> u64 {
+        self.next_message_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Adds a logged-in session. If the user was online on another
+    /// connection, that one is kicked ([`Kick::Replaced`]) and nobody is
+    /// told anything (the user never left); otherwise everyone else gets
+    /// `UserJoined`.
+    pub fn join(&self, reg: Registration) {
+        let mut members = self.members();
+        let joined = ServerMessage::UserJoined {
+            username: reg.display.clone(),
+        };
+        let member = Member {
+            display: reg.display,
+            session: reg.session,
+            outbox: reg.outbox,
+            control: reg.control,
+        };
+        match members.insert(reg.canonical.clone(), member) {
+            Some(old) => old.control.kick(Kick::Replaced),
+            None => {
+                let msg = Arc::new(EncodedServerMessage::new(&joined));
+                for (name, m) in members.iter() {
+                    if *name != reg.canonical {
+                        m.offer(&msg);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes `session` if it is still the user's current one, and tells
+    /// everyone else why it left (not during shutdown: everyone gets the
+    /// server's goodbye instead).
+    pub fn leave(&self, canonical: &str, session: SessionId, reason: LeaveReason) {
+        let mut members = self.members();
+        let Some(member) = members.get(canonical) else {
+            return;
+        };
+        if member.session != session {
+            return;
+        }
+        let Some(member) = members.remove(canonical) else {
+            return;
+        };
+        if self.shutting_down.load(Ordering::Relaxed) {
+            return;
+        }
+        let msg = Arc::new(EncodedServerMessage::new(&ServerMessage::UserLeft {
+            username: member.display,
+            reason,
+        }));
+        for m in members.values() {
+            m.offer(&msg);
+        }
+    }
+
+    /// Sends `msg` to every member but `except` (canonical name); returns
+    /// how many outboxes it was offered to.
+    pub fn broadcast(&self, except: &str, msg: &ServerMessage) -> usize {
+        let msg = Arc::new(EncodedServerMessage::new(msg));
+        let members = self.members();
+        let mut n = 0;
+        for (name, m) in members.iter() {
+            if name != except {
+                m.offer(&msg);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Sends `msg` to one member; false if they are not online.
+    pub fn send_to(&self, canonical: &str, msg: &ServerMessage) -> bool {
+        let members = self.members();
+        match members.get(canonical) {
+            Some(m) => {
+                m.offer(&Arc::new(EncodedServerMessage::new(msg)));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Display names of everyone online, sorted case-insensitively.
+    pub fn online(&self) -> Vec<Username> {
+        let members = self.members();
+        let mut names: Vec<(&String, &Username)> =
+            members.iter().map(|(c, m)| (c, &m.display)).collect();
+        names.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        names.into_iter().map(|(_, d)| d.clone()).collect()
+    }
+
+    /// Logged-in sessions.
+    pub fn len(&self) -> usize {
+        self.members().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members().is_empty()
+    }
+
+    /// From now on departures are not announced.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Joined {
+        rx: mpsc::Receiver<Outgoing>,
+        control: Arc<SessionControl>,
+    }
+
+    fn join(hub: &Hub, name: &str, session: u64, cap: usize) -> Joined {
+        let (tx, rx) = mpsc::channel(cap);
+        let control = Arc::new(SessionControl::default());
+        hub.join(Registration {
+            canonical: name.to_lowercase(),
+            display: Username::new(name).unwrap(),
+            session: SessionId(session),
+            outbox: tx,
+            control: Arc::clone(&control),
+        });
+        Joined { rx, control }
+    }
+
+    fn decode(rx: &mut mpsc::Receiver<Outgoing>) -> Option<ServerMessage> {
+        rx.try_recv()
+            .ok()
+            .map(|m| ServerMessage::decode(m.as_bytes()).unwrap())
+    }
+
+    fn text(s: &str) -> proto_core::message::MessageText {
+        proto_core::message::MessageText::new(s).unwrap()
+    }
+
+    #[test]
+    fn broadcast_reaches_everyone_but_the_sender_and_joins_are_announced() {
+        let hub = Hub::new(1);
+        let mut a = join(&hub, "Alice", 1, 16);
+        let mut b = join(&hub, "Bob", 2, 16);
+        assert!(
+            matches!(decode(&mut a.rx), Some(ServerMessage::UserJoined { username }) if username.as_str() == "Bob")
+        );
+        let msg = ServerMessage::RoomMessage {
+            id: 1,
+            timestamp_ms: 0,
+            from: Username::new("Alice").unwrap(),
+            text: text("hi"),
+        };
+        assert_eq!(hub.broadcast("alice", &msg), 1);
+        assert_eq!(decode(&mut b.rx), Some(msg));
+        assert_eq!(decode(&mut a.rx), None);
+        assert_eq!(hub.online().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_full_outbox_kicks_only_that_member() {
+        let hub = Hub::new(1);
+        let slow = join(&hub, "slow", 1, 2);
+        let mut fast = join(&hub, "fast", 2, 64);
+        for i in 0..5 {
+            hub.broadcast("nobody", &ServerMessage::Ping { nonce: i });
+        }
+        assert_eq!(slow.control.kicked().await, Kick::SlowConsumer);
+        let mut got = 0;
+        while decode(&mut fast.rx).is_some() {
+            got += 1;
+        }
+        assert_eq!(got, 5);
+    }
+
+    #[tokio::test]
+    async fn second_login_replaces_the_first_silently() {
+        let hub = Hub::new(1);
+        let mut other = join(&hub, "other", 9, 16);
+        let first = join(&hub, "alice", 1, 16);
+        assert!(decode(&mut other.rx).is_some()); // alice joined
+        let _second = join(&hub, "Alice", 2, 16);
+        assert_eq!(first.control.kicked().await, Kick::Replaced);
+        // The old session leaving must not remove the new one nor announce.
+        hub.leave("alice", SessionId(1), LeaveReason::Dropped);
+        assert_eq!(hub.len(), 2);
+        assert_eq!(decode(&mut other.rx), None);
+        hub.leave("alice", SessionId(2), LeaveReason::Exit);
+        assert!(matches!(
+            decode(&mut other.rx),
+            Some(ServerMessage::UserLeft {
+                reason: LeaveReason::Exit,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn departures_during_shutdown_are_not_announced() {
+        let hub = Hub::new(1);
+        let mut a = join(&hub, "a", 1, 16);
+        let _b = join(&hub, "b", 2, 16);
+        let _ = decode(&mut a.rx);
+        hub.begin_shutdown();
+        hub.leave("b", SessionId(2), LeaveReason::ServerShutdown);
+        assert_eq!(decode(&mut a.rx), None);
+    }
+}

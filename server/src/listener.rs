@@ -1,0 +1,150 @@
+//! The accept loop: admission (global and per-address connection caps,
+//! per-address handshake rate), the optional TLS layer and the protocol
+//! handshake under one deadline, then the session.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use net::tls::ReloadableTlsAcceptor;
+use net::{HandshakeOptions, MaybeTlsStream, ServerStream};
+use proto_core::ServerConfig;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::{timeout, Instant};
+
+use crate::rate_limit::{AddressGate, AddressPermit};
+use crate::session::{self, Shared};
+
+/// How long shutdown waits for sessions to say goodbye before dropping them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// What the accept loop needs.
+pub struct Listener {
+    pub tcp: TcpListener,
+    pub tls: Option<Arc<ReloadableTlsAcceptor>>,
+    pub protocol: ServerConfig,
+    pub shared: Arc<Shared>,
+    pub cpu_permits: Arc<Semaphore>,
+}
+
+struct Admitted {
+    _global: tokio::sync::OwnedSemaphorePermit,
+    _address: AddressPermit,
+}
+
+impl Listener {
+    /// Accepts until shutdown, then waits (bounded) for every session.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let limits = self.shared.limits.clone();
+        let connections = Arc::new(Semaphore::new(limits.max_connections));
+        let gate = AddressGate::new(
+            limits.max_connections_per_ip,
+            limits.handshakes_per_ip_per_second,
+            limits.handshake_burst_per_ip,
+        );
+        let mut tasks = JoinSet::new();
+        let mut refused: u64 = 0;
+        loop {
+            let accepted = tokio::select! {
+                a = self.tcp.accept() => a,
+                _ = shutdown.changed() => break,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(global) = Arc::clone(&connections).try_acquire_owned() else {
+                refused += 1;
+                log_refusal(refused, peer, "server full (max_connections)");
+                continue;
+            };
+            let address = match gate.admit(peer.ip(), std::time::Instant::now()) {
+                Ok(p) => p,
+                Err(why) => {
+                    refused += 1;
+                    log_refusal(refused, peer, &format!("{why:?}"));
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let admitted = Admitted {
+                _global: global,
+                _address: address,
+            };
+            tasks.spawn(handle(
+                stream,
+                peer,
+                admitted,
+                self.tls.clone(),
+                self.protocol.clone(),
+                Arc::clone(&self.shared),
+                Arc::clone(&self.cpu_permits),
+            ));
+        }
+        drop(self.tcp);
+        // No new handshakes; sessions see the shutdown signal themselves.
+        self.cpu_permits.close();
+        let drained = timeout(SHUTDOWN_GRACE, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                remaining = tasks.len(),
+                "sessions still open after the grace period; dropping them"
+            );
+            tasks.shutdown().await;
+        }
+    }
+}
+
+fn log_refusal(count: u64, peer: SocketAddr, why: &str) {
+    // A flood must not flood the log: the first few, then every 1000th.
+    if count <= 10 || count % 1000 == 0 {
+        tracing::warn!(%peer, refused_total = count, why, "connection refused");
+    }
+}
+
+async fn handle(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    _admitted: Admitted,
+    tls: Option<Arc<ReloadableTlsAcceptor>>,
+    protocol: ServerConfig,
+    shared: Arc<Shared>,
+    cpu_permits: Arc<Semaphore>,
+) {
+    let deadline = Instant::now() + shared.limits.handshake_timeout;
+    let stream: ServerStream = match tls {
+        None => MaybeTlsStream::Plain(tcp),
+        Some(tls) => {
+            match timeout(shared.limits.handshake_timeout, tls.acceptor().accept(tcp)).await {
+                Ok(Ok(s)) => s.into(),
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            }
+        }
+    };
+    let opts = HandshakeOptions {
+        deadline: deadline.saturating_duration_since(Instant::now()),
+        cpu_permits,
+    };
+    match net::accept(stream, protocol, &opts).await {
+        Ok(session) => session::run(session, peer, shared).await,
+        Err(e) => tracing::debug!(%peer, error = %e, "handshake failed"),
+    }
+}

@@ -1,0 +1,157 @@
+//! Brute-force throttling of password logins (threat: online guessing).
+//!
+//! Failures are counted per account and per source address. After
+//! [`FREE_FAILURES`] failures, each further attempt waits an exponentially
+//! growing delay, capped at [`MAX_DELAY`], before the password is even
+//! checked; the answer is the same generic `LoginFailed` either way. The cap
+//! is what keeps the throttle from becoming a lockout: someone hammering a
+//! victim's name can make the victim's login slow (at most 30 s), never
+//! impossible. A success clears the account's count; counts decay after
+//! [`FORGET_AFTER`] without failures.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// Failures allowed before any delay.
+pub const FREE_FAILURES: u32 = 3;
+/// The first delay; it doubles with each further failure.
+pub const BASE_DELAY: Duration = Duration::from_millis(500);
+/// No attempt waits longer than this.
+pub const MAX_DELAY: Duration = Duration::from_secs(30);
+/// A count with no new failure for this long is forgotten.
+pub const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
+/// Entries kept per map before stale ones are swept.
+const SWEEP_AT: usize = 16_384;
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    last: Instant,
+}
+
+/// The delay owed after `count` failures.
+pub fn delay_after(count: u32) -> Duration {
+    if count < FREE_FAILURES {
+        return Duration::ZERO;
+    }
+    let doublings = (count - FREE_FAILURES).min(16);
+    BASE_DELAY.saturating_mul(1 << doublings).min(MAX_DELAY)
+}
+
+/// Failure counts per account (canonical name) and per address.
+#[derive(Debug, Default)]
+pub struct LoginThrottle {
+    accounts: HashMap<String, Failures>,
+    addresses: HashMap<IpAddr, Failures>,
+    total_failures: u64,
+}
+
+impl LoginThrottle {
+    /// How long an attempt on `account` from `ip` must wait before the
+    /// password is checked: the larger of the two delays.
+    pub fn delay_for(&mut self, account: &str, ip: IpAddr, now: Instant) -> Duration {
+        let a = Self::pending(self.accounts.get(account), now);
+        let b = Self::pending(self.addresses.get(&ip), now);
+        a.max(b)
+    }
+
+    fn pending(f: Option<&Failures>, now: Instant) -> Duration {
+        match f {
+            Some(f) if now.saturating_duration_since(f.last) < FORGET_AFTER => delay_after(f.count),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Records a failed attempt.
+    pub fn record_failure(&mut self, account: &str, ip: IpAddr, now: Instant) {
+        self.total_failures += 1;
+        if self.accounts.len() >= SWEEP_AT || self.addresses.len() >= SWEEP_AT {
+            self.accounts
+                .retain(|_, f| now.saturating_duration_since(f.last) < FORGET_AFTER);
+            self.addresses
+                .retain(|_, f| now.saturating_duration_since(f.last) < FORGET_AFTER);
+        }
+        bump(
+            self.accounts.entry(account.to_owned()).or_insert(Failures {
+                count: 0,
+                last: now,
+            }),
+            now,
+        );
+        bump(
+            self.addresses.entry(ip).or_insert(Failures {
+                count: 0,
+                last: now,
+            }),
+            now,
+        );
+    }
+
+    /// Records a successful login: the account's count is cleared (the
+    /// address keeps its count: one right password does not excuse a spray).
+    pub fn record_success(&mut self, account: &str) {
+        self.accounts.remove(account);
+    }
+
+    /// Failed logins since start (for the log).
+    pub fn total_failures(&self) -> u64 {
+        self.total_failures
+    }
+}
+
+fn bump(f: &mut Failures, now: Instant) {
+    if now.saturating_duration_since(f.last) >= FORGET_AFTER {
+        f.count = 0;
+    }
+    f.count = f.count.saturating_add(1);
+    f.last = now;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn delays_grow_after_the_free_failures_and_are_capped() {
+        assert_eq!(delay_after(0), Duration::ZERO);
+        assert_eq!(delay_after(FREE_FAILURES - 1), Duration::ZERO);
+        assert_eq!(delay_after(FREE_FAILURES), BASE_DELAY);
+        assert_eq!(delay_after(FREE_FAILURES + 1), BASE_DELAY * 2);
+        assert_eq!(delay_after(1000), MAX_DELAY);
+    }
+
+    #[test]
+    fn failures_on_an_account_slow_every_address_but_never_beyond_the_cap() {
+        let mut t = LoginThrottle::default();
+        let now = Instant::now();
+        for _ in 0..50 {
+            t.record_failure("alice", ip("10.0.0.1"), now);
+        }
+        // A different address trying alice waits (the guesses are spread
+        // over addresses in a real attack) but at most MAX_DELAY.
+        assert_eq!(t.delay_for("alice", ip("10.0.0.2"), now), MAX_DELAY);
+        // Another account from another address is untouched.
+        assert_eq!(t.delay_for("bob", ip("10.0.0.2"), now), Duration::ZERO);
+        // The attacking address is slowed for every account it tries.
+        assert_eq!(t.delay_for("bob", ip("10.0.0.1"), now), MAX_DELAY);
+        assert_eq!(t.total_failures(), 50);
+    }
+
+    #[test]
+    fn success_clears_the_account_and_counts_decay() {
+        let mut t = LoginThrottle::default();
+        let now = Instant::now();
+        for _ in 0..5 {
+            t.record_failure("alice", ip("10.0.0.1"), now);
+        }
+        t.record_success("alice");
+        assert_eq!(t.delay_for("alice", ip("10.0.0.2"), now), Duration::ZERO);
+        let later = now + FORGET_AFTER;
+        assert_eq!(t.delay_for("x", ip("10.0.0.1"), later), Duration::ZERO);
+    }
+}

@@ -1,0 +1,175 @@
+//! Resume tokens: 256 random bits handed out at login, redeemable once to
+//! log in again after a dropped connection without the password (and
+//! without another Argon2id run). Only their SHA-256 is kept; each has an
+//! expiry; redeeming one rotates it; `#exit` revokes it.
+
+use std::collections::{HashMap, VecDeque};
+
+use proto_core::message::ResumeToken;
+use ring::digest;
+use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::storage::token_file::StoredToken;
+
+/// Live tokens kept per user; logging in once more drops the oldest.
+pub const MAX_TOKENS_PER_USER: usize = 4;
+
+type TokenHash = [u8; 32];
+
+fn hash(token: &ResumeToken) -> TokenHash {
+    let d = digest::digest(&digest::SHA256, token.expose());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+#[derive(Debug)]
+struct Entry {
+    user: String,
+    expires_ms: u64,
+}
+
+/// The live tokens of every user.
+#[derive(Debug, Default)]
+pub struct ResumeTokens {
+    by_hash: HashMap<TokenHash, Entry>,
+    by_user: HashMap<String, VecDeque<TokenHash>>,
+}
+
+/// Why a token could not be issued.
+#[derive(Debug, thiserror::Error)]
+#[error("the operating system's random number generator failed")]
+pub struct RandomFailed;
+
+impl ResumeTokens {
+    /// Restores a snapshot, dropping expired entries.
+    pub fn from_snapshot(tokens: Vec<StoredToken>, now_ms: u64) -> Self {
+        let mut this = Self::default();
+        for t in tokens.into_iter().filter(|t| t.expires_ms > now_ms) {
+            this.insert(t.hash, t.user, t.expires_ms);
+        }
+        this
+    }
+
+    /// The live tokens, for the shutdown snapshot.
+    pub fn snapshot(&self, now_ms: u64) -> Vec<StoredToken> {
+        self.by_hash
+            .iter()
+            .filter(|(_, e)| e.expires_ms > now_ms)
+            .map(|(h, e)| StoredToken {
+                hash: *h,
+                user: e.user.clone(),
+                expires_ms: e.expires_ms,
+            })
+            .collect()
+    }
+
+    /// A new token for `user` (canonical name), valid until `expires_ms`.
+    pub fn issue(
+        &mut self,
+        rng: &SystemRandom,
+        user: &str,
+        expires_ms: u64,
+    ) -> Result<ResumeToken, RandomFailed> {
+        let mut bytes = [0u8; 32];
+        rng.fill(&mut bytes).map_err(|_| RandomFailed)?;
+        let token = ResumeToken::from_bytes(bytes);
+        zeroize::Zeroize::zeroize(&mut bytes);
+        self.insert(hash(&token), user.to_owned(), expires_ms);
+        Ok(token)
+    }
+
+    fn insert(&mut self, h: TokenHash, user: String, expires_ms: u64) {
+        let list = self.by_user.entry(user.clone()).or_default();
+        list.push_back(h);
+        while list.len() > MAX_TOKENS_PER_USER {
+            if let Some(old) = list.pop_front() {
+                self.by_hash.remove(&old);
+            }
+        }
+        self.by_hash.insert(h, Entry { user, expires_ms });
+    }
+
+    /// Consumes `token`: the user it belongs to if it is live. Whatever the
+    /// outcome, the token is no longer valid afterwards.
+    pub fn redeem(&mut self, token: &ResumeToken, now_ms: u64) -> Option<String> {
+        let h = hash(token);
+        let entry = self.remove(&h)?;
+        (entry.expires_ms > now_ms).then_some(entry.user)
+    }
+
+    /// Revokes `token` (the `#exit` path). Unknown tokens are ignored.
+    pub fn revoke(&mut self, token: &ResumeToken) {
+        self.remove(&hash(token));
+    }
+
+    fn remove(&mut self, h: &TokenHash) -> Option<Entry> {
+        let entry = self.by_hash.remove(h)?;
+        if let Some(list) = self.by_user.get_mut(&entry.user) {
+            list.retain(|x| x != h);
+            if list.is_empty() {
+                self.by_user.remove(&entry.user);
+            }
+        }
+        Some(entry)
+    }
+
+    /// Live tokens (for stats and tests).
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_redeems_once_and_only_before_expiry() {
+        let rng = SystemRandom::new();
+        let mut t = ResumeTokens::default();
+        let a = t.issue(&rng, "alice", 100).unwrap();
+        assert_eq!(t.redeem(&a, 50).as_deref(), Some("alice"));
+        assert_eq!(t.redeem(&a, 50), None);
+        let b = t.issue(&rng, "alice", 100).unwrap();
+        assert_eq!(t.redeem(&b, 100), None);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn revoked_and_forged_tokens_do_not_redeem() {
+        let rng = SystemRandom::new();
+        let mut t = ResumeTokens::default();
+        let a = t.issue(&rng, "alice", 100).unwrap();
+        t.revoke(&a);
+        assert_eq!(t.redeem(&a, 1), None);
+        assert_eq!(t.redeem(&ResumeToken::from_bytes([0; 32]), 1), None);
+    }
+
+    #[test]
+    fn old_tokens_of_a_user_are_dropped_beyond_the_cap() {
+        let rng = SystemRandom::new();
+        let mut t = ResumeTokens::default();
+        let first = t.issue(&rng, "alice", 100).unwrap();
+        for _ in 0..MAX_TOKENS_PER_USER {
+            t.issue(&rng, "alice", 100).unwrap();
+        }
+        assert_eq!(t.len(), MAX_TOKENS_PER_USER);
+        assert_eq!(t.redeem(&first, 1), None);
+    }
+
+    #[test]
+    fn snapshot_keeps_live_tokens_and_their_owner() {
+        let rng = SystemRandom::new();
+        let mut t = ResumeTokens::default();
+        let a = t.issue(&rng, "alice", 100).unwrap();
+        t.issue(&rng, "bob", 10).unwrap();
+        let mut restored = ResumeTokens::from_snapshot(t.snapshot(0), 50);
+        assert_eq!(restored.len(), 1);
+        assert_eq!(restored.redeem(&a, 60).as_deref(), Some("alice"));
+    }
+}
