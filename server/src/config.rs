@@ -81,6 +81,9 @@ pub struct ServerLimits {
     pub max_connections: usize,
     /// Open connections from one IP address.
     pub max_connections_per_ip: usize,
+    /// Connections not yet logged in (handshaking or authenticating), in
+    /// total: a slowloris from many addresses cannot crowd out logins.
+    pub max_unauthenticated: usize,
     /// From TCP accept to the client's Finished, TLS included (slowloris).
     pub handshake_timeout: Duration,
     /// From the end of the handshake to a successful login.
@@ -119,6 +122,7 @@ impl Default for ServerLimits {
         Self {
             max_connections: 25_000,
             max_connections_per_ip: 64,
+            max_unauthenticated: 1024,
             handshake_timeout: Duration::from_secs(10),
             auth_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(120),
@@ -158,6 +162,7 @@ pub struct FileConfig {
 pub struct FileLimits {
     pub max_connections: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
+    pub max_unauthenticated: Option<usize>,
     pub handshake_timeout_secs: Option<u64>,
     pub auth_timeout_secs: Option<u64>,
     pub idle_timeout_secs: Option<u64>,
@@ -225,6 +230,7 @@ impl FileConfig {
         let (l, f) = (&mut config.limits, self.limits);
         set(&mut l.max_connections, f.max_connections);
         set(&mut l.max_connections_per_ip, f.max_connections_per_ip);
+        set(&mut l.max_unauthenticated, f.max_unauthenticated);
         secs(&mut l.handshake_timeout, f.handshake_timeout_secs);
         secs(&mut l.auth_timeout, f.auth_timeout_secs);
         secs(&mut l.idle_timeout, f.idle_timeout_secs);
@@ -248,7 +254,12 @@ impl ServerLimits {
     /// Refuses settings that would make the server unusable rather than
     /// merely strict.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let checks: [(bool, &'static str, &'static str); 8] = [
+        let checks: [(bool, &'static str, &'static str); 9] = [
+            (
+                self.max_unauthenticated > 0,
+                "max_unauthenticated",
+                "must be at least 1",
+            ),
             (
                 self.max_connections > 0,
                 "max_connections",
@@ -327,6 +338,20 @@ mod tests {
 
         let typo = toml::from_str::<FileConfig>("[limits]\nmax_conections = 5\n");
         assert!(typo.is_err());
+    }
+
+    #[test]
+    fn the_shipped_example_config_parses_and_matches_the_defaults() {
+        let file: FileConfig =
+            toml::from_str(include_str!("../../deploy/securechat.example.toml")).unwrap();
+        let mut config = Config::new("securechat-data");
+        file.apply(&mut config);
+        let mut defaults = Config::new("securechat-data");
+        defaults.limits.handshake_workers = config.limits.handshake_workers;
+        defaults.limits.hash_workers = config.limits.hash_workers;
+        assert_eq!(config.limits, defaults.limits);
+        assert_eq!(config.listen, defaults.listen);
+        assert_eq!(config.history_replay, defaults.history_replay);
     }
 
     #[test]

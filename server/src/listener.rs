@@ -10,7 +10,7 @@ use net::tls::ReloadableTlsAcceptor;
 use net::{HandshakeOptions, MaybeTlsStream, ServerStream};
 use proto_core::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::{timeout, Instant};
 
@@ -30,7 +30,7 @@ pub struct Listener {
 }
 
 struct Admitted {
-    _global: tokio::sync::OwnedSemaphorePermit,
+    _global: OwnedSemaphorePermit,
     _address: AddressPermit,
 }
 
@@ -39,6 +39,7 @@ impl Listener {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let limits = self.shared.limits.clone();
         let connections = Arc::new(Semaphore::new(limits.max_connections));
+        let unauthenticated = Arc::new(Semaphore::new(limits.max_unauthenticated));
         let gate = AddressGate::new(
             limits.max_connections_per_ip,
             limits.handshakes_per_ip_per_second,
@@ -66,6 +67,11 @@ impl Listener {
                 log_refusal(refused, peer, "server full (max_connections)");
                 continue;
             };
+            let Ok(pending) = Arc::clone(&unauthenticated).try_acquire_owned() else {
+                refused += 1;
+                log_refusal(refused, peer, "too many connections not logged in");
+                continue;
+            };
             let address = match gate.admit(peer.ip(), std::time::Instant::now()) {
                 Ok(p) => p,
                 Err(why) => {
@@ -83,6 +89,7 @@ impl Listener {
                 stream,
                 peer,
                 admitted,
+                pending,
                 self.tls.clone(),
                 self.protocol.clone(),
                 Arc::clone(&self.shared),
@@ -117,6 +124,7 @@ async fn handle(
     tcp: TcpStream,
     peer: SocketAddr,
     _admitted: Admitted,
+    pending: OwnedSemaphorePermit,
     tls: Option<Arc<ReloadableTlsAcceptor>>,
     protocol: ServerConfig,
     shared: Arc<Shared>,
@@ -144,7 +152,7 @@ async fn handle(
         cpu_permits,
     };
     match net::accept(stream, protocol, &opts).await {
-        Ok(session) => session::run(session, peer, shared).await,
+        Ok(session) => session::run(session, peer, shared, pending).await,
         Err(e) => tracing::debug!(%peer, error = %e, "handshake failed"),
     }
 }

@@ -90,8 +90,15 @@ fn error(code: ErrorCode, detail: &str) -> ServerMessage {
 }
 
 /// Runs a session from the end of its handshake to its close.
-pub async fn run<S>(session: ServerSession<S>, peer: SocketAddr, shared: Arc<Shared>)
-where
+///
+/// `unauthenticated` is this connection's slot among those not logged in;
+/// it is given back at login.
+pub async fn run<S>(
+    session: ServerSession<S>,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    unauthenticated: tokio::sync::OwnedSemaphorePermit,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let mut conn = Conn {
@@ -110,7 +117,9 @@ where
         conn.close(Some(GoodbyeReason::ServerShutdown)).await;
         return;
     }
-    match conn.authenticate().await {
+    let me = conn.authenticate().await;
+    drop(unauthenticated);
+    match me {
         Some(me) => conn.chat(me).await,
         None => tracing::debug!(conn = %conn.session.id(), "session ended before login"),
     }

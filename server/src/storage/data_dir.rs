@@ -7,6 +7,8 @@
 //!   identity.key          32 raw bytes: the server's Ed25519 identity seed
 //!   storage.key           32 raw bytes: root key for everything encrypted below (HKDF)
 //!   accounts.json.enc     the credential store, one AES-256-GCM blob (see credential_store)
+//!   resume_tokens.enc     only between a graceful stop and the next start: SHA-256 of live
+//!                         resume tokens, sealed the same way (see token_file)
 //!   chat_histories/
 //!     room.log                 the room's messages
 //!     dm-<hex>.log             one per direct-message pair; hex = HMAC-SHA256(name key, A 0x00 B)
