@@ -360,8 +360,10 @@ mod tests {
         let mut bad = ServerLimits::default();
         bad.ping_interval = bad.idle_timeout;
         assert!(bad.validate().is_err());
-        let mut bad = ServerLimits::default();
-        bad.max_connections = 0;
+        let bad = ServerLimits {
+            max_connections: 0,
+            ..ServerLimits::default()
+        };
         assert!(bad.validate().is_err());
     }
 

@@ -29,9 +29,12 @@ pub struct Listener {
     pub cpu_permits: Arc<Semaphore>,
 }
 
+/// The slots a connection holds: in total and per address until it ends,
+/// among the not-yet-logged-in until it logs in.
 struct Admitted {
     _global: OwnedSemaphorePermit,
     _address: AddressPermit,
+    pending: Option<OwnedSemaphorePermit>,
 }
 
 impl Listener {
@@ -84,12 +87,12 @@ impl Listener {
             let admitted = Admitted {
                 _global: global,
                 _address: address,
+                pending: Some(pending),
             };
             tasks.spawn(handle(
                 stream,
                 peer,
                 admitted,
-                pending,
                 self.tls.clone(),
                 self.protocol.clone(),
                 Arc::clone(&self.shared),
@@ -123,8 +126,7 @@ fn log_refusal(count: u64, peer: SocketAddr, why: &str) {
 async fn handle(
     tcp: TcpStream,
     peer: SocketAddr,
-    _admitted: Admitted,
-    pending: OwnedSemaphorePermit,
+    mut admitted: Admitted,
     tls: Option<Arc<ReloadableTlsAcceptor>>,
     protocol: ServerConfig,
     shared: Arc<Shared>,
@@ -152,7 +154,10 @@ async fn handle(
         cpu_permits,
     };
     match net::accept(stream, protocol, &opts).await {
-        Ok(session) => session::run(session, peer, shared, pending).await,
+        Ok(session) => {
+            let pending = admitted.pending.take();
+            session::run(session, peer, shared, pending).await
+        }
         Err(e) => tracing::debug!(%peer, error = %e, "handshake failed"),
     }
 }

@@ -97,7 +97,7 @@ pub async fn run<S>(
     session: ServerSession<S>,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    unauthenticated: tokio::sync::OwnedSemaphorePermit,
+    unauthenticated: Option<tokio::sync::OwnedSemaphorePermit>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {

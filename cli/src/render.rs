@@ -1,0 +1,192 @@
+//! How events look in a terminal (escaped: nothing another user typed can
+//! reach the terminal as a control sequence) and as JSON lines.
+
+use chrono::{Local, TimeZone};
+use client_core::events::leave_reason_text;
+use client_core::{ChatLine, ClientEvent, ConnectionState, NoticeKind};
+use proto_core::message::escape_for_display as esc;
+use serde_json::json;
+
+fn clock(timestamp_ms: u64) -> String {
+    match Local.timestamp_millis_opt(timestamp_ms as i64).single() {
+        Some(t) => t.format("%H:%M").to_string(),
+        None => "--:--".into(),
+    }
+}
+
+/// Escapes each line on its own and indents the continuation lines, so a
+/// multi-line message cannot pass a line off as a notice.
+fn esc_lines(s: &str, indent: &str) -> String {
+    s.split('\n')
+        .map(esc)
+        .collect::<Vec<_>>()
+        .join(&format!("\n{indent}"))
+}
+
+fn chat_line(line: &ChatLine) -> String {
+    let when = if line.history {
+        format!("[{} earlier]", clock(line.timestamp_ms))
+    } else {
+        format!("[{}]", clock(line.timestamp_ms))
+    };
+    let text = esc_lines(&line.text, "        ");
+    match &line.to {
+        None => format!("{when} <{}> {text}", esc(&line.from)),
+        Some(to) => format!("{when} *{} -> {}* {text}", esc(&line.from), esc(to)),
+    }
+}
+
+/// The terminal rendering of an event, or `None` for events with nothing to show.
+pub fn human(event: &ClientEvent) -> Option<String> {
+    Some(match event {
+        ClientEvent::State(ConnectionState::Connecting) => "-- connecting...".into(),
+        ClientEvent::State(ConnectionState::Connected) => "-- connected".into(),
+        ClientEvent::State(ConnectionState::Reconnecting { in_secs, attempt }) => {
+            format!("-- reconnecting in {in_secs} s (attempt {attempt})")
+        }
+        ClientEvent::State(ConnectionState::Offline) => return None,
+        ClientEvent::TrustQuestion { .. } => return None,
+        ClientEvent::KeyChanged { warning, .. } => warning.clone(),
+        ClientEvent::LoggedIn { username } => format!("-- logged in as {}", esc(username)),
+        ClientEvent::AuthFailed { message, .. } => format!("!! {message}"),
+        ClientEvent::Online { users } => {
+            let names: Vec<String> = users.iter().map(|u| esc(u)).collect();
+            format!("-- online ({}): {}", names.len(), names.join(", "))
+        }
+        ClientEvent::Joined { username } => format!("-- {} joined", esc(username)),
+        ClientEvent::Left { username, reason } => {
+            format!("-- {} {}", esc(username), leave_reason_text(*reason))
+        }
+        ClientEvent::Room(line) | ClientEvent::Direct(line) => {
+            if line.own && !line.history {
+                return None; // the user just typed it
+            }
+            chat_line(line)
+        }
+        ClientEvent::HistoryDone => "-- end of history".into(),
+        ClientEvent::Notice { text, kind } => match kind {
+            NoticeKind::Info => esc_lines(text, ""),
+            NoticeKind::Error => format!("!! {}", esc_lines(text, "   ")),
+        },
+        ClientEvent::Closed { reason } => format!("-- closed: {}", esc(reason)),
+    })
+}
+
+fn line_json(kind: &str, line: &ChatLine) -> serde_json::Value {
+    json!({
+        "type": kind,
+        "id": line.id,
+        "timestamp_ms": line.timestamp_ms,
+        "from": line.from,
+        "to": line.to,
+        "text": line.text,
+        "history": line.history,
+        "own": line.own,
+    })
+}
+
+/// The JSON-lines rendering (one object per event; JSON escapes every
+/// control character, so this is terminal-safe too).
+pub fn json(event: &ClientEvent) -> Option<String> {
+    let value = match event {
+        ClientEvent::State(state) => json!({ "type": "state", "state": format!("{state:?}") }),
+        ClientEvent::TrustQuestion {
+            server,
+            fingerprint,
+            ..
+        } => json!({
+            "type": "trust_question", "server": server.to_string(), "fingerprint": fingerprint.to_string()
+        }),
+        ClientEvent::KeyChanged {
+            server,
+            pinned,
+            presented,
+            ..
+        } => json!({
+            "type": "key_changed", "server": server.to_string(),
+            "pinned": pinned.to_string(), "presented": presented.to_string()
+        }),
+        ClientEvent::LoggedIn { username } => json!({ "type": "logged_in", "username": username }),
+        ClientEvent::AuthFailed { message, .. } => {
+            json!({ "type": "auth_failed", "message": message })
+        }
+        ClientEvent::Online { users } => json!({ "type": "online", "users": users }),
+        ClientEvent::Joined { username } => json!({ "type": "joined", "username": username }),
+        ClientEvent::Left { username, reason } => json!({
+            "type": "left", "username": username, "reason": format!("{reason:?}")
+        }),
+        ClientEvent::Room(line) => line_json("room", line),
+        ClientEvent::Direct(line) => line_json("direct", line),
+        ClientEvent::HistoryDone => json!({ "type": "history_done" }),
+        ClientEvent::Notice { text, kind } => json!({
+            "type": "notice", "kind": format!("{kind:?}").to_lowercase(), "text": text
+        }),
+        ClientEvent::Closed { reason } => json!({ "type": "closed", "reason": reason }),
+    };
+    Some(terminal_safe_json(&value.to_string()))
+}
+
+/// serde_json escapes C0 controls but copies C1 controls (U+0080–U+009F,
+/// e.g. U+009B, an 8-bit CSI), bidi controls and line separators as they
+/// are. They can only occur inside JSON strings, where `\uXXXX` means the
+/// same character, so escaping them keeps the JSON identical in meaning.
+fn terminal_safe_json(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let risky = matches!(c,
+            '\u{80}'..='\u{9f}'
+            | '\u{200e}' | '\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{2028}' | '\u{2029}');
+        if risky {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(text: &str, from: &str) -> ChatLine {
+        ChatLine {
+            id: 1,
+            timestamp_ms: 0,
+            from: from.into(),
+            to: None,
+            text: text.into(),
+            history: false,
+            own: false,
+        }
+    }
+
+    #[test]
+    fn nothing_received_reaches_the_terminal_as_an_escape_sequence() {
+        let evil = "hi\u{1b}[2J\u{1b}]0;pwned\u{7}\u{9b}31m\r-- admin joined";
+        let out = human(&ClientEvent::Room(line(evil, "mallory"))).unwrap();
+        assert!(!out.chars().any(|c| c.is_control()), "{out:?}");
+        let multi = human(&ClientEvent::Room(line("a\n-- admin joined", "m"))).unwrap();
+        assert!(
+            multi.lines().skip(1).all(|l| l.starts_with("        ")),
+            "{multi:?}"
+        );
+        let out = json(&ClientEvent::Room(line(evil, "mallory"))).unwrap();
+        assert!(!out.chars().any(|c| c.is_control()), "{out:?}");
+        let parsed: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(parsed["text"], evil);
+    }
+
+    #[test]
+    fn history_is_marked_and_own_live_lines_are_not_echoed() {
+        let mut l = line("old news", "bob");
+        l.history = true;
+        assert!(human(&ClientEvent::Room(l)).unwrap().contains("earlier"));
+        let mut own = line("mine", "me");
+        own.own = true;
+        assert_eq!(human(&ClientEvent::Room(own)), None);
+    }
+}

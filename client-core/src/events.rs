@@ -1,0 +1,148 @@
+//! What a client reports to its user interface.
+
+use std::path::PathBuf;
+
+use proto_core::message::{AuthFailure, LeaveReason};
+use proto_core::Fingerprint;
+use tokio::sync::oneshot;
+
+use crate::address::ServerAddress;
+
+/// The connection's state, for a status line ("reconnecting in 4 s").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionState {
+    Connecting,
+    Connected,
+    Reconnecting { in_secs: u64, attempt: u32 },
+    Offline,
+}
+
+/// A chat message, live or from history. Texts are raw: escape them for a
+/// terminal (`proto_core::message::escape_for_display`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatLine {
+    /// The server's id (0 for our own message before the server saw it).
+    pub id: u64,
+    /// Milliseconds since the Unix epoch (server time; ours for own lines).
+    pub timestamp_ms: u64,
+    pub from: String,
+    /// The other party of a direct message.
+    pub to: Option<String>,
+    pub text: String,
+    /// Replayed at login, not live.
+    pub history: bool,
+    /// Sent by this user.
+    pub own: bool,
+}
+
+impl ChatLine {
+    /// The direct-message partner of this line, seen from `me`.
+    pub fn partner(&self) -> Option<&str> {
+        let to = self.to.as_deref()?;
+        Some(if self.own { to } else { &self.from })
+    }
+}
+
+/// Informational or error notices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeKind {
+    Info,
+    Error,
+}
+
+/// Everything the client task tells the UI.
+#[derive(Debug)]
+pub enum ClientEvent {
+    State(ConnectionState),
+    /// First contact with this server: show the fingerprint and ask. Answer
+    /// through `reply` (dropping it means no).
+    TrustQuestion {
+        server: ServerAddress,
+        fingerprint: Fingerprint,
+        reply: oneshot::Sender<bool>,
+    },
+    /// The server's key is not the pinned one: the connection was refused
+    /// before anything was sent. Fatal; show `warning` prominently.
+    KeyChanged {
+        server: ServerAddress,
+        pinned: Fingerprint,
+        presented: Fingerprint,
+        known_servers: PathBuf,
+        warning: String,
+    },
+    /// Logged in (after each connect or reconnect).
+    LoggedIn {
+        username: String,
+    },
+    /// Login or registration refused (fatal at the first login).
+    AuthFailed {
+        reason: AuthFailure,
+        message: String,
+    },
+    /// Everyone online (pages merged).
+    Online {
+        users: Vec<String>,
+    },
+    Joined {
+        username: String,
+    },
+    Left {
+        username: String,
+        reason: LeaveReason,
+    },
+    Room(ChatLine),
+    Direct(ChatLine),
+    /// The history replay at login is complete.
+    HistoryDone,
+    Notice {
+        text: String,
+        kind: NoticeKind,
+    },
+    /// The client task ended; no more events follow.
+    Closed {
+        reason: String,
+    },
+}
+
+/// The text shown for a refused login or registration.
+pub fn auth_failure_message(reason: AuthFailure) -> &'static str {
+    match reason {
+        AuthFailure::LoginFailed => "wrong username or password",
+        AuthFailure::NameTaken => "name taken",
+        AuthFailure::InvalidUsername => "invalid username",
+        AuthFailure::WeakPassword => "password too short",
+        AuthFailure::ResumeFailed => "session expired; log in again",
+    }
+}
+
+/// The text shown when someone leaves.
+pub fn leave_reason_text(reason: LeaveReason) -> &'static str {
+    match reason {
+        LeaveReason::Exit => "left",
+        LeaveReason::Dropped => "lost connection",
+        LeaveReason::ServerShutdown => "left (server shutting down)",
+        LeaveReason::Disconnected => "was disconnected by the server",
+    }
+}
+
+/// The OpenSSH-style warning for a changed server key.
+pub fn key_changed_warning(
+    server: &ServerAddress,
+    pinned: &Fingerprint,
+    presented: &Fingerprint,
+    known_servers: &std::path::Path,
+) -> String {
+    format!(
+        "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+         @    WARNING: SERVER IDENTIFICATION HAS CHANGED!          @\n\
+         @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+         Someone could be intercepting your connection to {server},\n\
+         or its operator replaced the server's identity key.\n\
+         You trusted:      {pinned}\n\
+         Server presented: {presented}\n\
+         Nothing was sent; the connection was refused.\n\
+         If the operator confirms the new fingerprint, remove the line for\n\
+         {server} from {file}, or connect with --fingerprint {presented}.",
+        file = known_servers.display()
+    )
+}

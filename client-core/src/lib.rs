@@ -1,0 +1,32 @@
+//! # client-core — what every SecureChat client shares
+//!
+//! One implementation of connecting (TCP or TLS), trust on first use with a
+//! known-servers file, logging in or registering, reconnecting with backoff
+//! and a resume token, and the commands typed in a message box. The
+//! desktop client (`client-slint`) and the terminal client (`cli`) only
+//! render [`ClientEvent`]s and pass input to a [`ClientHandle`].
+//!
+//! - [`spawn`] starts a client task on a tokio runtime (never the UI thread).
+//! - [`input`] parses `#exit`, `/quit`, `/msg`, `/who`, `/help`.
+//! - [`known_servers`] pins server fingerprints per host:port.
+//! - [`backoff`] spaces reconnects (capped exponential, jittered).
+//! - [`events`] is what the UI receives, with the texts both UIs show.
+#![forbid(unsafe_code)]
+
+pub mod address;
+pub mod backoff;
+pub mod connect;
+pub mod events;
+pub mod input;
+pub mod known_servers;
+pub mod options;
+mod runner;
+
+pub use address::{ServerAddress, DEFAULT_PORT};
+pub use events::{ChatLine, ClientEvent, ConnectionState, NoticeKind};
+pub use input::{parse_input, Input, HELP_TEXT};
+pub use known_servers::KnownServers;
+pub use options::{AuthRequest, ClientOptions, TlsOptions};
+pub use proto_core::message::{AuthFailure, LeaveReason};
+pub use proto_core::Fingerprint;
+pub use runner::{spawn, ClientHandle, MAX_QUEUED};
