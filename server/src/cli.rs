@@ -158,32 +158,49 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        // Handlers first: a signal right after the line below must already
+        // mean a graceful stop, not the default instant death.
+        let signals = Signals::install()?;
         let server = crate::start(config).await?;
         println!(
             "securechat-server listening on {} fingerprint {}",
             server.local_addr(),
             server.fingerprint()
         );
-        wait_for_stop(&server).await?;
+        signals.wait_for_stop(&server).await;
         server.shutdown().await;
         Ok(())
     })
 }
 
-/// Returns on SIGINT or SIGTERM; reloads TLS on SIGHUP.
-async fn wait_for_stop(server: &crate::RunningServer) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => return Ok(()),
-            _ = int.recv() => return Ok(()),
-            _ = hup.recv() => match server.reload_tls() {
-                Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded (if TLS is on)"),
-                Err(e) => tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the old certificate"),
-            },
+/// The signals the server handles.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("SIGHUP handler")?,
+        })
+    }
+
+    /// Returns on SIGINT or SIGTERM; reloads TLS on SIGHUP.
+    async fn wait_for_stop(mut self, server: &crate::RunningServer) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                _ = self.hup.recv() => match server.reload_tls() {
+                    Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded (if TLS is on)"),
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the old certificate"),
+                },
+            }
         }
     }
 }

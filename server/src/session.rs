@@ -27,6 +27,10 @@ use crate::storage::{Conversation, HistoryEntry};
 const MAX_COALESCE: usize = 256;
 /// Refused messages in a row before a flooding client is cut off.
 const MAX_VIOLATIONS_IN_A_ROW: u32 = 100;
+/// Login-phase requests per second per connection (each may cost an
+/// Argon2id run), sustained and in a burst.
+const AUTH_ATTEMPTS_PER_SECOND: u32 = 1;
+const AUTH_ATTEMPT_BURST: u32 = 5;
 
 /// What every session shares.
 pub struct Shared {
@@ -110,6 +114,11 @@ pub async fn run<S>(
             shared.limits.message_burst,
             std::time::Instant::now(),
         ),
+        auth_bucket: TokenBucket::new(
+            AUTH_ATTEMPTS_PER_SECOND,
+            AUTH_ATTEMPT_BURST,
+            std::time::Instant::now(),
+        ),
         violations: 0,
         peer,
     };
@@ -129,7 +138,10 @@ struct Conn<S> {
     session: ServerSession<S>,
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
+    /// Chat messages (room, direct, who-is-online).
     bucket: TokenBucket,
+    /// Login-phase requests, apart so logging in costs no chat budget.
+    auth_bucket: TokenBucket,
     violations: u32,
     peer: SocketAddr,
 }
@@ -174,7 +186,20 @@ where
     /// A chat message (or auth attempt) spends a token; refusals in a row
     /// beyond a bound mean a flood.
     fn admit(&mut self) -> Result<bool, End> {
-        if self.bucket.try_take(std::time::Instant::now()) {
+        let now = std::time::Instant::now();
+        let ok = self.bucket.try_take(now);
+        self.count_refusals(ok)
+    }
+
+    /// Like [`admit`](Self::admit), for login-phase requests.
+    fn admit_auth(&mut self) -> Result<bool, End> {
+        let now = std::time::Instant::now();
+        let ok = self.auth_bucket.try_take(now);
+        self.count_refusals(ok)
+    }
+
+    fn count_refusals(&mut self, admitted: bool) -> Result<bool, End> {
+        if admitted {
             self.violations = 0;
             return Ok(true);
         }
@@ -238,7 +263,7 @@ where
         let accounts: &Accounts = &shared.accounts;
         let attempt = match msg {
             ClientMessage::Register { username, password } => {
-                if !self.admit()? {
+                if !self.admit_auth()? {
                     self.send(&[error(
                         ErrorCode::RateLimited,
                         "too many attempts; slow down",
@@ -249,7 +274,7 @@ where
                 accounts.register(&username, password).await
             }
             ClientMessage::Login { username, password } => {
-                if !self.admit()? {
+                if !self.admit_auth()? {
                     self.send(&[error(
                         ErrorCode::RateLimited,
                         "too many attempts; slow down",
@@ -269,7 +294,7 @@ where
             ClientMessage::RoomMessage { .. }
             | ClientMessage::DirectMessage { .. }
             | ClientMessage::WhoIsOnline => {
-                if !self.admit()? {
+                if !self.admit_auth()? {
                     return Ok(Step::Continue);
                 }
                 self.send(&[error(ErrorCode::NotLoggedIn, "log in or register first")])
@@ -400,7 +425,17 @@ where
                 _ = self.shutdown.changed() => return End::Shutdown,
                 first = outbox.recv() => {
                     let Some(first) = first else { return End::Dropped };
-                    if let Err(end) = self.write_outbox(&first, outbox).await {
+                    // A write blocked on a client that stopped reading
+                    // yields to a kick at once, not after write_timeout.
+                    let written = tokio::select! {
+                        biased;
+                        kick = control.kicked() => Err(match kick {
+                            Kick::SlowConsumer => End::SlowConsumer,
+                            Kick::Replaced => End::Replaced,
+                        }),
+                        r = self.write_outbox(&first, outbox) => r,
+                    };
+                    if let Err(end) = written {
                         return end;
                     }
                 }

@@ -1,0 +1,580 @@
+//! A chat client as a test drives it: connects over TCP or TLS with the
+//! server's fingerprint pinned, authenticates, chats, and waits for what a
+//! user would see, failing the test with a clear message when it does not
+//! come within [`RECV_TIMEOUT`].
+
+use std::collections::BTreeSet;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use net::tls::TlsConnector;
+use net::{ClientHandshake, ClientSession, ClientStream, NetError, SessionEvent};
+use proto_core::message::{
+    AuthFailure, ClientMessage, ErrorCode, GoodbyeReason, HistoryEntry, LeaveReason, ResumeToken,
+    ServerMessage, Username,
+};
+use proto_core::{ClientConfig, Fingerprint, ServerTrust};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::{timeout_at, Instant};
+
+use crate::test_certificate::TLS_SERVER_NAME;
+use crate::values::{password, text, username};
+
+/// How long any expected message, close or handshake may take before the
+/// test fails. A failure bound only: nothing waits for it to pass.
+pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a session that must end (cut off, closed, drained) may stay
+/// open; longer than [`RECV_TIMEOUT`] for a big backlog.
+pub const END_BOUND: Duration = Duration::from_secs(30);
+
+/// Where and how to reach a server.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    /// The fingerprint clients pin (`ServerTrust::Fingerprint`).
+    pub fingerprint: Fingerprint,
+    /// `Some(CA file)` for TLS: the server's self-signed certificate.
+    pub tls_ca: Option<PathBuf>,
+    /// A fixed SO_RCVBUF for the client's socket (no autotuning), for a
+    /// client whose kernel should not absorb a large backlog.
+    pub recv_buffer: Option<u32>,
+}
+
+/// What a successful `Register`, `Login` or `Resume` returned: `AuthOk`,
+/// then every `OnlineUsers` page, then every `HistoryBatch` page.
+#[derive(Debug)]
+pub struct LoginInfo {
+    pub username: Username,
+    pub token: ResumeToken,
+    pub token_lifetime_secs: u32,
+    pub online: Vec<Username>,
+    pub history: Vec<HistoryEntry>,
+    pub history_batches: usize,
+}
+
+impl LoginInfo {
+    /// The online users as plain strings, sorted.
+    pub fn online_names(&self) -> BTreeSet<String> {
+        self.online.iter().map(|u| u.as_str().to_owned()).collect()
+    }
+}
+
+/// How a session ended.
+#[derive(Debug)]
+pub enum SessionEnd {
+    Closed { clean: bool },
+    Error(NetError),
+}
+
+/// One connected client.
+pub struct TestClient {
+    label: String,
+    session: ClientSession<ClientStream>,
+    next_nonce: u64,
+}
+
+/// Opens the transport: TCP, then TLS if the endpoint has a CA.
+pub async fn open_stream(endpoint: &Endpoint) -> io::Result<ClientStream> {
+    let tcp = match endpoint.recv_buffer {
+        None => TcpStream::connect(endpoint.addr).await?,
+        Some(size) => {
+            let socket = match endpoint.addr {
+                SocketAddr::V4(_) => TcpSocket::new_v4()?,
+                SocketAddr::V6(_) => TcpSocket::new_v6()?,
+            };
+            socket.set_recv_buffer_size(size)?;
+            socket.connect(endpoint.addr).await?
+        }
+    };
+    tcp.set_nodelay(true)?;
+    let Some(ca) = &endpoint.tls_ca else {
+        return Ok(ClientStream::from(tcp));
+    };
+    let config = net::tls::client_config(Some(ca)).map_err(io::Error::other)?;
+    let name = net::tls::server_name(TLS_SERVER_NAME).map_err(io::Error::other)?;
+    let tls = TlsConnector::from(config).connect(name, tcp).await?;
+    Ok(ClientStream::from(tls))
+}
+
+impl TestClient {
+    /// Connects and completes the handshake with the fingerprint pinned;
+    /// `Err` for whatever went wrong (refused, key changed, EOF...).
+    pub async fn try_connect(endpoint: &Endpoint, label: &str) -> Result<Self, NetError> {
+        let deadline = Instant::now() + RECV_TIMEOUT;
+        let stream = match timeout_at(deadline, open_stream(endpoint)).await {
+            Ok(stream) => stream?,
+            Err(_) => return Err(NetError::HandshakeTimeout),
+        };
+        let config = ClientConfig::new(ServerTrust::Fingerprint(endpoint.fingerprint));
+        match net::connect(stream, config, RECV_TIMEOUT).await? {
+            ClientHandshake::Connected(session) => Ok(Self {
+                label: label.to_owned(),
+                session,
+                next_nonce: 0,
+            }),
+            ClientHandshake::NeedsTrust(_) => {
+                panic!("{label}: a pinned fingerprint asked for trust")
+            }
+        }
+    }
+
+    /// [`Self::try_connect`], failing the test on error.
+    pub async fn connect(endpoint: &Endpoint, label: &str) -> Self {
+        match Self::try_connect(endpoint, label).await {
+            Ok(client) => client,
+            Err(e) => panic!("{label}: cannot connect to {}: {e}", endpoint.addr),
+        }
+    }
+
+    /// The name used in failure messages (the username once logged in).
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The session, for what the helpers do not cover.
+    pub fn session(&mut self) -> &mut ClientSession<ClientStream> {
+        &mut self.session
+    }
+
+    // ----- sending -----
+
+    /// Sends one message; fails the test if it cannot be written.
+    pub async fn send(&mut self, msg: &ClientMessage) {
+        if let Err(e) = self.session.send(msg).await {
+            panic!("{}: cannot send {:?}: {e}", self.label, msg.tag());
+        }
+    }
+
+    /// Sends without failing the test (for sessions that may be gone).
+    pub async fn try_send(&mut self, msg: &ClientMessage) -> Result<(), NetError> {
+        self.session.send(msg).await
+    }
+
+    /// Says `words` in the room.
+    pub async fn say(&mut self, words: &str) {
+        self.send(&ClientMessage::RoomMessage { text: text(words) })
+            .await;
+    }
+
+    /// Sends a direct message.
+    pub async fn dm(&mut self, to: &str, words: &str) {
+        self.send(&ClientMessage::DirectMessage {
+            to: username(to),
+            text: text(words),
+        })
+        .await;
+    }
+
+    /// Writes raw bytes straight onto the TCP stream under the session
+    /// (plain TCP only): an attacker who finished a valid handshake.
+    pub async fn inject_raw(&mut self, bytes: &[u8]) {
+        let ClientStream::Plain(_) = self.session.get_ref() else {
+            panic!("{}: raw injection needs a plain TCP session", self.label);
+        };
+        let tcp = self.session.get_ref().tcp();
+        let mut written = 0;
+        while written < bytes.len() {
+            tcp.writable().await.expect("socket writable");
+            match tcp.try_write(&bytes[written..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                // The server may already have closed: that is its answer.
+                Err(_) => return,
+            }
+        }
+    }
+
+    // ----- receiving -----
+
+    /// The next event as it comes, Pings included and not answered; `None`
+    /// if nothing came before `deadline`.
+    pub async fn next_event_until(
+        &mut self,
+        deadline: Instant,
+    ) -> Option<Result<SessionEvent<ServerMessage>, NetError>> {
+        timeout_at(deadline, self.session.next_event()).await.ok()
+    }
+
+    async fn answer_ping(&mut self, nonce: u64) {
+        // A session the server is closing may refuse; the close shows next.
+        let _ = self.session.send(&ClientMessage::Pong { nonce }).await;
+    }
+
+    /// The next message other than Ping (Pings are answered), within
+    /// [`RECV_TIMEOUT`]; fails the test on timeout, close or error.
+    pub async fn recv(&mut self) -> ServerMessage {
+        let deadline = Instant::now() + RECV_TIMEOUT;
+        loop {
+            match self.next_event_until(deadline).await {
+                Some(Ok(SessionEvent::Message(ServerMessage::Ping { nonce }))) => {
+                    self.answer_ping(nonce).await
+                }
+                Some(Ok(SessionEvent::Message(msg))) => return msg,
+                Some(Ok(SessionEvent::Closed { clean })) => panic!(
+                    "{}: the session closed (clean: {clean}) while a message was expected",
+                    self.label
+                ),
+                Some(Err(e)) => panic!(
+                    "{}: the session failed while a message was expected: {e}",
+                    self.label
+                ),
+                None => panic!("{}: no message within {RECV_TIMEOUT:?}", self.label),
+            }
+        }
+    }
+
+    /// Answers Pings for `duration` and fails the test if anything else
+    /// arrives or the session ends.
+    pub async fn assert_no_message_within(&mut self, duration: Duration) {
+        let deadline = Instant::now() + duration;
+        loop {
+            match self.next_event_until(deadline).await {
+                None => return,
+                Some(Ok(SessionEvent::Message(ServerMessage::Ping { nonce }))) => {
+                    self.answer_ping(nonce).await
+                }
+                Some(Ok(SessionEvent::Message(msg))) => panic!(
+                    "{}: expected no message for {duration:?}, got {msg:?}",
+                    self.label
+                ),
+                Some(Ok(SessionEvent::Closed { clean })) => panic!(
+                    "{}: expected the session to stay open, it closed (clean: {clean})",
+                    self.label
+                ),
+                Some(Err(e)) => panic!(
+                    "{}: expected the session to stay open, it failed: {e}",
+                    self.label
+                ),
+            }
+        }
+    }
+
+    /// Proves the server has answered everything sent so far and sent this
+    /// client nothing else meanwhile: a Ping whose Pong must be the very
+    /// next message.
+    pub async fn sync(&mut self) {
+        self.next_nonce += 1;
+        let nonce = 0x5EC0_0000_0000_0000 | self.next_nonce;
+        self.send(&ClientMessage::Ping { nonce }).await;
+        let got = self.recv().await;
+        assert_eq!(
+            got,
+            ServerMessage::Pong { nonce },
+            "{}: expected nothing but the Pong to our Ping",
+            self.label
+        );
+    }
+
+    /// Reads until the session ends, returning every message (Pings
+    /// included, unanswered) and how it ended. Fails the test if the
+    /// session is still open after [`END_BOUND`].
+    pub async fn read_until_end(&mut self) -> (Vec<ServerMessage>, SessionEnd) {
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + END_BOUND;
+        loop {
+            match self.next_event_until(deadline).await {
+                Some(Ok(SessionEvent::Message(msg))) => seen.push(msg),
+                Some(Ok(SessionEvent::Closed { clean })) => {
+                    return (seen, SessionEnd::Closed { clean })
+                }
+                Some(Err(e)) => return (seen, SessionEnd::Error(e)),
+                None => panic!(
+                    "{}: the session was expected to end but is still open after {END_BOUND:?} \
+                     and {} message(s); last: {:?}",
+                    self.label,
+                    seen.len(),
+                    seen.last()
+                ),
+            }
+        }
+    }
+
+    /// The session ends with no further message but Pings.
+    pub async fn expect_closed(&mut self) -> SessionEnd {
+        let (seen, end) = self.read_until_end().await;
+        let unexpected: Vec<_> = seen
+            .iter()
+            .filter(|m| !matches!(m, ServerMessage::Ping { .. }))
+            .collect();
+        assert!(
+            unexpected.is_empty(),
+            "{}: expected the session to end, got {unexpected:?} first",
+            self.label
+        );
+        end
+    }
+
+    /// The next message is `Goodbye{reason}`, then the session ends.
+    pub async fn expect_goodbye(&mut self, reason: GoodbyeReason) {
+        let got = self.recv().await;
+        assert_eq!(
+            got,
+            ServerMessage::Goodbye { reason },
+            "{}: expected Goodbye {reason:?}",
+            self.label
+        );
+        self.expect_closed().await;
+    }
+
+    /// The server cuts this client off: the session ends, with at most a
+    /// `Goodbye{reason}` (best effort) and Pings before the end.
+    pub async fn expect_cut_off(&mut self, reason: GoodbyeReason) -> SessionEnd {
+        let (seen, end) = self.read_until_end().await;
+        for msg in &seen {
+            match msg {
+                ServerMessage::Ping { .. } => {}
+                ServerMessage::Goodbye { reason: r } if *r == reason => {}
+                other => panic!(
+                    "{}: expected to be cut off with at most Goodbye {reason:?}, got {other:?}",
+                    self.label
+                ),
+            }
+        }
+        end
+    }
+
+    /// The next message is a room message from `from` saying `words`;
+    /// returns its id and timestamp.
+    pub async fn expect_room_message(&mut self, from: &str, words: &str) -> (u64, u64) {
+        match self.recv().await {
+            ServerMessage::RoomMessage {
+                id,
+                timestamp_ms,
+                from: f,
+                text: t,
+            } if f.as_str() == from && t.as_str() == words => (id, timestamp_ms),
+            other => panic!(
+                "{}: expected RoomMessage from {from} {:?}, got {other:?}",
+                self.label,
+                short(words)
+            ),
+        }
+    }
+
+    /// The next message is a direct message from `from` to `to`.
+    pub async fn expect_direct_message(&mut self, from: &str, to: &str, words: &str) -> u64 {
+        match self.recv().await {
+            ServerMessage::DirectMessage {
+                id,
+                from: f,
+                to: t,
+                text: x,
+                ..
+            } if f.as_str() == from && t.as_str() == to && x.as_str() == words => id,
+            other => panic!(
+                "{}: expected DirectMessage {from} -> {to} {:?}, got {other:?}",
+                self.label,
+                short(words)
+            ),
+        }
+    }
+
+    pub async fn expect_user_joined(&mut self, name: &str) {
+        match self.recv().await {
+            ServerMessage::UserJoined { username } if username.as_str() == name => {}
+            other => panic!("{}: expected UserJoined {name}, got {other:?}", self.label),
+        }
+    }
+
+    pub async fn expect_user_left(&mut self, name: &str, reason: LeaveReason) {
+        match self.recv().await {
+            ServerMessage::UserLeft {
+                username,
+                reason: r,
+            } if username.as_str() == name && r == reason => {}
+            other => panic!(
+                "{}: expected UserLeft {name} {reason:?}, got {other:?}",
+                self.label
+            ),
+        }
+    }
+
+    pub async fn expect_error(&mut self, code: ErrorCode) {
+        match self.recv().await {
+            ServerMessage::Error { code: c, .. } if c == code => {}
+            other => panic!("{}: expected Error {code:?}, got {other:?}", self.label),
+        }
+    }
+
+    /// Asks `WhoIsOnline` and gathers the pages.
+    pub async fn who_is_online(&mut self) -> BTreeSet<String> {
+        self.send(&ClientMessage::WhoIsOnline).await;
+        self.read_online_pages()
+            .await
+            .iter()
+            .map(|u| u.as_str().to_owned())
+            .collect()
+    }
+
+    async fn read_online_pages(&mut self) -> Vec<Username> {
+        let mut all = Vec::new();
+        loop {
+            match self.recv().await {
+                ServerMessage::OnlineUsers { more, users } => {
+                    all.extend(users.into_vec());
+                    if !more {
+                        return all;
+                    }
+                }
+                other => panic!(
+                    "{}: expected an OnlineUsers page, got {other:?}",
+                    self.label
+                ),
+            }
+        }
+    }
+
+    // ----- authentication -----
+
+    /// Sends `msg` and reads the answer; on `AuthOk`, also the online
+    /// pages and history batches that must follow it.
+    pub async fn authenticate(&mut self, msg: &ClientMessage) -> Result<LoginInfo, AuthFailure> {
+        self.send(msg).await;
+        match self.recv().await {
+            ServerMessage::AuthOk {
+                username,
+                resume_token,
+                token_lifetime_secs,
+            } => {
+                self.label = username.as_str().to_owned();
+                let online = self.read_online_pages().await;
+                let (history, history_batches) = self.read_history_batches().await;
+                Ok(LoginInfo {
+                    username,
+                    token: resume_token,
+                    token_lifetime_secs,
+                    online,
+                    history,
+                    history_batches,
+                })
+            }
+            ServerMessage::AuthFailed { reason } => Err(reason),
+            other => panic!(
+                "{}: expected AuthOk or AuthFailed, got {other:?}",
+                self.label
+            ),
+        }
+    }
+
+    async fn read_history_batches(&mut self) -> (Vec<HistoryEntry>, usize) {
+        let mut all = Vec::new();
+        let mut batches = 0;
+        loop {
+            match self.recv().await {
+                ServerMessage::HistoryBatch { more, entries } => {
+                    batches += 1;
+                    all.extend(entries.into_vec());
+                    if !more {
+                        return (all, batches);
+                    }
+                }
+                other => panic!(
+                    "{}: expected a HistoryBatch page after the online users, got {other:?}",
+                    self.label
+                ),
+            }
+        }
+    }
+
+    pub async fn try_register(
+        &mut self,
+        name: &str,
+        secret: &str,
+    ) -> Result<LoginInfo, AuthFailure> {
+        self.authenticate(&ClientMessage::Register {
+            username: username(name),
+            password: password(secret),
+        })
+        .await
+    }
+
+    pub async fn try_login(&mut self, name: &str, secret: &str) -> Result<LoginInfo, AuthFailure> {
+        self.authenticate(&ClientMessage::Login {
+            username: username(name),
+            password: password(secret),
+        })
+        .await
+    }
+
+    pub async fn try_resume(&mut self, token: &ResumeToken) -> Result<LoginInfo, AuthFailure> {
+        self.authenticate(&ClientMessage::Resume {
+            token: token.clone(),
+        })
+        .await
+    }
+
+    /// Registers and fails the test if the server refuses.
+    pub async fn register(&mut self, name: &str, secret: &str) -> LoginInfo {
+        self.try_register(name, secret)
+            .await
+            .unwrap_or_else(|reason| panic!("{}: register {name} refused: {reason:?}", self.label))
+    }
+
+    /// Logs in and fails the test if the server refuses.
+    pub async fn login(&mut self, name: &str, secret: &str) -> LoginInfo {
+        self.try_login(name, secret)
+            .await
+            .unwrap_or_else(|reason| panic!("{}: login {name} refused: {reason:?}", self.label))
+    }
+
+    /// Resumes and fails the test if the server refuses.
+    pub async fn resume(&mut self, token: &ResumeToken) -> LoginInfo {
+        self.try_resume(token)
+            .await
+            .unwrap_or_else(|reason| panic!("{}: resume refused: {reason:?}", self.label))
+    }
+
+    // ----- leaving -----
+
+    /// `#exit`: Goodbye, answered by Goodbye{ClientRequest} and a close.
+    pub async fn goodbye(mut self) {
+        self.send(&ClientMessage::Goodbye).await;
+        self.expect_goodbye(GoodbyeReason::ClientRequest).await;
+        let _ = self.session.close(None).await;
+    }
+
+    /// Drops the connection without a goodbye, as a crash or a pulled
+    /// cable would (TCP FIN, no close_notify).
+    pub fn drop_connection(self) {
+        drop(self);
+    }
+}
+
+/// Raw TCP access for attacks before any handshake.
+pub async fn raw_tcp(addr: SocketAddr) -> TcpStream {
+    TcpStream::connect(addr).await.expect("raw TCP connect")
+}
+
+/// Writes `bytes` (ignoring a server that already hung up), then reads
+/// until the server closes; fails the test if it has not closed within
+/// [`RECV_TIMEOUT`]. Returns the bytes the server sent.
+pub async fn send_raw_and_expect_close(stream: &mut TcpStream, bytes: &[u8]) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let _ = stream.write_all(bytes).await;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + RECV_TIMEOUT;
+    loop {
+        match timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => panic!(
+                "the server kept a connection open for {RECV_TIMEOUT:?} after it sent garbage ({} bytes back)",
+                got.len()
+            ),
+            Ok(Ok(0)) | Ok(Err(_)) => return got,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+fn short(s: &str) -> String {
+    if s.len() > 40 {
+        let head: String = s.chars().take(40).collect();
+        format!("{head}... ({} bytes)", s.len())
+    } else {
+        s.to_owned()
+    }
+}
