@@ -1,8 +1,9 @@
 //! Brute-force throttling of password logins (threat: online guessing).
 //!
 //! Failures are counted per account and per source address. After
-//! [`FREE_FAILURES`] failures, each further attempt waits an exponentially
-//! growing delay, capped at [`MAX_DELAY`], before the password is even
+//! [`FREE_FAILURES`] failures on an account (or [`FREE_ADDRESS_FAILURES`]
+//! from an address), each further attempt waits an exponentially growing
+//! delay, capped at [`MAX_DELAY`], before the password is even
 //! checked; the answer is the same generic `LoginFailed` either way. The cap
 //! is what keeps the throttle from becoming a lockout: someone hammering a
 //! victim's name can make the victim's login slow (at most 30 s), never
@@ -13,8 +14,11 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-/// Failures allowed before any delay.
+/// Failures on an account allowed before any delay.
 pub const FREE_FAILURES: u32 = 3;
+/// Failures from one address allowed before any delay: higher, because an
+/// address can be a NAT shared by many honest users who mistype.
+pub const FREE_ADDRESS_FAILURES: u32 = 10;
 /// The first delay; it doubles with each further failure.
 pub const BASE_DELAY: Duration = Duration::from_millis(500);
 /// No attempt waits longer than this.
@@ -30,12 +34,16 @@ struct Failures {
     last: Instant,
 }
 
-/// The delay owed after `count` failures.
+/// The delay owed after `count` failures on an account.
 pub fn delay_after(count: u32) -> Duration {
-    if count < FREE_FAILURES {
+    delay_with_allowance(count, FREE_FAILURES)
+}
+
+fn delay_with_allowance(count: u32, free: u32) -> Duration {
+    if count < free {
         return Duration::ZERO;
     }
-    let doublings = (count - FREE_FAILURES).min(16);
+    let doublings = (count - free).min(16);
     BASE_DELAY.saturating_mul(1 << doublings).min(MAX_DELAY)
 }
 
@@ -51,14 +59,16 @@ impl LoginThrottle {
     /// How long an attempt on `account` from `ip` must wait before the
     /// password is checked: the larger of the two delays.
     pub fn delay_for(&mut self, account: &str, ip: IpAddr, now: Instant) -> Duration {
-        let a = Self::pending(self.accounts.get(account), now);
-        let b = Self::pending(self.addresses.get(&ip), now);
+        let a = Self::pending(self.accounts.get(account), now, FREE_FAILURES);
+        let b = Self::pending(self.addresses.get(&ip), now, FREE_ADDRESS_FAILURES);
         a.max(b)
     }
 
-    fn pending(f: Option<&Failures>, now: Instant) -> Duration {
+    fn pending(f: Option<&Failures>, now: Instant, free: u32) -> Duration {
         match f {
-            Some(f) if now.saturating_duration_since(f.last) < FORGET_AFTER => delay_after(f.count),
+            Some(f) if now.saturating_duration_since(f.last) < FORGET_AFTER => {
+                delay_with_allowance(f.count, free)
+            }
             _ => Duration::ZERO,
         }
     }
@@ -140,6 +150,19 @@ mod tests {
         // The attacking address is slowed for every account it tries.
         assert_eq!(t.delay_for("bob", ip("10.0.0.1"), now), MAX_DELAY);
         assert_eq!(t.total_failures(), 50);
+    }
+
+    #[test]
+    fn an_address_gets_more_free_failures_than_an_account() {
+        let mut t = LoginThrottle::default();
+        let now = Instant::now();
+        for i in 0..FREE_ADDRESS_FAILURES - 1 {
+            t.record_failure(&format!("user{i}"), ip("10.0.0.1"), now);
+        }
+        // Nine different mistyped accounts behind one NAT: nobody waits.
+        assert_eq!(t.delay_for("carol", ip("10.0.0.1"), now), Duration::ZERO);
+        t.record_failure("user9", ip("10.0.0.1"), now);
+        assert_eq!(t.delay_for("carol", ip("10.0.0.1"), now), BASE_DELAY);
     }
 
     #[test]

@@ -1,0 +1,380 @@
+//! Wiring: the window's callbacks go to a [`Controller`] on the UI thread,
+//! which starts clients through a [`Connector`], feeds their events to the
+//! models and copies the result into the window. Network work happens on
+//! the connector's runtime, never here.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::{Rc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use client_core::{
+    AuthRequest, ClientEvent, ClientOptions, Fingerprint, KnownServers, ServerAddress, TlsOptions,
+};
+use slint::{CloseRequestResponse, ComponentHandle};
+use tokio::sync::oneshot;
+use zeroize::Zeroizing;
+
+use crate::backend::{route_input, ChatBackend, Connector, Deliver, Outgoing};
+use crate::model::ChatModel;
+use crate::session::{capitalized, Effect, Session};
+use crate::ui::{ChatAdapter, DialogAdapter, LoginAdapter, MainWindow};
+use crate::view::ChatView;
+
+/// How long the goodbye may take when the window closes.
+pub const GOODBYE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Start-up settings (command line, see `main.rs`).
+#[derive(Debug, Default, Clone)]
+pub struct Settings {
+    pub server: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<Zeroizing<String>>,
+    /// With `connect`: create the account instead of logging in.
+    pub register: bool,
+    /// Log in at start without waiting for a click.
+    pub connect: bool,
+    pub fingerprint: Option<Fingerprint>,
+    pub known_servers: Option<PathBuf>,
+    pub tls: Option<TlsOptions>,
+    /// Room messages sent once the first login's history is shown (for
+    /// scripted runs and the end-to-end test).
+    pub send_after_login: Vec<String>,
+}
+
+/// The window and its controller.
+pub struct App {
+    window: MainWindow,
+    controller: Rc<RefCell<Controller>>,
+    _day_timer: slint::Timer,
+}
+
+impl App {
+    pub fn new(
+        connector: Box<dyn Connector>,
+        settings: Settings,
+    ) -> Result<Self, slint::PlatformError> {
+        let window = MainWindow::new()?;
+        let controller = Rc::new_cyclic(|me| {
+            RefCell::new(Controller {
+                window: window.as_weak(),
+                me: me.clone(),
+                connector,
+                session: Session::new(),
+                model: ChatModel::new(),
+                view: ChatView::new(&window),
+                client: None,
+                generation: 0,
+                trust_reply: None,
+                pending_sends: Vec::new(),
+                settings: settings.clone(),
+            })
+        });
+        prefill_login(&window, &settings);
+        wire_callbacks(&window, &controller);
+        // "Today" becomes "Yesterday" at midnight.
+        let day_timer = slint::Timer::default();
+        let weak = Rc::downgrade(&controller);
+        day_timer.start(
+            slint::TimerMode::Repeated,
+            Duration::from_secs(60),
+            move || {
+                if let Some(c) = weak.upgrade() {
+                    c.borrow_mut().refresh();
+                }
+            },
+        );
+        controller.borrow_mut().refresh();
+        if settings.connect {
+            controller.borrow_mut().start(settings.register);
+        }
+        Ok(Self {
+            window,
+            controller,
+            _day_timer: day_timer,
+        })
+    }
+
+    pub fn window(&self) -> &MainWindow {
+        &self.window
+    }
+
+    pub fn controller(&self) -> Rc<RefCell<Controller>> {
+        self.controller.clone()
+    }
+
+    /// Shows the window and runs until the goodbye is done (or timed out).
+    pub fn run(&self) -> Result<(), slint::PlatformError> {
+        self.window.show()?;
+        // The loop outlives the window: after a close the goodbye is still
+        // being sent.
+        slint::run_event_loop_until_quit()
+    }
+}
+
+fn prefill_login(window: &MainWindow, settings: &Settings) {
+    let login = window.global::<LoginAdapter>();
+    if let Some(server) = &settings.server {
+        login.set_server(server.as_str().into());
+    }
+    if let Some(user) = &settings.username {
+        login.set_username(user.as_str().into());
+    }
+    if let Some(password) = &settings.password {
+        login.set_password(password.as_str().into());
+    }
+    login.set_focus_request(login.get_focus_request().wrapping_add(1));
+}
+
+fn wire_callbacks(window: &MainWindow, controller: &Rc<RefCell<Controller>>) {
+    // Every callback holds the controller weakly: the window must not keep
+    // it alive, and it must not keep itself alive through the window.
+    let with = |f: fn(&mut Controller)| {
+        let weak = Rc::downgrade(controller);
+        move || {
+            if let Some(c) = weak.upgrade() {
+                f(&mut c.borrow_mut());
+            }
+        }
+    };
+    let login = window.global::<LoginAdapter>();
+    login.on_login(with(|c| c.start(false)));
+    login.on_register(with(|c| c.start(true)));
+
+    let chat = window.global::<ChatAdapter>();
+    let weak = Rc::downgrade(controller);
+    chat.on_send(move |text| {
+        weak.upgrade()
+            .is_some_and(|c| c.borrow_mut().send(text.as_str()))
+    });
+    let weak = Rc::downgrade(controller);
+    chat.on_select_conversation(move |index| {
+        if let (Some(c), Ok(index)) = (weak.upgrade(), usize::try_from(index)) {
+            c.borrow_mut().select(index);
+        }
+    });
+    let weak = Rc::downgrade(controller);
+    chat.on_open_direct(move |name| {
+        if let Some(c) = weak.upgrade() {
+            c.borrow_mut().open_direct(name.as_str());
+        }
+    });
+
+    let dialogs = window.global::<DialogAdapter>();
+    let weak = Rc::downgrade(controller);
+    dialogs.on_trust_answered(move |trusted| {
+        if let Some(c) = weak.upgrade() {
+            c.borrow_mut().answer_trust(trusted);
+        }
+    });
+    dialogs.on_key_changed_dismissed(with(|c| {
+        c.session.key_warning_dismissed();
+        c.refresh();
+    }));
+
+    let weak = Rc::downgrade(controller);
+    window.window().on_close_requested(move || {
+        if let Some(c) = weak.upgrade() {
+            c.borrow_mut().quit();
+        }
+        CloseRequestResponse::HideWindow
+    });
+}
+
+/// The UI thread's state: session, chat model, view, running client.
+pub struct Controller {
+    window: slint::Weak<MainWindow>,
+    me: Weak<RefCell<Controller>>,
+    connector: Box<dyn Connector>,
+    session: Session,
+    model: ChatModel,
+    view: ChatView,
+    client: Option<Box<dyn ChatBackend>>,
+    /// Counts started clients; events of an older one are dropped.
+    generation: u64,
+    trust_reply: Option<oneshot::Sender<bool>>,
+    pending_sends: Vec<String>,
+    settings: Settings,
+}
+
+impl Controller {
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    pub fn model(&self) -> &ChatModel {
+        &self.model
+    }
+
+    /// The login screen's buttons: validate the form, start a client.
+    pub fn start(&mut self, register: bool) {
+        if self.session.busy() {
+            return;
+        }
+        let Some(window) = self.window.upgrade() else {
+            return;
+        };
+        let login = window.global::<LoginAdapter>();
+        let options = match self.options_from_form(&login, register) {
+            Ok(options) => options,
+            Err(message) => {
+                self.session.form_error(message);
+                self.refresh();
+                return;
+            }
+        };
+        self.generation += 1;
+        let generation = self.generation;
+        let me = self.me.clone();
+        let deliver: Deliver = Box::new(move |events| {
+            let Some(c) = me.upgrade() else {
+                return false;
+            };
+            let mut c = c.borrow_mut();
+            if c.generation != generation {
+                return false;
+            }
+            c.handle_events(events);
+            true
+        });
+        self.session.started(&options.server.to_string());
+        self.model = ChatModel::new();
+        self.pending_sends = self.settings.send_after_login.clone();
+        self.client = Some(self.connector.connect(options, deliver));
+        self.refresh();
+    }
+
+    fn options_from_form(
+        &self,
+        login: &LoginAdapter,
+        register: bool,
+    ) -> Result<ClientOptions, String> {
+        let server: ServerAddress = login
+            .get_server()
+            .parse()
+            .map_err(|e: client_core::address::InvalidAddress| capitalized(&e.to_string()))?;
+        let username = login.get_username().trim().to_owned();
+        if username.is_empty() {
+            return Err("Enter a user name".into());
+        }
+        let password = Zeroizing::new(login.get_password().to_string());
+        if password.is_empty() {
+            return Err("Enter a password".into());
+        }
+        let auth = if register {
+            AuthRequest::Register { username, password }
+        } else {
+            AuthRequest::Login { username, password }
+        };
+        let mut options = ClientOptions::new(server, auth);
+        options.fingerprint = self.settings.fingerprint;
+        options.tls = self.settings.tls.clone();
+        if let Some(path) = &self.settings.known_servers {
+            options.known_servers = KnownServers::at(path.clone());
+        }
+        Ok(options)
+    }
+
+    /// Events from the running client, in order.
+    pub fn handle_events(&mut self, events: Vec<ClientEvent>) {
+        let now = now_ms();
+        for event in events {
+            self.model.handle_event(&event, now);
+            match self.session.handle_event(&event) {
+                Effect::Nothing => {}
+                Effect::Exit => {
+                    self.client = None;
+                    let _ = slint::quit_event_loop();
+                }
+            }
+            match event {
+                ClientEvent::TrustQuestion { reply, .. } => self.trust_reply = Some(reply),
+                ClientEvent::LoggedIn { .. } => {
+                    // The password is not kept on screen once it worked.
+                    if let Some(window) = self.window.upgrade() {
+                        window
+                            .global::<LoginAdapter>()
+                            .set_password(Default::default());
+                    }
+                }
+                ClientEvent::HistoryDone => self.send_pending(),
+                ClientEvent::Closed { .. } => {
+                    self.client = None;
+                    self.trust_reply = None;
+                }
+                _ => {}
+            }
+        }
+        self.refresh();
+    }
+
+    fn send_pending(&mut self) {
+        if let Some(client) = &self.client {
+            for text in self.pending_sends.drain(..) {
+                client.submit(&text);
+            }
+        }
+    }
+
+    /// The message box: returns whether the text was taken.
+    pub fn send(&mut self, text: &str) -> bool {
+        let Some(client) = &self.client else {
+            return false;
+        };
+        match route_input(&self.model.selected().id, text) {
+            Outgoing::Nothing => {}
+            Outgoing::Submit(line) => client.submit(&line),
+            Outgoing::Direct { to, text } => client.send_direct(&to, &text),
+            Outgoing::Quit => self.quit(),
+        }
+        true
+    }
+
+    pub fn select(&mut self, index: usize) {
+        self.model.select(index);
+        self.refresh();
+    }
+
+    pub fn open_direct(&mut self, name: &str) {
+        self.model.open_direct(name);
+        self.refresh();
+    }
+
+    pub fn answer_trust(&mut self, trusted: bool) {
+        if let Some(reply) = self.trust_reply.take() {
+            let _ = reply.send(trusted);
+        }
+        self.session.trust_answered(trusted);
+        self.refresh();
+    }
+
+    /// Close button, `/quit`, SIGTERM: say goodbye, then end the program
+    /// when `Closed` arrives or after [`GOODBYE_TIMEOUT`].
+    pub fn quit(&mut self) {
+        if self.session.quit_requested() {
+            if let Some(client) = &self.client {
+                client.quit();
+            }
+            slint::Timer::single_shot(GOODBYE_TIMEOUT, || {
+                let _ = slint::quit_event_loop();
+            });
+        } else {
+            let _ = slint::quit_event_loop();
+        }
+        if let Some(window) = self.window.upgrade() {
+            let _ = window.hide();
+        }
+    }
+
+    pub fn refresh(&mut self) {
+        if let Some(window) = self.window.upgrade() {
+            self.view.update(&window, &self.session, &self.model);
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,417 @@
+//! The chat window's state: conversations and their timelines, unread
+//! counts, read markers, who is online. Fed with [`ClientEvent`]s and the
+//! user's clicks; knows nothing of Slint, so it is tested with plain
+//! `#[test]`s. [`crate::timeline`] turns a conversation into display rows.
+
+use std::collections::HashSet;
+
+use client_core::events::leave_reason_text;
+use client_core::{ChatLine, ClientEvent, ConnectionState, NoticeKind};
+
+/// Which conversation: the shared room or a direct-message partner.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ConversationId {
+    Room,
+    Direct(String),
+}
+
+/// How a system notice is styled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeStyle {
+    Info,
+    Join,
+    Leave,
+    Error,
+}
+
+/// One thing in a timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    Message {
+        /// The server's id; 0 for an own message the server has not echoed.
+        id: u64,
+        from: String,
+        own: bool,
+        /// Replayed at login: shown as earlier, never unread.
+        history: bool,
+    },
+    Notice(NoticeStyle),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub timestamp_ms: u64,
+    pub kind: EntryKind,
+    pub text: String,
+    /// Whom a join or leave notice is about. Kept apart from the sentence
+    /// so that a right-to-left name cannot reorder it on screen.
+    pub subject: Option<String>,
+}
+
+impl Entry {
+    /// A message someone else wrote that arrived live (the kind that counts
+    /// as unread).
+    fn is_unread_kind(&self) -> bool {
+        matches!(
+            self.kind,
+            EntryKind::Message {
+                own: false,
+                history: false,
+                ..
+            }
+        )
+    }
+}
+
+/// Timelines keep at most this many entries; older ones are dropped.
+pub const MAX_ENTRIES: usize = 1000;
+
+#[derive(Debug)]
+pub struct Conversation {
+    pub id: ConversationId,
+    entries: Vec<Entry>,
+    seen_ids: HashSet<u64>,
+    /// Entries before this index were on screen when the user last looked.
+    read_upto: usize,
+    /// Index of the entry the "new messages" marker stands before, set when
+    /// the user returns to a conversation with unread messages.
+    marker: Option<usize>,
+    unread: usize,
+}
+
+impl Conversation {
+    fn new(id: ConversationId) -> Self {
+        Self {
+            id,
+            entries: Vec::new(),
+            seen_ids: HashSet::new(),
+            read_upto: 0,
+            marker: None,
+            unread: 0,
+        }
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    pub fn unread(&self) -> usize {
+        self.unread
+    }
+
+    /// The index of the first unread entry while the marker is shown.
+    pub fn read_marker(&self) -> Option<usize> {
+        self.marker
+    }
+
+    /// The name shown in the conversation list.
+    pub fn title(&self) -> &str {
+        match &self.id {
+            ConversationId::Room => "Room",
+            ConversationId::Direct(name) => name,
+        }
+    }
+
+    fn push(&mut self, entry: Entry, selected: bool) {
+        if entry.is_unread_kind() && !selected {
+            self.unread += 1;
+        }
+        self.entries.push(entry);
+        if self.entries.len() > MAX_ENTRIES {
+            let excess = self.entries.len() - MAX_ENTRIES;
+            self.entries.drain(..excess);
+            self.read_upto = self.read_upto.saturating_sub(excess);
+            self.marker = self.marker.and_then(|m| m.checked_sub(excess));
+        }
+    }
+
+    /// A chat line, unless it is one we already show (history replayed
+    /// again after a reconnect, or the server's copy of our own line).
+    fn push_line(&mut self, line: &ChatLine, history: bool, selected: bool) {
+        if line.id != 0 {
+            if !self.seen_ids.insert(line.id) {
+                return;
+            }
+            if line.own {
+                // The server's copy of a line we showed before it had an id.
+                if let Some(pending) = self.entries.iter_mut().find(|e| {
+                    matches!(
+                        e.kind,
+                        EntryKind::Message {
+                            id: 0,
+                            own: true,
+                            ..
+                        }
+                    ) && e.text == line.text
+                }) {
+                    if let EntryKind::Message { id, .. } = &mut pending.kind {
+                        *id = line.id;
+                    }
+                    return;
+                }
+            }
+        }
+        self.push(
+            Entry {
+                timestamp_ms: line.timestamp_ms,
+                kind: EntryKind::Message {
+                    id: line.id,
+                    from: line.from.clone(),
+                    own: line.own,
+                    history,
+                },
+                text: line.text.clone(),
+                subject: None,
+            },
+            selected,
+        );
+    }
+
+    /// The user leaves the conversation: everything in it has been seen.
+    fn leave(&mut self) {
+        self.read_upto = self.entries.len();
+        self.marker = None;
+        self.unread = 0;
+    }
+
+    /// The user opens the conversation: mark the first unread message.
+    fn enter(&mut self) {
+        self.marker = (self.unread > 0)
+            .then(|| {
+                (self.read_upto..self.entries.len()).find(|&i| self.entries[i].is_unread_kind())
+            })
+            .flatten();
+        self.unread = 0;
+    }
+}
+
+/// The connection as the status line shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Connecting,
+    Connected,
+    Reconnecting { in_secs: u64, attempt: u32 },
+    Offline(String),
+}
+
+impl Status {
+    pub fn text(&self) -> String {
+        match self {
+            Status::Connecting => "Connecting…".into(),
+            Status::Connected => "Connected".into(),
+            Status::Reconnecting { in_secs, attempt } => {
+                format!("Connection lost — reconnecting in {in_secs} s (attempt {attempt})")
+            }
+            Status::Offline(reason) if reason.is_empty() => "Offline".into(),
+            Status::Offline(reason) => format!("Offline: {reason}"),
+        }
+    }
+}
+
+/// Everything the chat window shows.
+#[derive(Debug)]
+pub struct ChatModel {
+    me: String,
+    conversations: Vec<Conversation>,
+    selected: usize,
+    online: Vec<String>,
+    status: Status,
+    /// Until the first replay ends, history lines are shown as "earlier";
+    /// lines replayed after a reconnect were missed while away, so they
+    /// are shown (and counted) like live ones.
+    first_history_done: bool,
+}
+
+impl Default for ChatModel {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ChatModel {
+    pub fn new() -> Self {
+        Self {
+            me: String::new(),
+            conversations: vec![Conversation::new(ConversationId::Room)],
+            selected: 0,
+            online: Vec::new(),
+            status: Status::Connecting,
+            first_history_done: false,
+        }
+    }
+
+    // ---- getters
+
+    /// Our own name, as the server registered it.
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    pub fn conversations(&self) -> &[Conversation] {
+        &self.conversations
+    }
+
+    pub fn selected_index(&self) -> usize {
+        self.selected
+    }
+
+    pub fn selected(&self) -> &Conversation {
+        &self.conversations[self.selected]
+    }
+
+    pub fn conversation(&self, id: &ConversationId) -> Option<&Conversation> {
+        self.conversations.iter().find(|c| &c.id == id)
+    }
+
+    /// Everyone online, sorted, ourselves included.
+    pub fn online(&self) -> &[String] {
+        &self.online
+    }
+
+    pub fn status(&self) -> &Status {
+        &self.status
+    }
+
+    // ---- inputs
+
+    /// Applies one event from the client task; `now_ms` stamps notices.
+    pub fn handle_event(&mut self, event: &ClientEvent, now_ms: u64) {
+        match event {
+            ClientEvent::State(state) => self.handle_state(state, now_ms),
+            ClientEvent::LoggedIn { username } => self.me = username.clone(),
+            ClientEvent::Online { users } => {
+                self.online = users.clone();
+                self.online.sort_by_key(|u| u.to_lowercase());
+                self.online.dedup();
+            }
+            ClientEvent::Joined { username } => {
+                if !self.online.contains(username) {
+                    self.online.push(username.clone());
+                    self.online.sort_by_key(|u| u.to_lowercase());
+                }
+                if *username != self.me {
+                    let entry = Entry {
+                        timestamp_ms: now_ms,
+                        kind: EntryKind::Notice(NoticeStyle::Join),
+                        text: "joined".into(),
+                        subject: Some(username.clone()),
+                    };
+                    self.conversations[0].push(entry, self.selected == 0);
+                }
+            }
+            ClientEvent::Left { username, reason } => {
+                self.online.retain(|u| u != username);
+                let entry = Entry {
+                    timestamp_ms: now_ms,
+                    kind: EntryKind::Notice(NoticeStyle::Leave),
+                    text: leave_reason_text(*reason).into(),
+                    subject: Some(username.clone()),
+                };
+                self.conversations[0].push(entry, self.selected == 0);
+            }
+            ClientEvent::Room(line) => {
+                let history = line.history && !self.first_history_done;
+                let selected = self.selected == 0;
+                self.conversations[0].push_line(line, history, selected);
+            }
+            ClientEvent::Direct(line) => {
+                let Some(partner) = line.partner() else {
+                    return;
+                };
+                let index = self.index_of_direct(partner);
+                let history = line.history && !self.first_history_done;
+                let selected = self.selected == index;
+                self.conversations[index].push_line(line, history, selected);
+            }
+            ClientEvent::HistoryDone => self.first_history_done = true,
+            ClientEvent::Notice { text, kind } => {
+                let style = match kind {
+                    NoticeKind::Info => NoticeStyle::Info,
+                    NoticeKind::Error => NoticeStyle::Error,
+                };
+                self.notice_in(self.selected, style, text.clone(), now_ms);
+            }
+            ClientEvent::AuthFailed { message, .. } => {
+                self.notice_in(self.selected, NoticeStyle::Error, message.clone(), now_ms);
+            }
+            ClientEvent::Closed { reason } => {
+                self.status = Status::Offline(reason.clone());
+                self.online.clear();
+                let text = format!("Disconnected: {reason}");
+                self.notice_in(self.selected, NoticeStyle::Error, text, now_ms);
+            }
+            // Dialogs, handled by the session.
+            ClientEvent::TrustQuestion { .. } | ClientEvent::KeyChanged { .. } => {}
+        }
+    }
+
+    /// The user clicks a conversation in the list.
+    pub fn select(&mut self, index: usize) {
+        if index >= self.conversations.len() || index == self.selected {
+            return;
+        }
+        self.conversations[self.selected].leave();
+        self.selected = index;
+        self.conversations[index].enter();
+    }
+
+    /// The user clicks a name in the online list: open (or create) the
+    /// direct conversation with them. Returns its index.
+    pub fn open_direct(&mut self, name: &str) -> usize {
+        let index = self.index_of_direct(name);
+        self.select(index);
+        index
+    }
+
+    fn index_of_direct(&mut self, partner: &str) -> usize {
+        let id = ConversationId::Direct(partner.to_owned());
+        match self.conversations.iter().position(|c| c.id == id) {
+            Some(i) => i,
+            None => {
+                self.conversations.push(Conversation::new(id));
+                self.conversations.len() - 1
+            }
+        }
+    }
+
+    fn handle_state(&mut self, state: &ConnectionState, now_ms: u64) {
+        let previous = std::mem::replace(
+            &mut self.status,
+            match state {
+                ConnectionState::Connecting => Status::Connecting,
+                ConnectionState::Connected => Status::Connected,
+                ConnectionState::Reconnecting { in_secs, attempt } => Status::Reconnecting {
+                    in_secs: *in_secs,
+                    attempt: *attempt,
+                },
+                ConnectionState::Offline => Status::Offline(String::new()),
+            },
+        );
+        let lost = matches!(previous, Status::Connected) && self.status != Status::Connected;
+        if lost {
+            self.online.clear();
+            let text = "Connection lost; reconnecting…".to_owned();
+            self.notice_in(0, NoticeStyle::Error, text, now_ms);
+        } else if self.status == Status::Connected
+            && matches!(previous, Status::Reconnecting { .. })
+        {
+            self.notice_in(0, NoticeStyle::Info, "Reconnected".to_owned(), now_ms);
+        }
+    }
+
+    fn notice_in(&mut self, index: usize, style: NoticeStyle, text: String, now_ms: u64) {
+        let selected = self.selected == index;
+        self.conversations[index].push(
+            Entry {
+                timestamp_ms: now_ms,
+                kind: EntryKind::Notice(style),
+                text,
+                subject: None,
+            },
+            selected,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests;

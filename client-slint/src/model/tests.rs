@@ -1,0 +1,349 @@
+use client_core::{ChatLine, ClientEvent, ConnectionState, LeaveReason, NoticeKind};
+
+use super::*;
+
+const T0: u64 = 1_700_000_000_000;
+
+fn room(id: u64, from: &str, text: &str) -> ClientEvent {
+    ClientEvent::Room(ChatLine {
+        id,
+        timestamp_ms: T0 + id * 1000,
+        from: from.into(),
+        to: None,
+        text: text.into(),
+        history: false,
+        own: from == "me",
+    })
+}
+
+fn history(event: ClientEvent) -> ClientEvent {
+    match event {
+        ClientEvent::Room(line) => ClientEvent::Room(ChatLine {
+            history: true,
+            ..line
+        }),
+        ClientEvent::Direct(line) => ClientEvent::Direct(ChatLine {
+            history: true,
+            ..line
+        }),
+        other => other,
+    }
+}
+
+fn direct(id: u64, from: &str, to: &str, text: &str) -> ClientEvent {
+    ClientEvent::Direct(ChatLine {
+        id,
+        timestamp_ms: T0 + id * 1000,
+        from: from.into(),
+        to: Some(to.into()),
+        text: text.into(),
+        history: false,
+        own: from == "me",
+    })
+}
+
+fn logged_in() -> ChatModel {
+    let mut model = ChatModel::new();
+    for event in [
+        ClientEvent::State(ConnectionState::Connected),
+        ClientEvent::LoggedIn {
+            username: "me".into(),
+        },
+    ] {
+        model.handle_event(&event, T0);
+    }
+    model
+}
+
+fn apply(model: &mut ChatModel, events: impl IntoIterator<Item = ClientEvent>) {
+    for event in events {
+        model.handle_event(&event, T0);
+    }
+}
+
+fn texts(conversation: &Conversation) -> Vec<&str> {
+    conversation
+        .entries()
+        .iter()
+        .map(|e| e.text.as_str())
+        .collect()
+}
+
+fn unread(model: &ChatModel) -> Vec<(&str, usize)> {
+    model
+        .conversations()
+        .iter()
+        .map(|c| (c.title(), c.unread()))
+        .collect()
+}
+
+#[test]
+fn room_messages_land_in_the_room_with_own_flag() {
+    let mut model = logged_in();
+    apply(&mut model, [room(1, "ana", "hola"), room(2, "me", "hi")]);
+    let entries = model.selected().entries();
+    assert_eq!(model.selected().id, ConversationId::Room);
+    assert!(
+        matches!(&entries[0].kind, EntryKind::Message { from, own: false, .. } if from == "ana")
+    );
+    assert!(matches!(
+        &entries[1].kind,
+        EntryKind::Message { own: true, .. }
+    ));
+}
+
+#[test]
+fn direct_messages_open_a_conversation_per_partner_with_unread_counts() {
+    let mut model = logged_in();
+    apply(
+        &mut model,
+        [
+            direct(1, "李雷", "me", "你好"),
+            direct(2, "李雷", "me", "在吗？"),
+            direct(3, "me", "سارة", "مرحبا"),
+        ],
+    );
+    assert_eq!(unread(&model), [("Room", 0), ("李雷", 2), ("سارة", 0)]);
+    let lei = model
+        .conversation(&ConversationId::Direct("李雷".into()))
+        .unwrap();
+    assert_eq!(texts(lei), ["你好", "在吗？"]);
+}
+
+#[test]
+fn messages_in_the_open_conversation_are_not_unread_and_own_never_are() {
+    let mut model = logged_in();
+    apply(&mut model, [room(1, "ana", "a"), room(2, "me", "b")]);
+    assert_eq!(model.selected().unread(), 0);
+    model.open_direct("ana");
+    apply(&mut model, [room(3, "me", "c"), room(4, "ana", "d")]);
+    assert_eq!(unread(&model), [("Room", 1), ("ana", 0)]);
+}
+
+#[test]
+fn returning_to_a_conversation_marks_the_first_unread_message() {
+    let mut model = logged_in();
+    apply(&mut model, [room(1, "ana", "seen")]);
+    model.open_direct("ana");
+    apply(
+        &mut model,
+        [
+            ClientEvent::Joined {
+                username: "bo".into(),
+            },
+            room(2, "bo", "first unread"),
+            room(3, "ana", "second unread"),
+        ],
+    );
+    model.select(0);
+    let room = model.selected();
+    assert_eq!(room.unread(), 0, "opening clears the count");
+    let marker = room.read_marker().expect("marker");
+    assert_eq!(
+        room.entries()[marker].text,
+        "first unread",
+        "the join notice is not unread"
+    );
+    // Leaving again reads everything: no marker next time.
+    model.select(1);
+    model.select(0);
+    assert_eq!(model.selected().read_marker(), None);
+}
+
+#[test]
+fn no_marker_when_nothing_new_arrived() {
+    let mut model = logged_in();
+    apply(&mut model, [room(1, "ana", "a")]);
+    model.open_direct("ana");
+    apply(
+        &mut model,
+        [ClientEvent::Left {
+            username: "x".into(),
+            reason: LeaveReason::Exit,
+        }],
+    );
+    model.select(0);
+    assert_eq!(model.selected().read_marker(), None);
+}
+
+#[test]
+fn history_is_marked_earlier_and_never_counted_unread() {
+    let mut model = logged_in();
+    model.open_direct("ana");
+    apply(
+        &mut model,
+        [
+            history(room(1, "ana", "old")),
+            history(direct(2, "ana", "me", "old dm")),
+            ClientEvent::HistoryDone,
+            room(3, "ana", "new"),
+        ],
+    );
+    let room = model.conversation(&ConversationId::Room).unwrap();
+    assert_eq!(room.unread(), 1);
+    assert!(matches!(
+        room.entries()[0].kind,
+        EntryKind::Message { history: true, .. }
+    ));
+    assert!(matches!(
+        room.entries()[1].kind,
+        EntryKind::Message { history: false, .. }
+    ));
+}
+
+#[test]
+fn history_replayed_after_a_reconnect_is_not_shown_twice_and_missed_lines_count() {
+    let mut model = logged_in();
+    model.open_direct("ana");
+    apply(
+        &mut model,
+        [history(room(1, "ana", "old")), ClientEvent::HistoryDone],
+    );
+    apply(
+        &mut model,
+        [
+            ClientEvent::State(ConnectionState::Reconnecting {
+                in_secs: 1,
+                attempt: 1,
+            }),
+            ClientEvent::State(ConnectionState::Connected),
+            ClientEvent::LoggedIn {
+                username: "me".into(),
+            },
+            history(room(1, "ana", "old")),
+            history(room(2, "ana", "missed while away")),
+            ClientEvent::HistoryDone,
+        ],
+    );
+    let room = model.conversation(&ConversationId::Room).unwrap();
+    let messages: Vec<_> = room
+        .entries()
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EntryKind::Message { history, .. } => Some((e.text.as_str(), *history)),
+            EntryKind::Notice(_) => None,
+        })
+        .collect();
+    assert_eq!(messages, [("old", true), ("missed while away", false)]);
+    assert_eq!(room.unread(), 1);
+}
+
+#[test]
+fn the_servers_copy_of_an_own_line_replaces_the_local_one() {
+    let mut model = logged_in();
+    apply(&mut model, [room(0, "me", "hello"), room(7, "me", "hello")]);
+    assert_eq!(texts(model.selected()), ["hello"]);
+    assert!(matches!(
+        model.selected().entries()[0].kind,
+        EntryKind::Message { id: 7, .. }
+    ));
+}
+
+#[test]
+fn joins_and_leaves_update_the_online_list_and_the_room() {
+    let mut model = logged_in();
+    apply(
+        &mut model,
+        [
+            ClientEvent::Online {
+                users: vec!["me".into(), "Zoë".into(), "ana".into()],
+            },
+            ClientEvent::Joined {
+                username: "bo".into(),
+            },
+            ClientEvent::Left {
+                username: "ana".into(),
+                reason: LeaveReason::Dropped,
+            },
+        ],
+    );
+    assert_eq!(model.online(), ["bo", "me", "Zoë"]);
+    let room = model.conversation(&ConversationId::Room).unwrap();
+    let notices: Vec<_> = room
+        .entries()
+        .iter()
+        .map(|e| (e.subject.as_deref(), e.text.as_str()))
+        .collect();
+    assert_eq!(
+        notices,
+        [(Some("bo"), "joined"), (Some("ana"), "lost connection")]
+    );
+    assert!(matches!(
+        room.entries()[0].kind,
+        EntryKind::Notice(NoticeStyle::Join)
+    ));
+    assert!(matches!(
+        room.entries()[1].kind,
+        EntryKind::Notice(NoticeStyle::Leave)
+    ));
+}
+
+#[test]
+fn notices_go_to_the_open_conversation_and_errors_are_styled_apart() {
+    let mut model = logged_in();
+    model.open_direct("ana");
+    apply(
+        &mut model,
+        [
+            ClientEvent::Notice {
+                text: "no such user".into(),
+                kind: NoticeKind::Error,
+            },
+            ClientEvent::Notice {
+                text: "help".into(),
+                kind: NoticeKind::Info,
+            },
+        ],
+    );
+    let kinds: Vec<_> = model
+        .selected()
+        .entries()
+        .iter()
+        .map(|e| e.kind.clone())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            EntryKind::Notice(NoticeStyle::Error),
+            EntryKind::Notice(NoticeStyle::Info)
+        ]
+    );
+}
+
+#[test]
+fn losing_the_connection_shows_in_status_and_room() {
+    let mut model = logged_in();
+    apply(
+        &mut model,
+        [
+            ClientEvent::Online {
+                users: vec!["me".into()],
+            },
+            ClientEvent::State(ConnectionState::Reconnecting {
+                in_secs: 4,
+                attempt: 2,
+            }),
+        ],
+    );
+    assert!(model.status().text().contains("reconnecting in 4 s"));
+    assert!(model.online().is_empty());
+    apply(&mut model, [ClientEvent::State(ConnectionState::Connected)]);
+    assert_eq!(
+        texts(model.selected()),
+        ["Connection lost; reconnecting…", "Reconnected"]
+    );
+}
+
+#[test]
+fn long_timelines_drop_the_oldest_entries_and_keep_the_marker_in_place() {
+    let mut model = logged_in();
+    model.open_direct("ana");
+    for id in 1..=(MAX_ENTRIES as u64 + 10) {
+        model.handle_event(&room(id, "ana", &id.to_string()), T0);
+    }
+    model.select(0);
+    let room = model.selected();
+    assert_eq!(room.entries().len(), MAX_ENTRIES);
+    assert_eq!(room.entries()[0].text, "11");
+    assert_eq!(room.read_marker(), Some(0));
+}

@@ -1,0 +1,183 @@
+//! Copies the models' state into the window's globals. The message rows
+//! are updated in place when only the end changed, so a new message does
+//! not rebuild (and re-lay out) the whole list.
+
+use std::rc::Rc;
+
+use proto_core::message::escape_for_display;
+use slint::{ComponentHandle, Model, ModelRc, SharedString, VecModel};
+
+use crate::model::{ChatModel, NoticeStyle};
+use crate::session::{Page as SessionPage, Session};
+use crate::timeline::{self, Row, RowKind as TimelineKind};
+use crate::ui::{
+    AppState, ChatAdapter, ConversationItem, DialogAdapter, LoginAdapter, MainWindow, Page,
+    RowKind, TimelineRow, UserItem,
+};
+
+pub struct ChatView {
+    rows: Rc<VecModel<TimelineRow>>,
+    shown_rows: Vec<Row>,
+    conversations: Rc<VecModel<ConversationItem>>,
+    users: Rc<VecModel<UserItem>>,
+    shown_users: Vec<String>,
+    /// Index of the conversation on screen; a change jumps to its end.
+    shown_conversation: Option<usize>,
+    conversation_switches: i32,
+}
+
+impl ChatView {
+    /// Installs the list models into `window`.
+    pub fn new(window: &MainWindow) -> Self {
+        let view = Self {
+            rows: Rc::new(VecModel::default()),
+            shown_rows: Vec::new(),
+            conversations: Rc::new(VecModel::default()),
+            users: Rc::new(VecModel::default()),
+            shown_users: Vec::new(),
+            shown_conversation: None,
+            conversation_switches: 0,
+        };
+        let chat = window.global::<ChatAdapter>();
+        chat.set_rows(ModelRc::from(view.rows.clone()));
+        chat.set_conversations(ModelRc::from(view.conversations.clone()));
+        chat.set_users(ModelRc::from(view.users.clone()));
+        view
+    }
+
+    /// Shows `session` (page, login form, dialogs) and `model` (the chat).
+    pub fn update(&mut self, window: &MainWindow, session: &Session, model: &ChatModel) {
+        self.update_session(window, session);
+        self.update_chat(window, model);
+    }
+
+    fn update_session(&self, window: &MainWindow, session: &Session) {
+        window.global::<AppState>().set_page(match session.page() {
+            SessionPage::Login => Page::Login,
+            SessionPage::Chat => Page::Chat,
+        });
+        let login = window.global::<LoginAdapter>();
+        login.set_error(session.error().into());
+        login.set_progress(session.progress().into());
+        let was_busy = login.get_busy();
+        login.set_busy(session.busy());
+        if was_busy && !session.busy() {
+            // Back to the form after a failure: ready to retype.
+            login.set_focus_request(login.get_focus_request().wrapping_add(1));
+        }
+        let dialogs = window.global::<DialogAdapter>();
+        match session.trust_prompt() {
+            Some(prompt) => {
+                dialogs.set_trust_server(prompt.server.as_str().into());
+                dialogs.set_trust_fingerprint(prompt.fingerprint.as_str().into());
+                dialogs.set_trust_visible(true);
+            }
+            None => dialogs.set_trust_visible(false),
+        }
+        dialogs.set_key_changed_warning(session.key_warning().unwrap_or_default().into());
+    }
+
+    fn update_chat(&mut self, window: &MainWindow, model: &ChatModel) {
+        let chat = window.global::<ChatAdapter>();
+        let me = model.me();
+        chat.set_me(escape_for_display(me).into());
+        window.set_window_title(if me.is_empty() {
+            "SecureChat".into()
+        } else {
+            format!("SecureChat — {me}").into()
+        });
+        chat.set_status(model.status().text().into());
+        chat.set_connected(*model.status() == crate::model::Status::Connected);
+
+        let selected = model.selected_index();
+        chat.set_title(escape_for_display(model.selected().title()).into());
+        chat.set_room_open(model.selected().id == crate::model::ConversationId::Room);
+        let items: Vec<ConversationItem> = model
+            .conversations()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ConversationItem {
+                title: escape_for_display(c.title()).into(),
+                unread: i32::try_from(c.unread()).unwrap_or(i32::MAX),
+                is_room: i == 0,
+                selected: i == selected,
+            })
+            .collect();
+        if !same_items(&self.conversations, &items) {
+            self.conversations.set_vec(items);
+        }
+
+        if self.shown_users != model.online() {
+            self.shown_users = model.online().to_vec();
+            self.users.set_vec(
+                model
+                    .online()
+                    .iter()
+                    .map(|name| UserItem {
+                        name: escape_for_display(name).into(),
+                        is_me: name == me,
+                    })
+                    .collect::<Vec<_>>(),
+            );
+        }
+
+        let today = chrono::Local::now().date_naive();
+        let rows = timeline::rows(model.selected(), &chrono::Local, today);
+        if self.shown_conversation != Some(selected) {
+            self.shown_conversation = Some(selected);
+            self.conversation_switches = self.conversation_switches.wrapping_add(1);
+            self.rows
+                .set_vec(rows.iter().map(to_slint_row).collect::<Vec<_>>());
+            chat.set_shown_conversation(self.conversation_switches);
+        } else {
+            self.replace_changed_tail(&rows);
+        }
+        self.shown_rows = rows;
+    }
+
+    /// Rows usually change only at the end (a new message, a notice).
+    fn replace_changed_tail(&self, rows: &[Row]) {
+        let common = self
+            .shown_rows
+            .iter()
+            .zip(rows)
+            .take_while(|(a, b)| a == b)
+            .count();
+        if common == 0 && !self.shown_rows.is_empty() {
+            self.rows
+                .set_vec(rows.iter().map(to_slint_row).collect::<Vec<_>>());
+            return;
+        }
+        for index in (common..self.rows.row_count()).rev() {
+            self.rows.remove(index);
+        }
+        for row in &rows[common..] {
+            self.rows.push(to_slint_row(row));
+        }
+    }
+}
+
+fn same_items(model: &VecModel<ConversationItem>, items: &[ConversationItem]) -> bool {
+    model.row_count() == items.len() && model.iter().zip(items).all(|(a, b)| &a == b)
+}
+
+fn to_slint_row(row: &Row) -> TimelineRow {
+    TimelineRow {
+        kind: match row.kind {
+            TimelineKind::Message => RowKind::Message,
+            TimelineKind::Notice(NoticeStyle::Info) => RowKind::Info,
+            TimelineKind::Notice(NoticeStyle::Join) => RowKind::Join,
+            TimelineKind::Notice(NoticeStyle::Leave) => RowKind::Leave,
+            TimelineKind::Notice(NoticeStyle::Error) => RowKind::Error,
+            TimelineKind::Day => RowKind::Day,
+            TimelineKind::Earlier => RowKind::Earlier,
+            TimelineKind::ReadMarker => RowKind::Marker,
+        },
+        sender: SharedString::from(row.sender.as_str()),
+        time: row.time.as_str().into(),
+        text: row.text.as_str().into(),
+        own: row.own,
+        history: row.history,
+        continued: row.continued,
+    }
+}

@@ -1,0 +1,385 @@
+//! End to end: the real `securechat-gui` under Xvfb against a real
+//! `securechat-server`, with two other clients (client-core) in other
+//! scripts. The GUI registers, sees history, sends a message the others
+//! receive, is photographed, and on SIGTERM says goodbye so the others see
+//! it leave.
+//!
+//! Needs Xvfb and ImageMagick (see CI-PACKAGES.txt); it fails, never skips,
+//! when they are missing. The screenshot is written to
+//! `target/gui-e2e/screenshot.png`, and to `docs/screenshot.png` as well
+//! when `UPDATE_SCREENSHOT=1`.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use client_core::{
+    AuthRequest, ClientEvent, ClientHandle, ClientOptions, Fingerprint, KnownServers, LeaveReason,
+};
+use tokio::sync::mpsc::UnboundedReceiver;
+use zeroize::Zeroizing;
+
+const GUI_USER: &str = "Zoë";
+const GUI_MESSAGE: &str = "Hello from the GUI 👋 — 你好, مرحبا, Grüße";
+/// Slow first frames (llvmpipe, font loading) on a loaded machine.
+const STEP_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Kills the process when dropped (test failure included).
+struct Guard {
+    name: &'static str,
+    child: Child,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Guard {
+    fn spawn(name: &'static str, command: &mut Command) -> Self {
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({command:?}): {e}"));
+        Self { name, child }
+    }
+
+    fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("{} exited early: {status}", self.name);
+        }
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// `securechat-server` next to the GUI binary, built (or brought up to
+/// date) first: a stale server may speak an older protocol.
+fn server_binary() -> PathBuf {
+    let gui = Path::new(env!("CARGO_BIN_EXE_securechat-gui"));
+    let server = gui.with_file_name("securechat-server");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "server",
+            "--bin",
+            "securechat-server",
+        ])
+        .current_dir(workspace_root())
+        .status()
+        .expect("run cargo build -p server");
+    assert!(status.success(), "cargo build -p server failed");
+    assert!(server.exists(), "no server binary at {}", server.display());
+    server
+}
+
+fn require_tool(name: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "{name} is missing: install the Debian packages in client-slint/CI-PACKAGES.txt"
+    );
+}
+
+/// Fonts for every script the test sends (Debian: fonts-noto-cjk,
+/// fonts-noto-core, fonts-noto-color-emoji). Without them the window would
+/// show empty boxes and still "pass".
+fn require_fonts() {
+    for (pattern, package) in [
+        (":lang=zh", "fonts-noto-cjk"),
+        (":lang=ar", "fonts-noto-core"),
+        ("Noto Color Emoji", "fonts-noto-color-emoji"),
+    ] {
+        let out = Command::new("fc-list")
+            .arg(pattern)
+            .output()
+            .expect("run fc-list (fontconfig)");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).trim().is_empty(),
+            "no font for {pattern}: install {package} (see client-slint/CI-PACKAGES.txt)"
+        );
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16, server: &mut Guard) {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        server.assert_running();
+        assert!(Instant::now() < deadline, "server did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Starts Xvfb on a free display; returns it and the display name.
+fn start_xvfb() -> (Guard, String) {
+    let mut xvfb = Guard::spawn(
+        "Xvfb",
+        Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "1000x680x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
+    let mut line = String::new();
+    BufReader::new(xvfb.child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .expect("Xvfb prints its display");
+    let number = line.trim();
+    assert!(!number.is_empty(), "Xvfb did not start");
+    (xvfb, format!(":{number}"))
+}
+
+fn server_fingerprint(server: &Path, data: &Path) -> Fingerprint {
+    let run = |sub: &str| {
+        Command::new(server)
+            .args([sub, "--data-dir"])
+            .arg(data)
+            .output()
+            .unwrap_or_else(|e| panic!("securechat-server {sub}: {e}"))
+    };
+    let init = run("init");
+    assert!(
+        init.status.success(),
+        "server init: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let out = run("fingerprint");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .find_map(|word| word.parse().ok())
+        .unwrap_or_else(|| panic!("no fingerprint in {text:?}"))
+}
+
+struct Peer {
+    handle: ClientHandle,
+    events: UnboundedReceiver<ClientEvent>,
+}
+
+impl Peer {
+    async fn register(port: u16, fingerprint: Fingerprint, dir: &Path, name: &str) -> Self {
+        let auth = AuthRequest::Register {
+            username: name.into(),
+            password: Zeroizing::new(format!("{name} password 123")),
+        };
+        let mut options = ClientOptions::new(format!("127.0.0.1:{port}").parse().unwrap(), auth);
+        options.fingerprint = Some(fingerprint);
+        options.known_servers = KnownServers::at(dir.join(format!("known-{name}")));
+        options.reconnect = false;
+        let (handle, events) = client_core::spawn(options, &tokio::runtime::Handle::current());
+        let mut peer = Self { handle, events };
+        peer.wait_for(|e| matches!(e, ClientEvent::HistoryDone))
+            .await;
+        peer
+    }
+
+    /// Waits for an event matching `want`; fails on Closed or timeout.
+    async fn wait_for(&mut self, want: impl Fn(&ClientEvent) -> bool) -> ClientEvent {
+        let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .expect("timed out waiting for an event")
+                .expect("client ended");
+            if want(&event) {
+                return event;
+            }
+            if let ClientEvent::Closed { reason } = event {
+                panic!("client closed: {reason}");
+            }
+        }
+    }
+}
+
+fn screenshot(display: &str, path: &Path) {
+    let status = Command::new("import")
+        .args(["-display", display, "-window", "root"])
+        .arg(path)
+        .status()
+        .expect("run ImageMagick import");
+    assert!(status.success(), "import failed");
+    // A blank or failed window has a handful of colours; text has hundreds.
+    let colours = Command::new("identify")
+        .args(["-format", "%k"])
+        .arg(path)
+        .output()
+        .expect("run ImageMagick identify");
+    let count: u32 = String::from_utf8_lossy(&colours.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(count > 200, "the screenshot looks blank ({count} colours)");
+}
+
+fn read_log(path: &Path) -> String {
+    let mut text = String::new();
+    if let Ok(mut file) = std::fs::File::open(path) {
+        let _ = file.read_to_string(&mut text);
+    }
+    text
+}
+
+#[test]
+fn gui_registers_sends_a_message_and_says_goodbye_under_xvfb() {
+    require_tool("Xvfb");
+    require_tool("import");
+    require_tool("identify");
+    require_fonts();
+    let server_bin = server_binary();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let fingerprint = server_fingerprint(&server_bin, &data);
+    let port = free_port();
+    let server_log = tmp.path().join("server.log");
+    let mut server = Guard::spawn(
+        "securechat-server",
+        Command::new(&server_bin)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&server_log).unwrap()),
+    );
+    wait_for_port(port, &mut server);
+    let (_xvfb, display) = start_xvfb();
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (mut lei, sara) = runtime.block_on(async {
+        let lei = Peer::register(port, fingerprint, tmp.path(), "李雷").await;
+        let sara = Peer::register(port, fingerprint, tmp.path(), "سارة").await;
+        // History the GUI is shown at login, marked as earlier.
+        lei.handle.send_room("早上好！今天的会议改到三点。");
+        sara.handle
+            .send_room("Grüße aus Köln — ça va? Ñandú, Øre, İstanbul");
+        (lei, sara)
+    });
+    runtime.block_on(lei.wait_for(|e| matches!(e, ClientEvent::Room(l) if l.from == "سارة")));
+
+    let gui_log = tmp.path().join("gui.log");
+    let mut gui = Guard::spawn(
+        "securechat-gui",
+        Command::new(env!("CARGO_BIN_EXE_securechat-gui"))
+            .env("DISPLAY", &display)
+            .env("SECURECHAT_PASSWORD", "zoë's password 123")
+            .env_remove("WAYLAND_DISPLAY")
+            .args(["--server", &format!("127.0.0.1:{port}"), "--user", GUI_USER])
+            .args([
+                "--connect",
+                "--register",
+                "--fingerprint",
+                &fingerprint.to_string(),
+            ])
+            .arg("--known-servers")
+            .arg(tmp.path().join("gui-known"))
+            .args(["--send-after-login", GUI_MESSAGE])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&gui_log).unwrap()),
+    );
+
+    // The GUI's message reaches the other client.
+    let received = runtime.block_on(async {
+        tokio::time::timeout(
+            STEP_TIMEOUT,
+            lei.wait_for(|e| matches!(e, ClientEvent::Room(l) if l.from == GUI_USER)),
+        )
+        .await
+    });
+    gui.assert_running();
+    let Ok(ClientEvent::Room(line)) = received else {
+        panic!("no message from the GUI; its log:\n{}", read_log(&gui_log));
+    };
+    assert_eq!(line.text, GUI_MESSAGE);
+
+    // Someone joins (a right-to-left name in a notice), live traffic in
+    // every script, and a direct message for an unread badge.
+    let layla = runtime.block_on(Peer::register(port, fingerprint, tmp.path(), "ليلى"));
+    lei.handle
+        .send_room("欢迎 Zoë！🎉 今晚一起吃饭吗？こんにちは 안녕하세요");
+    sara.handle.send_room("مرحبا بالجميع! كيف حالكم؟ 😀🔐");
+    sara.handle.send_direct(GUI_USER, "رسالة خاصة لك 🌙");
+    std::thread::sleep(Duration::from_secs(4));
+    gui.assert_running();
+
+    let shots = workspace_root().join("target").join("gui-e2e");
+    std::fs::create_dir_all(&shots).unwrap();
+    let shot = shots.join("screenshot.png");
+    screenshot(&display, &shot);
+    if std::env::var_os("UPDATE_SCREENSHOT").is_some_and(|v| v == "1") {
+        std::fs::copy(&shot, workspace_root().join("docs").join("screenshot.png")).unwrap();
+    }
+
+    // SIGTERM acts like the close button: goodbye first, then exit.
+    let pid = gui.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let left = runtime.block_on(
+        lei.wait_for(|e| matches!(e, ClientEvent::Left { username, .. } if username == GUI_USER)),
+    );
+    assert!(
+        matches!(
+            left,
+            ClientEvent::Left {
+                reason: LeaveReason::Exit,
+                ..
+            }
+        ),
+        "the GUI left without a goodbye: {left:?}"
+    );
+    let status = gui
+        .wait_exit(Duration::from_secs(10))
+        .expect("the GUI exits after its goodbye");
+    assert!(
+        status.success(),
+        "GUI exit status {status}; log:\n{}",
+        read_log(&gui_log)
+    );
+
+    lei.handle.quit();
+    sara.handle.quit();
+    layla.handle.quit();
+}

@@ -1,0 +1,410 @@
+//! The real window on Slint's headless testing backend, with a fake client:
+//! what the user sees and what their clicks and keys send.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use client_core::{
+    AuthRequest, ChatLine, ClientEvent, ClientOptions, ConnectionState, Fingerprint,
+};
+use client_slint::app::{App, Settings};
+use client_slint::backend::{ChatBackend, Connector, Deliver};
+use client_slint::ui::{AppState, ChatAdapter, DialogAdapter, LoginAdapter, Page, RowKind};
+use i_slint_backend_testing::ElementHandle;
+use slint::platform::{Key, WindowEvent};
+use slint::{ComponentHandle, Model};
+use tokio::sync::oneshot;
+
+/// Records what the window asked of the client and hands it events.
+#[derive(Default)]
+struct Fake {
+    calls: RefCell<Vec<String>>,
+    options: RefCell<Vec<ClientOptions>>,
+    deliver: RefCell<Option<Deliver>>,
+}
+
+impl Fake {
+    fn send(&self, events: Vec<ClientEvent>) {
+        let deliver = self.deliver.borrow();
+        assert!((deliver.as_ref().expect("a client was started"))(events));
+    }
+
+    fn calls(&self) -> Vec<String> {
+        self.calls.borrow().clone()
+    }
+}
+
+struct FakeBackend(Rc<Fake>);
+
+impl ChatBackend for FakeBackend {
+    fn submit(&self, line: &str) {
+        self.0.calls.borrow_mut().push(format!("submit {line}"));
+    }
+    fn send_direct(&self, to: &str, text: &str) {
+        self.0
+            .calls
+            .borrow_mut()
+            .push(format!("direct {to} {text}"));
+    }
+    fn quit(&self) {
+        self.0.calls.borrow_mut().push("quit".into());
+    }
+}
+
+struct FakeConnector(Rc<Fake>);
+
+impl Connector for FakeConnector {
+    fn connect(&self, options: ClientOptions, deliver: Deliver) -> Box<dyn ChatBackend> {
+        self.0.options.borrow_mut().push(options);
+        *self.0.deliver.borrow_mut() = Some(deliver);
+        Box::new(FakeBackend(self.0.clone()))
+    }
+}
+
+fn open(settings: Settings) -> (App, Rc<Fake>) {
+    i_slint_backend_testing::init_no_event_loop();
+    let fake = Rc::new(Fake::default());
+    let app = App::new(Box::new(FakeConnector(fake.clone())), settings).unwrap();
+    app.window()
+        .window()
+        .set_size(slint::LogicalSize::new(1000.0, 680.0));
+    app.window().show().unwrap();
+    (app, fake)
+}
+
+fn element(app: &App, label: &str) -> ElementHandle {
+    let found: Vec<_> = ElementHandle::find_by_accessible_label(app.window(), label).collect();
+    assert!(!found.is_empty(), "no element labelled {label:?}");
+    found.into_iter().next().unwrap()
+}
+
+fn has_element(app: &App, label: &str) -> bool {
+    ElementHandle::find_by_accessible_label(app.window(), label)
+        .next()
+        .is_some()
+}
+
+fn click(app: &App, label: &str) {
+    element(app, label).invoke_accessible_default_action();
+}
+
+fn key(
+    app: &App,
+    event: fn(slint::SharedString) -> WindowEvent,
+    key: impl Into<slint::SharedString>,
+) {
+    app.window().window().dispatch_event(event(key.into()));
+}
+
+/// Types into the focused widget, key by key.
+fn type_text(app: &App, text: &str) {
+    for c in text.chars() {
+        key(app, press, c.to_string());
+        key(app, release, c.to_string());
+    }
+}
+
+fn press(text: slint::SharedString) -> WindowEvent {
+    WindowEvent::KeyPressed { text }
+}
+
+fn release(text: slint::SharedString) -> WindowEvent {
+    WindowEvent::KeyReleased { text }
+}
+
+fn line(id: u64, from: &str, to: Option<&str>, text: &str, history: bool) -> ChatLine {
+    ChatLine {
+        id,
+        timestamp_ms: 1_700_000_000_000 + id,
+        from: from.into(),
+        to: to.map(Into::into),
+        text: text.into(),
+        history,
+        own: from == "Zoë",
+    }
+}
+
+/// Fills the form, clicks "Log in" and lets the fake log in.
+fn logged_in() -> (App, Rc<Fake>) {
+    let (app, fake) = open(Settings::default());
+    element(&app, "server").set_accessible_value("127.0.0.1:7000");
+    element(&app, "user name").set_accessible_value("Zoë");
+    element(&app, "password").set_accessible_value("correct horse");
+    click(&app, "Log in");
+    fake.send(vec![
+        ClientEvent::State(ConnectionState::Connected),
+        ClientEvent::LoggedIn {
+            username: "Zoë".into(),
+        },
+        ClientEvent::Online {
+            users: vec!["Zoë".into(), "李雷".into()],
+        },
+    ]);
+    (app, fake)
+}
+
+#[test]
+fn login_form_starts_a_client_with_what_was_typed() {
+    let (app, fake) = open(Settings::default());
+    assert_eq!(app.window().global::<AppState>().get_page(), Page::Login);
+    element(&app, "server").set_accessible_value("127.0.0.1:7000");
+    element(&app, "user name").set_accessible_value("Zoë");
+    element(&app, "password").set_accessible_value("correct horse");
+    click(&app, "Register");
+    let options = fake.options.borrow();
+    assert_eq!(options.len(), 1);
+    assert_eq!(options[0].server.to_string(), "127.0.0.1:7000");
+    match &options[0].auth {
+        AuthRequest::Register { username, password } => {
+            assert_eq!(username, "Zoë");
+            assert_eq!(password.as_str(), "correct horse");
+        }
+        other => panic!("expected a registration, got {other:?}"),
+    }
+    assert!(app.window().global::<LoginAdapter>().get_busy());
+}
+
+#[test]
+fn an_incomplete_form_is_refused_in_place() {
+    let (app, fake) = open(Settings::default());
+    element(&app, "user name").set_accessible_value("Zoë");
+    click(&app, "Log in");
+    assert!(fake.options.borrow().is_empty());
+    assert!(has_element(&app, "Enter a password"));
+    element(&app, "server").set_accessible_value("bad address:x");
+    click(&app, "Log in");
+    assert!(app
+        .window()
+        .global::<LoginAdapter>()
+        .get_error()
+        .starts_with("Invalid server address"));
+}
+
+#[test]
+fn server_errors_show_on_the_login_screen() {
+    let (app, fake) = open(Settings::default());
+    element(&app, "user name").set_accessible_value("Zoë");
+    element(&app, "password").set_accessible_value("nope");
+    click(&app, "Log in");
+    fake.send(vec![
+        ClientEvent::AuthFailed {
+            reason: client_core::AuthFailure::LoginFailed,
+            message: "wrong username or password".into(),
+        },
+        ClientEvent::Closed {
+            reason: "wrong username or password".into(),
+        },
+    ]);
+    assert!(has_element(&app, "wrong username or password"));
+    assert!(!app.window().global::<LoginAdapter>().get_busy());
+    // And again, for a server that is not there.
+    click(&app, "Log in");
+    fake.send(vec![ClientEvent::Closed {
+        reason: "server unreachable: 127.0.0.1:7000: Connection refused".into(),
+    }]);
+    assert!(has_element(
+        &app,
+        "Server unreachable: 127.0.0.1:7000: Connection refused"
+    ));
+}
+
+#[test]
+fn logging_in_shows_history_marked_earlier_then_live_messages() {
+    let (app, fake) = logged_in();
+    assert_eq!(app.window().global::<AppState>().get_page(), Page::Chat);
+    assert_eq!(
+        app.window().global::<LoginAdapter>().get_password(),
+        "",
+        "the password is not kept on screen"
+    );
+    fake.send(vec![
+        ClientEvent::Room(line(1, "李雷", None, "早上好", true)),
+        ClientEvent::HistoryDone,
+        ClientEvent::Room(line(2, "Zoë", None, "Grüße 👋", false)),
+    ]);
+    let rows: Vec<_> = app
+        .window()
+        .global::<ChatAdapter>()
+        .get_rows()
+        .iter()
+        .collect();
+    let kinds: Vec<_> = rows.iter().map(|r| r.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            RowKind::Earlier,
+            RowKind::Day,
+            RowKind::Message,
+            RowKind::Message
+        ]
+    );
+    assert!(rows[2].history && !rows[2].own);
+    assert!(!rows[3].history && rows[3].own);
+    assert!(has_element(
+        &app,
+        &format!("李雷 at {}: 早上好", rows[2].time)
+    ));
+    let users: Vec<_> = app
+        .window()
+        .global::<ChatAdapter>()
+        .get_users()
+        .iter()
+        .map(|u| (u.name.to_string(), u.is_me))
+        .collect();
+    assert_eq!(
+        users,
+        [("Zoë".to_owned(), true), ("李雷".to_owned(), false)]
+    );
+}
+
+#[test]
+fn enter_sends_and_shift_enter_makes_a_new_line() {
+    let (app, fake) = logged_in();
+    let input = element(&app, "message");
+    type_text(&app, "first line");
+    key(&app, press, Key::Shift);
+    key(&app, press, Key::Return);
+    key(&app, release, Key::Return);
+    key(&app, release, Key::Shift);
+    assert!(fake.calls().is_empty(), "Shift+Enter does not send");
+    assert_eq!(input.accessible_value().unwrap(), "first line\n");
+    type_text(&app, "x");
+    key(&app, press, Key::Return);
+    key(&app, release, Key::Return);
+    assert_eq!(fake.calls(), ["submit first line\nx"]);
+    assert_eq!(
+        input.accessible_value().unwrap(),
+        "",
+        "the box is cleared after sending"
+    );
+}
+
+#[test]
+fn direct_messages_get_their_own_conversation_with_an_unread_count() {
+    let (app, fake) = logged_in();
+    fake.send(vec![
+        ClientEvent::HistoryDone,
+        ClientEvent::Direct(line(5, "李雷", Some("Zoë"), "私信", false)),
+    ]);
+    let conversations = app.window().global::<ChatAdapter>().get_conversations();
+    let unread: Vec<_> = conversations
+        .iter()
+        .map(|c| (c.title.to_string(), c.unread))
+        .collect();
+    assert_eq!(unread, [("Room".to_owned(), 0), ("李雷".to_owned(), 1)]);
+    click(&app, "李雷 (1 unread)");
+    let chat = app.window().global::<ChatAdapter>();
+    assert_eq!(chat.get_title(), "李雷");
+    assert!(!chat.get_room_open());
+    let kinds: Vec<_> = chat.get_rows().iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, [RowKind::Marker, RowKind::Day, RowKind::Message]);
+    // Text typed here goes to 李雷.
+    element(&app, "message").set_accessible_value("回复");
+    click(&app, "Send");
+    assert_eq!(fake.calls(), ["direct 李雷 回复"]);
+}
+
+#[test]
+fn clicking_someone_online_opens_a_direct_conversation() {
+    let (app, _fake) = logged_in();
+    click(&app, "李雷");
+    assert_eq!(app.window().global::<ChatAdapter>().get_title(), "李雷");
+}
+
+#[test]
+fn the_trust_question_shows_the_fingerprint_and_answers_the_client() {
+    let (app, fake) = open(Settings::default());
+    element(&app, "user name").set_accessible_value("Zoë");
+    element(&app, "password").set_accessible_value("pw");
+    click(&app, "Log in");
+    let (reply, mut answer) = oneshot::channel();
+    let fingerprint = Fingerprint([42; 32]);
+    fake.send(vec![ClientEvent::TrustQuestion {
+        server: "localhost:7878".parse().unwrap(),
+        fingerprint,
+        reply,
+    }]);
+    let dialogs = app.window().global::<DialogAdapter>();
+    assert!(dialogs.get_trust_visible());
+    assert_eq!(
+        dialogs.get_trust_fingerprint(),
+        fingerprint.to_string().as_str()
+    );
+    assert!(has_element(&app, "fingerprint"));
+    click(&app, "Trust");
+    assert_eq!(answer.try_recv(), Ok(true));
+    assert!(!dialogs.get_trust_visible());
+}
+
+#[test]
+fn a_changed_key_is_shown_prominently() {
+    let (app, fake) = open(Settings::default());
+    element(&app, "user name").set_accessible_value("Zoë");
+    element(&app, "password").set_accessible_value("pw");
+    click(&app, "Log in");
+    fake.send(vec![
+        ClientEvent::KeyChanged {
+            server: "localhost:7878".parse().unwrap(),
+            pinned: Fingerprint([1; 32]),
+            presented: Fingerprint([2; 32]),
+            known_servers: "/tmp/known_servers".into(),
+            warning: "WARNING: SERVER IDENTIFICATION HAS CHANGED!".into(),
+        },
+        ClientEvent::Closed {
+            reason: "the server's key has CHANGED; refused".into(),
+        },
+    ]);
+    assert!(has_element(&app, "key changed warning"));
+    assert_eq!(
+        app.window()
+            .global::<DialogAdapter>()
+            .get_key_changed_warning(),
+        "WARNING: SERVER IDENTIFICATION HAS CHANGED!"
+    );
+    assert_eq!(app.window().global::<AppState>().get_page(), Page::Login);
+    click(&app, "Close");
+    assert!(!has_element(&app, "key changed warning"));
+}
+
+#[test]
+fn closing_the_window_says_goodbye_first() {
+    let (app, fake) = logged_in();
+    app.window()
+        .window()
+        .dispatch_event(WindowEvent::CloseRequested);
+    assert_eq!(fake.calls(), ["quit"]);
+    let controller = app.controller();
+    assert!(controller.borrow().session().quitting());
+    fake.send(vec![ClientEvent::Closed {
+        reason: "you left".into(),
+    }]);
+    assert!(!controller.borrow().session().quitting());
+}
+
+#[test]
+fn quit_typed_in_the_box_leaves_like_the_close_button() {
+    let (app, fake) = logged_in();
+    element(&app, "message").set_accessible_value("/quit");
+    click(&app, "Send");
+    assert_eq!(fake.calls(), ["quit"]);
+}
+
+#[test]
+fn scripted_messages_are_sent_after_the_history() {
+    let settings = Settings {
+        server: Some("127.0.0.1:7000".into()),
+        username: Some("Zoë".into()),
+        password: Some(zeroize::Zeroizing::new("pw".into())),
+        connect: true,
+        send_after_login: vec!["hello from the script".into()],
+        ..Settings::default()
+    };
+    let (_app, fake) = open(settings);
+    assert_eq!(fake.options.borrow().len(), 1, "--connect logs in at start");
+    fake.send(vec![ClientEvent::LoggedIn {
+        username: "Zoë".into(),
+    }]);
+    assert!(fake.calls().is_empty());
+    fake.send(vec![ClientEvent::HistoryDone]);
+    assert_eq!(fake.calls(), ["submit hello from the script"]);
+}

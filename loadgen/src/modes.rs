@@ -1,0 +1,462 @@
+//! The workloads behind each subcommand, assembled from the fleet, the
+//! storms and the SecureChat transport.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::accounts;
+use crate::cli::{
+    AccountOrder, Cli, IdleArgs, LoginArgs, Mode, RampArgs, RoomArgs, RoomShape, StormArgs,
+};
+use crate::fd_limit;
+use crate::fleet::{Fleet, FleetOptions, JoinSummary, PhaseOutcome, Tally};
+use crate::proc_stats::{rss_kib, CpuSample, CpuUse};
+use crate::report::{IdleOutcome, RampOutcome, Report, TargetReport};
+use crate::storm;
+use crate::transport::securechat::{SecureChat, Target, TargetOptions, TlsOptions};
+
+/// How long the goodbyes at the end may take.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+struct Run<'a> {
+    cli: &'a Cli,
+    chat: Arc<SecureChat>,
+    epoch: Instant,
+    report: Report,
+}
+
+/// Runs the workload `cli` asks for and returns what it measured; a run
+/// that could not complete still reports what it saw, with `error` set.
+/// `Err` only for a target that cannot even be set up (TLS files, names).
+pub async fn run(cli: &Cli, threads: usize) -> Result<Report, String> {
+    let mut warnings = Vec::new();
+    let fd_limit = match fd_limit::raise(cli.max_connections() as u64) {
+        Ok(limit) => {
+            if !limit.sufficient {
+                warnings.push(format!(
+                    "open-file limit {} (hard {}) is below the {} this run needs: \
+                     raise the hard limit (ulimit -Hn) or use fewer clients",
+                    limit.soft, limit.hard, limit.needed
+                ));
+            }
+            Some(limit)
+        }
+        Err(e) => {
+            warnings.push(format!("could not raise the open-file limit: {e}"));
+            None
+        }
+    };
+    let t = &cli.target;
+    let target = Target::new(&TargetOptions {
+        addr: t.addr,
+        fingerprint: t.fingerprint,
+        tls: t.tls.then(|| TlsOptions {
+            ca: t.ca.clone(),
+            server_name: t.server_name.clone(),
+        }),
+        sources: t.sources,
+        handshake_timeout: t.handshake_timeout,
+    })
+    .map_err(|e| e.to_string())?;
+    let target = Arc::new(target);
+    let chat = Arc::new(SecureChat::new(
+        target.clone(),
+        cli.run.seed.clone(),
+        cli.run.register_concurrency,
+        cli.run.accounts == AccountOrder::RegisterFirst,
+        cli.run.login_timeout,
+    ));
+    if t.fingerprint.is_none() {
+        warnings.push("no --fingerprint: the first server key seen was trusted".to_owned());
+    }
+    let cpu0 = CpuSample::take(t.server_pid);
+    let mut run = Run {
+        cli,
+        chat,
+        epoch: Instant::now(),
+        report: Report {
+            mode: cli.mode.name(),
+            target: TargetReport {
+                addr: t.addr.to_string(),
+                tls: t.tls,
+                fingerprint: None,
+                fingerprint_pinned: t.fingerprint.is_some(),
+                source_addresses: target.source_count(),
+                threads,
+                server_pid: t.server_pid,
+            },
+            fd_limit,
+            warnings,
+            join: None,
+            accounts_prepared: None,
+            account_order: Vec::new(),
+            idle: None,
+            room: None,
+            ramp: None,
+            storm: None,
+            connection_drops: Tally::default(),
+            cpu_run: CpuUse::default(),
+            error: None,
+        },
+    };
+    let result = match &cli.mode {
+        Mode::Idle(a) => run.idle(a).await,
+        Mode::Room(a) => run.room(a).await,
+        Mode::Ramp(a) => run.ramp(a).await,
+        Mode::Handshakes(a) => run.handshakes(a).await,
+        Mode::Logins(a) => run.logins(a).await,
+    };
+    let mut report = run.report;
+    report.target.fingerprint = target.seen_fingerprint().map(|f| f.to_string());
+    report.cpu_run = cpu0.until(&CpuSample::take(t.server_pid));
+    report.error = result.err();
+    Ok(report)
+}
+
+impl Run<'_> {
+    fn progress(&self) -> bool {
+        !self.cli.run.quiet
+    }
+
+    fn server_pid(&self) -> Option<u32> {
+        self.cli.target.server_pid
+    }
+
+    fn note(&self, line: impl AsRef<str>) {
+        if self.progress() {
+            eprintln!("securechat-load: {}", line.as_ref());
+        }
+    }
+
+    /// Joins `clients` members (the first `senders` of them sending), with
+    /// accounts from `account_base`; fails if fewer than `min` got in
+    /// (leaving the summary in the report). `prep` marks the login storm's
+    /// account preparation.
+    async fn fleet(
+        &mut self,
+        clients: usize,
+        senders: usize,
+        account_base: usize,
+        min: usize,
+        prep: bool,
+    ) -> Result<(Fleet, JoinSummary), String> {
+        self.choose_account_order(account_base, clients).await;
+        self.note(format!("joining {clients} clients"));
+        let (fleet, summary) = Fleet::join(
+            self.chat.clone(),
+            &FleetOptions {
+                clients,
+                senders,
+                account_base,
+                join_concurrency: self.cli.run.join_concurrency,
+                epoch: self.epoch,
+                server_pid: self.server_pid(),
+                progress: self.progress(),
+            },
+        )
+        .await;
+        self.note(format!(
+            "{} joined, {} failed in {:.1} s",
+            summary.joined, summary.failed, summary.cpu.wall_secs
+        ));
+        if summary.failed > 0 {
+            self.report.warnings.push(format!(
+                "{} of {clients} clients could not join (see join errors)",
+                summary.failed
+            ));
+        }
+        if summary.joined < min {
+            let first = summary
+                .errors
+                .iter()
+                .next()
+                .map(|(e, _)| e.clone())
+                .unwrap_or_default();
+            if prep {
+                self.report.accounts_prepared = Some(summary);
+            } else {
+                self.report.join = Some(summary);
+            }
+            fleet.stop(STOP_TIMEOUT).await;
+            return Err(format!(
+                "too few clients joined (need {min}); first error: {first}"
+            ));
+        }
+        Ok((fleet, summary))
+    }
+
+    /// Login-first or register-first for accounts `base .. base + clients`.
+    async fn choose_account_order(&mut self, base: usize, clients: usize) {
+        let range = format!(
+            "{}..={}",
+            accounts::username(base),
+            accounts::username(base + clients.saturating_sub(1))
+        );
+        let (register_first, why) = match self.cli.run.accounts {
+            AccountOrder::LoginFirst => (false, "as asked".to_owned()),
+            AccountOrder::RegisterFirst => (true, "as asked".to_owned()),
+            AccountOrder::Auto => {
+                let last = base + clients.saturating_sub(1);
+                let name = accounts::username(last);
+                match self.chat.account_exists(last).await {
+                    Ok(true) => (false, format!("{name} exists")),
+                    Ok(false) => (true, format!("{name} is not registered yet")),
+                    Err(e) => (false, format!("probing {name} failed: {e}")),
+                }
+            }
+        };
+        self.chat.set_register_first(register_first);
+        let line = format!(
+            "{range}: {} ({why})",
+            if register_first {
+                "register first"
+            } else {
+                "log in first"
+            }
+        );
+        self.note(&line);
+        self.report.account_order.push(line);
+    }
+
+    fn check_phase(&mut self, p: &PhaseOutcome) {
+        if p.rate_limited > 0 {
+            self.report.warnings.push(format!(
+                "the server rate-limited {} messages: raise its messages_per_second / message_burst",
+                p.rate_limited
+            ));
+        }
+        let period_ms = 1000.0 / p.rate_per_sender;
+        if p.max_send_lag_ms > period_ms.max(50.0) {
+            self.report.warnings.push(format!(
+                "phase {}: senders fell up to {:.0} ms behind schedule — the load generator \
+                 or its sockets could not keep up (compare the CPU figures)",
+                p.phase, p.max_send_lag_ms
+            ));
+        }
+        if p.reporting < p.clients {
+            self.report.warnings.push(format!(
+                "phase {}: only {} of {} clients reported",
+                p.phase, p.reporting, p.clients
+            ));
+        }
+    }
+
+    async fn finish(&mut self, fleet: Fleet) {
+        self.report.connection_drops.merge(&fleet.drop_reasons);
+        fleet.stop(STOP_TIMEOUT).await;
+    }
+
+    async fn idle(&mut self, a: &IdleArgs) -> Result<(), String> {
+        let pid = self.server_pid();
+        let rss = || pid.and_then(|p| rss_kib(p).ok());
+        let before = rss();
+        let (mut fleet, join) = self.fleet(a.clients, 0, 0, 1, false).await?;
+        self.report.join = Some(join);
+        let all_joined = rss();
+        self.note(format!("holding for {:.0} s", a.duration.as_secs_f64()));
+        let cpu0 = CpuSample::take(pid);
+        let drops0 = fleet.drops;
+        fleet.hold(a.duration).await;
+        let after = rss();
+        let cpu_hold = cpu0.until(&CpuSample::take(pid));
+        let held = fleet.alive();
+        self.report.idle = Some(IdleOutcome {
+            clients: held,
+            held_secs: a.duration.as_secs_f64(),
+            rss_before_kib: before,
+            rss_all_joined_kib: all_joined,
+            rss_after_kib: after,
+            rss_per_connection_kib: match (before, after) {
+                (Some(b), Some(a)) if held > 0 => Some((a as f64 - b as f64) / held as f64),
+                _ => None,
+            },
+            drops: fleet.drops - drops0,
+            cpu_hold,
+        });
+        if pid.is_none() {
+            self.report
+                .warnings
+                .push("no --server-pid: server memory and CPU not measured".to_owned());
+        }
+        self.finish(fleet).await;
+        Ok(())
+    }
+
+    async fn room(&mut self, a: &RoomArgs) -> Result<(), String> {
+        let s = &a.shape;
+        let (mut fleet, join) = self.fleet(s.clients, s.senders, 0, 2, false).await?;
+        self.report.join = Some(join);
+        self.note(format!(
+            "sending {} msgs/s from each of {} senders for {:.0} s",
+            a.rate,
+            s.senders,
+            a.duration.as_secs_f64()
+        ));
+        let outcome = fleet.run_phase(a.rate, s.bytes, a.duration, s.drain).await;
+        self.check_phase(&outcome);
+        self.report.room = Some(outcome);
+        self.finish(fleet).await;
+        Ok(())
+    }
+
+    async fn ramp(&mut self, a: &RampArgs) -> Result<(), String> {
+        let s = &a.shape;
+        let (mut fleet, join) = self.fleet(s.clients, s.senders, 0, 2, false).await?;
+        self.report.join = Some(join);
+        let mut steps: Vec<PhaseOutcome> = Vec::new();
+        let mut best: Option<usize> = None;
+        let mut rate = a.start_rate;
+        let mut stopped = format!("reached --max-steps {}", a.max_steps);
+        for _ in 0..a.max_steps {
+            let p = fleet.run_phase(rate, s.bytes, a.step_secs, s.drain).await;
+            self.note(format!(
+                "step {}: {:.2} msgs/s per sender, {:.0} deliveries/s, p99 {:.2} ms, lost {}",
+                p.phase, rate, p.deliveries_per_sec, p.latency.p99_ms, p.lost
+            ));
+            self.check_phase(&p);
+            let over = if p.received == 0 {
+                Some("nothing was delivered".to_owned())
+            } else if p.latency.p99_ms > a.p99_ms {
+                Some(format!(
+                    "step {}: p99 {:.2} ms > {} ms",
+                    p.phase, p.latency.p99_ms, a.p99_ms
+                ))
+            } else if p.max_send_lag_ms > a.max_lag_ms {
+                Some(format!(
+                    "step {}: senders fell {:.0} ms behind schedule (> {} ms): \
+                     the offered load was not sent",
+                    p.phase, p.max_send_lag_ms, a.max_lag_ms
+                ))
+            } else if p.loss_ratio > a.max_loss {
+                Some(format!(
+                    "step {}: lost {:.3}% > {:.3}%",
+                    p.phase,
+                    p.loss_ratio * 100.0,
+                    a.max_loss * 100.0
+                ))
+            } else {
+                None
+            };
+            steps.push(p);
+            if let Some(why) = over {
+                stopped = why;
+                break;
+            }
+            best = Some(steps.len() - 1);
+            let next = rate * a.step_factor;
+            if a.max_rate.is_some_and(|max| next > max) {
+                stopped = "reached --max-rate".to_owned();
+                break;
+            }
+            rate = next;
+        }
+        let best_step = best.map(|i| &steps[i]);
+        self.report.ramp = Some(RampOutcome {
+            p99_threshold_ms: a.p99_ms,
+            max_loss: a.max_loss,
+            max_lag_ms: a.max_lag_ms,
+            best_step: best_step.map(|p| p.phase),
+            best_rate_per_sender: best_step.map(|p| p.rate_per_sender),
+            best_deliveries_per_sec: best_step.map(|p| p.deliveries_per_sec),
+            steps,
+            stopped,
+        });
+        self.finish(fleet).await;
+        Ok(())
+    }
+
+    /// Joins the background room of a storm, if one is asked for.
+    async fn background(
+        &mut self,
+        shape: Option<RoomShape>,
+    ) -> Result<Option<(Fleet, RoomShape)>, String> {
+        let Some(shape) = shape else {
+            return Ok(None);
+        };
+        let (fleet, join) = self
+            .fleet(shape.clients, shape.senders, 0, 2, false)
+            .await?;
+        self.report.join = Some(join);
+        Ok(Some((fleet, shape)))
+    }
+
+    /// Runs `storm` while the background room (if any) chats.
+    async fn storm_with_room<F>(
+        &mut self,
+        args: &StormArgs,
+        room: Option<(Fleet, RoomShape)>,
+        storm: F,
+    ) where
+        F: std::future::Future<Output = storm::StormOutcome>,
+    {
+        self.note(format!(
+            "storm: {} workers for {:.0} s",
+            args.concurrency,
+            args.duration.as_secs_f64()
+        ));
+        match room {
+            None => self.report.storm = Some(storm.await),
+            Some((mut fleet, shape)) => {
+                let phase =
+                    fleet.run_phase(args.room.room_rate, shape.bytes, args.duration, shape.drain);
+                let (outcome, phase) = tokio::join!(storm, phase);
+                self.check_phase(&phase);
+                self.report.storm = Some(outcome);
+                self.report.room = Some(phase);
+                self.finish(fleet).await;
+            }
+        }
+    }
+
+    async fn handshakes(&mut self, a: &StormArgs) -> Result<(), String> {
+        let room = self.background(a.room.shape()).await?;
+        let target = self.chat.target().clone();
+        let c = a.concurrency;
+        // Rotate through the source addresses: closed connections linger
+        // in TIME_WAIT on their port.
+        let storm = storm::run(
+            "handshakes",
+            c,
+            a.duration,
+            self.server_pid(),
+            move |worker, iteration| {
+                let target = target.clone();
+                let slot = worker + (iteration as usize).wrapping_mul(c);
+                async move { target.handshake_cycle(slot).await.map(|d| (d, None)) }
+            },
+        );
+        self.storm_with_room(a, room, storm).await;
+        Ok(())
+    }
+
+    async fn logins(&mut self, a: &LoginArgs) -> Result<(), String> {
+        let s = &a.storm;
+        let room = self.background(s.room.shape()).await?;
+        let base = a.login_base.unwrap_or(s.room.room_clients);
+        // Register the workers' accounts first, so the storm measures logins.
+        self.note(format!("preparing {} login accounts", s.concurrency));
+        let (prep, prepared) = self
+            .fleet(s.concurrency, 0, base, s.concurrency, true)
+            .await?;
+        self.report.accounts_prepared = Some(prepared);
+        prep.stop(STOP_TIMEOUT).await;
+
+        let chat = self.chat.clone();
+        let storm = storm::run(
+            "logins",
+            s.concurrency,
+            s.duration,
+            self.server_pid(),
+            move |worker, _| {
+                let chat = chat.clone();
+                async move {
+                    chat.login_cycle(base + worker)
+                        .await
+                        .map(|(h, l)| (h, Some(l)))
+                }
+            },
+        );
+        self.storm_with_room(s, room, storm).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,558 @@
+//! The real SecureChat client stack: TCP (spread over loopback source
+//! addresses), optional TLS, the `net` handshake with a pinned fingerprint,
+//! and Login / Register / Resume with the derived load accounts.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use net::tls::rustls::pki_types::ServerName;
+use net::tls::TlsConnector;
+use net::{ClientHandshake, ClientSession, ClientStream, SessionEvent};
+use proto_core::message::{
+    AuthFailure, ClientMessage, ErrorCode, MessageText, ResumeToken, ServerMessage,
+};
+use proto_core::{ClientConfig, Fingerprint, ServerKey, ServerTrust};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::accounts::Account;
+use crate::stamp::Stamp;
+use crate::transport::{ChatConnection, ChatEvent, JoinInfo, Transport, TransportError};
+
+type Session = ClientSession<ClientStream>;
+
+/// Where and how to reach the server.
+#[derive(Debug, Clone)]
+pub struct TargetOptions {
+    pub addr: SocketAddr,
+    /// The server key's fingerprint; `None` trusts the first key seen (and
+    /// then insists on it for every later connection).
+    pub fingerprint: Option<Fingerprint>,
+    pub tls: Option<TlsOptions>,
+    /// Number of loopback source addresses (127.0.0.1 ..= 127.0.0.N) to
+    /// spread connections over; ignored for a non-loopback target.
+    pub sources: u8,
+    /// TCP connect + TLS + protocol handshake, per attempt.
+    pub handshake_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsOptions {
+    /// CA or self-signed certificate to trust (else the Mozilla roots).
+    pub ca: Option<PathBuf>,
+    /// Name checked against the certificate; defaults to the address's IP.
+    pub server_name: Option<String>,
+}
+
+/// A connectable server: everything needed to open and secure a session.
+pub struct Target {
+    addr: SocketAddr,
+    trust: ServerTrust,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    sources: Vec<IpAddr>,
+    handshake_timeout: Duration,
+    seen_key: OnceLock<ServerKey>,
+}
+
+impl Target {
+    pub fn new(opts: &TargetOptions) -> Result<Self, TransportError> {
+        let tls = match &opts.tls {
+            None => None,
+            Some(t) => {
+                let config = net::tls::client_config(t.ca.as_deref())
+                    .map_err(|e| TransportError::Tls(e.to_string()))?;
+                let host = t
+                    .server_name
+                    .clone()
+                    .unwrap_or_else(|| opts.addr.ip().to_string());
+                let name =
+                    net::tls::server_name(&host).map_err(|e| TransportError::Tls(e.to_string()))?;
+                Some((TlsConnector::from(config), name))
+            }
+        };
+        Ok(Self {
+            addr: opts.addr,
+            trust: opts
+                .fingerprint
+                .map_or(ServerTrust::FirstUse, ServerTrust::Fingerprint),
+            tls,
+            sources: source_addresses(opts.addr, opts.sources),
+            handshake_timeout: opts.handshake_timeout,
+            seen_key: OnceLock::new(),
+        })
+    }
+
+    /// The fingerprint of the server key the handshakes verified, once one
+    /// has completed.
+    pub fn seen_fingerprint(&self) -> Option<Fingerprint> {
+        self.seen_key.get().map(|k| k.fingerprint())
+    }
+
+    /// How many source addresses connections are spread over (0: the
+    /// system picks).
+    pub fn source_count(&self) -> usize {
+        self.sources.len()
+    }
+
+    async fn tcp(&self, index: usize) -> Result<TcpStream, TransportError> {
+        let socket = match self.addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4(),
+            SocketAddr::V6(_) => TcpSocket::new_v6(),
+        }
+        .map_err(TransportError::Connect)?;
+        if !self.sources.is_empty() {
+            // Each source address has its own ~28k ephemeral ports.
+            let source = self.sources[index % self.sources.len()];
+            socket
+                .bind(SocketAddr::new(source, 0))
+                .map_err(TransportError::Connect)?;
+        }
+        let stream = socket
+            .connect(self.addr)
+            .await
+            .map_err(TransportError::Connect)?;
+        // Chat is interactive: one message per write, never held back.
+        stream.set_nodelay(true).map_err(TransportError::Connect)?;
+        Ok(stream)
+    }
+
+    /// TCP connect (from client `index`'s source address), TLS if
+    /// configured, and the protocol handshake, under the handshake timeout.
+    pub async fn handshake(&self, index: usize) -> Result<Session, TransportError> {
+        tokio::time::timeout(self.handshake_timeout, self.handshake_inner(index))
+            .await
+            .map_err(|_| TransportError::Timeout("handshake"))?
+    }
+
+    async fn handshake_inner(&self, index: usize) -> Result<Session, TransportError> {
+        let tcp = self.tcp(index).await?;
+        let stream: ClientStream = match &self.tls {
+            None => tcp.into(),
+            Some((connector, name)) => connector
+                .connect(name.clone(), tcp)
+                .await
+                .map_err(|e| TransportError::Tls(e.to_string()))?
+                .into(),
+        };
+        let config = ClientConfig::new(self.trust);
+        let session = match net::connect(stream, config, self.handshake_timeout)
+            .await
+            .map_err(TransportError::Handshake)?
+        {
+            ClientHandshake::Connected(session) => session,
+            ClientHandshake::NeedsTrust(pending) => {
+                let first = *self.seen_key.get_or_init(|| pending.server_key());
+                if first != pending.server_key() {
+                    let seen = pending.fingerprint().to_string();
+                    pending.reject().await;
+                    return Err(TransportError::KeyMismatch {
+                        seen,
+                        expected: first.fingerprint().to_string(),
+                    });
+                }
+                pending.accept().await.map_err(TransportError::Handshake)?
+            }
+        };
+        let _ = self.seen_key.set(session.server_key());
+        Ok(session)
+    }
+
+    /// One handshake, then a clean close: the `handshakes` workload.
+    pub async fn handshake_cycle(&self, index: usize) -> Result<Duration, TransportError> {
+        let start = Instant::now();
+        let session = self.handshake(index).await?;
+        let took = start.elapsed();
+        let _ = session.close(None).await;
+        Ok(took)
+    }
+}
+
+/// 127.0.0.1 ..= 127.0.0.N for an IPv4 loopback target; none otherwise.
+pub fn source_addresses(target: SocketAddr, count: u8) -> Vec<IpAddr> {
+    match target.ip() {
+        IpAddr::V4(ip) if ip.is_loopback() => (1..=count)
+            .map(|last| IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// What a client remembers between its connections.
+#[derive(Default)]
+pub struct Memory {
+    token: Option<ResumeToken>,
+}
+
+/// Joining the room as load accounts.
+pub struct SecureChat {
+    target: Arc<Target>,
+    seed: String,
+    register_permits: Semaphore,
+    register_first: AtomicBool,
+    login_timeout: Duration,
+}
+
+impl SecureChat {
+    /// `register_concurrency` bounds simultaneous registrations (each is an
+    /// Argon2id hash on the server); `register_first` sends Register before
+    /// Login, for a first run against an empty server (fewer throttled
+    /// login failures).
+    pub fn new(
+        target: Arc<Target>,
+        seed: String,
+        register_concurrency: usize,
+        register_first: bool,
+        login_timeout: Duration,
+    ) -> Self {
+        Self {
+            target,
+            seed,
+            register_permits: Semaphore::new(register_concurrency.max(1)),
+            register_first: AtomicBool::new(register_first),
+            login_timeout,
+        }
+    }
+
+    pub fn target(&self) -> &Arc<Target> {
+        &self.target
+    }
+
+    /// Makes later joins send Register (`true`) or Login (`false`) first.
+    pub fn set_register_first(&self, register_first: bool) {
+        self.register_first.store(register_first, Ordering::Relaxed);
+    }
+
+    /// Logs account `index` in once (then says goodbye): `Ok(true)` if it
+    /// exists with our password, `Ok(false)` on LoginFailed.
+    pub async fn account_exists(&self, index: usize) -> Result<bool, TransportError> {
+        let mut session = self.target.handshake(index).await?;
+        let account = Account::new(&self.seed, index);
+        let reply = tokio::time::timeout(
+            self.login_timeout,
+            request(
+                &mut session,
+                &ClientMessage::Login {
+                    username: account.username.clone(),
+                    password: account.password.clone(),
+                },
+            ),
+        )
+        .await
+        .map_err(|_| TransportError::Timeout("login"))??;
+        let _ = session.close(Some(&ClientMessage::Goodbye)).await;
+        match reply {
+            AuthReply::Ok(_) => Ok(true),
+            AuthReply::Failed(AuthFailure::LoginFailed) => Ok(false),
+            AuthReply::Failed(other) => {
+                Err(TransportError::Auth(format!("login refused: {other:?}")))
+            }
+        }
+    }
+
+    /// Logs `session` in as `account`: resume token if we hold one, else
+    /// password; registers when the account does not exist.
+    async fn authenticate(
+        &self,
+        session: &mut Session,
+        account: &Account,
+        memory: &mut Memory,
+        info: &mut JoinInfo,
+    ) -> Result<(), TransportError> {
+        if let Some(token) = memory.token.take() {
+            match request(session, &ClientMessage::Resume { token }).await? {
+                AuthReply::Ok(token) => {
+                    memory.token = Some(token);
+                    info.resumed = true;
+                    return Ok(());
+                }
+                // Revoked or expired: the password still works.
+                AuthReply::Failed(_) => {}
+            }
+        }
+        let login = ClientMessage::Login {
+            username: account.username.clone(),
+            password: account.password.clone(),
+        };
+        let register_first = self.register_first.load(Ordering::Relaxed);
+        if !register_first {
+            match request(session, &login).await? {
+                AuthReply::Ok(token) => {
+                    memory.token = Some(token);
+                    return Ok(());
+                }
+                AuthReply::Failed(AuthFailure::LoginFailed) => {}
+                AuthReply::Failed(other) => {
+                    return Err(TransportError::Auth(format!("login refused: {other:?}")))
+                }
+            }
+        }
+        let reply = {
+            let _permit = self
+                .register_permits
+                .acquire()
+                .await
+                .expect("the semaphore is never closed");
+            let start = Instant::now();
+            let reply = request(
+                session,
+                &ClientMessage::Register {
+                    username: account.username.clone(),
+                    password: account.password.clone(),
+                },
+            )
+            .await?;
+            if matches!(reply, AuthReply::Ok(_)) {
+                info.registered = Some((start, Instant::now()));
+            }
+            reply
+        };
+        match reply {
+            AuthReply::Ok(token) => {
+                memory.token = Some(token);
+                Ok(())
+            }
+            AuthReply::Failed(AuthFailure::NameTaken) if register_first => {
+                match request(session, &login).await? {
+                    AuthReply::Ok(token) => {
+                        memory.token = Some(token);
+                        Ok(())
+                    }
+                    AuthReply::Failed(_) => Err(wrong_password(account)),
+                }
+            }
+            AuthReply::Failed(AuthFailure::NameTaken) => Err(wrong_password(account)),
+            AuthReply::Failed(other) => Err(TransportError::Auth(format!(
+                "registration refused: {other:?}"
+            ))),
+        }
+    }
+
+    /// Handshake, password login, the login burst, Goodbye: the `logins`
+    /// workload. Returns (handshake time, Login → AuthOk time).
+    pub async fn login_cycle(&self, index: usize) -> Result<(Duration, Duration), TransportError> {
+        let start = Instant::now();
+        let mut session = self.target.handshake(index).await?;
+        let handshake = start.elapsed();
+        let account = Account::new(&self.seed, index);
+        let login = tokio::time::timeout(self.login_timeout, async {
+            let sent = Instant::now();
+            let reply = request(
+                &mut session,
+                &ClientMessage::Login {
+                    username: account.username.clone(),
+                    password: account.password.clone(),
+                },
+            )
+            .await?;
+            let took = sent.elapsed();
+            match reply {
+                AuthReply::Ok(_) => {}
+                AuthReply::Failed(reason) => {
+                    return Err(TransportError::Auth(format!("login refused: {reason:?}")))
+                }
+            }
+            read_login_burst(&mut session).await?;
+            Ok(took)
+        })
+        .await
+        .map_err(|_| TransportError::Timeout("login"))??;
+        let _ = session.close(Some(&ClientMessage::Goodbye)).await;
+        Ok((handshake, login))
+    }
+}
+
+fn wrong_password(account: &Account) -> TransportError {
+    TransportError::Auth(format!(
+        "{} exists with another password (registered under a different --seed?)",
+        account.username
+    ))
+}
+
+impl Transport for SecureChat {
+    type Conn = Conn;
+    type Memory = Memory;
+
+    async fn join(
+        &self,
+        index: usize,
+        memory: &mut Memory,
+    ) -> Result<(Conn, JoinInfo), TransportError> {
+        let start = Instant::now();
+        let mut session = self.target.handshake(index).await?;
+        let logged_in_from = Instant::now();
+        let mut info = JoinInfo {
+            handshake: logged_in_from - start,
+            login: Duration::ZERO,
+            registered: None,
+            resumed: false,
+        };
+        let account = Account::new(&self.seed, index);
+        tokio::time::timeout(self.login_timeout, async {
+            self.authenticate(&mut session, &account, memory, &mut info)
+                .await?;
+            read_login_burst(&mut session).await
+        })
+        .await
+        .map_err(|_| TransportError::Timeout("login"))??;
+        info.login = logged_in_from.elapsed();
+        Ok((Conn { session }, info))
+    }
+}
+
+enum AuthReply {
+    Ok(ResumeToken),
+    Failed(AuthFailure),
+}
+
+/// Sends an authentication request and waits for its answer.
+async fn request(session: &mut Session, msg: &ClientMessage) -> Result<AuthReply, TransportError> {
+    session.send(msg).await.map_err(TransportError::Session)?;
+    loop {
+        match next_message(session).await? {
+            ServerMessage::AuthOk { resume_token, .. } => return Ok(AuthReply::Ok(resume_token)),
+            ServerMessage::AuthFailed { reason } => return Ok(AuthReply::Failed(reason)),
+            ServerMessage::Error { code, detail } => {
+                return Err(TransportError::Auth(format!(
+                    "server error {code:?}: {}",
+                    detail.as_str()
+                )))
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Reads the user list and history pages that follow a login, up to the
+/// last history batch.
+async fn read_login_burst(session: &mut Session) -> Result<(), TransportError> {
+    loop {
+        if let ServerMessage::HistoryBatch { more: false, .. } = next_message(session).await? {
+            return Ok(());
+        }
+    }
+}
+
+/// The next server message during login, answering pings and turning
+/// Goodbye / end of stream into errors.
+async fn next_message(session: &mut Session) -> Result<ServerMessage, TransportError> {
+    loop {
+        match session
+            .next_event()
+            .await
+            .map_err(TransportError::Session)?
+        {
+            SessionEvent::Message(ServerMessage::Ping { nonce }) => session
+                .send(&ClientMessage::Pong { nonce })
+                .await
+                .map_err(TransportError::Session)?,
+            SessionEvent::Message(ServerMessage::Goodbye { reason }) => {
+                return Err(TransportError::Closed(format!("goodbye {reason:?}")))
+            }
+            SessionEvent::Message(msg) => return Ok(msg),
+            SessionEvent::Closed { clean } => {
+                return Err(TransportError::Closed(closed_reason(clean)))
+            }
+        }
+    }
+}
+
+fn closed_reason(clean: bool) -> String {
+    if clean {
+        "closed by the server".to_owned()
+    } else {
+        "connection dropped (no close_notify)".to_owned()
+    }
+}
+
+/// A logged-in SecureChat session in the room.
+pub struct Conn {
+    session: Session,
+}
+
+impl ChatConnection for Conn {
+    async fn send_room(&mut self, text: &str) -> Result<(), TransportError> {
+        let text = MessageText::new(text).map_err(|e| TransportError::Auth(e.to_string()))?;
+        self.session
+            .send(&ClientMessage::RoomMessage { text })
+            .await
+            .map_err(TransportError::Session)
+    }
+
+    async fn next_event(&mut self) -> Result<ChatEvent, TransportError> {
+        // A pong whose flush lost a select! race is still queued: send it.
+        if self.session.pending_bytes() > 0 {
+            self.session
+                .flush()
+                .await
+                .map_err(TransportError::Session)?;
+        }
+        loop {
+            let event = self
+                .session
+                .next_event()
+                .await
+                .map_err(TransportError::Session)?;
+            let msg = match event {
+                SessionEvent::Message(msg) => msg,
+                SessionEvent::Closed { clean } => {
+                    return Ok(ChatEvent::Closed(closed_reason(clean)))
+                }
+            };
+            match msg {
+                ServerMessage::RoomMessage { text, .. } => {
+                    return Ok(ChatEvent::Room(Stamp::parse(text.as_str())))
+                }
+                ServerMessage::Ping { nonce } => {
+                    // Queue first, so a cancelled flush loses nothing.
+                    self.session
+                        .queue(&ClientMessage::Pong { nonce })
+                        .map_err(TransportError::Session)?;
+                    self.session
+                        .flush()
+                        .await
+                        .map_err(TransportError::Session)?;
+                }
+                ServerMessage::Error {
+                    code: ErrorCode::RateLimited,
+                    ..
+                } => return Ok(ChatEvent::RateLimited),
+                ServerMessage::Error { code, detail } => {
+                    return Ok(ChatEvent::Error(format!("{code:?}: {}", detail.as_str())))
+                }
+                ServerMessage::Goodbye { reason } => {
+                    return Ok(ChatEvent::Closed(format!("goodbye {reason:?}")))
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn close(self) {
+        let _ = self.session.close(Some(&ClientMessage::Goodbye)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_targets_get_numbered_source_addresses() {
+        let target: SocketAddr = "127.0.0.1:7878".parse().unwrap();
+        let sources = source_addresses(target, 3);
+        let expected: Vec<IpAddr> = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(sources, expected);
+    }
+
+    #[test]
+    fn other_targets_let_the_system_choose() {
+        assert!(source_addresses("[::1]:7878".parse().unwrap(), 4).is_empty());
+        assert!(source_addresses("192.0.2.1:7878".parse().unwrap(), 4).is_empty());
+    }
+}
