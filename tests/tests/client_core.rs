@@ -1,0 +1,289 @@
+//! The shared client library (`client-core`, used by both the GUI and the
+//! terminal client) against a real server: trust on first use, a changed
+//! key, commands, and reconnecting after a server restart without losing
+//! what was typed meanwhile.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::time::Duration;
+
+use client_core::{
+    AuthRequest, ClientEvent, ClientHandle, ClientOptions, ConnectionState, KnownServers,
+    LeaveReason, NoticeKind, ServerAddress,
+};
+use proto_core::ServerIdentity;
+use tests::{ServerOptions, TestServer, Transport, PASSWORD, RECV_TIMEOUT};
+use tokio::sync::mpsc::UnboundedReceiver;
+use zeroize::Zeroizing;
+
+type Events = UnboundedReceiver<ClientEvent>;
+
+fn options(server: &TestServer, known: &Path, user: &str, register: bool) -> ClientOptions {
+    let addr = server.addr();
+    let address = ServerAddress {
+        host: addr.ip().to_string(),
+        port: addr.port(),
+    };
+    let (username, password) = (user.to_owned(), Zeroizing::new(PASSWORD.to_owned()));
+    let auth = if register {
+        AuthRequest::Register { username, password }
+    } else {
+        AuthRequest::Login { username, password }
+    };
+    let mut o = ClientOptions::new(address, auth);
+    o.known_servers = KnownServers::at(known.to_path_buf());
+    o
+}
+
+fn start(options: ClientOptions) -> (ClientHandle, Events) {
+    client_core::spawn(options, &tokio::runtime::Handle::current())
+}
+
+/// The next event `pick` accepts (others are skipped); fails the test
+/// after `RECV_TIMEOUT` or if the client ends first.
+async fn until<T>(
+    events: &mut Events,
+    what: &str,
+    mut pick: impl FnMut(ClientEvent) -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + RECV_TIMEOUT * 2;
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+            .unwrap_or_else(|| panic!("the client ended while waiting for {what}"));
+        if let ClientEvent::Closed { reason } = &event {
+            if what != "Closed" {
+                panic!("the client closed ({reason}) while waiting for {what}");
+            }
+        }
+        if let Some(t) = pick(event) {
+            return t;
+        }
+    }
+}
+
+async fn logged_in(events: &mut Events) -> String {
+    let name = until(events, "LoggedIn", |e| match e {
+        ClientEvent::LoggedIn { username } => Some(username),
+        _ => None,
+    })
+    .await;
+    until(events, "HistoryDone", |e| {
+        matches!(e, ClientEvent::HistoryDone).then_some(())
+    })
+    .await;
+    name
+}
+
+async fn closed(events: &mut Events) -> String {
+    until(events, "Closed", |e| match e {
+        ClientEvent::Closed { reason } => Some(reason),
+        _ => None,
+    })
+    .await
+}
+
+fn free_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_use_asks_pins_the_answer_and_does_not_ask_again() {
+    let server = TestServer::start(Transport::Plain).await;
+    let dir = tempfile::tempdir().unwrap();
+    let known = dir.path().join("known_servers");
+
+    let (_h, mut events) = start(options(&server, &known, "Ann", true));
+    let (fingerprint, reply) = until(&mut events, "TrustQuestion", |e| match e {
+        ClientEvent::TrustQuestion {
+            fingerprint, reply, ..
+        } => Some((fingerprint, reply)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(fingerprint, server.fingerprint());
+    reply.send(true).unwrap();
+    assert_eq!(logged_in(&mut events).await, "Ann");
+    let text = std::fs::read_to_string(&known).unwrap();
+    assert!(text.contains(&server.fingerprint().to_string()), "{text}");
+
+    // Pinned now: the next connection goes straight in.
+    let (_h2, mut again) = start(options(&server, &known, "Ann", false));
+    let first = until(&mut again, "LoggedIn or a question", |e| match e {
+        ClientEvent::TrustQuestion { .. } => Some(false),
+        ClientEvent::LoggedIn { .. } => Some(true),
+        _ => None,
+    })
+    .await;
+    assert!(first, "a pinned server was asked about again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declining_the_key_sends_nothing_and_pins_nothing() {
+    let server = TestServer::start(Transport::Plain).await;
+    let dir = tempfile::tempdir().unwrap();
+    let known = dir.path().join("known_servers");
+    let (_h, mut events) = start(options(&server, &known, "Ben", true));
+    let reply = until(&mut events, "TrustQuestion", |e| match e {
+        ClientEvent::TrustQuestion { reply, .. } => Some(reply),
+        _ => None,
+    })
+    .await;
+    reply.send(false).unwrap();
+    let reason = closed(&mut events).await;
+    assert!(reason.contains("did not trust"), "{reason}");
+    assert!(!known.exists());
+    // Nothing was sent: the name is still free.
+    let mut c = server.connect("check").await;
+    c.register("Ben", PASSWORD).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_key_is_refused_with_both_fingerprints_and_the_way_out() {
+    let server = TestServer::start(Transport::Plain).await;
+    let dir = tempfile::tempdir().unwrap();
+    let known_path = dir.path().join("known_servers");
+    let addr = server.addr();
+    let address = ServerAddress {
+        host: addr.ip().to_string(),
+        port: addr.port(),
+    };
+    let old = ServerIdentity::from_seed(&[9; 32])
+        .public_key()
+        .fingerprint();
+    KnownServers::at(known_path.clone())
+        .pin(&address, &old)
+        .unwrap();
+
+    let (_h, mut events) = start(options(&server, &known_path, "Cleo", true));
+    let (pinned, presented, warning) = until(&mut events, "KeyChanged", |e| match e {
+        ClientEvent::KeyChanged {
+            pinned,
+            presented,
+            warning,
+            ..
+        } => Some((pinned, presented, warning)),
+        ClientEvent::LoggedIn { .. } => panic!("logged in despite a changed key"),
+        _ => None,
+    })
+    .await;
+    assert_eq!(pinned, old);
+    assert_eq!(presented, server.fingerprint());
+    assert!(warning.contains("CHANGED"), "{warning}");
+    assert!(warning.contains(&old.to_string()) && warning.contains(&presented.to_string()));
+    assert!(
+        warning.contains(&known_path.display().to_string()),
+        "{warning}"
+    );
+    closed(&mut events).await;
+    // The pin was not replaced, and no account was created.
+    assert_eq!(
+        KnownServers::at(known_path).get(&address).unwrap(),
+        Some(old)
+    );
+    let mut c = server.connect("check").await;
+    c.register("Cleo", PASSWORD).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_work_and_exit_is_seen_by_the_others() {
+    let server = TestServer::start(Transport::Plain).await;
+    let dir = tempfile::tempdir().unwrap();
+    let known = dir.path().join("known_servers");
+    let mut bob = server.user("Bob").await;
+
+    let mut o = options(&server, &known, "Dana", true);
+    o.fingerprint = Some(server.fingerprint());
+    let (h, mut events) = start(o);
+    logged_in(&mut events).await;
+    bob.expect_user_joined("Dana").await;
+
+    h.submit("/frobnicate now");
+    let text = until(&mut events, "an error notice", |e| match e {
+        ClientEvent::Notice {
+            text,
+            kind: NoticeKind::Error,
+        } => Some(text),
+        _ => None,
+    })
+    .await;
+    assert!(text.contains("unknown command /frobnicate"), "{text}");
+    h.submit("/msg Bob psst");
+    bob.expect_direct_message("Dana", "Bob", "psst").await;
+    h.submit("hello room");
+    bob.expect_room_message("Dana", "hello room").await;
+    // The unknown command reached nobody: the two real messages were next.
+    h.submit("/who");
+    let users = until(&mut events, "Online", |e| match e {
+        ClientEvent::Online { users } => Some(users),
+        _ => None,
+    })
+    .await;
+    assert!(users.contains(&"Bob".to_owned()) && users.contains(&"Dana".to_owned()));
+
+    h.submit("#exit");
+    bob.expect_user_left("Dana", LeaveReason::Exit).await;
+    assert_eq!(closed(&mut events).await, "you left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_server_restart_the_client_comes_back_and_sends_what_was_typed_meanwhile() {
+    let mut server =
+        TestServer::start_with(ServerOptions::new(Transport::Plain).listen(free_port())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let known = dir.path().join("known_servers");
+    let mut o = options(&server, &known, "Eve", true);
+    o.fingerprint = Some(server.fingerprint());
+    let (h, mut events) = start(o);
+    logged_in(&mut events).await;
+
+    server.shutdown().await;
+    let in_secs = until(&mut events, "Reconnecting", |e| match e {
+        ClientEvent::State(ConnectionState::Reconnecting { in_secs, .. }) => Some(in_secs),
+        _ => None,
+    })
+    .await;
+    assert!((1..=60).contains(&in_secs));
+    h.submit("typed while the server was down");
+    let text = until(&mut events, "a queued notice", |e| match e {
+        ClientEvent::Notice {
+            text,
+            kind: NoticeKind::Info,
+        } => Some(text),
+        _ => None,
+    })
+    .await;
+    assert!(text.contains("queued"), "{text}");
+
+    server
+        .try_start_again()
+        .await
+        .expect("restart on the same address");
+    let mut frank = server.connect("frank").await;
+    let info = frank.register("Frank", PASSWORD).await;
+    // Eve comes back by herself (backoff, then resume) ...
+    tokio::time::timeout(Duration::from_secs(90), logged_in(&mut events))
+        .await
+        .expect("the client did not reconnect");
+    // ... and what she typed offline arrives: in Frank's history if it beat
+    // his login, else live.
+    const TYPED: &str = "typed while the server was down";
+    if !info.history.iter().any(|e| e.text.as_str() == TYPED) {
+        loop {
+            match frank.recv().await {
+                proto_core::message::ServerMessage::RoomMessage { from, text, .. } => {
+                    assert_eq!((from.as_str(), text.as_str()), ("Eve", TYPED));
+                    break;
+                }
+                proto_core::message::ServerMessage::UserJoined { username } => {
+                    assert_eq!(username.as_str(), "Eve");
+                }
+                other => panic!("unexpected {other:?} while waiting for Eve's message"),
+            }
+        }
+    }
+    h.quit();
+    closed(&mut events).await;
+}
