@@ -22,8 +22,13 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 const READ_BUF: usize = 8 * 1024;
 
 /// A flush burst larger than this gives its memory back afterwards, so one
-/// big backlog does not pin memory for the rest of the session.
-const KEEP_OUT_CAPACITY: usize = 256 * 1024;
+/// big burst (a login's history replay, a long online list) does not pin
+/// memory for the rest of the session: with thousands of idle sessions the
+/// retained write buffers were most of the server's memory per connection.
+/// Reallocating after a burst costs far less than the write that sent it.
+const KEEP_OUT_CAPACITY: usize = 16 * 1024;
+/// What an oversized write buffer shrinks to.
+const SHRUNK_OUT_CAPACITY: usize = 4 * 1024;
 
 /// What a session reports to its application.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,7 +189,7 @@ where
         self.out.clear();
         self.written = 0;
         if self.out.capacity() > KEEP_OUT_CAPACITY {
-            self.out.shrink_to(READ_BUF);
+            self.out.shrink_to(SHRUNK_OUT_CAPACITY);
         }
         // TLS streams (and any buffering wrapper) need this to emit records.
         self.stream.flush().await?;
