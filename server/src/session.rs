@@ -261,27 +261,23 @@ where
     async fn auth_step(&mut self, msg: ClientMessage) -> Result<Step, End> {
         let shared = Arc::clone(&self.shared);
         let accounts: &Accounts = &shared.accounts;
+        let costly = matches!(
+            msg,
+            ClientMessage::Register { .. } | ClientMessage::Login { .. }
+        );
+        if costly && !self.admit_auth()? {
+            self.send(&[error(
+                ErrorCode::RateLimited,
+                "too many attempts; slow down",
+            )])
+            .await?;
+            return Ok(Step::Continue);
+        }
         let attempt = match msg {
             ClientMessage::Register { username, password } => {
-                if !self.admit_auth()? {
-                    self.send(&[error(
-                        ErrorCode::RateLimited,
-                        "too many attempts; slow down",
-                    )])
-                    .await?;
-                    return Ok(Step::Continue);
-                }
                 accounts.register(&username, password).await
             }
             ClientMessage::Login { username, password } => {
-                if !self.admit_auth()? {
-                    self.send(&[error(
-                        ErrorCode::RateLimited,
-                        "too many attempts; slow down",
-                    )])
-                    .await?;
-                    return Ok(Step::Continue);
-                }
                 accounts.login(&username, password, self.peer.ip()).await
             }
             ClientMessage::Resume { token } => accounts.resume(&token),
