@@ -151,6 +151,11 @@ impl ServerProcess {
         }
     }
 
+    /// The process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the server is running")
+    }
+
     /// What the server has logged so far.
     pub fn log(&self) -> String {
         read_log(&self.log)
