@@ -4,12 +4,15 @@
 
 use std::fmt;
 use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use proto_core::frame::{decode_header, Decoded, MAX_FRAME_BODY, MIN_FRAME_BODY};
 use proto_core::{ClientConnection, ClientEvent, ServerConnection, ServerEvent};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use crate::error::NetError;
 
@@ -17,8 +20,9 @@ use crate::error::NetError;
 /// alert after a protocol error may take before the stream is dropped.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Bytes read per `read` call. Chat records are small and an idle
-/// connection holds this buffer, so it stays modest.
+/// Bytes read per `read` call, into a buffer on the stack that lives for
+/// one poll only: an idle connection holds no read buffer at all (what
+/// arrives goes straight into the core's frame reader).
 const READ_BUF: usize = 8 * 1024;
 
 /// A flush burst larger than this gives its memory back afterwards, so one
@@ -26,9 +30,9 @@ const READ_BUF: usize = 8 * 1024;
 /// memory for the rest of the session: with thousands of idle sessions the
 /// retained write buffers were most of the server's memory per connection.
 /// Reallocating after a burst costs far less than the write that sent it.
-const KEEP_OUT_CAPACITY: usize = 16 * 1024;
+const KEEP_OUT_CAPACITY: usize = 4 * 1024;
 /// What an oversized write buffer shrinks to.
-const SHRUNK_OUT_CAPACITY: usize = 4 * 1024;
+const SHRUNK_OUT_CAPACITY: usize = 0;
 
 /// What a session reports to its application.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,7 +134,6 @@ pub(crate) struct Driver<S, C> {
     pub(crate) stream: S,
     pub(crate) core: C,
     pub(crate) id: ConnId,
-    read_buf: Box<[u8]>,
     out: Vec<u8>,
     written: usize,
     /// The core's sticky error, once seen: reported again on every call.
@@ -149,7 +152,6 @@ where
             stream,
             core,
             id,
-            read_buf: vec![0u8; READ_BUF].into_boxed_slice(),
             out: Vec::new(),
             written: 0,
             failed: None,
@@ -231,17 +233,30 @@ where
     }
 
     /// One `read`, fed to the core at once. `Ok(false)` on end of stream
-    /// (the caller decides what EOF means). The only await is the read.
+    /// (the caller decides what EOF means). The only await is the read,
+    /// and the bytes reach the core in the same poll that reads them, so
+    /// the buffer never outlives a poll (and never sits in the future).
     pub(crate) async fn read_some(&mut self) -> Result<bool, NetError> {
-        let n = self.stream.read(&mut self.read_buf).await?;
-        if n == 0 {
-            return Ok(false);
+        let (stream, core) = (&mut self.stream, &mut self.core);
+        let fed = std::future::poll_fn(|cx| {
+            let mut buf = [0u8; READ_BUF];
+            let mut rb = ReadBuf::new(&mut buf);
+            match Pin::new(&mut *stream).poll_read(cx, &mut rb) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) if rb.filled().is_empty() => Poll::Ready(Ok(None)),
+                Poll::Ready(Ok(())) => Poll::Ready(Ok(Some(core.handle_input(rb.filled())))),
+            }
+        })
+        .await?;
+        match fed {
+            None => Ok(false),
+            Some(Ok(())) => {
+                self.stage();
+                Ok(true)
+            }
+            Some(Err(e)) => Err(self.fail(e).await),
         }
-        if let Err(e) = self.core.handle_input(&self.read_buf[..n]) {
-            return Err(self.fail(e).await);
-        }
-        self.stage();
-        Ok(true)
     }
 
     /// Records a core error and sends its alert, best effort, briefly.
