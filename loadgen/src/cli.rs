@@ -33,6 +33,18 @@ pub struct Cli {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Target")]
 pub struct TargetArgs {
+    /// The protocol to speak: SecureChat's own, or IRC (for side-by-side
+    /// runs against an IRC daemon; `idle`, `room` and `ramp` only).
+    #[arg(long, global = true, value_enum, default_value_t = Protocol::Securechat)]
+    pub protocol: Protocol,
+    /// IRC: the channel every client joins.
+    #[arg(long, global = true, default_value = "#bench")]
+    pub channel: String,
+    /// IRC diagnostic: ACK received data at once (TCP_QUICKACK after every
+    /// read), taking the daemon's Nagle + delayed-ACK stalls out of the
+    /// latency. Real clients do not do this.
+    #[arg(long, global = true)]
+    pub irc_quickack: bool,
     /// Server address.
     #[arg(long, global = true, default_value = "127.0.0.1:7878")]
     pub addr: SocketAddr,
@@ -93,6 +105,22 @@ pub struct RunArgs {
     /// No progress lines on stderr.
     #[arg(long, short, global = true)]
     pub quiet: bool,
+}
+
+/// See [`TargetArgs::protocol`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    Securechat,
+    Irc,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Securechat => "securechat",
+            Protocol::Irc => "irc",
+        }
+    }
 }
 
 /// See [`RunArgs::accounts`].
@@ -271,6 +299,11 @@ impl Cli {
         if self.run.threads == Some(0) {
             return Err("--threads must be at least 1".into());
         }
+        if self.target.protocol == Protocol::Irc {
+            self.validate_irc()?;
+        } else if self.target.irc_quickack {
+            return Err("--irc-quickack needs --protocol irc".into());
+        }
         match &self.mode {
             Mode::Idle(a) => {
                 positive("--duration", a.duration)?;
@@ -308,6 +341,35 @@ impl Cli {
             }
             Mode::Handshakes(a) => check_storm(a)?,
             Mode::Logins(a) => check_storm(&a.storm)?,
+        }
+        Ok(())
+    }
+
+    /// What IRC mode cannot do or carry.
+    fn validate_irc(&self) -> Result<(), String> {
+        if !crate::transport::irc::valid_channel(&self.target.channel) {
+            return Err(format!(
+                "--channel `{}` is not a channel name (#name, at most {} bytes)",
+                self.target.channel,
+                crate::transport::irc::MAX_CHANNEL_BYTES
+            ));
+        }
+        let bytes = match &self.mode {
+            Mode::Idle(_) => None,
+            Mode::Room(a) => Some(a.shape.bytes),
+            Mode::Ramp(a) => Some(a.shape.bytes),
+            Mode::Handshakes(_) | Mode::Logins(_) => {
+                return Err(format!(
+                    "--protocol irc runs idle, room and ramp, not {}",
+                    self.mode.name()
+                ))
+            }
+        };
+        let max = crate::transport::irc::MAX_TEXT_BYTES;
+        if bytes.is_some_and(|b| b > max) {
+            return Err(format!(
+                "--bytes must be at most {max} with --protocol irc (a line is 512 bytes)"
+            ));
         }
         Ok(())
     }
@@ -554,6 +616,32 @@ mod tests {
         }
         assert!(parse(&["logins", "--room-clients", "3", "--room-senders", "4"]).is_err());
         assert!(parse(&["handshakes", "-c", "0"]).is_err());
+    }
+
+    #[test]
+    fn irc_protocol_runs_room_workloads_only() {
+        let cli = parse(&["--protocol", "irc", "room", "-n", "10", "-s", "2"]).unwrap();
+        assert_eq!(cli.target.protocol, Protocol::Irc);
+        assert_eq!(cli.target.channel, "#bench");
+        assert_eq!(
+            parse(&["idle"]).unwrap().target.protocol,
+            Protocol::Securechat
+        );
+        let cli = parse(&["ramp", "--protocol", "irc", "--channel", "#load"]).unwrap();
+        assert_eq!(cli.target.channel, "#load");
+        assert!(parse(&["idle", "--protocol", "irc"]).is_ok());
+        assert!(parse(&["handshakes", "--protocol", "irc"]).is_err());
+        assert!(parse(&["logins", "--protocol", "irc"]).is_err());
+        assert!(parse(&["room", "--protocol", "irc", "--channel", "bench"]).is_err());
+        assert!(parse(&["room", "--protocol", "irc", "-b", "401"]).is_err());
+        assert!(parse(&["room", "--protocol", "irc", "-b", "400"]).is_ok());
+        assert!(
+            parse(&["room", "-b", "401"]).is_ok(),
+            "SecureChat takes more"
+        );
+        assert!(parse(&["room", "--protocol", "smtp"]).is_err());
+        assert!(parse(&["room", "--protocol", "irc", "--irc-quickack"]).is_ok());
+        assert!(parse(&["room", "--irc-quickack"]).is_err());
     }
 
     #[test]

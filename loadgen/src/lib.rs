@@ -24,8 +24,11 @@
 //! - [`fleet`]: the coordinator: joins members, runs phases, merges results.
 //! - [`member`]: one connection's task and its sans-IO state machine.
 //! - [`storm`]: back-to-back handshakes or logins on C workers.
-//! - [`transport`]: the protocol-independent connection traits, and
-//!   [`transport::securechat`], the real client stack.
+//! - [`transport`]: the protocol-independent connection traits;
+//!   [`transport::securechat`], the real client stack;
+//!   [`transport::irc`], an IRC client for side-by-side runs against an
+//!   IRC daemon (`--protocol irc`: idle, room and ramp); and
+//!   [`transport::dialer`], TCP from spread source addresses plus TLS.
 //! - [`accounts`]: `load00000`-style names and seed-derived passwords.
 //! - [`stamp`]: the send timestamp at the start of every message.
 //! - [`latency`]: per-task histograms and their merge.

@@ -1,26 +1,38 @@
 //! The workloads behind each subcommand, assembled from the fleet, the
-//! storms and the SecureChat transport.
+//! storms and a transport: SecureChat's, or IRC's for `idle`, `room` and
+//! `ramp` against an IRC daemon.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::accounts;
 use crate::cli::{
-    AccountOrder, Cli, IdleArgs, LoginArgs, Mode, RampArgs, RoomArgs, RoomShape, StormArgs,
+    AccountOrder, Cli, IdleArgs, LoginArgs, Mode, Protocol, RampArgs, RoomArgs, RoomShape,
+    StormArgs,
 };
 use crate::fd_limit;
 use crate::fleet::{Fleet, FleetOptions, JoinSummary, PhaseOutcome, Tally};
 use crate::proc_stats::{rss_kib, CpuSample, CpuUse};
 use crate::report::{IdleOutcome, RampOutcome, Report, TargetReport};
 use crate::storm;
+use crate::transport::irc::{Irc, IrcOptions};
 use crate::transport::securechat::{SecureChat, Target, TargetOptions, TlsOptions};
+
+/// The transport a run speaks.
+enum Client {
+    SecureChat {
+        chat: Arc<SecureChat>,
+        target: Arc<Target>,
+    },
+    Irc(Arc<Irc>),
+}
 
 /// How long the goodbyes at the end may take.
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
 struct Run<'a> {
     cli: &'a Cli,
-    chat: Arc<SecureChat>,
+    client: Client,
     epoch: Instant,
     report: Report,
 }
@@ -47,41 +59,74 @@ pub async fn run(cli: &Cli, threads: usize) -> Result<Report, String> {
         }
     };
     let t = &cli.target;
-    let target = Target::new(&TargetOptions {
-        addr: t.addr,
-        fingerprint: t.fingerprint,
-        tls: t.tls.then(|| TlsOptions {
-            ca: t.ca.clone(),
-            server_name: t.server_name.clone(),
-        }),
-        sources: t.sources,
-        handshake_timeout: t.handshake_timeout,
-    })
-    .map_err(|e| e.to_string())?;
-    let target = Arc::new(target);
-    let chat = Arc::new(SecureChat::new(
-        target.clone(),
-        cli.run.seed.clone(),
-        cli.run.register_concurrency,
-        cli.run.accounts == AccountOrder::RegisterFirst,
-        cli.run.login_timeout,
-    ));
-    if t.fingerprint.is_none() {
-        warnings.push("no --fingerprint: the first server key seen was trusted".to_owned());
-    }
+    let tls = t.tls.then(|| TlsOptions {
+        ca: t.ca.clone(),
+        server_name: t.server_name.clone(),
+    });
+    let client = match t.protocol {
+        Protocol::Securechat => {
+            let target = Arc::new(
+                Target::new(&TargetOptions {
+                    addr: t.addr,
+                    fingerprint: t.fingerprint,
+                    tls,
+                    sources: t.sources,
+                    handshake_timeout: t.handshake_timeout,
+                })
+                .map_err(|e| e.to_string())?,
+            );
+            let chat = Arc::new(SecureChat::new(
+                target.clone(),
+                cli.run.seed.clone(),
+                cli.run.register_concurrency,
+                cli.run.accounts == AccountOrder::RegisterFirst,
+                cli.run.login_timeout,
+            ));
+            if t.fingerprint.is_none() {
+                warnings.push("no --fingerprint: the first server key seen was trusted".to_owned());
+            }
+            Client::SecureChat { chat, target }
+        }
+        Protocol::Irc => {
+            if t.irc_quickack {
+                warnings.push(
+                    "--irc-quickack: every read is ACKed at once, unlike real IRC clients \
+                     (a diagnostic of the daemon's Nagle delays)"
+                        .to_owned(),
+                );
+            }
+            Client::Irc(Arc::new(
+                Irc::new(&IrcOptions {
+                    addr: t.addr,
+                    tls,
+                    sources: t.sources,
+                    handshake_timeout: t.handshake_timeout,
+                    login_timeout: cli.run.login_timeout,
+                    channel: t.channel.clone(),
+                    quickack: t.irc_quickack,
+                })
+                .map_err(|e| e.to_string())?,
+            ))
+        }
+    };
+    let source_addresses = match &client {
+        Client::SecureChat { target, .. } => target.source_count(),
+        Client::Irc(irc) => irc.source_count(),
+    };
     let cpu0 = CpuSample::take(t.server_pid);
     let mut run = Run {
         cli,
-        chat,
+        client,
         epoch: Instant::now(),
         report: Report {
             mode: cli.mode.name(),
             target: TargetReport {
+                protocol: t.protocol.name(),
                 addr: t.addr.to_string(),
                 tls: t.tls,
                 fingerprint: None,
                 fingerprint_pinned: t.fingerprint.is_some(),
-                source_addresses: target.source_count(),
+                source_addresses,
                 threads,
                 server_pid: t.server_pid,
             },
@@ -107,7 +152,9 @@ pub async fn run(cli: &Cli, threads: usize) -> Result<Report, String> {
         Mode::Logins(a) => run.logins(a).await,
     };
     let mut report = run.report;
-    report.target.fingerprint = target.seen_fingerprint().map(|f| f.to_string());
+    if let Client::SecureChat { target, .. } = &run.client {
+        report.target.fingerprint = target.seen_fingerprint().map(|f| f.to_string());
+    }
     report.cpu_run = cpu0.until(&CpuSample::take(t.server_pid));
     report.error = result.err();
     Ok(report)
@@ -120,6 +167,17 @@ impl Run<'_> {
 
     fn server_pid(&self) -> Option<u32> {
         self.cli.target.server_pid
+    }
+
+    /// The SecureChat transport, for the workloads only it can run.
+    fn secure_chat(&self) -> Result<Arc<SecureChat>, String> {
+        match &self.client {
+            Client::SecureChat { chat, .. } => Ok(chat.clone()),
+            Client::Irc(_) => Err(format!(
+                "{} needs --protocol securechat",
+                self.cli.mode.name()
+            )),
+        }
     }
 
     fn note(&self, line: impl AsRef<str>) {
@@ -140,21 +198,25 @@ impl Run<'_> {
         min: usize,
         prep: bool,
     ) -> Result<(Fleet, JoinSummary), String> {
-        self.choose_account_order(account_base, clients).await;
         self.note(format!("joining {clients} clients"));
-        let (fleet, summary) = Fleet::join(
-            self.chat.clone(),
-            &FleetOptions {
-                clients,
-                senders,
-                account_base,
-                join_concurrency: self.cli.run.join_concurrency,
-                epoch: self.epoch,
-                server_pid: self.server_pid(),
-                progress: self.progress(),
-            },
-        )
-        .await;
+        let opts = FleetOptions {
+            clients,
+            senders,
+            account_base,
+            join_concurrency: self.cli.run.join_concurrency,
+            epoch: self.epoch,
+            server_pid: self.server_pid(),
+            progress: self.progress(),
+        };
+        let (fleet, summary) = match &self.client {
+            Client::SecureChat { chat, .. } => {
+                let chat = chat.clone();
+                self.choose_account_order(&chat, account_base, clients)
+                    .await;
+                Fleet::join(chat, &opts).await
+            }
+            Client::Irc(irc) => Fleet::join(irc.clone(), &opts).await,
+        };
         self.note(format!(
             "{} joined, {} failed in {:.1} s",
             summary.joined, summary.failed, summary.cpu.wall_secs
@@ -186,7 +248,7 @@ impl Run<'_> {
     }
 
     /// Login-first or register-first for accounts `base .. base + clients`.
-    async fn choose_account_order(&mut self, base: usize, clients: usize) {
+    async fn choose_account_order(&mut self, chat: &SecureChat, base: usize, clients: usize) {
         let range = format!(
             "{}..={}",
             accounts::username(base),
@@ -198,14 +260,14 @@ impl Run<'_> {
             AccountOrder::Auto => {
                 let last = base + clients.saturating_sub(1);
                 let name = accounts::username(last);
-                match self.chat.account_exists(last).await {
+                match chat.account_exists(last).await {
                     Ok(true) => (false, format!("{name} exists")),
                     Ok(false) => (true, format!("{name} is not registered yet")),
                     Err(e) => (false, format!("probing {name} failed: {e}")),
                 }
             }
         };
-        self.chat.set_register_first(register_first);
+        chat.set_register_first(register_first);
         let line = format!(
             "{range}: {} ({why})",
             if register_first {
@@ -409,8 +471,9 @@ impl Run<'_> {
     }
 
     async fn handshakes(&mut self, a: &StormArgs) -> Result<(), String> {
+        let chat = self.secure_chat()?;
         let room = self.background(a.room.shape()).await?;
-        let target = self.chat.target().clone();
+        let target = chat.target().clone();
         let c = a.concurrency;
         // Rotate through the source addresses: closed connections linger
         // in TIME_WAIT on their port.
@@ -431,6 +494,7 @@ impl Run<'_> {
 
     async fn logins(&mut self, a: &LoginArgs) -> Result<(), String> {
         let s = &a.storm;
+        let chat = self.secure_chat()?;
         let room = self.background(s.room.shape()).await?;
         let base = a.login_base.unwrap_or(s.room.room_clients);
         // Register the workers' accounts first, so the storm measures logins.
@@ -441,7 +505,6 @@ impl Run<'_> {
         self.report.accounts_prepared = Some(prepared);
         prep.stop(STOP_TIMEOUT).await;
 
-        let chat = self.chat.clone();
         let storm = storm::run(
             "logins",
             s.concurrency,

@@ -44,6 +44,8 @@ pub struct Report {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetReport {
+    /// `securechat` or `irc`.
+    pub protocol: &'static str,
     pub addr: String,
     pub tls: bool,
     /// The key fingerprint the handshakes verified.
@@ -126,18 +128,25 @@ impl Report {
     pub fn to_table(&self) -> String {
         let mut t = Table(String::new());
         let tg = &self.target;
+        let key = match (&tg.fingerprint, tg.protocol) {
+            (_, "irc") => String::new(),
+            (fp, _) => format!(
+                ", key {} ({})",
+                opt(fp.as_ref()),
+                if tg.fingerprint_pinned {
+                    "pinned"
+                } else {
+                    "first use"
+                }
+            ),
+        };
         let _ = writeln!(
             t.0,
-            "securechat-load {} — {} ({}), key {} ({}), {} source address(es), {} threads",
+            "securechat-load {} — {} {} ({}){key}, {} source address(es), {} threads",
             self.mode,
+            tg.protocol,
             tg.addr,
             if tg.tls { "TLS" } else { "plain TCP" },
-            opt(tg.fingerprint.as_ref()),
-            if tg.fingerprint_pinned {
-                "pinned"
-            } else {
-                "first use"
-            },
             tg.source_addresses,
             tg.threads,
         );

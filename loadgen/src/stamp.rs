@@ -55,7 +55,12 @@ impl Stamp {
     /// Reads the stamp at the start of `text`; `None` for any text that
     /// does not start with one (someone else chatting in the room).
     pub fn parse(text: &str) -> Option<Self> {
-        let head = text.as_bytes().get(..STAMP_LEN)?;
+        Self::parse_bytes(text.as_bytes())
+    }
+
+    /// [`Self::parse`] on raw bytes (a protocol that carries text unchecked).
+    pub fn parse_bytes(text: &[u8]) -> Option<Self> {
+        let head = text.get(..STAMP_LEN)?;
         let mut value: u128 = 0;
         for &b in head {
             let digit = match b {

@@ -1,12 +1,14 @@
 //! What the workload needs of a chat connection, independent of the
 //! protocol: join the room, send a room message, yield received ones.
 //!
-//! [`securechat`] implements it over the real SecureChat stack. Another
-//! server (an IRC daemon for side-by-side runs) only needs a [`Transport`]
-//! whose `join` logs in and joins a channel, and a [`ChatConnection`] that
-//! sends `PRIVMSG` and parses [`Stamp`](crate::stamp::Stamp)s out of the
-//! ones it receives.
+//! [`securechat`] implements it over the real SecureChat stack; [`irc`]
+//! over IRC, for side-by-side runs against an IRC daemon: its `join`
+//! registers a nick and joins a channel, and its connection sends `PRIVMSG`
+//! and parses [`Stamp`](crate::stamp::Stamp)s out of the ones it receives.
+//! Both open their streams through the [`dialer`].
 
+pub mod dialer;
+pub mod irc;
 pub mod securechat;
 
 use std::future::Future;
@@ -46,6 +48,10 @@ pub enum TransportError {
     Timeout(&'static str),
     #[error("connection closed: {0}")]
     Closed(String),
+    #[error("i/o: {0}")]
+    Io(std::io::Error),
+    #[error("protocol: {0}")]
+    Protocol(String),
 }
 
 /// How a connection got into the room.

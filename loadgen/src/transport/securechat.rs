@@ -2,24 +2,22 @@
 //! addresses), optional TLS, the `net` handshake with a pinned fingerprint,
 //! and Login / Register / Resume with the derived load accounts.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use net::tls::rustls::pki_types::ServerName;
-use net::tls::TlsConnector;
 use net::{ClientHandshake, ClientSession, ClientStream, SessionEvent};
 use proto_core::message::{
     AuthFailure, ClientMessage, ErrorCode, MessageText, ResumeToken, ServerMessage,
 };
 use proto_core::{ClientConfig, Fingerprint, ServerKey, ServerTrust};
-use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::accounts::Account;
 use crate::stamp::Stamp;
+use crate::transport::dialer::Dialer;
+pub use crate::transport::dialer::TlsOptions;
 use crate::transport::{ChatConnection, ChatEvent, JoinInfo, Transport, TransportError};
 
 type Session = ClientSession<ClientStream>;
@@ -39,47 +37,21 @@ pub struct TargetOptions {
     pub handshake_timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
-pub struct TlsOptions {
-    /// CA or self-signed certificate to trust (else the Mozilla roots).
-    pub ca: Option<PathBuf>,
-    /// Name checked against the certificate; defaults to the address's IP.
-    pub server_name: Option<String>,
-}
-
 /// A connectable server: everything needed to open and secure a session.
 pub struct Target {
-    addr: SocketAddr,
+    dialer: Dialer,
     trust: ServerTrust,
-    tls: Option<(TlsConnector, ServerName<'static>)>,
-    sources: Vec<IpAddr>,
     handshake_timeout: Duration,
     seen_key: OnceLock<ServerKey>,
 }
 
 impl Target {
     pub fn new(opts: &TargetOptions) -> Result<Self, TransportError> {
-        let tls = match &opts.tls {
-            None => None,
-            Some(t) => {
-                let config = net::tls::client_config(t.ca.as_deref())
-                    .map_err(|e| TransportError::Tls(e.to_string()))?;
-                let host = t
-                    .server_name
-                    .clone()
-                    .unwrap_or_else(|| opts.addr.ip().to_string());
-                let name =
-                    net::tls::server_name(&host).map_err(|e| TransportError::Tls(e.to_string()))?;
-                Some((TlsConnector::from(config), name))
-            }
-        };
         Ok(Self {
-            addr: opts.addr,
+            dialer: Dialer::new(opts.addr, opts.tls.as_ref(), opts.sources)?,
             trust: opts
                 .fingerprint
                 .map_or(ServerTrust::FirstUse, ServerTrust::Fingerprint),
-            tls,
-            sources: source_addresses(opts.addr, opts.sources),
             handshake_timeout: opts.handshake_timeout,
             seen_key: OnceLock::new(),
         })
@@ -94,29 +66,7 @@ impl Target {
     /// How many source addresses connections are spread over (0: the
     /// system picks).
     pub fn source_count(&self) -> usize {
-        self.sources.len()
-    }
-
-    async fn tcp(&self, index: usize) -> Result<TcpStream, TransportError> {
-        let socket = match self.addr {
-            SocketAddr::V4(_) => TcpSocket::new_v4(),
-            SocketAddr::V6(_) => TcpSocket::new_v6(),
-        }
-        .map_err(TransportError::Connect)?;
-        if !self.sources.is_empty() {
-            // Each source address has its own ~28k ephemeral ports.
-            let source = self.sources[index % self.sources.len()];
-            socket
-                .bind(SocketAddr::new(source, 0))
-                .map_err(TransportError::Connect)?;
-        }
-        let stream = socket
-            .connect(self.addr)
-            .await
-            .map_err(TransportError::Connect)?;
-        // Chat is interactive: one message per write, never held back.
-        stream.set_nodelay(true).map_err(TransportError::Connect)?;
-        Ok(stream)
+        self.dialer.source_count()
     }
 
     /// TCP connect (from client `index`'s source address), TLS if
@@ -128,15 +78,7 @@ impl Target {
     }
 
     async fn handshake_inner(&self, index: usize) -> Result<Session, TransportError> {
-        let tcp = self.tcp(index).await?;
-        let stream: ClientStream = match &self.tls {
-            None => tcp.into(),
-            Some((connector, name)) => connector
-                .connect(name.clone(), tcp)
-                .await
-                .map_err(|e| TransportError::Tls(e.to_string()))?
-                .into(),
-        };
+        let stream = self.dialer.connect(index).await?;
         let config = ClientConfig::new(self.trust);
         let session = match net::connect(stream, config, self.handshake_timeout)
             .await
@@ -167,16 +109,6 @@ impl Target {
         let took = start.elapsed();
         let _ = session.close(None).await;
         Ok(took)
-    }
-}
-
-/// 127.0.0.1 ..= 127.0.0.N for an IPv4 loopback target; none otherwise.
-pub fn source_addresses(target: SocketAddr, count: u8) -> Vec<IpAddr> {
-    match target.ip() {
-        IpAddr::V4(ip) if ip.is_loopback() => (1..=count)
-            .map(|last| IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
-            .collect(),
-        _ => Vec::new(),
     }
 }
 
@@ -532,27 +464,5 @@ impl ChatConnection for Conn {
 
     async fn close(self) {
         let _ = self.session.close(Some(&ClientMessage::Goodbye)).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loopback_targets_get_numbered_source_addresses() {
-        let target: SocketAddr = "127.0.0.1:7878".parse().unwrap();
-        let sources = source_addresses(target, 3);
-        let expected: Vec<IpAddr> = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
-        assert_eq!(sources, expected);
-    }
-
-    #[test]
-    fn other_targets_let_the_system_choose() {
-        assert!(source_addresses("[::1]:7878".parse().unwrap(), 4).is_empty());
-        assert!(source_addresses("192.0.2.1:7878".parse().unwrap(), 4).is_empty());
     }
 }
