@@ -27,15 +27,18 @@
 #
 # Load accounts live in LOAD_DATA_DIR (default target/bench-data) and are
 # registered once (Argon2id, ~45/s here: 19,000 take ~7 minutes the first
-# time); every later run logs them in (~46/s, so figure 1 alone takes ~7
-# minutes at 19,000). A full default run takes about 35 minutes on the
-# project's 2-core machine, 50 the first time.
+# time); later runs log them in. Figure 1 at 19,000 is the long one: logins
+# start at ~46/s but slow down as the room fills (each login receives the
+# online list and is announced to everyone online), and one such run took
+# 39 minutes here. Figures 2 to 6 take about 12 minutes together on the
+# project's 2-core machine; --quick takes about 5.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib-load.sh
 
 usage() {
-    sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//' >&2
+    # The header comment, up to the first line of code.
+    awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//' >&2
 }
 
 quick=0
@@ -78,7 +81,7 @@ load_build
 export LOAD_NO_BUILD=1
 export LOAD_DATA_DIR=${LOAD_DATA_DIR:-$PWD/target/bench-data}
 # The server refuses a data directory others can read.
-[[ -d "$LOAD_DATA_DIR" ]] || mkdir -p -m 700 "$LOAD_DATA_DIR"
+[[ -d "$LOAD_DATA_DIR" ]] || { mkdir -p "$LOAD_DATA_DIR" && chmod 700 "$LOAD_DATA_DIR"; }
 
 out=${out:-target/bench/all-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$out"

@@ -38,7 +38,7 @@ load_raise_fd_limit() {
 # CA certificate as the server's own, so the leaf is not simply self-signed.
 load_make_cert() {
     (
-        cd "$1"
+        cd "$1" || exit 1
         local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
         openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.pem -days 2 \
             -subj "/CN=securechat-load test CA" 2>/dev/null

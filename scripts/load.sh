@@ -48,6 +48,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/securechat-load.XXXXXX")
 data_dir="${LOAD_DATA_DIR:-$work/data}"
 sc_pid=""
 
+# shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
     local status=$?
     securechat_stop
