@@ -31,12 +31,6 @@ pub enum AttemptError {
     Fatal(String),
 }
 
-/// What authentication to try.
-pub enum Auth<'a> {
-    Initial(&'a AuthRequest),
-    Resume(ResumeToken),
-}
-
 /// A logged-in session.
 pub struct Established {
     pub session: Session,
@@ -45,41 +39,29 @@ pub struct Established {
 }
 
 /// Connects, verifies the server (asking the user at first contact through
-/// `events`), and authenticates.
+/// `events`), and authenticates: with `resume` first if given, and with
+/// the password on the same connection if the server no longer honours the
+/// token (expired, or the server restarted after a crash).
 pub async fn establish(
     options: &ClientOptions,
     events: &mpsc::UnboundedSender<ClientEvent>,
-    auth: Auth<'_>,
+    resume: Option<ResumeToken>,
 ) -> Result<Established, AttemptError> {
     let mut session = handshake(options, events).await?;
-    let first = match &auth {
-        Auth::Initial(req) => credentials_message(req)?,
-        Auth::Resume(token) => ClientMessage::Resume {
-            token: token.clone(),
+    let mut answer = match resume {
+        Some(token) => ask(&mut session, &ClientMessage::Resume { token }).await?,
+        None => ServerMessage::AuthFailed {
+            reason: AuthFailure::ResumeFailed,
         },
     };
-    session
-        .send(&first)
-        .await
-        .map_err(|e| AttemptError::Retry(format!("connection lost: {e}")))?;
-    let answer = timeout(AUTH_TIMEOUT, async {
-        loop {
-            match session.next_event().await {
-                Ok(SessionEvent::Message(ServerMessage::Ping { nonce })) => {
-                    let _ = session.send(&ClientMessage::Pong { nonce }).await;
-                }
-                Ok(SessionEvent::Message(m)) => return Ok(m),
-                Ok(SessionEvent::Closed { .. }) => {
-                    return Err(AttemptError::Retry(
-                        "the server closed the connection".into(),
-                    ))
-                }
-                Err(e) => return Err(AttemptError::Retry(format!("connection lost: {e}"))),
-            }
+    if matches!(
+        answer,
+        ServerMessage::AuthFailed {
+            reason: AuthFailure::ResumeFailed
         }
-    })
-    .await
-    .map_err(|_| AttemptError::Retry("the server did not answer the login".into()))??;
+    ) {
+        answer = ask(&mut session, &credentials_message(&options.auth)?).await?;
+    }
     match answer {
         ServerMessage::AuthOk {
             username,
@@ -114,6 +96,35 @@ pub async fn establish(
             other.tag()
         ))),
     }
+}
+
+/// Sends `request` and returns the server's answer (Pings answered).
+async fn ask(
+    session: &mut Session,
+    request: &ClientMessage,
+) -> Result<ServerMessage, AttemptError> {
+    session
+        .send(request)
+        .await
+        .map_err(|e| AttemptError::Retry(format!("connection lost: {e}")))?;
+    timeout(AUTH_TIMEOUT, async {
+        loop {
+            match session.next_event().await {
+                Ok(SessionEvent::Message(ServerMessage::Ping { nonce })) => {
+                    let _ = session.send(&ClientMessage::Pong { nonce }).await;
+                }
+                Ok(SessionEvent::Message(m)) => return Ok(m),
+                Ok(SessionEvent::Closed { .. }) => {
+                    return Err(AttemptError::Retry(
+                        "the server closed the connection".into(),
+                    ))
+                }
+                Err(e) => return Err(AttemptError::Retry(format!("connection lost: {e}"))),
+            }
+        }
+    })
+    .await
+    .map_err(|_| AttemptError::Retry("the server did not answer the login".into()))?
 }
 
 /// Turns the user's request into the protocol message, validating first.

@@ -5,14 +5,14 @@ use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proto_core::message::{
-    AuthFailure, ClientMessage, Conversation, ErrorCode, GoodbyeReason, MessageText, ResumeToken,
-    ServerMessage, Username,
+    ClientMessage, Conversation, ErrorCode, GoodbyeReason, MessageText, ResumeToken, ServerMessage,
+    Username,
 };
 use tokio::sync::mpsc;
 use tokio::time::{sleep, Instant};
 
 use crate::backoff::Backoff;
-use crate::connect::{establish, AttemptError, Auth, Session};
+use crate::connect::{establish, AttemptError, Session};
 use crate::events::{ChatLine, ClientEvent, ConnectionState, NoticeKind};
 use crate::input::{parse_input, Input, HELP_TEXT};
 use crate::options::{AuthRequest, ClientOptions};
@@ -150,20 +150,7 @@ impl Client {
         let mut logged_in_once = false;
         loop {
             self.emit(ClientEvent::State(ConnectionState::Connecting));
-            let attempt = match self.token.take() {
-                Some(token) => {
-                    match establish(&self.options, &self.events, Auth::Resume(token)).await {
-                        // The token expired (or the server restarted after a
-                        // crash): fall back to the password we still hold.
-                        Err(AttemptError::Fatal(_)) => self.password_login().await,
-                        other => other,
-                    }
-                }
-                None => {
-                    let req = self.options.auth.clone();
-                    establish(&self.options, &self.events, Auth::Initial(&req)).await
-                }
-            };
+            let attempt = establish(&self.options, &self.events, self.token.take()).await;
             match attempt {
                 Ok(est) => {
                     backoff.reset();
@@ -218,11 +205,6 @@ impl Client {
                 }
             }
         }
-    }
-
-    async fn password_login(&mut self) -> Result<crate::connect::Established, AttemptError> {
-        let req = self.options.auth.clone();
-        establish(&self.options, &self.events, Auth::Initial(&req)).await
     }
 
     /// Input while offline: local commands answer, messages queue.
@@ -512,12 +494,8 @@ impl Client {
                 };
                 self.notice(NoticeKind::Error, text);
             }
-            ServerMessage::AuthOk { .. } => {}
-            ServerMessage::AuthFailed { reason } => {
-                if reason == AuthFailure::ResumeFailed {
-                    return Some(SessionEnd::Lost("session expired".into()));
-                }
-            }
+            // Only answers to a login, which happened before the chat.
+            ServerMessage::AuthOk { .. } | ServerMessage::AuthFailed { .. } => {}
         }
         None
     }

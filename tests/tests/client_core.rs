@@ -287,3 +287,29 @@ async fn after_a_server_restart_the_client_comes_back_and_sends_what_was_typed_m
     h.quit();
     closed(&mut events).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_the_server_lost_falls_back_to_the_password_without_alarming_the_user() {
+    let mut server =
+        TestServer::start_with(ServerOptions::new(Transport::Plain).listen(free_port())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let known = dir.path().join("known_servers");
+    let mut o = options(&server, &known, "Gus", true);
+    o.fingerprint = Some(server.fingerprint());
+    let (_h, mut events) = start(o);
+    logged_in(&mut events).await;
+
+    server.shutdown().await;
+    // As after a crash: the saved tokens are gone.
+    std::fs::remove_file(server.data_dir().join("resume_tokens.enc")).unwrap();
+    server.try_start_again().await.expect("restart on the same address");
+    let name = until(&mut events, "LoggedIn after the restart", |e| match e {
+        ClientEvent::LoggedIn { username } => Some(username),
+        ClientEvent::AuthFailed { message, .. } => {
+            panic!("the user was shown a login failure ({message}) for an expired token")
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(name, "Gus");
+}
