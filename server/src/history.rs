@@ -119,8 +119,5 @@ impl History {
 }
 
 fn gone() -> HistoryError {
-    HistoryError::Io {
-        path: "chat_histories".into(),
-        source: std::io::Error::other("history writer stopped"),
-    }
+    HistoryError::WriterStopped
 }

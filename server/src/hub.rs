@@ -120,9 +120,7 @@ impl Hub {
     /// `UserJoined`.
     pub fn join(&self, reg: Registration) {
         let mut members = self.members();
-        let joined = ServerMessage::UserJoined {
-            username: reg.display.clone(),
-        };
+        let display = reg.display.clone();
         let member = Member {
             display: reg.display,
             session: reg.session,
@@ -132,6 +130,7 @@ impl Hub {
         match members.insert(reg.canonical.clone(), member) {
             Some(old) => old.control.kick(Kick::Replaced),
             None => {
+                let joined = ServerMessage::UserJoined { username: display };
                 let msg = Arc::new(EncodedServerMessage::new(&joined));
                 for (name, m) in members.iter() {
                     if *name != reg.canonical {

@@ -34,12 +34,8 @@ struct Failures {
     last: Instant,
 }
 
-/// The delay owed after `count` failures on an account.
-pub fn delay_after(count: u32) -> Duration {
-    delay_with_allowance(count, FREE_FAILURES)
-}
-
-fn delay_with_allowance(count: u32, free: u32) -> Duration {
+/// The delay owed after `count` failures when `free` of them cost nothing.
+pub fn delay_after(count: u32, free: u32) -> Duration {
     if count < free {
         return Duration::ZERO;
     }
@@ -67,7 +63,7 @@ impl LoginThrottle {
     fn pending(f: Option<&Failures>, now: Instant, free: u32) -> Duration {
         match f {
             Some(f) if now.saturating_duration_since(f.last) < FORGET_AFTER => {
-                delay_with_allowance(f.count, free)
+                delay_after(f.count, free)
             }
             _ => Duration::ZERO,
         }
@@ -128,11 +124,17 @@ mod tests {
 
     #[test]
     fn delays_grow_after_the_free_failures_and_are_capped() {
-        assert_eq!(delay_after(0), Duration::ZERO);
-        assert_eq!(delay_after(FREE_FAILURES - 1), Duration::ZERO);
-        assert_eq!(delay_after(FREE_FAILURES), BASE_DELAY);
-        assert_eq!(delay_after(FREE_FAILURES + 1), BASE_DELAY * 2);
-        assert_eq!(delay_after(1000), MAX_DELAY);
+        assert_eq!(delay_after(0, FREE_FAILURES), Duration::ZERO);
+        assert_eq!(
+            delay_after(FREE_FAILURES - 1, FREE_FAILURES),
+            Duration::ZERO
+        );
+        assert_eq!(delay_after(FREE_FAILURES, FREE_FAILURES), BASE_DELAY);
+        assert_eq!(
+            delay_after(FREE_FAILURES + 1, FREE_FAILURES),
+            BASE_DELAY * 2
+        );
+        assert_eq!(delay_after(1000, FREE_FAILURES), MAX_DELAY);
     }
 
     #[test]

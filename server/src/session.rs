@@ -503,15 +503,8 @@ where
                 if !self.admit()? {
                     return self.rate_limited().await;
                 }
-                let id = self.shared.hub.next_message_id();
-                let timestamp_ms = now_ms();
-                let entry = HistoryEntry {
-                    id,
-                    timestamp_ms,
-                    from: me.username.as_str().to_owned(),
-                    to: None,
-                    text: text.as_str().to_owned(),
-                };
+                let entry = self.stamp(me, None, &text);
+                let (id, timestamp_ms) = (entry.id, entry.timestamp_ms);
                 self.shared.hub.broadcast(
                     &me.canonical,
                     &ServerMessage::RoomMessage {
@@ -542,15 +535,8 @@ where
                         .send(&[error(ErrorCode::UnknownRecipient, "no such user")])
                         .await;
                 };
-                let id = self.shared.hub.next_message_id();
-                let timestamp_ms = now_ms();
-                let entry = HistoryEntry {
-                    id,
-                    timestamp_ms,
-                    from: me.username.as_str().to_owned(),
-                    to: Some(to_display.as_str().to_owned()),
-                    text: text.as_str().to_owned(),
-                };
+                let entry = self.stamp(me, Some(&to_display), &text);
+                let (id, timestamp_ms) = (entry.id, entry.timestamp_ms);
                 self.shared.hub.send_to(
                     &to_canonical,
                     &ServerMessage::DirectMessage {
@@ -583,6 +569,18 @@ where
                 self.send(&[error(ErrorCode::AlreadyLoggedIn, "already logged in")])
                     .await
             }
+        }
+    }
+
+    /// A fresh id and server timestamp for a message from `me`, as the
+    /// history record that is appended after delivery.
+    fn stamp(&self, me: &LoggedIn, to: Option<&Username>, text: &MessageText) -> HistoryEntry {
+        HistoryEntry {
+            id: self.shared.hub.next_message_id(),
+            timestamp_ms: now_ms(),
+            from: me.username.as_str().to_owned(),
+            to: to.map(|t| t.as_str().to_owned()),
+            text: text.as_str().to_owned(),
         }
     }
 

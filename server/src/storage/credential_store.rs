@@ -26,16 +26,15 @@ use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use ring::aead::LessSafeKey;
 use ring::rand::SystemRandom;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::clock::now_ms;
 use crate::storage::atomic_file;
 use crate::storage::error::{RegisterError, StoreError};
-use crate::storage::sealing;
+use crate::storage::sealing::SealedFile;
 
 /// First bytes of the file; also names the format version.
 pub const MAGIC: &[u8; 8] = b"SCACCT1\n";
@@ -82,8 +81,7 @@ struct FileContents {
 /// The accounts, in memory, mirrored to the encrypted file on every change.
 pub struct CredentialStore {
     path: PathBuf,
-    aad: Vec<u8>,
-    key: LessSafeKey,
+    sealed: SealedFile,
     rng: SystemRandom,
     accounts: HashMap<String, Account>,
 }
@@ -102,13 +100,11 @@ impl CredentialStore {
     /// empty store, nothing written until the first registration.
     pub fn open(path: impl Into<PathBuf>, storage_key: &[u8; 32]) -> Result<Self, StoreError> {
         let path = path.into();
-        let key =
-            sealing::derive_aead_key(storage_key, &[KEY_INFO]).map_err(|_| StoreError::Crypto)?;
-        let aad = associated_data(&path)?;
+        let sealed =
+            SealedFile::new(storage_key, KEY_INFO, MAGIC, &path).map_err(|_| StoreError::Crypto)?;
         let mut store = Self {
             path,
-            aad,
-            key,
+            sealed,
             rng: SystemRandom::new(),
             accounts: HashMap::new(),
         };
@@ -179,11 +175,7 @@ impl CredentialStore {
         let corrupt = || StoreError::Corrupt {
             path: self.path.clone(),
         };
-        if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-            return Err(corrupt());
-        }
-        let plaintext = sealing::open_in_place(&self.key, &self.aad, &mut bytes[MAGIC.len()..])
-            .map_err(|_| corrupt())?;
+        let plaintext = self.sealed.open(&mut bytes).ok_or_else(corrupt)?;
         let contents: FileContents = serde_json::from_slice(plaintext).map_err(|_| corrupt())?;
         if contents.version != FORMAT_VERSION {
             return Err(StoreError::UnsupportedVersion {
@@ -215,33 +207,15 @@ impl CredentialStore {
                 path: self.path.clone(),
                 source: io::Error::other(e),
             })?);
-        let mut file = Vec::with_capacity(MAGIC.len() + sealing::SEAL_OVERHEAD + plaintext.len());
-        file.extend_from_slice(MAGIC);
-        sealing::seal_into(&self.key, &self.rng, &self.aad, &plaintext, &mut file)
+        let file = self
+            .sealed
+            .seal(&self.rng, &plaintext)
             .map_err(|_| StoreError::Crypto)?;
         atomic_file::write_atomically(&self.path, &file).map_err(|source| StoreError::Io {
             path: self.path.clone(),
             source,
         })
     }
-}
-
-/// AAD = magic || file name: a blob copied under another name does not open.
-fn associated_data(path: &Path) -> Result<Vec<u8>, StoreError> {
-    let name = path.file_name().ok_or_else(|| StoreError::Io {
-        path: path.to_path_buf(),
-        source: io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"),
-    })?;
-    let mut aad = MAGIC.to_vec();
-    aad.extend_from_slice(name.as_encoded_bytes());
-    Ok(aad)
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -126,6 +126,9 @@ pub enum HistoryError {
     RecordTooLarge { len: usize, max: usize },
     #[error("canonical usernames must not contain NUL")]
     InvalidName,
+    /// The thread that owns the logs has stopped (shutdown or a panic).
+    #[error("the history writer has stopped")]
+    WriterStopped,
     #[error("a cryptographic primitive failed (OS randomness or key derivation)")]
     Crypto,
 }

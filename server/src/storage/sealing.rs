@@ -6,6 +6,8 @@
 //! another never authenticates. Nonces are 96 random bits per seal: counters are not
 //! safe here because a torn history tail is truncated and its record indices reused.
 
+use std::path::Path;
+
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey, NONCE_LEN};
 use ring::error::Unspecified;
 use ring::hkdf;
@@ -80,6 +82,55 @@ pub(crate) fn open_in_place<'a>(
     let nonce = Nonce::try_assume_unique_for_key(nonce)?;
     key.open_in_place(nonce, Aad::from(aad), rest)
         .map(|plaintext| &mut plaintext[..])
+}
+
+/// A file sealed as a whole (the accounts file, the resume-token
+/// snapshot): `magic || nonce || AES-256-GCM(plaintext) || tag`, under a key
+/// derived for its purpose, with AAD `magic || file name` so a blob copied
+/// under another name does not open.
+pub(crate) struct SealedFile {
+    key: LessSafeKey,
+    magic: &'static [u8; 8],
+    aad: Vec<u8>,
+}
+
+impl SealedFile {
+    pub(crate) fn new(
+        storage_key: &[u8; 32],
+        info: &[u8],
+        magic: &'static [u8; 8],
+        path: &Path,
+    ) -> Result<Self, Unspecified> {
+        let mut aad = magic.to_vec();
+        if let Some(name) = path.file_name() {
+            aad.extend_from_slice(name.as_encoded_bytes());
+        }
+        Ok(Self {
+            key: derive_aead_key(storage_key, &[info])?,
+            magic,
+            aad,
+        })
+    }
+
+    /// The file's bytes for `plaintext`.
+    pub(crate) fn seal(
+        &self,
+        rng: &SystemRandom,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, Unspecified> {
+        let mut file = Vec::with_capacity(self.magic.len() + SEAL_OVERHEAD + plaintext.len());
+        file.extend_from_slice(self.magic);
+        seal_into(&self.key, rng, &self.aad, plaintext, &mut file)?;
+        Ok(file)
+    }
+
+    /// The plaintext of a file's bytes, decrypted in place; `None` if the
+    /// magic is wrong or the file does not authenticate.
+    pub(crate) fn open<'a>(&self, file: &'a mut [u8]) -> Option<&'a mut [u8]> {
+        let body = file.strip_prefix(self.magic.as_slice())?.len();
+        let start = file.len() - body;
+        open_in_place(&self.key, &self.aad, &mut file[start..]).ok()
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 
 use crate::storage::atomic_file;
 use crate::storage::error::StoreError;
-use crate::storage::sealing;
+use crate::storage::sealing::SealedFile;
 
 /// First bytes of the file.
 pub const MAGIC: &[u8; 8] = b"SCTOKN1\n";
@@ -38,14 +38,6 @@ struct Contents {
     tokens: Vec<StoredToken>,
 }
 
-fn aad(path: &Path) -> Vec<u8> {
-    let mut aad = MAGIC.to_vec();
-    if let Some(name) = path.file_name() {
-        aad.extend_from_slice(name.as_encoded_bytes());
-    }
-    aad
-}
-
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_path_buf(),
@@ -59,20 +51,15 @@ pub fn save(
     storage_key: &[u8; 32],
     tokens: Vec<StoredToken>,
 ) -> Result<(), StoreError> {
-    let key = sealing::derive_aead_key(storage_key, &[KEY_INFO]).map_err(|_| StoreError::Crypto)?;
+    let sealed =
+        SealedFile::new(storage_key, KEY_INFO, MAGIC, path).map_err(|_| StoreError::Crypto)?;
     let plaintext = Zeroizing::new(
         serde_json::to_vec(&Contents { version: 1, tokens })
             .map_err(|e| io_err(path)(io::Error::other(e)))?,
     );
-    let mut file = MAGIC.to_vec();
-    sealing::seal_into(
-        &key,
-        &SystemRandom::new(),
-        &aad(path),
-        &plaintext,
-        &mut file,
-    )
-    .map_err(|_| StoreError::Crypto)?;
+    let file = sealed
+        .seal(&SystemRandom::new(), &plaintext)
+        .map_err(|_| StoreError::Crypto)?;
     atomic_file::write_atomically(path, &file).map_err(io_err(path))
 }
 
@@ -87,12 +74,9 @@ pub fn take(path: &Path, storage_key: &[u8; 32]) -> Result<Vec<StoredToken>, Sto
     let corrupt = || StoreError::Corrupt {
         path: path.to_path_buf(),
     };
-    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-        return Err(corrupt());
-    }
-    let key = sealing::derive_aead_key(storage_key, &[KEY_INFO]).map_err(|_| StoreError::Crypto)?;
-    let plaintext = sealing::open_in_place(&key, &aad(path), &mut bytes[MAGIC.len()..])
-        .map_err(|_| corrupt())?;
+    let sealed =
+        SealedFile::new(storage_key, KEY_INFO, MAGIC, path).map_err(|_| StoreError::Crypto)?;
+    let plaintext = sealed.open(&mut bytes).ok_or_else(corrupt)?;
     let contents: Contents = serde_json::from_slice(plaintext).map_err(|_| corrupt())?;
     if contents.version != 1 {
         return Err(StoreError::UnsupportedVersion {
