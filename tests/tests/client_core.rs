@@ -302,7 +302,10 @@ async fn a_token_the_server_lost_falls_back_to_the_password_without_alarming_the
     server.shutdown().await;
     // As after a crash: the saved tokens are gone.
     std::fs::remove_file(server.data_dir().join("resume_tokens.enc")).unwrap();
-    server.try_start_again().await.expect("restart on the same address");
+    server
+        .try_start_again()
+        .await
+        .expect("restart on the same address");
     let name = until(&mut events, "LoggedIn after the restart", |e| match e {
         ClientEvent::LoggedIn { username } => Some(username),
         ClientEvent::AuthFailed { message, .. } => {
