@@ -64,7 +64,8 @@ where
     // ServerHello's key agreement are milliseconds of CPU each: keep them
     // off the async workers, which may be driving a UI's network tasks.
     let mut core =
-        tokio::task::spawn_blocking(move || ClientConnection::new(config, session_rng())).await?;
+        tokio::task::spawn_blocking(move || Box::new(ClientConnection::new(config, session_rng())))
+            .await?;
     let mut hello = Vec::new();
     core.drain_transmit(&mut hello);
     stream.write_all(&hello).await?;

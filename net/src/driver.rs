@@ -132,7 +132,11 @@ impl Core for ClientConnection {
 /// still owed to the peer.
 pub(crate) struct Driver<S, C> {
     pub(crate) stream: S,
-    pub(crate) core: C,
+    /// Boxed: the protocol state (keys, key schedules) is a few KiB, and
+    /// the session futures that own the driver move it across several
+    /// `async fn` layers; inline, each layer kept its own copy and an idle
+    /// session's task grew to 33 KiB.
+    pub(crate) core: Box<C>,
     pub(crate) id: ConnId,
     out: Vec<u8>,
     written: usize,
@@ -147,7 +151,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
     C: Core,
 {
-    pub(crate) fn new(stream: S, core: C, id: ConnId) -> Self {
+    pub(crate) fn new(stream: S, core: Box<C>, id: ConnId) -> Self {
         let mut d = Self {
             stream,
             core,

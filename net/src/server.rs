@@ -77,7 +77,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let max_body = max_frame_body(&config.limits);
-    let mut core = ServerConnection::new(config, session_rng());
+    let mut core = Box::new(ServerConnection::new(config, session_rng()));
     let mut hello = Vec::new();
     let got_frame = read_first_frame(&mut stream, &mut hello, max_body).await?;
     if !got_frame {

@@ -10,7 +10,7 @@
 //! Sequence numbers are implicit, per direction, start at 0 and never wrap.
 
 use aes::cipher::{AsyncStreamCipher, InnerIvInit, KeyInit};
-use aes::Aes256;
+use aes::Aes256Enc;
 use ring::hmac;
 use subtle::ConstantTimeEq;
 
@@ -74,7 +74,9 @@ impl KeyUpdatePolicy {
 /// One direction's keys, for one generation.
 struct DirectionKeys {
     traffic_secret: Secret,
-    cipher: Aes256,
+    /// CFB runs the block cipher forwards in both directions, so only the
+    /// encryption key schedule is kept (half the size of `Aes256`).
+    cipher: Aes256Enc,
     mac: hmac::Key,
     records: u64,
     bytes: u64,
@@ -84,7 +86,7 @@ impl DirectionKeys {
     fn new(traffic_secret: Secret) -> Self {
         let keys = TrafficKeys::from_traffic_secret(&traffic_secret);
         Self {
-            cipher: Aes256::new(keys.enc[..].into()),
+            cipher: Aes256Enc::new(keys.enc[..].into()),
             mac: hmac::Key::new(hmac::HMAC_SHA256, &keys.mac[..]),
             traffic_secret,
             records: 0,
@@ -141,7 +143,7 @@ impl RecordSealer {
         let ct_start = out.len();
         out.push(content_type as u8);
         out.extend_from_slice(payload);
-        cfb_mode::Encryptor::<Aes256>::inner_iv_init(self.keys.cipher.clone(), (&iv).into())
+        cfb_mode::Encryptor::<Aes256Enc>::inner_iv_init(self.keys.cipher.clone(), (&iv).into())
             .encrypt(&mut out[ct_start..]);
         let tag = self.keys.tag(self.seq, &out[start..]);
         out.extend_from_slice(tag.as_ref());
@@ -209,7 +211,7 @@ impl RecordOpener {
         self.scratch.clear();
         self.scratch
             .extend_from_slice(&authenticated[HEADER_LEN + IV_LEN..]);
-        cfb_mode::Decryptor::<Aes256>::inner_iv_init(self.keys.cipher.clone(), (&iv).into())
+        cfb_mode::Decryptor::<Aes256Enc>::inner_iv_init(self.keys.cipher.clone(), (&iv).into())
             .decrypt(&mut self.scratch);
         self.seq += 1;
         self.keys.records += 1;
@@ -252,12 +254,12 @@ mod tests {
             "df10132415e54b92a13ed0a8267ae2f9",
             "75a385741ab9cef82031623d55b1e471"
         );
-        let cipher = Aes256::new(key.as_slice().into());
+        let cipher = Aes256Enc::new(key.as_slice().into());
         let mut buf = plain.clone();
-        cfb_mode::Encryptor::<Aes256>::inner_iv_init(cipher.clone(), iv.as_slice().into())
+        cfb_mode::Encryptor::<Aes256Enc>::inner_iv_init(cipher.clone(), iv.as_slice().into())
             .encrypt(&mut buf);
         assert_eq!(hex::encode(&buf), cipher_hex);
-        cfb_mode::Decryptor::<Aes256>::inner_iv_init(cipher, iv.as_slice().into())
+        cfb_mode::Decryptor::<Aes256Enc>::inner_iv_init(cipher, iv.as_slice().into())
             .decrypt(&mut buf);
         assert_eq!(buf, plain);
     }
