@@ -63,9 +63,10 @@ where
     // Key generation (an ffdhe3072 exponentiation and ML-KEM) and the
     // ServerHello's key agreement are milliseconds of CPU each: keep them
     // off the async workers, which may be driving a UI's network tasks.
-    let mut core =
-        tokio::task::spawn_blocking(move || Box::new(ClientConnection::new(config, session_rng())))
-            .await?;
+    let mut core = crate::background_cpu::spawn(move || {
+        Box::new(ClientConnection::new(config, session_rng()))
+    })
+    .await?;
     let mut hello = Vec::new();
     core.drain_transmit(&mut hello);
     stream.write_all(&hello).await?;
@@ -79,7 +80,7 @@ where
             .unwrap_or(proto_core::Error::UnexpectedEof)
             .into());
     }
-    let (core, result) = tokio::task::spawn_blocking(move || {
+    let (core, result) = crate::background_cpu::spawn(move || {
         let result = core.handle_input(&first);
         (core, result)
     })

@@ -25,6 +25,8 @@
 //! - [`server`] — [`accept`], [`HandshakeOptions`], [`ServerSession`].
 //! - [`client`] — [`connect`], [`ClientHandshake`], [`PendingTrust`], [`ClientSession`].
 //! - [`error`] — [`NetError`].
+//! - [`background_cpu`] — handshake and hashing work on the blocking pool at
+//!   lowered priority, so it yields the CPU to chat.
 //! - [`tls`] (feature `tls`, on by default): rustls 0.23 with the ring
 //!   provider and TLS 1.3 only; certificate loading and a reloadable
 //!   acceptor. [`MaybeTlsStream`] holds plain or TLS streams uniformly.
@@ -36,6 +38,7 @@
 mod driver;
 mod session_rng;
 
+pub mod background_cpu;
 pub mod client;
 pub mod error;
 pub mod server;

@@ -97,7 +97,7 @@ where
         .acquire_owned()
         .await
         .map_err(|_| NetError::ShuttingDown)?;
-    let (core, result) = tokio::task::spawn_blocking(move || {
+    let (core, result) = crate::background_cpu::spawn(move || {
         let _permit = permit;
         let result = core.handle_input(&hello);
         (core, result)

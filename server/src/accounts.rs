@@ -239,7 +239,8 @@ impl Accounts {
         })
     }
 
-    /// Runs Argon2id work on the blocking pool, at most `hash_workers` at once.
+    /// Runs Argon2id work on the blocking pool at background priority (see
+    /// `net::background_cpu`), at most `hash_workers` at once.
     async fn hashing<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
@@ -248,7 +249,7 @@ impl Accounts {
             .acquire_owned()
             .await
             .map_err(|_| AuthError::Internal)?;
-        tokio::task::spawn_blocking(move || {
+        net::background_cpu::spawn(move || {
             let _permit = permit;
             work()
         })

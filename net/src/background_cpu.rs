@@ -1,0 +1,99 @@
+//! CPU-heavy work that must not delay chat: handshake key agreement
+//! (ffdhe3072, ML-KEM, signatures) and password hashing (Argon2id).
+//!
+//! Such work runs on tokio's blocking threads, and each blocking thread
+//! moves itself to Linux's `SCHED_IDLE` policy the first time it runs some.
+//! A thread woken to move chat messages then preempts the hashing at once.
+//! A lower nice value alone was measured not to be enough: the scheduler
+//! (EEVDF) lets the running thread finish its slice first, which put up
+//! to 3 ms on chat's p99 during a login storm. The work still gets a small
+//! share of a saturated CPU (its weight is 3 against 1,024 for a normal
+//! thread), so when chat keeps every core busy logins slow down a lot but
+//! do not stop; on a machine with idle time they run at full speed.
+//!
+//! Where `SCHED_IDLE` is refused, the thread's nice value is raised by
+//! [`NICE_STEP`] instead. Both are per thread and one way (returning needs
+//! privileges a server should not have), so a lowered thread stays lowered
+//! for the other blocking work it may run later, which is background work
+//! too.
+
+use std::cell::Cell;
+
+use thread_priority::unix::{
+    set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
+    ThreadSchedulePolicy,
+};
+use thread_priority::ThreadPriority;
+use tokio::task::JoinHandle;
+
+/// The fallback: how much lower than the process's own priority.
+pub const NICE_STEP: i32 = 10;
+/// The lowest priority there is (the highest nice value).
+const NICE_MAX: i32 = 19;
+
+thread_local! {
+    static LOWERED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `work` on the blocking pool at background priority.
+pub fn spawn<T, F>(work: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(move || {
+        lower_this_thread();
+        work()
+    })
+}
+
+/// Puts the calling thread in the background, once per thread. Best
+/// effort: where the system refuses both ways, the work runs as before.
+pub fn lower_this_thread() {
+    if LOWERED.get() {
+        return;
+    }
+    LOWERED.set(true);
+    let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+    if set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle).is_ok() {
+        return;
+    }
+    // On Linux, PRIO_PROCESS with pid 0 addresses the calling thread.
+    if let Ok(current) = rustix::process::getpriority_process(None) {
+        let lowered = current.saturating_add(NICE_STEP).min(NICE_MAX);
+        if let Err(e) = rustix::process::setpriority_process(None, lowered) {
+            tracing::debug!(error = %e, "could not lower a blocking thread's priority");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use thread_priority::unix::thread_schedule_policy;
+
+    fn idle() -> bool {
+        thread_schedule_policy().unwrap()
+            == ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle)
+    }
+
+    #[test]
+    fn only_the_calling_thread_goes_to_the_background() {
+        assert!(!idle());
+        let lowered = std::thread::spawn(|| {
+            lower_this_thread();
+            lower_this_thread();
+            idle()
+        })
+        .join()
+        .unwrap();
+        assert!(lowered, "SCHED_IDLE is open to every user on Linux");
+        assert!(!idle(), "the caller's other threads keep their policy");
+    }
+
+    #[tokio::test]
+    async fn background_work_runs_lowered_and_returns_its_result() {
+        assert!(spawn(idle).await.unwrap());
+        assert!(!idle());
+    }
+}
