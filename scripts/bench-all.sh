@@ -30,7 +30,7 @@
 # time); later runs log them in. Figure 1 at 19,000 is the long one: logins
 # start at ~46/s but slow down as the room fills (each login receives the
 # online list and is announced to everyone online), and one such run took
-# 39 minutes here. Figures 2 to 6 take about 12 minutes together on the
+# 29 minutes here. Figures 2 to 6 take about 9 minutes together on the
 # project's 2-core machine; --quick takes about 5.
 set -euo pipefail
 cd "$(dirname "$0")/.."

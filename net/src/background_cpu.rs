@@ -12,28 +12,13 @@
 //! do not stop; on a machine with idle time they run at full speed.
 //!
 //! Where `SCHED_IDLE` is refused, the thread's nice value is raised by
-//! [`NICE_STEP`] instead. Both are per thread and one way (returning needs
+//! `NICE_STEP` instead. On systems other than Linux the work runs at
+//! normal priority. Both are per thread and one way (returning needs
 //! privileges a server should not have), so a lowered thread stays lowered
 //! for the other blocking work it may run later, which is background work
 //! too.
 
-use std::cell::Cell;
-
-use thread_priority::unix::{
-    set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
-    ThreadSchedulePolicy,
-};
-use thread_priority::ThreadPriority;
 use tokio::task::JoinHandle;
-
-/// The fallback: how much lower than the process's own priority.
-pub const NICE_STEP: i32 = 10;
-/// The lowest priority there is (the highest nice value).
-const NICE_MAX: i32 = 19;
-
-thread_local! {
-    static LOWERED: Cell<bool> = const { Cell::new(false) };
-}
 
 /// Runs `work` on the blocking pool at background priority.
 pub fn spawn<T, F>(work: F) -> JoinHandle<T>
@@ -50,27 +35,54 @@ where
 /// Puts the calling thread in the background, once per thread. Best
 /// effort: where the system refuses both ways, the work runs as before.
 pub fn lower_this_thread() {
-    if LOWERED.get() {
-        return;
+    #[cfg(target_os = "linux")]
+    linux::lower_this_thread();
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::cell::Cell;
+
+    use thread_priority::unix::{
+        set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
+        ThreadSchedulePolicy,
+    };
+    use thread_priority::ThreadPriority;
+
+    /// The fallback: how much lower than the process's own priority.
+    const NICE_STEP: i32 = 10;
+    /// The lowest priority there is (the highest nice value).
+    const NICE_MAX: i32 = 19;
+
+    thread_local! {
+        static LOWERED: Cell<bool> = const { Cell::new(false) };
     }
-    LOWERED.set(true);
-    let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
-    if set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle).is_ok() {
-        return;
-    }
-    // On Linux, PRIO_PROCESS with pid 0 addresses the calling thread.
-    if let Ok(current) = rustix::process::getpriority_process(None) {
-        let lowered = current.saturating_add(NICE_STEP).min(NICE_MAX);
-        if let Err(e) = rustix::process::setpriority_process(None, lowered) {
-            tracing::debug!(error = %e, "could not lower a blocking thread's priority");
+
+    pub(super) fn lower_this_thread() {
+        if LOWERED.get() {
+            return;
+        }
+        LOWERED.set(true);
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        if set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle).is_ok() {
+            return;
+        }
+        // PRIO_PROCESS with pid 0 addresses the calling thread on Linux.
+        if let Ok(current) = rustix::process::getpriority_process(None) {
+            let lowered = current.saturating_add(NICE_STEP).min(NICE_MAX);
+            if let Err(e) = rustix::process::setpriority_process(None, lowered) {
+                tracing::debug!(error = %e, "could not lower a blocking thread's priority");
+            }
         }
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
-    use thread_priority::unix::thread_schedule_policy;
+    use thread_priority::unix::{
+        thread_schedule_policy, NormalThreadSchedulePolicy, ThreadSchedulePolicy,
+    };
 
     fn idle() -> bool {
         thread_schedule_policy().unwrap()
