@@ -36,11 +36,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib-load.sh
 
-usage() {
-    # The header comment, up to the first line of code.
-    awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//' >&2
-}
-
 quick=0
 idle_clients=""
 only="1,2,3,4,5,6"
@@ -80,8 +75,7 @@ command -v jq >/dev/null || {
 load_build
 export LOAD_NO_BUILD=1
 export LOAD_DATA_DIR=${LOAD_DATA_DIR:-$PWD/target/bench-data}
-# The server refuses a data directory others can read.
-[[ -d "$LOAD_DATA_DIR" ]] || { mkdir -p "$LOAD_DATA_DIR" && chmod 700 "$LOAD_DATA_DIR"; }
+load_data_dir "$LOAD_DATA_DIR"
 
 out=${out:-target/bench/all-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$out"

@@ -53,11 +53,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib-load.sh
 
-usage() {
-    # The header comment, up to the first line of code.
-    awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//' >&2
-}
-
 targets="securechat,inspircd,inspircd-tls,securechat-tls"
 room_clients=100
 room_senders=100
@@ -126,8 +121,7 @@ out=${out:-target/bench/compare-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 data_dir=${LOAD_DATA_DIR:-target/bench-data}
-# The server refuses a data directory others can read.
-[[ -d "$data_dir" ]] || { mkdir -p "$data_dir" && chmod 700 "$data_dir"; }
+load_data_dir "$data_dir"
 data_dir=$(cd "$data_dir" && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/compare-inspircd.XXXXXX")
 sc_pid=""

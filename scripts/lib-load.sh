@@ -15,6 +15,18 @@
 server_bin=target/release/securechat-server
 load_bin=target/release/securechat-load
 
+# usage: the calling script's header comment (after the #! line, up to the
+# first line of code), on stderr.
+usage() {
+    awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//' >&2
+}
+
+# load_data_dir DIR: creates the load accounts' data directory if missing,
+# private (the server refuses a data directory others can read).
+load_data_dir() {
+    [[ -d "$1" ]] || { mkdir -p "$1" && chmod 700 "$1"; }
+}
+
 # Builds the release server and load generator (unless LOAD_NO_BUILD).
 load_build() {
     if [[ -z "${LOAD_NO_BUILD:-}" ]]; then

@@ -28,10 +28,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib-load.sh
 
-usage() {
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
-}
-
 tls=0
 if [[ "${1:-}" == "--tls" ]]; then
     tls=1

@@ -48,20 +48,17 @@ pub async fn establish(
     resume: Option<ResumeToken>,
 ) -> Result<Established, AttemptError> {
     let mut session = handshake(options, events).await?;
-    let mut answer = match resume {
-        Some(token) => ask(&mut session, &ClientMessage::Resume { token }).await?,
-        None => ServerMessage::AuthFailed {
-            reason: AuthFailure::ResumeFailed,
-        },
+    let resumed = match resume {
+        Some(token) => Some(ask(&mut session, &ClientMessage::Resume { token }).await?),
+        None => None,
     };
-    if matches!(
-        answer,
-        ServerMessage::AuthFailed {
-            reason: AuthFailure::ResumeFailed
-        }
-    ) {
-        answer = ask(&mut session, &credentials_message(&options.auth)?).await?;
-    }
+    let answer = match resumed {
+        None
+        | Some(ServerMessage::AuthFailed {
+            reason: AuthFailure::ResumeFailed,
+        }) => ask(&mut session, &credentials_message(&options.auth)?).await?,
+        Some(answer) => answer,
+    };
     match answer {
         ServerMessage::AuthOk {
             username,

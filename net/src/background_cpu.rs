@@ -4,12 +4,14 @@
 //! Such work runs on tokio's blocking threads, and each blocking thread
 //! moves itself to Linux's `SCHED_IDLE` policy the first time it runs some.
 //! A thread woken to move chat messages then preempts the hashing at once.
-//! A lower nice value alone was measured not to be enough: the scheduler
-//! (EEVDF) lets the running thread finish its slice first, which put up
-//! to 3 ms on chat's p99 during a login storm. The work still gets a small
-//! share of a saturated CPU (its weight is 3 against 1,024 for a normal
-//! thread), so when chat keeps every core busy logins slow down a lot but
-//! do not stop; on a machine with idle time they run at full speed.
+//! A nice value of +10 alone was tried first and barely helped (a login
+//! storm still moved chat p99 2.8x, against 3.0x at normal priority and
+//! ~2x with `SCHED_IDLE`; BENCHMARKS.md figure 4): as far as we can tell
+//! the scheduler (EEVDF) lets the running thread finish its slice before a
+//! woken one runs. The work still gets a small share of a saturated CPU
+//! (its weight is 3 against 1,024 for a normal thread), so when chat keeps
+//! every core busy logins slow down a lot but do not stop; on a machine
+//! with idle time they run at full speed.
 //!
 //! Where `SCHED_IDLE` is refused, the thread's nice value is raised by
 //! `NICE_STEP` instead. On systems other than Linux the work runs at
@@ -34,7 +36,7 @@ where
 
 /// Puts the calling thread in the background, once per thread. Best
 /// effort: where the system refuses both ways, the work runs as before.
-pub fn lower_this_thread() {
+fn lower_this_thread() {
     #[cfg(target_os = "linux")]
     linux::lower_this_thread();
 }

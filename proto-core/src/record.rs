@@ -75,7 +75,8 @@ impl KeyUpdatePolicy {
 struct DirectionKeys {
     traffic_secret: Secret,
     /// CFB runs the block cipher forwards in both directions, so only the
-    /// encryption key schedule is kept (half the size of `Aes256`).
+    /// encryption key schedule is built. (Not smaller in memory: the
+    /// autodetecting type reserves room for the software key schedule.)
     cipher: Aes256Enc,
     mac: hmac::Key,
     records: u64,

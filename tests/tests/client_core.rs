@@ -89,6 +89,22 @@ fn free_port() -> SocketAddr {
     l.local_addr().expect("addr")
 }
 
+/// A server on a fixed port (so it can restart at the same address) and
+/// `user` logged in to it with its key pinned. Keep the directory (the
+/// known-servers file) alive as long as the client.
+async fn logged_in_to_a_restartable_server(
+    user: &str,
+) -> (TestServer, tempfile::TempDir, ClientHandle, Events) {
+    let server =
+        TestServer::start_with(ServerOptions::new(Transport::Plain).listen(free_port())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = options(&server, &dir.path().join("known_servers"), user, true);
+    o.fingerprint = Some(server.fingerprint());
+    let (h, mut events) = start(o);
+    logged_in(&mut events).await;
+    (server, dir, h, events)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_use_asks_pins_the_answer_and_does_not_ask_again() {
     let server = TestServer::start(Transport::Plain).await;
@@ -230,14 +246,7 @@ async fn commands_work_and_exit_is_seen_by_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_server_restart_the_client_comes_back_and_sends_what_was_typed_meanwhile() {
-    let mut server =
-        TestServer::start_with(ServerOptions::new(Transport::Plain).listen(free_port())).await;
-    let dir = tempfile::tempdir().unwrap();
-    let known = dir.path().join("known_servers");
-    let mut o = options(&server, &known, "Eve", true);
-    o.fingerprint = Some(server.fingerprint());
-    let (h, mut events) = start(o);
-    logged_in(&mut events).await;
+    let (mut server, _dir, h, mut events) = logged_in_to_a_restartable_server("Eve").await;
 
     server.shutdown().await;
     let in_secs = until(&mut events, "Reconnecting", |e| match e {
@@ -290,14 +299,7 @@ async fn after_a_server_restart_the_client_comes_back_and_sends_what_was_typed_m
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_the_server_lost_falls_back_to_the_password_without_alarming_the_user() {
-    let mut server =
-        TestServer::start_with(ServerOptions::new(Transport::Plain).listen(free_port())).await;
-    let dir = tempfile::tempdir().unwrap();
-    let known = dir.path().join("known_servers");
-    let mut o = options(&server, &known, "Gus", true);
-    o.fingerprint = Some(server.fingerprint());
-    let (_h, mut events) = start(o);
-    logged_in(&mut events).await;
+    let (mut server, _dir, _h, mut events) = logged_in_to_a_restartable_server("Gus").await;
 
     server.shutdown().await;
     // As after a crash: the saved tokens are gone.
