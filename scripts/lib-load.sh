@@ -73,6 +73,7 @@ load_server_config() {
 max_connections = 200000
 max_connections_per_ip = 200000
 max_unauthenticated = 100000
+max_unauthenticated_per_ip = 100000
 messages_per_second = 1000000
 message_burst = 1000000
 handshakes_per_ip_per_second = 1000000

@@ -1,6 +1,6 @@
 //! `securechat-cli`: the terminal client. Interactive at a shell; for
 //! scripts, `--send TEXT` sends one message and leaves, and `--json` prints
-//! every event as a JSON line.
+//! every event as a JSON line. The exit status says how it ended ([`Exit`]).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -8,10 +8,12 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use client_core::events::CloseCause;
 use client_core::{
-    AuthRequest, ClientEvent, ClientOptions, Fingerprint, KnownServers, ServerAddress, TlsOptions,
+    AuthRequest, ClientEvent, ClientOptions, Delivery, Fingerprint, KnownServers, ServerAddress,
+    TlsOptions,
 };
-use tokio::io::AsyncBufReadExt;
+use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
 mod render;
@@ -19,8 +21,70 @@ mod render;
 /// Environment variable a script can put the password in.
 const PASSWORD_ENV: &str = "SECURECHAT_PASSWORD";
 
+/// The exit statuses; README.md ("Chatting from a terminal") and `--help`
+/// list them too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    /// Left normally: `/quit`, `#exit`, end of input; `--send`: sent.
+    Left = 0,
+    /// The server refused the login or registration.
+    AuthFailed = 1,
+    /// Bad arguments (clap exits with 2 too), or no password to use.
+    Usage = 2,
+    /// The server could not be reached, or the connection failed or was
+    /// lost (and is not retried: before the first login, or `--send`).
+    ConnectionFailed = 3,
+    /// The server's identity was refused: its key changed (or is not the
+    /// `--fingerprint` given), or the user did not trust it.
+    ServerIdentity = 4,
+    /// The server ended the session: another login took it over, or (with
+    /// `--send`) it shut down or cut the client off.
+    ClosedByServer = 5,
+    /// Anything else: the handshake failed (e.g. a bad server signature),
+    /// TLS, the known-servers file, another protocol version.
+    Failed = 6,
+    /// `--send`: the server refused the message (rate limit, unknown
+    /// recipient, storage failure) or never confirmed storing it.
+    NotDelivered = 7,
+}
+
+const EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0  left normally (/quit, #exit, end of input; --send: sent)
+  1  login or registration refused
+  2  usage error: bad arguments, or no password
+  3  server unreachable, or the connection failed or was lost
+  4  server identity refused: changed key, wrong --fingerprint, not trusted
+  5  closed by the server: logged in elsewhere; --send: shutdown, cut off
+  6  other errors: handshake (e.g. bad server signature), TLS, known-servers file
+  7  --send: the message was refused, or its storage was not confirmed";
+
+impl Exit {
+    fn from_cause(cause: CloseCause) -> Self {
+        match cause {
+            CloseCause::Left => Exit::Left,
+            CloseCause::AuthFailed(_) => Exit::AuthFailed,
+            CloseCause::ConnectionFailed => Exit::ConnectionFailed,
+            CloseCause::ServerKeyChanged | CloseCause::ServerKeyDeclined => Exit::ServerIdentity,
+            CloseCause::ClosedByServer(_) => Exit::ClosedByServer,
+            CloseCause::Failed => Exit::Failed,
+        }
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> Self {
+        ExitCode::from(exit as u8)
+    }
+}
+
 #[derive(Debug, Parser)]
-#[command(name = "securechat-cli", version, about = "SecureChat terminal client")]
+#[command(
+    name = "securechat-cli",
+    version,
+    about = "SecureChat terminal client",
+    after_help = EXIT_STATUS_HELP
+)]
 struct Args {
     /// Server address: host, host:port or [ipv6]:port.
     #[arg(
@@ -90,15 +154,16 @@ fn read_password(args: &Args) -> anyhow::Result<Zeroizing<String>> {
 
 fn main() -> ExitCode {
     match run() {
-        Ok(code) => code,
+        Ok(exit) => exit.into(),
+        // Only what happens before connecting fails here.
         Err(e) => {
             eprintln!("securechat-cli: {e:#}");
-            ExitCode::FAILURE
+            Exit::Usage.into()
         }
     }
 }
 
-fn run() -> anyhow::Result<ExitCode> {
+fn run() -> anyhow::Result<Exit> {
     let args = Args::parse();
     let password = read_password(&args)?;
     let auth = if args.register {
@@ -125,19 +190,56 @@ fn run() -> anyhow::Result<ExitCode> {
         .worker_threads(1)
         .enable_all()
         .build()?;
-    runtime.block_on(chat(args, options))
+    Ok(runtime.block_on(chat(args, options)))
 }
 
-async fn chat(args: Args, options: ClientOptions) -> anyhow::Result<ExitCode> {
+/// Standard input line by line, read on a thread of its own, started at
+/// the first request and never joined: a read blocked on a terminal must
+/// not hold up the exit. (tokio's stdin reads on the runtime's blocking
+/// pool, and dropping the runtime waits for that read: for Enter.)
+#[derive(Default)]
+struct StdinLines {
+    lines: Option<mpsc::Receiver<String>>,
+}
+
+impl StdinLines {
+    /// The next line; `None` at the end of input (or a read error).
+    /// Cancel-safe.
+    async fn next_line(&mut self) -> Option<String> {
+        self.lines.get_or_insert_with(read_stdin).recv().await
+    }
+}
+
+fn read_stdin() -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel(1);
+    let reader = move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(reader)
+    {
+        eprintln!("securechat-cli: cannot read standard input: {e}");
+    }
+    rx
+}
+
+async fn chat(args: Args, options: ClientOptions) -> Exit {
     let (handle, mut events) = client_core::spawn(options, &tokio::runtime::Handle::current());
     // Interactive input: lines from stdin (not in --send mode).
     let interactive = args.send.is_none();
-    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin = StdinLines::default();
     // Read chat lines only once logged in: before that, stdin answers the
     // trust question.
     let mut stdin_open = false;
     let mut sent = false;
-    let mut failed = false;
+    // --send: the server confirmed the message is stored.
+    let mut stored = false;
     let stdout = std::io::stdout();
     loop {
         tokio::select! {
@@ -168,26 +270,28 @@ async fn chat(args: Args, options: ClientOptions) -> anyhow::Result<ExitCode> {
                     ClientEvent::LoggedIn { .. } => {
                         stdin_open = interactive && !args.password_stdin;
                     }
-                    ClientEvent::AuthFailed { .. } | ClientEvent::KeyChanged { .. } => failed = true,
+                    ClientEvent::Delivery { delivery: Delivery::Stored { .. }, .. } => stored = true,
                     ClientEvent::Closed { .. } => break,
                     _ => {}
                 }
             }
             line = stdin.next_line(), if stdin_open => match line {
-                Ok(Some(line)) => handle.submit(&line),
+                Some(line) => handle.submit(&line),
                 // End of input: leave cleanly.
-                _ => {
+                None => {
                     stdin_open = false;
                     handle.quit();
                 }
             },
         }
     }
-    Ok(if failed || (args.send.is_some() && !sent) {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    match handle.close_cause().map(Exit::from_cause) {
+        // Only the server can end a --send run as "left" before it sent.
+        Some(Exit::Left) if args.send.is_some() && !sent => Exit::Failed,
+        Some(Exit::Left) if args.send.is_some() && !stored => Exit::NotDelivered,
+        Some(exit) => exit,
+        None => Exit::Failed, // the client task ended without a word
+    }
 }
 
 /// Asks on the terminal whether to trust a new server key.
@@ -195,7 +299,7 @@ async fn ask_trust(
     server: &ServerAddress,
     fingerprint: &Fingerprint,
     json: bool,
-    stdin: &mut tokio::io::Lines<tokio::io::BufReader<tokio::io::Stdin>>,
+    stdin: &mut StdinLines,
 ) -> bool {
     if json || !std::io::stdin().is_terminal() {
         eprintln!(
@@ -212,7 +316,7 @@ async fn ask_trust(
     );
     eprint!("{question}");
     match stdin.next_line().await {
-        Ok(Some(answer)) => matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"),
-        _ => false,
+        Some(answer) => matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"),
+        None => false,
     }
 }

@@ -3,7 +3,7 @@
 
 use chrono::{Local, TimeZone};
 use client_core::events::leave_reason_text;
-use client_core::{ChatLine, ClientEvent, ConnectionState, NoticeKind};
+use client_core::{ChatLine, ClientEvent, ConnectionState, Delivery, NoticeKind};
 use proto_core::message::escape_for_display as esc;
 use serde_json::json;
 
@@ -64,6 +64,8 @@ pub fn human(event: &ClientEvent) -> Option<String> {
             chat_line(line)
         }
         ClientEvent::HistoryDone => "-- end of history".into(),
+        // Stored: what the user typed stands; a refusal comes as a notice.
+        ClientEvent::Delivery { .. } => return None,
         ClientEvent::Notice { text, kind } => match kind {
             NoticeKind::Info => esc_lines(text, ""),
             NoticeKind::Error => format!("!! {}", esc_lines(text, "   ")),
@@ -82,6 +84,7 @@ fn line_json(kind: &str, line: &ChatLine) -> serde_json::Value {
         "text": line.text,
         "history": line.history,
         "own": line.own,
+        "client_id": line.client_id,
     })
 }
 
@@ -118,6 +121,21 @@ pub fn json(event: &ClientEvent) -> Option<String> {
         ClientEvent::Room(line) => line_json("room", line),
         ClientEvent::Direct(line) => line_json("direct", line),
         ClientEvent::HistoryDone => json!({ "type": "history_done" }),
+        ClientEvent::Delivery {
+            client_id,
+            delivery: Delivery::Stored {
+                id, timestamp_ms, ..
+            },
+        } => json!({
+            "type": "stored", "client_id": client_id, "id": id, "timestamp_ms": timestamp_ms
+        }),
+        ClientEvent::Delivery {
+            client_id,
+            delivery: Delivery::Failed { code, reason },
+        } => json!({
+            "type": "not_delivered", "client_id": client_id,
+            "code": format!("{code:?}"), "reason": reason
+        }),
         ClientEvent::Notice { text, kind } => json!({
             "type": "notice", "kind": format!("{kind:?}").to_lowercase(), "text": text
         }),
@@ -161,6 +179,7 @@ mod tests {
             text: text.into(),
             history: false,
             own: false,
+            client_id: None,
         }
     }
 

@@ -1,25 +1,77 @@
-//! `securechat-cli` as a script uses it, against a real in-process server.
+//! `securechat-cli` as a script uses it, and as a person at a terminal
+//! leaves it, against a real in-process server.
 
-use std::process::Stdio;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
 
 use proto_core::message::LeaveReason;
 use tests::{TestServer, Transport, PASSWORD, RECV_TIMEOUT};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Command;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
 
-fn cli(server: &TestServer, known: &std::path::Path, user: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_securechat-cli"));
+const CLI: &str = env!("CARGO_BIN_EXE_securechat-cli");
+
+/// The cli for `user` at `addr`, with nothing said about the server's key.
+fn cli_at(addr: SocketAddr, known: &Path, user: &str) -> Command {
+    let mut c = Command::new(CLI);
     c.arg("--server")
-        .arg(server.addr().to_string())
+        .arg(addr.to_string())
         .arg("--user")
         .arg(user)
-        .arg("--fingerprint")
-        .arg(server.fingerprint().to_string())
         .arg("--known-servers")
         .arg(known)
         .env("SECURECHAT_PASSWORD", PASSWORD)
+        .stdin(Stdio::null())
         .kill_on_drop(true);
     c
+}
+
+/// The cli for `user` on `server`, its key given with `--fingerprint`.
+fn cli(server: &TestServer, known: &Path, user: &str) -> Command {
+    let mut c = cli_at(server.addr(), known, user);
+    c.arg("--fingerprint").arg(server.fingerprint().to_string());
+    c
+}
+
+/// Reads `out` until a line contains `text`, then drains the rest in the
+/// background (a closed pipe would kill the writer); fails the test after
+/// `RECV_TIMEOUT` or at the end of the output.
+async fn wait_for_line(out: impl AsyncRead + Unpin + Send + 'static, text: &str) {
+    let mut lines = BufReader::new(out).lines();
+    tokio::time::timeout(RECV_TIMEOUT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains(text) {
+                return;
+            }
+        }
+        panic!("the output ended before {text:?}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {text:?} within {RECV_TIMEOUT:?}"));
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+}
+
+/// The child's exit status; fails the test if it is still running after
+/// `RECV_TIMEOUT` although nothing more will reach it.
+async fn exits(child: &mut Child) -> ExitStatus {
+    tokio::time::timeout(RECV_TIMEOUT, child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("the cli did not exit within {RECV_TIMEOUT:?}"))
+        .unwrap()
+}
+
+async fn exit_code(command: &mut Command) -> i32 {
+    let out = tokio::time::timeout(RECV_TIMEOUT, command.output())
+        .await
+        .expect("the cli did not exit")
+        .unwrap();
+    out.status.code().unwrap_or_else(|| {
+        panic!(
+            "killed by a signal: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,7 +112,7 @@ async fn send_delivers_one_message_and_leaves() {
         .output()
         .await
         .unwrap();
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("wrong username or password"));
 }
 
@@ -111,4 +163,125 @@ async fn json_mode_prints_received_messages_and_stdin_lines_are_sent() {
         .unwrap()
         .unwrap();
     assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quit_ends_the_cli_while_stdin_stays_open() {
+    let server = TestServer::start(Transport::Plain).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = cli(&server, &dir.path().join("known"), "Dana")
+        .arg("--register")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_line(child.stdout.take().unwrap(), "-- end of history").await;
+    // Held open to the end: the cli must not wait for more input.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"/quit\n").await.unwrap();
+    assert_eq!(exits(&mut child).await.code(), Some(0));
+    drop(stdin);
+}
+
+/// On a terminal, as in the bug report: `script` gives the cli a pseudo-
+/// terminal as stdin and stdout, and returns its exit status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_ends_the_cli_on_a_terminal() {
+    let server = TestServer::start(Transport::Plain).await;
+    let dir = tempfile::tempdir().unwrap();
+    let known = dir.path().join("known");
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let command = [
+        CLI,
+        "--server",
+        &server.addr().to_string(),
+        "--user",
+        "Fay",
+        "--register",
+        "--fingerprint",
+        &server.fingerprint().to_string(),
+        "--known-servers",
+        known.to_str().unwrap(),
+    ]
+    .map(quote)
+    .join(" ");
+    let mut script = Command::new("script")
+        .args([
+            "--quiet",
+            "--flush",
+            "--return",
+            "--command",
+            &command,
+            "/dev/null",
+        ])
+        .env("SECURECHAT_PASSWORD", PASSWORD)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("script (util-linux) runs the cli on a pseudo-terminal");
+    wait_for_line(script.stdout.take().unwrap(), "-- end of history").await;
+    let mut terminal = script.stdin.take().unwrap();
+    terminal.write_all(b"#exit\n").await.unwrap();
+    assert_eq!(exits(&mut script).await.code(), Some(0));
+    drop(terminal);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exit_status_says_why_the_cli_could_not_chat() {
+    let server = TestServer::start(Transport::Plain).await;
+    let _bob = server.user("Bob").await;
+    let dir = tempfile::tempdir().unwrap();
+    let known = dir.path().join("known");
+    let nobody_listens = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let someone_else = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+    let codes = [
+        exit_code(cli(&server, &known, "Bob").env_remove("SECURECHAT_PASSWORD")).await,
+        exit_code(cli(&server, &known, "Bob").env("SECURECHAT_PASSWORD", "not it")).await,
+        exit_code(&mut cli_at(nobody_listens, &known, "Bob")).await,
+        exit_code(cli_at(nobody_listens, &known, "Bob").args(["--send", "x"])).await,
+        // Nothing pinned there and no terminal to ask on: the key is declined.
+        exit_code(&mut cli_at(server.addr(), &dir.path().join("empty"), "Bob")).await,
+        exit_code(cli_at(server.addr(), &known, "Bob").args(["--fingerprint", someone_else])).await,
+    ];
+    let cases = [
+        "no password",
+        "wrong password",
+        "unreachable",
+        "unreachable, --send",
+        "declined key",
+        "someone else's key",
+    ];
+    assert_eq!(
+        cases.into_iter().zip(codes).collect::<Vec<_>>(),
+        cases
+            .into_iter()
+            .zip([2, 1, 3, 3, 4, 4])
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_taken_over_by_another_login_exits_with_5() {
+    let server = TestServer::start(Transport::Plain).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = cli(&server, &dir.path().join("known"), "Gus")
+        .arg("--register")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_line(child.stdout.take().unwrap(), "-- end of history").await;
+    let stdin = child.stdin.take().unwrap();
+    let _gus = server
+        .connect("second Gus")
+        .await
+        .login("Gus", PASSWORD)
+        .await;
+    assert_eq!(exits(&mut child).await.code(), Some(5));
+    drop(stdin);
 }

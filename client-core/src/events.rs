@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use proto_core::message::{AuthFailure, LeaveReason};
+use proto_core::message::{AuthFailure, GoodbyeReason, LeaveReason};
 use proto_core::Fingerprint;
 use tokio::sync::oneshot;
 
@@ -33,6 +33,9 @@ pub struct ChatLine {
     pub history: bool,
     /// Sent by this user.
     pub own: bool,
+    /// For a message typed on this client: the key its [`Delivery`]
+    /// events name. Until `Stored`, `id` is 0 and the message is pending.
+    pub client_id: Option<u64>,
 }
 
 impl ChatLine {
@@ -41,6 +44,27 @@ impl ChatLine {
         let to = self.to.as_deref()?;
         Some(if self.own { to } else { &self.from })
     }
+}
+
+/// What became of a message typed on this client (see
+/// [`ChatLine::client_id`]). Until one of these, it is pending: sent and
+/// unacknowledged, or waiting for the connection; it is resent after a
+/// reconnect and cannot arrive twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// In the server's history as `id`; the recipients have it.
+    /// `already_shown`: the line also came back in the history replay of a
+    /// reconnect before this acknowledgement (show it once).
+    Stored {
+        id: u64,
+        timestamp_ms: u64,
+        already_shown: bool,
+    },
+    /// Refused by the server: nobody received it.
+    Failed {
+        code: proto_core::message::ErrorCode,
+        reason: String,
+    },
 }
 
 /// Informational or error notices.
@@ -92,6 +116,11 @@ pub enum ClientEvent {
     },
     Room(ChatLine),
     Direct(ChatLine),
+    /// What became of a message typed on this client.
+    Delivery {
+        client_id: u64,
+        delivery: Delivery,
+    },
     /// The history replay at login is complete.
     HistoryDone,
     Notice {
@@ -102,6 +131,31 @@ pub enum ClientEvent {
     Closed {
         reason: String,
     },
+}
+
+/// Why a client ended, as a type: for exit statuses, or for a UI that
+/// words it itself ([`ClientEvent::Closed`] carries the text). Read it
+/// with [`ClientHandle::close_cause`](crate::ClientHandle::close_cause).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCause {
+    /// The user left (quit, or their input ended).
+    Left,
+    /// The server refused the login or registration.
+    AuthFailed(AuthFailure),
+    /// The server could not be reached, or the connection failed or was
+    /// lost and the client does not reconnect (first login, scripts).
+    ConnectionFailed,
+    /// The server's key is not the pinned or given one: refused.
+    ServerKeyChanged,
+    /// The user did not trust a server's key seen for the first time.
+    ServerKeyDeclined,
+    /// The server ended the session (another login took it over; or,
+    /// when not reconnecting, shutdown, idle, too slow...).
+    ClosedByServer(GoodbyeReason),
+    /// Anything else retrying cannot help: the handshake failed (e.g. a
+    /// bad server signature), TLS, the known-servers file, another
+    /// protocol version, a login the server refused outright.
+    Failed,
 }
 
 /// The text shown for a refused login or registration.

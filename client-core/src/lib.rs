@@ -10,6 +10,8 @@
 //! - [`input`] parses `#exit`, `/quit`, `/msg`, `/who`, `/help`.
 //! - [`known_servers`] pins server fingerprints per host:port.
 //! - [`backoff`] spaces reconnects (capped exponential, jittered).
+//! - [`outbox`] keeps sent messages until the server acknowledges them,
+//!   and resends them with the same idempotency key after a reconnect.
 //! - [`events`] is what the UI receives, with the texts both UIs show.
 #![forbid(unsafe_code)]
 
@@ -20,10 +22,11 @@ pub mod events;
 pub mod input;
 pub mod known_servers;
 pub mod options;
+pub mod outbox;
 mod runner;
 
 pub use address::{ServerAddress, DEFAULT_PORT};
-pub use events::{ChatLine, ClientEvent, ConnectionState, NoticeKind};
+pub use events::{ChatLine, ClientEvent, ConnectionState, Delivery, NoticeKind};
 pub use input::{parse_input, Input, HELP_TEXT};
 pub use known_servers::KnownServers;
 pub use options::{AuthRequest, ClientOptions, TlsOptions};

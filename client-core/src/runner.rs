@@ -2,24 +2,30 @@
 //! backoff after a drop, and end on quit or on anything fatal.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proto_core::message::{
-    ClientMessage, Conversation, ErrorCode, GoodbyeReason, MessageText, ResumeToken, ServerMessage,
-    Username,
+    AuthFailure, ClientMessage, Conversation, ErrorCode, GoodbyeReason, MessageText, ResumeToken,
+    ServerMessage, Username,
 };
-use tokio::sync::mpsc;
-use tokio::time::{sleep, Instant};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{sleep_until, Instant};
 
 use crate::backoff::Backoff;
-use crate::connect::{establish, AttemptError, Session};
-use crate::events::{ChatLine, ClientEvent, ConnectionState, NoticeKind};
+use crate::connect::{establish, AttemptError, Established, Session};
+use crate::events::{ChatLine, ClientEvent, CloseCause, ConnectionState, Delivery, NoticeKind};
 use crate::input::{parse_input, Input, HELP_TEXT};
 use crate::options::{AuthRequest, ClientOptions};
+use crate::outbox::{Outbox, MAX_PENDING};
 use net::SessionEvent;
 
-/// Messages typed while offline, kept for the reconnect.
-pub const MAX_QUEUED: usize = 100;
+/// Messages typed while offline or not yet acknowledged, kept for the
+/// reconnect.
+pub const MAX_QUEUED: usize = MAX_PENDING;
+/// How long leaving waits for the acknowledgement of messages in flight.
+const QUIT_GRACE: Duration = Duration::from_secs(5);
 /// Silence from the server before we ping it ...
 const PING_AFTER: Duration = Duration::from_secs(45);
 /// ... and before we call the connection dead.
@@ -39,9 +45,16 @@ enum Command {
 #[derive(Debug, Clone)]
 pub struct ClientHandle {
     tx: mpsc::UnboundedSender<Command>,
+    cause: Arc<OnceLock<CloseCause>>,
 }
 
 impl ClientHandle {
+    /// Why the client ended, as a type (`Closed` carries the text). Set
+    /// before [`ClientEvent::Closed`] is sent, so `Some` once it arrived.
+    pub fn close_cause(&self) -> Option<CloseCause> {
+        self.cause.get().copied()
+    }
+
     /// What the user typed: a command or a room message.
     pub fn submit(&self, line: &str) {
         match parse_input(line) {
@@ -78,14 +91,124 @@ pub fn spawn(
     options: ClientOptions,
     runtime: &tokio::runtime::Handle,
 ) -> (ClientHandle, mpsc::UnboundedReceiver<ClientEvent>) {
+    spawn_with(options, runtime, SilenceLimits::DEFAULT)
+}
+
+/// [`spawn`] with other silence limits (tests).
+fn spawn_with(
+    options: ClientOptions,
+    runtime: &tokio::runtime::Handle,
+    limits: SilenceLimits,
+) -> (ClientHandle, mpsc::UnboundedReceiver<ClientEvent>) {
     let (tx, commands) = mpsc::unbounded_channel();
     let (events, rx) = mpsc::unbounded_channel();
+    let cause = Arc::new(OnceLock::new());
+    let handle = ClientHandle {
+        tx,
+        cause: cause.clone(),
+    };
     runtime.spawn(async move {
-        let reason = Client::new(options, commands, events.clone()).run().await;
+        let end = Client::new(options, limits, commands, events.clone())
+            .run()
+            .await;
+        let _ = cause.set(end.cause);
         let _ = events.send(ClientEvent::State(ConnectionState::Offline));
-        let _ = events.send(ClientEvent::Closed { reason });
+        let _ = events.send(ClientEvent::Closed { reason: end.reason });
     });
-    (ClientHandle { tx }, rx)
+    (handle, rx)
+}
+
+/// How long the server may be silent before we ping it, and before we
+/// call the connection dead.
+#[derive(Debug, Clone, Copy)]
+struct SilenceLimits {
+    ping_after: Duration,
+    dead_after: Duration,
+}
+
+impl SilenceLimits {
+    const DEFAULT: Self = Self {
+        ping_after: PING_AFTER,
+        dead_after: DEAD_AFTER,
+    };
+}
+
+/// What [`Liveness::handle_timeout`] asks of the run loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LivenessAction {
+    /// Nothing yet: wait for the next [`Liveness::poll_timeout`].
+    Wait,
+    /// Ping the server, which then owes us an answer.
+    Ping,
+    /// The server stopped answering: give the connection up.
+    Dead,
+}
+
+/// Whether the server is still there, judged only by hearing from it.
+/// Sans-IO like quinn's timers: every input takes `now`, and only
+/// [`handle_heard`](Self::handle_heard) moves the deadline, so a user
+/// typing away cannot postpone the ping or the verdict.
+#[derive(Debug)]
+struct Liveness {
+    limits: SilenceLimits,
+    last_heard: Instant,
+    pinged: bool,
+}
+
+impl Liveness {
+    fn new(limits: SilenceLimits, now: Instant) -> Self {
+        Self {
+            limits,
+            last_heard: now,
+            pinged: false,
+        }
+    }
+
+    /// Anything arrived from the server.
+    fn handle_heard(&mut self, now: Instant) {
+        self.last_heard = now;
+        self.pinged = false;
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next due.
+    #[must_use]
+    fn poll_timeout(&self) -> Instant {
+        let after = if self.pinged {
+            self.limits.dead_after
+        } else {
+            self.limits.ping_after
+        };
+        self.last_heard + after
+    }
+
+    #[must_use]
+    fn handle_timeout(&mut self, now: Instant) -> LivenessAction {
+        let silent = now.saturating_duration_since(self.last_heard);
+        if silent >= self.limits.dead_after {
+            LivenessAction::Dead
+        } else if silent >= self.limits.ping_after && !self.pinged {
+            self.pinged = true;
+            LivenessAction::Ping
+        } else {
+            LivenessAction::Wait
+        }
+    }
+}
+
+/// The text shown for a server's `Error` or `SendFailed`.
+fn error_text(code: ErrorCode, detail: &str) -> String {
+    let what = match code {
+        ErrorCode::UnknownRecipient => "no such user",
+        ErrorCode::RateLimited => "slow down",
+        ErrorCode::MessageTooLarge => "message too large",
+        ErrorCode::ServerFull => "server full",
+        _ => "server error",
+    };
+    if detail.is_empty() {
+        what.to_owned()
+    } else {
+        format!("{what}: {detail}")
+    }
 }
 
 fn now_ms() -> u64 {
@@ -95,11 +218,71 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Why the client task ended: the text for `Closed` and its type.
+struct End {
+    reason: String,
+    cause: CloseCause,
+}
+
+impl End {
+    fn new(reason: impl Into<String>, cause: CloseCause) -> Self {
+        Self {
+            reason: reason.into(),
+            cause,
+        }
+    }
+
+    fn left() -> Self {
+        Self::new("you left", CloseCause::Left)
+    }
+
+    fn lost() -> Self {
+        Self::new(
+            "connection to the server lost",
+            CloseCause::ConnectionFailed,
+        )
+    }
+
+    fn lost_with(error: impl std::fmt::Display) -> Self {
+        Self::new(
+            format!("connection to the server lost: {error}"),
+            CloseCause::ConnectionFailed,
+        )
+    }
+}
+
 /// How a logged-in session ended.
 enum SessionEnd {
     Quit,
-    Lost(String),
-    Fatal(String),
+    /// Worth reconnecting.
+    Lost(End),
+    Fatal(End),
+}
+
+/// Why [`establish`] failed, in types: its errors are texts, but the
+/// events it sends the UI on the way (relayed by [`Client::attempt`]) say
+/// what happened.
+#[derive(Debug, Default)]
+struct AttemptFacts {
+    auth_failed: Option<AuthFailure>,
+    key_changed: bool,
+    /// Set by the relay of the user's answer to a trust question.
+    trust_declined: Arc<AtomicBool>,
+}
+
+impl AttemptFacts {
+    /// The cause of a failed attempt that retrying cannot help.
+    fn fatal_cause(&self) -> CloseCause {
+        if let Some(reason) = self.auth_failed {
+            CloseCause::AuthFailed(reason)
+        } else if self.key_changed {
+            CloseCause::ServerKeyChanged
+        } else if self.trust_declined.load(Ordering::SeqCst) {
+            CloseCause::ServerKeyDeclined
+        } else {
+            CloseCause::Failed
+        }
+    }
 }
 
 struct Client {
@@ -107,16 +290,19 @@ struct Client {
     commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<ClientEvent>,
     token: Option<ResumeToken>,
-    queued: VecDeque<Input>,
+    /// Messages typed here that the server has not acknowledged.
+    outbox: Outbox,
     me: String,
     online_pages: Vec<String>,
     seen: VecDeque<u64>,
     seen_set: HashSet<u64>,
+    limits: SilenceLimits,
 }
 
 impl Client {
     fn new(
         options: ClientOptions,
+        limits: SilenceLimits,
         commands: mpsc::UnboundedReceiver<Command>,
         events: mpsc::UnboundedSender<ClientEvent>,
     ) -> Self {
@@ -125,11 +311,12 @@ impl Client {
             commands,
             events,
             token: None,
-            queued: VecDeque::new(),
+            outbox: Outbox::new(rand_core::RngCore::next_u64(&mut rand_core::OsRng)),
             me: String::new(),
             online_pages: Vec::new(),
             seen: VecDeque::new(),
             seen_set: HashSet::new(),
+            limits,
         }
     }
 
@@ -144,14 +331,13 @@ impl Client {
         });
     }
 
-    /// Returns the reason for the final `Closed` event.
-    async fn run(mut self) -> String {
+    /// Returns why the client ended, for the final `Closed` event.
+    async fn run(mut self) -> End {
         let mut backoff = Backoff::default();
         let mut logged_in_once = false;
         loop {
             self.emit(ClientEvent::State(ConnectionState::Connecting));
-            let attempt = establish(&self.options, &self.events, self.token.take()).await;
-            match attempt {
+            match self.attempt().await {
                 Ok(est) => {
                     backoff.reset();
                     logged_in_once = true;
@@ -169,22 +355,23 @@ impl Client {
                         username: est.username,
                     });
                     match self.chat(est.session).await {
-                        SessionEnd::Quit => return "you left".into(),
-                        SessionEnd::Fatal(reason) => return reason,
-                        SessionEnd::Lost(reason) => {
+                        SessionEnd::Quit => return End::left(),
+                        SessionEnd::Fatal(end) => return end,
+                        SessionEnd::Lost(end) => {
                             if !self.options.reconnect {
-                                return reason;
+                                return end;
                             }
-                            self.notice(NoticeKind::Error, reason);
+                            self.notice(NoticeKind::Error, end.reason);
+                            self.note_unacknowledged();
                         }
                     }
                 }
-                Err(AttemptError::Fatal(reason)) => return reason,
-                Err(AttemptError::Retry(reason)) => {
+                Err((AttemptError::Fatal(reason), cause)) => return End::new(reason, cause),
+                Err((AttemptError::Retry(reason), cause)) => {
                     // Before the first login the user is at the login form:
                     // tell them now instead of retrying forever.
                     if !logged_in_once || !self.options.reconnect {
-                        return reason;
+                        return End::new(reason, cause);
                     }
                     self.notice(NoticeKind::Error, reason);
                 }
@@ -199,7 +386,7 @@ impl Client {
                 tokio::select! {
                     _ = tokio::time::sleep_until(until) => break,
                     cmd = self.commands.recv() => match cmd {
-                        None | Some(Command::Quit) => return "you left".into(),
+                        None | Some(Command::Quit) => return End::left(),
                         Some(Command::Input(input)) => self.offline_input(input),
                     },
                 }
@@ -207,14 +394,73 @@ impl Client {
         }
     }
 
-    /// Input while offline: local commands answer, messages queue.
+    /// One [`establish`], its events relayed to the UI through here to
+    /// learn, as types, why it failed.
+    async fn attempt(&mut self) -> Result<Established, (AttemptError, CloseCause)> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut facts = AttemptFacts::default();
+        let result = {
+            let attempt = establish(&self.options, &tx, self.token.take());
+            tokio::pin!(attempt);
+            loop {
+                tokio::select! {
+                    result = &mut attempt => break result,
+                    Some(event) = rx.recv() => self.relay(event, &mut facts),
+                }
+            }
+        };
+        while let Ok(event) = rx.try_recv() {
+            self.relay(event, &mut facts);
+        }
+        result.map_err(|e| {
+            let cause = match e {
+                AttemptError::Retry(_) => CloseCause::ConnectionFailed,
+                AttemptError::Fatal(_) => facts.fatal_cause(),
+            };
+            (e, cause)
+        })
+    }
+
+    fn relay(&self, event: ClientEvent, facts: &mut AttemptFacts) {
+        let event = match event {
+            ClientEvent::AuthFailed { reason, message } => {
+                facts.auth_failed = Some(reason);
+                ClientEvent::AuthFailed { reason, message }
+            }
+            event @ ClientEvent::KeyChanged { .. } => {
+                facts.key_changed = true;
+                event
+            }
+            ClientEvent::TrustQuestion {
+                server,
+                fingerprint,
+                reply,
+            } => {
+                // The answer passes through here on its way back.
+                let (ours, answer) = oneshot::channel();
+                let declined = facts.trust_declined.clone();
+                tokio::spawn(async move {
+                    let yes = answer.await.unwrap_or(false);
+                    declined.store(!yes, Ordering::SeqCst);
+                    let _ = reply.send(yes);
+                });
+                ClientEvent::TrustQuestion {
+                    server,
+                    fingerprint,
+                    reply: ours,
+                }
+            }
+            event => event,
+        };
+        self.emit(event);
+    }
+
+    /// Input while offline: local commands answer, messages wait in the
+    /// outbox (shown as pending) for the reconnect.
     fn offline_input(&mut self, input: Input) {
         match input {
             Input::Room(_) | Input::Direct { .. } => {
-                if self.queued.len() >= MAX_QUEUED {
-                    self.notice(NoticeKind::Error, "not sent: offline queue full");
-                } else {
-                    self.queued.push_back(input);
+                if self.take_message(input).is_some() {
                     self.notice(
                         NoticeKind::Info,
                         "not connected: message queued, it will be sent after reconnecting",
@@ -223,6 +469,70 @@ impl Client {
             }
             Input::Who => self.notice(NoticeKind::Error, "not connected"),
             other => self.local_input(other),
+        }
+    }
+
+    /// Validates a typed message, puts it in the outbox and shows it as
+    /// pending; returns what to send, or `None` (and says why) if refused.
+    fn take_message(&mut self, input: Input) -> Option<ClientMessage> {
+        let (to, text) = match input {
+            Input::Room(text) => (None, text),
+            Input::Direct { to, text } => (Some(to), text),
+            _ => return None,
+        };
+        let to = match to.map(|t| Username::parse_normalizing(&t)).transpose() {
+            Ok(to) => to,
+            Err(e) => {
+                self.notice(NoticeKind::Error, format!("not sent: invalid name: {e}"));
+                return None;
+            }
+        };
+        let wire_text = match MessageText::new(&text) {
+            Ok(t) => t,
+            Err(e) => {
+                self.notice(NoticeKind::Error, format!("not sent: {e}"));
+                return None;
+            }
+        };
+        let pending = match self.outbox.push(to, wire_text) {
+            Ok(p) => p,
+            Err(full) => {
+                self.notice(NoticeKind::Error, format!("not sent: {full}"));
+                return None;
+            }
+        };
+        let (client_id, to, wire) = (
+            pending.client_id,
+            pending.to.as_ref().map(|t| t.as_str().to_owned()),
+            pending.wire(),
+        );
+        let line = ChatLine {
+            id: 0,
+            timestamp_ms: now_ms(),
+            from: self.me.clone(),
+            text,
+            history: false,
+            own: true,
+            client_id: Some(client_id),
+            to: to.clone(),
+        };
+        self.emit(match to {
+            None => ClientEvent::Room(line),
+            Some(_) => ClientEvent::Direct(line),
+        });
+        Some(wire)
+    }
+
+    /// Tells the user about messages still waiting for the server.
+    fn note_unacknowledged(&self) {
+        let n = self.outbox.len();
+        if n > 0 {
+            self.notice(
+                NoticeKind::Info,
+                format!(
+                    "{n} message(s) not yet confirmed by the server;                      they will be sent again after reconnecting (never twice)"
+                ),
+            );
         }
     }
 
@@ -253,20 +563,33 @@ impl Client {
     }
 
     async fn chat(&mut self, mut session: Session) -> SessionEnd {
-        while let Some(input) = self.queued.pop_front() {
-            if let Err(end) = self.send_input(&mut session, input).await {
-                return end;
+        // Whatever the server has not acknowledged, oldest first, with the
+        // same client ids: it stores and delivers each only once.
+        let resend: Vec<ClientMessage> = self.outbox.unacknowledged().map(|p| p.wire()).collect();
+        for msg in resend {
+            if let Err(e) = session.send(&msg).await {
+                return SessionEnd::Lost(End::lost_with(e));
             }
         }
-        let mut last_heard = Instant::now();
-        let mut pinged = false;
+        let mut liveness = Liveness::new(self.limits, Instant::now());
+        // Set when the user left while messages were in flight: leave once
+        // they are acknowledged, or at this instant.
+        let mut leaving: Option<Instant> = None;
         loop {
-            let check = sleep(Duration::from_secs(5));
+            if leaving.is_some() && self.outbox.is_empty() {
+                let _ = session.close(Some(&ClientMessage::Goodbye)).await;
+                return SessionEnd::Quit;
+            }
+            // Only hearing from the server moves this deadline; input
+            // passing through the loop does not.
+            let deadline = match leaving {
+                Some(at) => at.min(liveness.poll_timeout()),
+                None => liveness.poll_timeout(),
+            };
             tokio::select! {
-                cmd = self.commands.recv() => match cmd {
+                cmd = self.commands.recv(), if leaving.is_none() => match cmd {
                     None | Some(Command::Quit) => {
-                        let _ = session.close(Some(&ClientMessage::Goodbye)).await;
-                        return SessionEnd::Quit;
+                        leaving = Some(Instant::now() + QUIT_GRACE);
                     }
                     Some(Command::Input(input)) => {
                         if let Err(end) = self.send_input(&mut session, input).await {
@@ -275,8 +598,7 @@ impl Client {
                     }
                 },
                 event = session.next_event() => {
-                    last_heard = Instant::now();
-                    pinged = false;
+                    liveness.handle_heard(Instant::now());
                     match event {
                         Ok(SessionEvent::Message(msg)) => {
                             if let Some(end) = self.on_message(&mut session, msg).await {
@@ -284,74 +606,41 @@ impl Client {
                             }
                         }
                         Ok(SessionEvent::Closed { .. }) => {
-                            return SessionEnd::Lost("connection to the server lost".into())
+                            return SessionEnd::Lost(End::lost())
                         }
-                        Err(e) => return SessionEnd::Lost(format!("connection to the server lost: {e}")),
+                        Err(e) => return SessionEnd::Lost(End::lost_with(e)),
                     }
                 }
-                _ = check => {
-                    let silent = last_heard.elapsed();
-                    if silent >= DEAD_AFTER {
-                        return SessionEnd::Lost("the server stopped answering".into());
-                    }
-                    if silent >= PING_AFTER && !pinged {
-                        pinged = true;
-                        if session.send(&ClientMessage::Ping { nonce: now_ms() }).await.is_err() {
-                            return SessionEnd::Lost("connection to the server lost".into());
+                _ = sleep_until(deadline), if leaving.is_some_and(|at| Instant::now() >= at) => {
+                    self.note_unacknowledged();
+                    let _ = session.close(Some(&ClientMessage::Goodbye)).await;
+                    return SessionEnd::Quit;
+                }
+                _ = sleep_until(deadline) => match liveness.handle_timeout(Instant::now()) {
+                    LivenessAction::Wait => {}
+                    LivenessAction::Ping => {
+                        let ping = ClientMessage::Ping { nonce: now_ms() };
+                        if session.send(&ping).await.is_err() {
+                            return SessionEnd::Lost(End::lost());
                         }
                     }
-                }
+                    LivenessAction::Dead => {
+                        return SessionEnd::Lost(End::new(
+                            "the server stopped answering",
+                            CloseCause::ConnectionFailed,
+                        ))
+                    }
+                },
             }
         }
     }
 
     async fn send_input(&mut self, session: &mut Session, input: Input) -> Result<(), SessionEnd> {
         let msg = match input {
-            Input::Room(text) => match MessageText::new(&text) {
-                Ok(t) => {
-                    self.emit(ClientEvent::Room(ChatLine {
-                        id: 0,
-                        timestamp_ms: now_ms(),
-                        from: self.me.clone(),
-                        to: None,
-                        text: text.clone(),
-                        history: false,
-                        own: true,
-                    }));
-                    ClientMessage::RoomMessage { text: t }
-                }
-                Err(e) => {
-                    self.notice(NoticeKind::Error, format!("not sent: {e}"));
-                    return Ok(());
-                }
+            input @ (Input::Room(_) | Input::Direct { .. }) => match self.take_message(input) {
+                Some(msg) => msg,
+                None => return Ok(()),
             },
-            Input::Direct { to, text } => {
-                let (to_name, t) = match (Username::parse_normalizing(&to), MessageText::new(&text))
-                {
-                    (Ok(n), Ok(t)) => (n, t),
-                    (Err(e), _) => {
-                        self.notice(NoticeKind::Error, format!("not sent: invalid name: {e}"));
-                        return Ok(());
-                    }
-                    (_, Err(e)) => {
-                        self.notice(NoticeKind::Error, format!("not sent: {e}"));
-                        return Ok(());
-                    }
-                };
-                self.emit(ClientEvent::Direct(ChatLine {
-                    id: 0,
-                    timestamp_ms: now_ms(),
-                    from: self.me.clone(),
-                    to: Some(to_name.as_str().to_owned()),
-                    text,
-                    history: false,
-                    own: true,
-                }));
-                ClientMessage::DirectMessage {
-                    to: to_name,
-                    text: t,
-                }
-            }
             Input::Who => ClientMessage::WhoIsOnline,
             Input::Quit => return Err(SessionEnd::Quit),
             other => {
@@ -362,7 +651,7 @@ impl Client {
         session
             .send(&msg)
             .await
-            .map_err(|e| SessionEnd::Lost(format!("connection to the server lost: {e}")))
+            .map_err(|e| SessionEnd::Lost(End::lost_with(e)))
     }
 
     async fn on_message(
@@ -387,6 +676,7 @@ impl Client {
                         text: text.as_str().to_owned(),
                         history: false,
                         own,
+                        client_id: None,
                     }));
                 }
             }
@@ -406,6 +696,7 @@ impl Client {
                         to: Some(to.as_str().to_owned()),
                         text: text.as_str().to_owned(),
                         history: false,
+                        client_id: None,
                     }));
                 }
             }
@@ -439,6 +730,7 @@ impl Client {
                         text: e.text.as_str().to_owned(),
                         history: true,
                         own,
+                        client_id: None,
                     };
                     match &e.conversation {
                         Conversation::Room => self.emit(ClientEvent::Room(line(None))),
@@ -458,45 +750,311 @@ impl Client {
             }
             ServerMessage::Ping { nonce } => {
                 if session.send(&ClientMessage::Pong { nonce }).await.is_err() {
-                    return Some(SessionEnd::Lost("connection to the server lost".into()));
+                    return Some(SessionEnd::Lost(End::lost()));
                 }
             }
             ServerMessage::Pong { .. } => {}
+            ServerMessage::Stored {
+                client_id,
+                id,
+                timestamp_ms,
+            } => {
+                if self.outbox.settle(client_id).is_some() {
+                    let already_shown = !self.first_time(id);
+                    self.emit(ClientEvent::Delivery {
+                        client_id,
+                        delivery: Delivery::Stored {
+                            id,
+                            timestamp_ms,
+                            already_shown,
+                        },
+                    });
+                }
+            }
+            ServerMessage::SendFailed {
+                client_id,
+                code,
+                detail,
+            } => {
+                if let Some(pending) = self.outbox.settle(client_id) {
+                    let reason = error_text(code, detail.as_str());
+                    self.notice(
+                        NoticeKind::Error,
+                        format!("not delivered ({reason}): {}", pending.text.as_str()),
+                    );
+                    self.emit(ClientEvent::Delivery {
+                        client_id,
+                        delivery: Delivery::Failed { code, reason },
+                    });
+                }
+            }
             ServerMessage::Goodbye { reason } => {
+                let by_server = |text: &str| End::new(text, CloseCause::ClosedByServer(reason));
                 return Some(match reason {
                     GoodbyeReason::ClientRequest => SessionEnd::Quit,
-                    GoodbyeReason::Replaced => SessionEnd::Fatal(
-                        "you logged in from somewhere else; this session was closed".into(),
-                    ),
+                    GoodbyeReason::Replaced => SessionEnd::Fatal(by_server(
+                        "you logged in from somewhere else; this session was closed",
+                    )),
                     GoodbyeReason::ServerShutdown => {
-                        SessionEnd::Lost("the server is shutting down".into())
+                        SessionEnd::Lost(by_server("the server is shutting down"))
                     }
-                    GoodbyeReason::IdleTimeout => SessionEnd::Lost("disconnected: idle".into()),
-                    GoodbyeReason::SlowConsumer => SessionEnd::Lost(
-                        "disconnected: messages arrived faster than we read them".into(),
-                    ),
+                    GoodbyeReason::IdleTimeout => SessionEnd::Lost(by_server("disconnected: idle")),
+                    GoodbyeReason::SlowConsumer => SessionEnd::Lost(by_server(
+                        "disconnected: messages arrived faster than we read them",
+                    )),
                     GoodbyeReason::ProtocolViolation => {
-                        SessionEnd::Lost("disconnected: protocol error".into())
+                        SessionEnd::Lost(by_server("disconnected: protocol error"))
                     }
                 });
             }
             ServerMessage::Error { code, detail } => {
-                let what = match code {
-                    ErrorCode::UnknownRecipient => "no such user",
-                    ErrorCode::RateLimited => "slow down: message not delivered",
-                    ErrorCode::MessageTooLarge => "message too large",
-                    _ => "server error",
-                };
-                let text = if detail.as_str().is_empty() {
-                    what.to_owned()
-                } else {
-                    format!("{what}: {}", detail.as_str())
-                };
-                self.notice(NoticeKind::Error, text);
+                self.notice(NoticeKind::Error, error_text(code, detail.as_str()));
             }
             // Only answers to a login, which happened before the chat.
             ServerMessage::AuthOk { .. } | ServerMessage::AuthFailed { .. } => {}
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use net::HandshakeOptions;
+    use proto_core::message::HistoryEntries;
+    use proto_core::{Fingerprint, ServerConfig, ServerIdentity};
+    use tokio::net::TcpListener;
+    use tokio::sync::oneshot;
+    use zeroize::Zeroizing;
+
+    use super::*;
+    use crate::address::ServerAddress;
+    use crate::known_servers::KnownServers;
+
+    /// A server that completes the handshake and the login, then never
+    /// sends another byte while still reading whatever the client sends:
+    /// a dead server-to-client path.
+    struct SilentServer {
+        addr: SocketAddr,
+        fingerprint: Fingerprint,
+        /// When it sent its last message.
+        silent_since: oneshot::Receiver<Instant>,
+        /// One `()` per Ping received.
+        pings: mpsc::UnboundedReceiver<()>,
+    }
+
+    async fn server_silent_after_login() -> SilentServer {
+        let identity = Arc::new(ServerIdentity::from_seed(&[9u8; 32]));
+        let fingerprint = identity.public_key().fingerprint();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (went_silent, silent_since) = oneshot::channel();
+        let (pinged, pings) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let opts = HandshakeOptions::new(Duration::from_secs(10), 1);
+            let mut session = net::accept(tcp, ServerConfig::new(identity), &opts)
+                .await
+                .unwrap();
+            let mut went_silent = Some(went_silent);
+            while let Ok(SessionEvent::Message(msg)) = session.next_event().await {
+                match msg {
+                    ClientMessage::Login { username, .. } => {
+                        let welcome = [
+                            ServerMessage::AuthOk {
+                                username,
+                                resume_token: ResumeToken::from_bytes([1; 32]),
+                                token_lifetime_secs: 3600,
+                            },
+                            ServerMessage::HistoryBatch {
+                                more: false,
+                                entries: HistoryEntries::empty(),
+                            },
+                        ];
+                        for m in &welcome {
+                            session.send(m).await.unwrap();
+                        }
+                        if let Some(tx) = went_silent.take() {
+                            let _ = tx.send(Instant::now());
+                        }
+                    }
+                    ClientMessage::Ping { .. } => {
+                        let _ = pinged.send(());
+                    }
+                    _ => {}
+                }
+            }
+        });
+        SilentServer {
+            addr,
+            fingerprint,
+            silent_since,
+            pings,
+        }
+    }
+
+    /// Drives `liveness` as the run loop does while the server says
+    /// nothing and the user types every `typing`: a wake-up at each key
+    /// press and at each `poll_timeout`. Returns what it asked for, when.
+    fn silent_server(
+        liveness: &mut Liveness,
+        start: Instant,
+        typing: Duration,
+    ) -> Vec<(Duration, LivenessAction)> {
+        let mut actions = Vec::new();
+        let mut next_key = start + typing;
+        while next_key - start < Duration::from_secs(600) {
+            let deadline = liveness.poll_timeout();
+            if deadline <= next_key {
+                match liveness.handle_timeout(deadline) {
+                    LivenessAction::Wait => {}
+                    LivenessAction::Dead => {
+                        actions.push((deadline - start, LivenessAction::Dead));
+                        break;
+                    }
+                    action => actions.push((deadline - start, action)),
+                }
+            } else {
+                next_key += typing; // input: nothing for liveness to do
+            }
+        }
+        actions
+    }
+
+    #[test]
+    fn typing_postpones_neither_the_ping_nor_the_verdict() {
+        let start = Instant::now();
+        for typing in [
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+            Duration::from_secs(5),
+            Duration::from_secs(44),
+        ] {
+            let mut liveness = Liveness::new(SilenceLimits::DEFAULT, start);
+            assert_eq!(
+                silent_server(&mut liveness, start, typing),
+                [
+                    (PING_AFTER, LivenessAction::Ping),
+                    (DEAD_AFTER, LivenessAction::Dead)
+                ],
+                "typing every {typing:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn hearing_from_the_server_restarts_the_clock() {
+        let start = Instant::now();
+        let mut liveness = Liveness::new(SilenceLimits::DEFAULT, start);
+        assert_eq!(liveness.poll_timeout(), start + PING_AFTER);
+        assert_eq!(
+            liveness.handle_timeout(start + PING_AFTER),
+            LivenessAction::Ping
+        );
+        assert_eq!(liveness.poll_timeout(), start + DEAD_AFTER);
+        // The Pong (or anything else) arrives.
+        let heard = start + Duration::from_secs(50);
+        liveness.handle_heard(heard);
+        assert_eq!(liveness.poll_timeout(), heard + PING_AFTER);
+        assert_eq!(
+            liveness.handle_timeout(start + DEAD_AFTER),
+            LivenessAction::Wait
+        );
+        assert_eq!(
+            liveness.handle_timeout(heard + PING_AFTER),
+            LivenessAction::Ping
+        );
+        assert_eq!(
+            liveness.handle_timeout(heard + DEAD_AFTER),
+            LivenessAction::Dead
+        );
+    }
+
+    #[test]
+    fn an_early_or_repeated_wake_up_changes_nothing() {
+        let start = Instant::now();
+        let mut liveness = Liveness::new(SilenceLimits::DEFAULT, start);
+        assert_eq!(
+            liveness.handle_timeout(start + Duration::from_secs(10)),
+            LivenessAction::Wait
+        );
+        assert_eq!(liveness.poll_timeout(), start + PING_AFTER);
+        assert_eq!(
+            liveness.handle_timeout(start + Duration::from_secs(46)),
+            LivenessAction::Ping
+        );
+        assert_eq!(
+            liveness.handle_timeout(start + Duration::from_secs(47)),
+            LivenessAction::Wait
+        );
+        assert_eq!(liveness.poll_timeout(), start + DEAD_AFTER);
+    }
+
+    /// The run loop, not only [`Liveness`]: input must not postpone the
+    /// verdict. Real time with short limits (tokio's paused clock needs
+    /// the `test-util` feature, which this crate's tests do not have).
+    #[tokio::test]
+    async fn a_silent_server_is_declared_dead_while_the_user_keeps_typing() {
+        let limits = SilenceLimits {
+            ping_after: Duration::from_millis(100),
+            dead_after: Duration::from_secs(1),
+        };
+        // A failure bound only; the verdict is due after `dead_after`.
+        const BOUND: Duration = Duration::from_secs(10);
+        let mut server = server_silent_after_login().await;
+        let dir = tempfile::tempdir().unwrap();
+        let address = ServerAddress {
+            host: server.addr.ip().to_string(),
+            port: server.addr.port(),
+        };
+        let auth = AuthRequest::Login {
+            username: "Ann".into(),
+            password: Zeroizing::new("a long enough password".into()),
+        };
+        let mut options = ClientOptions::new(address, auth);
+        options.known_servers = KnownServers::at(dir.path().join("known_servers"));
+        options.fingerprint = Some(server.fingerprint);
+        options.reconnect = false;
+        let (handle, mut events) = spawn_with(options, &tokio::runtime::Handle::current(), limits);
+        let logged_in = async {
+            loop {
+                match events.recv().await.expect("the client ended early") {
+                    ClientEvent::HistoryDone => break,
+                    ClientEvent::Closed { reason } => panic!("closed before logging in: {reason}"),
+                    _ => {}
+                }
+            }
+        };
+        tokio::time::timeout(BOUND, logged_in)
+            .await
+            .expect("no login");
+        let silent_since = server.silent_since.await.unwrap();
+
+        // Far more often than any limit, as a user typing away would.
+        let mut typing = tokio::time::interval(limits.ping_after / 4);
+        let reason = loop {
+            tokio::select! {
+                _ = typing.tick() => handle.submit("anyone there?"),
+                event = events.recv() => match event {
+                    Some(ClientEvent::Closed { reason }) => break reason,
+                    Some(_) => {}
+                    None => panic!("the client ended without Closed"),
+                },
+            }
+            assert!(
+                silent_since.elapsed() < BOUND,
+                "the client still trusted a server silent for {:?}",
+                silent_since.elapsed()
+            );
+        };
+        assert_eq!(reason, "the server stopped answering");
+        assert_eq!(handle.close_cause(), Some(CloseCause::ConnectionFailed));
+        assert!(silent_since.elapsed() >= limits.dead_after);
+        tokio::time::timeout(BOUND, server.pings.recv())
+            .await
+            .expect("the client gave up without pinging")
+            .unwrap();
     }
 }

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 
 use client_core::events::leave_reason_text;
-use client_core::{ChatLine, ClientEvent, ConnectionState, NoticeKind};
+use client_core::{ChatLine, ClientEvent, ConnectionState, Delivery, NoticeKind};
 
 /// Which conversation: the shared room or a direct-message partner.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -24,16 +24,29 @@ pub enum NoticeStyle {
     Error,
 }
 
+/// Where an own message typed here stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendState {
+    /// Stored by the server (and every message not typed here).
+    Stored,
+    /// Waiting for the server's acknowledgement (or for the connection):
+    /// it is sent again after a reconnect, never twice.
+    Pending { client_id: u64 },
+    /// Refused by the server: nobody received it.
+    Failed { reason: String },
+}
+
 /// One thing in a timeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntryKind {
     Message {
-        /// The server's id; 0 for an own message the server has not echoed.
+        /// The server's id; 0 until the server stored an own message.
         id: u64,
         from: String,
         own: bool,
         /// Replayed at login: shown as earlier, never unread.
         history: bool,
+        state: SendState,
     },
     Notice(NoticeStyle),
 }
@@ -126,31 +139,15 @@ impl Conversation {
     }
 
     /// A chat line, unless it is one we already show (history replayed
-    /// again after a reconnect, or the server's copy of our own line).
+    /// again after a reconnect, or an own message acknowledged before).
     fn push_line(&mut self, line: &ChatLine, history: bool, selected: bool) {
-        if line.id != 0 {
-            if !self.seen_ids.insert(line.id) {
-                return;
-            }
-            if line.own {
-                // The server's copy of a line we showed before it had an id.
-                if let Some(pending) = self.entries.iter_mut().find(|e| {
-                    matches!(
-                        e.kind,
-                        EntryKind::Message {
-                            id: 0,
-                            own: true,
-                            ..
-                        }
-                    ) && e.text == line.text
-                }) {
-                    if let EntryKind::Message { id, .. } = &mut pending.kind {
-                        *id = line.id;
-                    }
-                    return;
-                }
-            }
+        if line.id != 0 && !self.seen_ids.insert(line.id) {
+            return;
         }
+        let state = match line.client_id {
+            Some(client_id) if line.id == 0 => SendState::Pending { client_id },
+            _ => SendState::Stored,
+        };
         self.push(
             Entry {
                 timestamp_ms: line.timestamp_ms,
@@ -159,12 +156,61 @@ impl Conversation {
                     from: line.from.clone(),
                     own: line.own,
                     history,
+                    state,
                 },
                 text: line.text.clone(),
                 subject: None,
             },
             selected,
         );
+    }
+
+    /// The pending own message `client_id`, if this conversation has it.
+    fn pending_index(&self, client_id: u64) -> Option<usize> {
+        self.entries.iter().position(|e| {
+            matches!(&e.kind, EntryKind::Message { state: SendState::Pending { client_id: c }, .. } if *c == client_id)
+        })
+    }
+
+    /// What became of a pending own message; false if it is not here.
+    fn settle(&mut self, client_id: u64, delivery: &Delivery) -> bool {
+        let Some(index) = self.pending_index(client_id) else {
+            return false;
+        };
+        match delivery {
+            Delivery::Stored {
+                id,
+                timestamp_ms,
+                already_shown,
+            } => {
+                if *already_shown || !self.seen_ids.insert(*id) {
+                    // The history replay of a reconnect showed it already.
+                    self.entries.remove(index);
+                    self.read_upto = self.read_upto.min(self.entries.len());
+                    self.marker = self.marker.filter(|&m| m < self.entries.len());
+                    return true;
+                }
+                let entry = &mut self.entries[index];
+                entry.timestamp_ms = *timestamp_ms;
+                if let EntryKind::Message {
+                    id: entry_id,
+                    state,
+                    ..
+                } = &mut entry.kind
+                {
+                    *entry_id = *id;
+                    *state = SendState::Stored;
+                }
+            }
+            Delivery::Failed { reason, .. } => {
+                if let EntryKind::Message { state, .. } = &mut self.entries[index].kind {
+                    *state = SendState::Failed {
+                        reason: reason.clone(),
+                    };
+                }
+            }
+        }
+        true
     }
 
     /// The user leaves the conversation: everything in it has been seen.
@@ -324,6 +370,16 @@ impl ChatModel {
                 self.conversations[index].push_line(line, history, selected);
             }
             ClientEvent::HistoryDone => self.first_history_done = true,
+            ClientEvent::Delivery {
+                client_id,
+                delivery,
+            } => {
+                for conversation in &mut self.conversations {
+                    if conversation.settle(*client_id, delivery) {
+                        break;
+                    }
+                }
+            }
             ClientEvent::Notice { text, kind } => {
                 let style = match kind {
                     NoticeKind::Info => NoticeStyle::Info,

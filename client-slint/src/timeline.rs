@@ -5,7 +5,7 @@
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use proto_core::message::escape_for_display;
 
-use crate::model::{Conversation, EntryKind, NoticeStyle};
+use crate::model::{Conversation, EntryKind, NoticeStyle, SendState};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RowKind {
@@ -32,6 +32,9 @@ pub struct Row {
     /// Same sender as the message just above, within a few minutes: the
     /// sender line can be left out.
     pub continued: bool,
+    /// An own message's delivery: "" once stored, "Sending…" until the
+    /// server acknowledges it, "Not delivered: …" if it was refused.
+    pub status: String,
 }
 
 impl Row {
@@ -44,6 +47,7 @@ impl Row {
             own: false,
             history: false,
             continued: false,
+            status: String::new(),
         }
     }
 }
@@ -81,7 +85,9 @@ pub fn rows<Tz: TimeZone>(conversation: &Conversation, zone: &Tz, today: NaiveDa
         let time = local.naive_local().format("%H:%M").to_string();
         let text = display_text(&entry.text);
         match &entry.kind {
-            EntryKind::Message { from, own, .. } => {
+            EntryKind::Message {
+                from, own, state, ..
+            } => {
                 let continued = previous_sender.is_some_and(|(sender, at)| {
                     sender == from && entry.timestamp_ms.saturating_sub(at) < GROUP_WINDOW_MS
                 });
@@ -94,6 +100,13 @@ pub fn rows<Tz: TimeZone>(conversation: &Conversation, zone: &Tz, today: NaiveDa
                     own: *own,
                     history,
                     continued,
+                    status: match state {
+                        SendState::Stored => String::new(),
+                        SendState::Pending { .. } => "Sending…".into(),
+                        SendState::Failed { reason } => {
+                            format!("Not delivered: {}", escape_for_display(reason))
+                        }
+                    },
                 });
             }
             EntryKind::Notice(style) => {
@@ -110,6 +123,7 @@ pub fn rows<Tz: TimeZone>(conversation: &Conversation, zone: &Tz, today: NaiveDa
                     own: false,
                     history: false,
                     continued: false,
+                    status: String::new(),
                 });
             }
         }

@@ -179,5 +179,6 @@ fn to_slint_row(row: &Row) -> TimelineRow {
         own: row.own,
         history: row.history,
         continued: row.continued,
+        status: row.status.as_str().into(),
     }
 }

@@ -121,6 +121,7 @@ fn line(id: u64, from: &str, to: Option<&str>, text: &str, history: bool) -> Cha
         text: text.into(),
         history,
         own: from == "Zoë",
+        client_id: None,
     }
 }
 

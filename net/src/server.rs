@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use proto_core::message::{ClientMessage, ServerMessage};
 use proto_core::{EncodedServerMessage, ServerConfig, ServerConnection, ServerEvent};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::Semaphore;
 
-use crate::driver::{max_frame_body, read_first_frame, ConnId, Driver, SessionEvent};
+use crate::driver::{ConnId, Driver, SessionEvent};
 use crate::error::NetError;
 use crate::session_rng;
 
@@ -67,6 +67,26 @@ where
     }
 }
 
+/// Reads until the core can process the client's hello or refuse it (a
+/// wrong type, length or version is known from the first seven bytes).
+/// Returns `false` on EOF. Nothing expensive happens here, so no CPU permit
+/// is held while a slow peer trickles its hello in.
+async fn read_client_hello<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<bool> {
+    while !ServerConnection::first_flight_ready(buf) {
+        let start = buf.len();
+        buf.resize(start + 2048, 0);
+        let n = stream.read(&mut buf[start..]).await?;
+        buf.truncate(start + n);
+        if n == 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 async fn handshake<S>(
     mut stream: S,
     config: ServerConfig,
@@ -76,10 +96,9 @@ async fn handshake<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let max_body = max_frame_body(&config.limits);
     let mut core = Box::new(ServerConnection::new(config, session_rng()));
     let mut hello = Vec::new();
-    let got_frame = read_first_frame(&mut stream, &mut hello, max_body).await?;
+    let got_frame = read_client_hello(&mut stream, &mut hello).await?;
     if !got_frame {
         return Err(core
             .handle_eof()

@@ -203,8 +203,8 @@ async fn a_client_trickling_its_hello_hits_the_deadline() {
     let (mut c, s) = tokio::io::duplex(64 * 1024);
     let opts = HandshakeOptions::new(Duration::from_secs(5), 1);
     let trickle = tokio::spawn(async move {
-        // A plausible ClientHello header, then one byte a second.
-        c.write_all(&[0x01, 0, 0, 0x08, 0]).await.unwrap();
+        // A ClientHello header of the right length (1,634), then one byte a second.
+        c.write_all(&[0x01, 0, 0, 0x06, 0x62, 0, 1]).await.unwrap();
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
             if c.write_all(&[0]).await.is_err() {
@@ -227,7 +227,9 @@ async fn a_silent_server_hits_the_client_handshake_deadline() {
 #[tokio::test]
 async fn a_stream_closed_mid_hello_fails_the_server_handshake() {
     let (mut c, s) = tokio::io::duplex(64 * 1024);
-    c.write_all(&[0x01, 0, 0, 0x08, 0, 1, 2, 3]).await.unwrap();
+    c.write_all(&[0x01, 0, 0, 0x06, 0x62, 0, 1, 2])
+        .await
+        .unwrap();
     drop(c);
     let res = net::accept(s, server_config(), &options()).await;
     assert!(
@@ -257,7 +259,7 @@ async fn a_server_closing_after_the_hello_fails_the_client_handshake() {
 #[tokio::test]
 async fn an_oversized_length_prefix_fails_the_handshake_with_an_alert() {
     let (mut c, s) = tokio::io::duplex(64 * 1024);
-    c.write_all(&[0x17, 0xff, 0xff, 0xff, 0xff]).await.unwrap();
+    c.write_all(&[0x01, 0xff, 0xff, 0xff, 0xff]).await.unwrap();
     let res = tokio::time::timeout(
         Duration::from_secs(5),
         net::accept(s, server_config(), &options()),
@@ -278,6 +280,32 @@ async fn an_oversized_length_prefix_fails_the_handshake_with_an_alert() {
     let mut reply = Vec::new();
     c.read_to_end(&mut reply).await.unwrap();
     assert_eq!(reply.first(), Some(&0x15), "alert frame expected");
+}
+
+/// A hello whose header announces the wrong length is refused as soon as its
+/// version bytes arrive, not when the handshake deadline ends the wait for a
+/// body that will never be valid (the slot would be held all that time).
+#[tokio::test]
+async fn a_client_hello_of_the_wrong_length_is_refused_without_waiting_for_the_deadline() {
+    let (mut c, s) = tokio::io::duplex(64 * 1024);
+    c.write_all(&[0x01, 0, 0, 0x03, 0xe8, 0, 1]).await.unwrap();
+    // The deadline is long: reaching it would be the old behaviour.
+    let opts = HandshakeOptions::new(Duration::from_secs(600), 1);
+    let res = net::accept(s, server_config(), &opts).await;
+    assert!(
+        matches!(
+            res,
+            Err(NetError::Protocol(Error::Handshake(
+                proto_core::HandshakeError::MalformedHello
+            )))
+        ),
+        "{:?}",
+        res.err()
+    );
+    // The client learns why: a plaintext handshake_failure alert.
+    let mut reply = Vec::new();
+    c.read_to_end(&mut reply).await.unwrap();
+    assert_eq!(reply, [0x15, 0, 0, 0, 3, 2, 0, 1]);
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use rand_core::CryptoRngCore;
 
 use crate::error::{AlertCode, Error, PeerMisbehaved};
 use crate::frame::{
-    decode_header, encode_frame, Decoded, FrameType, MAX_FRAME_BODY, MIN_FRAME_BODY,
+    decode_header, encode_frame, Decoded, FrameType, HEADER_LEN, MAX_FRAME_BODY, MIN_FRAME_BODY,
 };
 use crate::hello::PROTOCOL_VERSION;
 use crate::record::{
@@ -51,6 +51,22 @@ pub(crate) struct FrameReader {
 }
 
 impl FrameReader {
+    /// Up to `N` bytes of the frame being read: what is buffered, then `data`.
+    pub(crate) fn peek<const N: usize>(&self, data: &[u8]) -> ([u8; N], usize) {
+        let mut out = [0u8; N];
+        let buffered = if self.frame_ready {
+            &[][..]
+        } else {
+            &self.buf[..]
+        };
+        let mut n = 0;
+        for &b in buffered.iter().chain(data).take(N) {
+            out[n] = b;
+            n += 1;
+        }
+        (out, n)
+    }
+
     /// Returns the next whole frame (header included), borrowing from
     /// `data` when it holds one entirely, else from the internal buffer.
     pub(crate) fn next<'s, 'd: 's>(
@@ -127,7 +143,7 @@ impl Common {
     /// Records a fatal error, queues the matching alert, returns the error.
     pub(crate) fn fail(&mut self, err: Error) -> Error {
         if self.error.is_none() {
-            if !matches!(err, Error::AlertReceived(_) | Error::UnexpectedEof) {
+            if !err.came_from_peer() {
                 self.send_alert(err.alert());
             }
             self.error = Some(err.clone());
@@ -143,12 +159,8 @@ impl Common {
         if self.sealer.is_some() {
             let _ = self.seal(ContentType::Alert, &[code.to_byte()]);
         } else {
-            let v = PROTOCOL_VERSION.to_be_bytes();
-            encode_frame(
-                FrameType::Alert,
-                &[code.to_byte(), v[0], v[1]],
-                &mut self.outgoing,
-            );
+            self.outgoing
+                .extend_from_slice(&plaintext_alert_frame(code));
         }
     }
 
@@ -271,9 +283,28 @@ pub(crate) enum ControlOutcome {
     Closed,
 }
 
+/// A whole plaintext alert frame (§6): what a side sends before it has keys,
+/// and what a server sends a connection it refuses (`ServerFull`,
+/// `RateLimited`) before closing it.
+pub fn plaintext_alert_frame(code: AlertCode) -> [u8; HEADER_LEN + 3] {
+    let mut out = Vec::with_capacity(HEADER_LEN + 3);
+    let v = PROTOCOL_VERSION.to_be_bytes();
+    encode_frame(FrameType::Alert, &[code.to_byte(), v[0], v[1]], &mut out);
+    let mut frame = [0u8; HEADER_LEN + 3];
+    frame.copy_from_slice(&out);
+    frame
+}
+
 /// Parses a plaintext alert frame body into the error it reports.
 pub(crate) fn plaintext_alert_error(body: &[u8]) -> Error {
     match body {
+        // The peer refused the version we sent, yet speaks it: what it
+        // received was not what we sent.
+        [1, hi, lo] if u16::from_be_bytes([*hi, *lo]) == PROTOCOL_VERSION => {
+            Error::VersionAltered {
+                version: PROTOCOL_VERSION,
+            }
+        }
         [1, hi, lo] => Error::VersionMismatch {
             ours: PROTOCOL_VERSION,
             peer: u16::from_be_bytes([*hi, *lo]),

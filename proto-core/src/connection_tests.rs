@@ -359,11 +359,23 @@ fn wrong_version_gets_a_clear_error_on_both_sides() {
     // The server answers with a plaintext protocol_version alert naming its version.
     let alert = server_out(&mut server);
     assert_eq!(alert, vec![0x15, 0, 0, 0, 3, 1, 0, 1]);
-    // A v2 client receiving it learns the server speaks version 1.
+    // A version-1 client that receives it sent version 1, so its hello was
+    // altered on the way: it says so, not "peer speaks version 1, we speak 1".
     let mut other = ClientConnection::new(ClientConfig::new(ServerTrust::FirstUse), rng(3));
+    let _ = client_out(&mut other);
+    let err = other.handle_input(&alert).unwrap_err();
+    assert_eq!(err, Error::VersionAltered { version: 1 });
+    assert!(err.to_string().contains("altered in transit"), "{err}");
+    assert!(
+        client_out(&mut other).is_empty(),
+        "no alert answers an alert"
+    );
+    // From a server of another version, the alert names that version.
+    let mut other = ClientConnection::new(ClientConfig::new(ServerTrust::FirstUse), rng(3));
+    let _ = client_out(&mut other);
     assert_eq!(
-        other.handle_input(&alert),
-        Err(Error::VersionMismatch { ours: 1, peer: 1 })
+        other.handle_input(&[0x15, 0, 0, 0, 3, 1, 0, 2]),
+        Err(Error::VersionMismatch { ours: 1, peer: 2 })
     );
     // A version-2 hello of a different length is still reported as a version problem.
     let mut server = ServerConnection::new(ServerConfig::new(identity(1)), rng(2));
@@ -740,4 +752,91 @@ fn input_split_into_single_bytes_still_works() {
         p.client.handle_input(std::slice::from_ref(b)).unwrap();
     }
     assert!(p.client.is_established());
+}
+
+#[test]
+fn a_client_hello_of_the_wrong_length_is_refused_from_its_first_seven_bytes() {
+    // Header announcing 1,000 body bytes, then version 1: no need to wait
+    // for the rest (or for the handshake deadline).
+    let mut server = ServerConnection::new(ServerConfig::new(identity(1)), rng(2));
+    let prefix = [0x01, 0, 0, 0x03, 0xe8, 0, 1];
+    assert!(ServerConnection::first_flight_ready(&prefix));
+    assert!(!ServerConnection::first_flight_ready(&prefix[..6]));
+    assert_eq!(
+        server.handle_input(&prefix),
+        Err(Error::Handshake(HandshakeError::MalformedHello))
+    );
+    assert_eq!(
+        server_out(&mut server),
+        vec![
+            0x15,
+            0,
+            0,
+            0,
+            3,
+            AlertCode::HandshakeFailure.to_byte(),
+            0,
+            1
+        ]
+    );
+    // Another version with another length: a version problem, at once.
+    let mut server = ServerConnection::new(ServerConfig::new(identity(1)), rng(2));
+    assert_eq!(
+        server.handle_input(&[0x01, 0, 0, 0x03, 0xe8, 0, 9]),
+        Err(Error::VersionMismatch { ours: 1, peer: 9 })
+    );
+    // A frame that is not a ClientHello at all is refused from its first byte.
+    assert!(ServerConnection::first_flight_ready(&[0x17]));
+    let mut server = ServerConnection::new(ServerConfig::new(identity(1)), rng(2));
+    assert_eq!(
+        server.handle_input(&[0x17]),
+        Err(Error::PeerMisbehaved(PeerMisbehaved::UnexpectedFrame {
+            got: 0x17
+        }))
+    );
+    // The right length, arriving byte by byte, is waited for.
+    let mut client = ClientConnection::new(ClientConfig::new(ServerTrust::FirstUse), rng(1));
+    let hello = client_out(&mut client);
+    let mut server = ServerConnection::new(ServerConfig::new(identity(1)), rng(2));
+    for (i, b) in hello.iter().enumerate() {
+        assert_eq!(
+            ServerConnection::first_flight_ready(&hello[..=i]),
+            i + 1 == hello.len()
+        );
+        server.handle_input(&[*b]).unwrap();
+    }
+    assert!(!server_out(&mut server).is_empty(), "ServerHello sent");
+}
+
+#[test]
+fn a_clients_plaintext_abort_after_the_server_hello_is_reported_as_its_alert() {
+    // The client finds the server key changed and aborts with a plaintext
+    // handshake_failure (it has no keys to seal it with).
+    let mut p = Pair::new(ServerTrust::Pinned(identity(1).public_key()), identity(2));
+    let hello = client_out(&mut p.client);
+    p.server.handle_input(&hello).unwrap();
+    let reply = server_out(&mut p.server);
+    assert!(p.client.handle_input(&reply).is_err());
+    let alert = client_out(&mut p.client);
+    let err = p.server.handle_input(&alert).unwrap_err();
+    assert_eq!(err, Error::AlertReceived(AlertCode::HandshakeFailure));
+    assert_eq!(
+        err.to_string(),
+        "peer aborted the connection: handshake_failure"
+    );
+    assert!(
+        server_out(&mut p.server).is_empty(),
+        "no alert answers an alert"
+    );
+}
+
+#[test]
+fn a_refused_connection_learns_why_from_a_plaintext_alert() {
+    for (code, byte) in [(AlertCode::ServerFull, 8), (AlertCode::RateLimited, 9)] {
+        let frame = plaintext_alert_frame(code);
+        assert_eq!(frame, [0x15, 0, 0, 0, 3, byte, 0, 1]);
+        let mut client = ClientConnection::new(ClientConfig::new(ServerTrust::FirstUse), rng(1));
+        let _ = client_out(&mut client);
+        assert_eq!(client.handle_input(&frame), Err(Error::AlertReceived(code)));
+    }
 }

@@ -14,6 +14,10 @@ pub enum Error {
     /// The peer's first message named a protocol version we do not speak.
     #[error("peer speaks protocol version {peer}, this side speaks version {ours}")]
     VersionMismatch { ours: u16, peer: u16 },
+    /// The peer refused our hello's version although it speaks that same
+    /// version: the hello was altered on the way.
+    #[error("the peer refused protocol version {version}, which it speaks too: the handshake was altered in transit")]
+    VersionAltered { version: u16 },
     /// The handshake failed (bad key share, bad signature, bad Finished...).
     #[error("handshake failed: {0}")]
     Handshake(#[from] HandshakeError),
@@ -35,7 +39,7 @@ pub enum Error {
     #[error("invalid application message: {0}")]
     Message(#[from] MessageError),
     /// The peer reported an error and closed.
-    #[error("peer aborted the connection: {0:?}")]
+    #[error("peer aborted the connection: {0}")]
     AlertReceived(AlertCode),
     /// The transport closed without the peer's close_notify: the session
     /// may have been truncated by an attacker or a crash (threat N3).
@@ -105,8 +109,32 @@ pub enum AlertCode {
     RecordOverflow,
     UnexpectedMessage,
     InternalError,
+    /// The server refused the connection: it is at its connection limit.
+    ServerFull,
+    /// The server refused the connection: too many connections or
+    /// handshakes from this address.
+    RateLimited,
     /// A code this implementation does not know.
     Unknown(u8),
+}
+
+impl std::fmt::Display for AlertCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            AlertCode::CloseNotify => "close_notify",
+            AlertCode::ProtocolVersion => "protocol_version",
+            AlertCode::HandshakeFailure => "handshake_failure",
+            AlertCode::BadRecordMac => "bad_record_mac",
+            AlertCode::DecodeError => "decode_error",
+            AlertCode::RecordOverflow => "record_overflow",
+            AlertCode::UnexpectedMessage => "unexpected_message",
+            AlertCode::InternalError => "internal_error",
+            AlertCode::ServerFull => "server_full",
+            AlertCode::RateLimited => "rate_limited",
+            AlertCode::Unknown(b) => return write!(f, "unknown alert {b}"),
+        };
+        f.write_str(name)
+    }
 }
 
 impl AlertCode {
@@ -120,6 +148,8 @@ impl AlertCode {
             AlertCode::RecordOverflow => 5,
             AlertCode::UnexpectedMessage => 6,
             AlertCode::InternalError => 7,
+            AlertCode::ServerFull => 8,
+            AlertCode::RateLimited => 9,
             AlertCode::Unknown(b) => b,
         }
     }
@@ -134,12 +164,23 @@ impl AlertCode {
             5 => AlertCode::RecordOverflow,
             6 => AlertCode::UnexpectedMessage,
             7 => AlertCode::InternalError,
+            8 => AlertCode::ServerFull,
+            9 => AlertCode::RateLimited,
             other => AlertCode::Unknown(other),
         }
     }
 }
 
 impl Error {
+    /// Whether the peer ended the connection (an alert or end of stream)
+    /// rather than this side finding it at fault: nothing is sent back.
+    pub fn came_from_peer(&self) -> bool {
+        matches!(
+            self,
+            Error::AlertReceived(_) | Error::UnexpectedEof | Error::VersionAltered { .. }
+        )
+    }
+
     /// The alert this side sends when it fails with `self`.
     pub(crate) fn alert(&self) -> AlertCode {
         match self {
@@ -155,9 +196,10 @@ impl Error {
                 PeerMisbehaved::UnexpectedFrame { .. } | PeerMisbehaved::UnexpectedContent { .. },
             ) => AlertCode::UnexpectedMessage,
             Error::PeerMisbehaved(_) | Error::Message(_) => AlertCode::DecodeError,
-            Error::AlertReceived(_) | Error::UnexpectedEof | Error::InvalidState(_) => {
-                AlertCode::InternalError
-            }
+            Error::AlertReceived(_)
+            | Error::VersionAltered { .. }
+            | Error::UnexpectedEof
+            | Error::InvalidState(_) => AlertCode::InternalError,
         }
     }
 }

@@ -1,9 +1,9 @@
 //! The two plaintext handshake messages, the transcript hash and the
 //! signed content (docs/PROTOCOL.md §Handshake).
 
-use crate::error::{Error, HandshakeError};
+use crate::error::{Error, HandshakeError, PeerMisbehaved};
 use crate::ffdhe::FFDHE3072_BYTES;
-use crate::frame::{encode_frame, FrameType};
+use crate::frame::{encode_frame, FrameType, HEADER_LEN, MAX_FRAME_BODY};
 use crate::identity::ServerKey;
 use crate::key_exchange::{MLKEM768_CT_BYTES, MLKEM768_EK_BYTES, X25519_BYTES};
 
@@ -56,6 +56,47 @@ fn check_version(body: &[u8]) -> Result<(), Error> {
         });
     }
     Ok(())
+}
+
+/// What the first bytes from a client already tell, before its whole
+/// ClientHello has arrived: `Ok(None)` needs more bytes, `Ok(Some(n))` the
+/// frame is `n` bytes long (header included), `Err` the hello can be refused
+/// now. A wrong length is known from the header and the version from the
+/// two bytes after it, so a client cannot hold a connection until the
+/// handshake deadline by announcing a hello it never completes.
+pub fn client_hello_frame_len(prefix: &[u8]) -> Result<Option<usize>, Error> {
+    let Some(&first) = prefix.first() else {
+        return Ok(None);
+    };
+    if FrameType::from_byte(first)? != FrameType::ClientHello {
+        return Err(PeerMisbehaved::UnexpectedFrame { got: first }.into());
+    }
+    if prefix.len() < HEADER_LEN {
+        return Ok(None);
+    }
+    let body_len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]);
+    if body_len > MAX_FRAME_BODY {
+        return Err(PeerMisbehaved::FrameTooLarge {
+            len: body_len,
+            max: MAX_FRAME_BODY,
+        }
+        .into());
+    }
+    let body_len = body_len as usize;
+    if body_len == CLIENT_HELLO_BODY {
+        return Ok(Some(HEADER_LEN + body_len));
+    }
+    if body_len < 2 {
+        return Err(HandshakeError::MalformedHello.into());
+    }
+    match prefix.get(HEADER_LEN..HEADER_LEN + 2) {
+        // The version decides the alert (protocol_version or decode_error).
+        Some(version) => {
+            check_version(version)?;
+            Err(HandshakeError::MalformedHello.into())
+        }
+        None => Ok(None),
+    }
 }
 
 struct Cursor<'a>(&'a [u8]);

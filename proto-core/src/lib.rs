@@ -48,7 +48,7 @@ pub mod server;
 pub mod fuzz_targets;
 
 pub use client::{ClientConfig, ClientConnection, ClientEvent};
-pub use common::Limits;
+pub use common::{plaintext_alert_frame, Limits};
 pub use error::{AlertCode, Error, HandshakeError, PeerMisbehaved};
 pub use identity::{Fingerprint, ServerIdentity, ServerKey, ServerTrust};
 pub use record::KeyUpdatePolicy;

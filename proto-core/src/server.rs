@@ -6,10 +6,12 @@ use std::sync::Arc;
 use rand_core::CryptoRngCore;
 use subtle::ConstantTimeEq;
 
-use crate::common::{Common, ControlOutcome, FrameReader, Limits};
+use crate::common::{plaintext_alert_error, Common, ControlOutcome, FrameReader, Limits};
 use crate::error::{Error, HandshakeError, PeerMisbehaved};
 use crate::frame::{FrameType, HEADER_LEN};
-use crate::hello::{signed_content, ClientHello, ServerHello, Transcript, RANDOM_BYTES};
+use crate::hello::{
+    client_hello_frame_len, signed_content, ClientHello, ServerHello, Transcript, RANDOM_BYTES,
+};
 use crate::identity::ServerIdentity;
 use crate::key_exchange::ServerShares;
 use crate::key_schedule::{finished_mac, HandshakeSecrets};
@@ -100,6 +102,13 @@ impl ServerConnection {
     /// this off the latency-sensitive path while not yet established.
     pub fn handle_input(&mut self, mut data: &[u8]) -> Result<(), Error> {
         self.inner.common.check()?;
+        if matches!(self.inner.state, State::ExpectClientHello) {
+            let (prefix, n) = self.reader.peek::<{ HEADER_LEN + 2 }>(data);
+            if let Err(e) = client_hello_frame_len(&prefix[..n]) {
+                self.inner.state = State::Failed;
+                return Err(self.inner.common.fail(e));
+            }
+        }
         let max = self.inner.common.limits.max_frame_body;
         loop {
             let frame = match self.reader.next(&mut data, max) {
@@ -111,6 +120,17 @@ impl ServerConnection {
                 self.inner.state = State::Failed;
                 return Err(self.inner.common.fail(e));
             }
+        }
+    }
+
+    /// Whether `received` (the bytes from the client so far) is enough for
+    /// [`handle_input`](Self::handle_input) to process the ClientHello or
+    /// to refuse it. Drivers read until then before spending a CPU permit.
+    pub fn first_flight_ready(received: &[u8]) -> bool {
+        match client_hello_frame_len(received) {
+            Ok(None) => false,
+            Ok(Some(len)) => received.len() >= len,
+            Err(_) => true,
         }
     }
 
@@ -169,6 +189,11 @@ impl Inner {
         let frame_type = FrameType::from_byte(frame[0])?;
         match (&self.state, frame_type) {
             (State::ExpectClientHello, FrameType::ClientHello) => self.handle_client_hello(frame),
+            // A client that rejects our ServerHello (key changed, trust
+            // declined, bad signature) has no keys yet: its alert is plaintext.
+            (State::ExpectClientFinished { .. }, FrameType::Alert) => {
+                Err(plaintext_alert_error(&frame[HEADER_LEN..]))
+            }
             (State::ExpectClientFinished { .. } | State::Established, FrameType::Record) => {
                 self.handle_record(frame)
             }

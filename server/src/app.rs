@@ -137,7 +137,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         )),
         None => None,
     };
-    let (history, history_thread) = history::spawn(history_store).map_err(StartError::Thread)?;
+    // Ids continue above anything in history: milliseconds since the epoch,
+    // times 1024, leaves room for 1024 messages per ms without overlap.
+    let (history, history_thread) =
+        history::spawn(history_store, now_ms().saturating_mul(1024)).map_err(StartError::Thread)?;
     let tcp = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -149,9 +152,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         source,
     })?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    // Ids continue above anything in history: milliseconds since the epoch,
-    // times 1024, leaves room for 1024 messages per ms without overlap.
-    let hub = Hub::new(now_ms().saturating_mul(1024));
+    let hub = Hub::new();
     let shared = Arc::new(Shared {
         hub,
         accounts,

@@ -82,8 +82,11 @@ pub struct ServerLimits {
     /// Open connections from one IP address.
     pub max_connections_per_ip: usize,
     /// Connections not yet logged in (handshaking or authenticating), in
-    /// total: a slowloris from many addresses cannot crowd out logins.
+    /// total. When full, a newcomer evicts the oldest of them, so a
+    /// slowloris from many addresses cannot crowd out logins.
     pub max_unauthenticated: usize,
+    /// ... of which one IP address may hold this many.
+    pub max_unauthenticated_per_ip: usize,
     /// From TCP accept to the client's Finished, TLS included (slowloris).
     pub handshake_timeout: Duration,
     /// From the end of the handshake to a successful login.
@@ -123,8 +126,9 @@ impl Default for ServerLimits {
             max_connections: 25_000,
             max_connections_per_ip: 64,
             max_unauthenticated: 1024,
+            max_unauthenticated_per_ip: 16,
             handshake_timeout: Duration::from_secs(10),
-            auth_timeout: Duration::from_secs(60),
+            auth_timeout: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(120),
             ping_interval: Duration::from_secs(30),
             messages_per_second: 20,
@@ -163,6 +167,7 @@ pub struct FileLimits {
     pub max_connections: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
     pub max_unauthenticated: Option<usize>,
+    pub max_unauthenticated_per_ip: Option<usize>,
     pub handshake_timeout_secs: Option<u64>,
     pub auth_timeout_secs: Option<u64>,
     pub idle_timeout_secs: Option<u64>,
@@ -231,6 +236,10 @@ impl FileConfig {
         set(&mut l.max_connections, f.max_connections);
         set(&mut l.max_connections_per_ip, f.max_connections_per_ip);
         set(&mut l.max_unauthenticated, f.max_unauthenticated);
+        set(
+            &mut l.max_unauthenticated_per_ip,
+            f.max_unauthenticated_per_ip,
+        );
         secs(&mut l.handshake_timeout, f.handshake_timeout_secs);
         secs(&mut l.auth_timeout, f.auth_timeout_secs);
         secs(&mut l.idle_timeout, f.idle_timeout_secs);
@@ -256,7 +265,7 @@ impl ServerLimits {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let checks: [(bool, &'static str, &'static str); 9] = [
             (
-                self.max_unauthenticated > 0,
+                self.max_unauthenticated > 0 && self.max_unauthenticated_per_ip > 0,
                 "max_unauthenticated",
                 "must be at least 1",
             ),

@@ -1,12 +1,16 @@
-//! The history writer: one thread owns the encrypted history logs, so
-//! appends never block the async workers and happen in the order messages
-//! were delivered. Sessions talk to it through a bounded channel.
+//! The history writer: one thread owns the encrypted history logs and gives
+//! every message its id and time, so ids increase in log order and the
+//! async workers never wait for the disk. A session asks it to store a
+//! message and delivers the message only after the answer: "stored, then
+//! delivered", so a message anyone has seen survives a kill -9 (the append
+//! is a `write(2)` before the answer; see `storage::history_log`).
 
 use std::thread;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::storage::{Conversation, HistoryEntry, HistoryError, HistoryStore};
+use crate::clock::now_ms;
+use crate::storage::{Appended, Conversation, HistoryEntry, HistoryError, HistoryStore};
 
 /// Requests queued before senders wait (backpressure on chat, not memory).
 const QUEUE: usize = 16 * 1024;
@@ -14,12 +18,44 @@ const QUEUE: usize = 16 * 1024;
 /// Recent entries of each conversation of a user: the room first.
 pub type Recent = Vec<(Conversation, Vec<HistoryEntry>)>;
 
-enum Request {
-    Room(HistoryEntry),
+/// A message to store; the writer stamps its id and time.
+#[derive(Debug)]
+pub struct NewMessage {
+    /// Sender's display name.
+    pub from: String,
+    /// Recipient's display name for a direct message.
+    pub to: Option<String>,
+    pub text: String,
+    /// The sender's idempotency key, if it sent one.
+    pub client_id: Option<u64>,
+}
+
+/// Where a message goes.
+#[derive(Debug)]
+pub enum Destination {
+    Room,
+    /// A direct message between two canonical names.
     Direct {
         a: String,
         b: String,
-        entry: HistoryEntry,
+    },
+}
+
+/// A message in history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub id: u64,
+    pub timestamp_ms: u64,
+    /// False for a resend of a message already stored (same sender and
+    /// `client_id`): it was delivered the first time and is not again.
+    pub is_new: bool,
+}
+
+enum Request {
+    Append {
+        destination: Destination,
+        message: NewMessage,
+        reply: oneshot::Sender<Result<Stored, HistoryError>>,
     },
     Recent {
         user: String,
@@ -48,33 +84,81 @@ impl HistoryThread {
     }
 }
 
-/// Starts the writer thread owning `store`.
-pub fn spawn(mut store: HistoryStore) -> std::io::Result<(History, HistoryThread)> {
+/// The writer's own state: the store and the id counter.
+struct Writer {
+    store: HistoryStore,
+    next_id: u64,
+}
+
+impl Writer {
+    fn append(
+        &mut self,
+        destination: Destination,
+        message: NewMessage,
+    ) -> Result<Stored, HistoryError> {
+        let entry = HistoryEntry {
+            id: self.next_id,
+            timestamp_ms: now_ms(),
+            from: message.from,
+            to: message.to,
+            text: message.text,
+            client_id: message.client_id,
+        };
+        let appended = match &destination {
+            Destination::Room => self.store.append_room(&entry),
+            Destination::Direct { a, b } => self.store.append_direct(a, b, &entry),
+        }?;
+        Ok(match appended {
+            Appended::New => {
+                self.next_id += 1;
+                Stored {
+                    id: entry.id,
+                    timestamp_ms: entry.timestamp_ms,
+                    is_new: true,
+                }
+            }
+            Appended::Duplicate { id, timestamp_ms } => Stored {
+                id,
+                timestamp_ms,
+                is_new: false,
+            },
+        })
+    }
+}
+
+/// Starts the writer thread owning `store`; message ids start at
+/// `first_id` (choose it above any id in history).
+pub fn spawn(store: HistoryStore, first_id: u64) -> std::io::Result<(History, HistoryThread)> {
     let (tx, mut rx) = mpsc::channel::<Request>(QUEUE);
+    let mut writer = Writer {
+        store,
+        next_id: first_id,
+    };
     let handle = thread::Builder::new()
         .name("history-writer".into())
         .spawn(move || {
             while let Some(req) = rx.blocking_recv() {
                 match req {
-                    Request::Room(entry) => {
-                        if let Err(e) = store.append_room(&entry) {
-                            tracing::error!(error = %e, "room history append failed");
+                    Request::Append {
+                        destination,
+                        message,
+                        reply,
+                    } => {
+                        let result = writer.append(destination, message);
+                        if let Err(e) = &result {
+                            tracing::error!(error = %e, "history append failed; message not delivered");
                         }
-                    }
-                    Request::Direct { a, b, entry } => {
-                        if let Err(e) = store.append_direct(&a, &b, &entry) {
-                            tracing::error!(error = %e, "direct history append failed");
-                        }
+                        let _ = reply.send(result);
                     }
                     Request::Recent { user, limit, reply } => {
-                        let _ = reply.send(store.recent_for_user(&user, limit));
+                        let _ = reply.send(writer.store.recent_for_user(&user, limit));
                     }
                     Request::Flush(reply) => {
-                        let _ = reply.send(store.flush());
+                        let _ = reply.send(writer.store.flush());
                     }
                 }
             }
-            if let Err(e) = store.flush() {
+            if let Err(e) = writer.store.flush() {
                 tracing::error!(error = %e, "history flush at exit failed");
             }
         })?;
@@ -82,18 +166,23 @@ pub fn spawn(mut store: HistoryStore) -> std::io::Result<(History, HistoryThread
 }
 
 impl History {
-    /// Appends a room message.
-    pub async fn append_room(&self, entry: HistoryEntry) {
-        if self.tx.send(Request::Room(entry)).await.is_err() {
-            tracing::error!("history writer gone; room message not saved");
-        }
-    }
-
-    /// Appends a direct message between `a` and `b` (canonical names).
-    pub async fn append_direct(&self, a: String, b: String, entry: HistoryEntry) {
-        if self.tx.send(Request::Direct { a, b, entry }).await.is_err() {
-            tracing::error!("history writer gone; direct message not saved");
-        }
+    /// Stores a message and answers once it is written (a resend of a
+    /// stored `client_id` answers with the first one's id, `is_new` false).
+    pub async fn append(
+        &self,
+        destination: Destination,
+        message: NewMessage,
+    ) -> Result<Stored, HistoryError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Append {
+                destination,
+                message,
+                reply,
+            })
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
     }
 
     /// The last `limit` entries of each of `user`'s conversations; it sees

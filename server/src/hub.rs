@@ -9,7 +9,7 @@
 //! memory or slowing the room.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use proto_core::message::{LeaveReason, ServerMessage, Username};
@@ -91,27 +91,16 @@ pub struct Registration {
 #[derive(Default)]
 pub struct Hub {
     members: Mutex<BTreeMap<String, Member>>,
-    next_message_id: AtomicU64,
     shutting_down: AtomicBool,
 }
 
 impl Hub {
-    /// Message ids start at `first_id` (choose it above any id in history).
-    pub fn new(first_id: u64) -> Self {
-        Self {
-            members: Mutex::default(),
-            next_message_id: AtomicU64::new(first_id),
-            shutting_down: AtomicBool::new(false),
-        }
+    pub fn new() -> Self {
+        Self::default()
     }
 
     fn members(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Member>> {
         self.members.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// A fresh, increasing message id.
-    pub fn next_message_id(&self) -> u64 {
-        self.next_message_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Adds a logged-in session. If the user was online on another
@@ -248,7 +237,7 @@ mod tests {
 
     #[test]
     fn broadcast_reaches_everyone_but_the_sender_and_joins_are_announced() {
-        let hub = Hub::new(1);
+        let hub = Hub::new();
         let mut a = join(&hub, "Alice", 1, 16);
         let mut b = join(&hub, "Bob", 2, 16);
         assert!(
@@ -274,7 +263,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_outbox_kicks_only_that_member() {
-        let hub = Hub::new(1);
+        let hub = Hub::new();
         let slow = join(&hub, "slow", 1, 2);
         let mut fast = join(&hub, "fast", 2, 64);
         for i in 0..5 {
@@ -290,7 +279,7 @@ mod tests {
 
     #[tokio::test]
     async fn second_login_replaces_the_first_silently() {
-        let hub = Hub::new(1);
+        let hub = Hub::new();
         let mut other = join(&hub, "other", 9, 16);
         let first = join(&hub, "alice", 1, 16);
         assert!(decode(&mut other.rx).is_some()); // alice joined
@@ -312,7 +301,7 @@ mod tests {
 
     #[test]
     fn departures_during_shutdown_are_not_announced() {
-        let hub = Hub::new(1);
+        let hub = Hub::new();
         let mut a = join(&hub, "a", 1, 16);
         let _b = join(&hub, "b", 2, 16);
         let _ = decode(&mut a.rx);

@@ -20,6 +20,7 @@
 
 pub mod accounts;
 pub mod app;
+pub mod attempt_queue;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -31,6 +32,7 @@ pub mod rate_limit;
 pub mod resume_tokens;
 pub mod session;
 pub mod storage;
+pub mod unauthenticated_pool;
 
 pub use app::{start, RunningServer, StartError};
 pub use cli::cli_main;

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use net::tls::ReloadableTlsAcceptor;
 use net::{HandshakeOptions, MaybeTlsStream, ServerStream};
+use proto_core::AlertCode;
 use proto_core::ServerConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -16,6 +18,7 @@ use tokio::time::{timeout, Instant};
 
 use crate::rate_limit::{AddressGate, AddressPermit};
 use crate::session::{self, Shared};
+use crate::unauthenticated_pool::{PoolSlot, UnauthenticatedPool};
 
 /// How long shutdown waits for sessions to say goodbye before dropping them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -30,11 +33,11 @@ pub struct Listener {
 }
 
 /// The slots a connection holds: in total and per address until it ends,
-/// among the not-yet-logged-in until it logs in.
+/// among the not-yet-logged-in until it logs in (or is evicted).
 struct Admitted {
     _global: OwnedSemaphorePermit,
     _address: AddressPermit,
-    pending: Option<OwnedSemaphorePermit>,
+    pending: PoolSlot,
 }
 
 impl Listener {
@@ -42,7 +45,10 @@ impl Listener {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let limits = self.shared.limits.clone();
         let connections = Arc::new(Semaphore::new(limits.max_connections));
-        let unauthenticated = Arc::new(Semaphore::new(limits.max_unauthenticated));
+        let unauthenticated = UnauthenticatedPool::new(
+            limits.max_unauthenticated,
+            limits.max_unauthenticated_per_ip,
+        );
         let gate = AddressGate::new(
             limits.max_connections_per_ip,
             limits.handshakes_per_ip_per_second,
@@ -50,6 +56,7 @@ impl Listener {
         );
         let mut tasks = JoinSet::new();
         let mut refused: u64 = 0;
+        let lingering = Arc::new(Semaphore::new(MAX_LINGERING_REFUSALS));
         loop {
             let accepted = tokio::select! {
                 a = self.tcp.accept() => a,
@@ -68,11 +75,7 @@ impl Listener {
             let Ok(global) = Arc::clone(&connections).try_acquire_owned() else {
                 refused += 1;
                 log_refusal(refused, peer, "server full (max_connections)");
-                continue;
-            };
-            let Ok(pending) = Arc::clone(&unauthenticated).try_acquire_owned() else {
-                refused += 1;
-                log_refusal(refused, peer, "too many connections not logged in");
+                refuse(stream, AlertCode::ServerFull, &lingering);
                 continue;
             };
             let address = match gate.admit(peer.ip(), std::time::Instant::now()) {
@@ -80,14 +83,33 @@ impl Listener {
                 Err(why) => {
                     refused += 1;
                     log_refusal(refused, peer, &format!("{why:?}"));
+                    refuse(stream, AlertCode::RateLimited, &lingering);
                     continue;
                 }
             };
+            let evicted_before = unauthenticated.evicted_total();
+            let pending = match unauthenticated.admit(peer.ip()) {
+                Ok(slot) => slot,
+                Err(why) => {
+                    refused += 1;
+                    log_refusal(refused, peer, &format!("{why:?}"));
+                    refuse(stream, AlertCode::RateLimited, &lingering);
+                    continue;
+                }
+            };
+            let evicted = unauthenticated.evicted_total();
+            if evicted > evicted_before && (evicted <= 10 || evicted % 1000 == 0) {
+                tracing::warn!(
+                    %peer,
+                    evicted_total = evicted,
+                    "not-logged-in connections at their cap: evicted the oldest"
+                );
+            }
             let _ = stream.set_nodelay(true);
             let admitted = Admitted {
                 _global: global,
                 _address: address,
-                pending: Some(pending),
+                pending,
             };
             tasks.spawn(handle(
                 stream,
@@ -116,6 +138,33 @@ impl Listener {
     }
 }
 
+/// Refused connections kept open at once to deliver their alert.
+const MAX_LINGERING_REFUSALS: usize = 64;
+/// How long a refused connection is kept to deliver its alert.
+const REFUSAL_LINGER: Duration = Duration::from_millis(500);
+
+/// Tells a refused client why (a plaintext alert: `server_full` or
+/// `rate_limited`), then closes. The client's hello is read and dropped
+/// first, for a moment, so that closing with unread input does not reset
+/// the connection before the alert is read; under a flood (no lingering
+/// slot left) the connection is closed at once, without the alert.
+fn refuse(stream: TcpStream, why: AlertCode, lingering: &Arc<Semaphore>) {
+    let Ok(permit) = Arc::clone(lingering).try_acquire_owned() else {
+        return;
+    };
+    let _ = stream.try_write(&proto_core::plaintext_alert_frame(why));
+    tokio::spawn(async move {
+        let _permit = permit;
+        let mut stream = stream;
+        let _ = timeout(REFUSAL_LINGER, async {
+            let _ = stream.shutdown().await;
+            let mut sink = [0u8; 2048];
+            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    });
+}
+
 fn log_refusal(count: u64, peer: SocketAddr, why: &str) {
     // A flood must not flood the log: the first few, then every 1000th.
     if count <= 10 || count % 1000 == 0 {
@@ -126,13 +175,41 @@ fn log_refusal(count: u64, peer: SocketAddr, why: &str) {
 async fn handle(
     tcp: TcpStream,
     peer: SocketAddr,
-    mut admitted: Admitted,
+    admitted: Admitted,
     tls: Option<Arc<ReloadableTlsAcceptor>>,
     protocol: ServerConfig,
     shared: Arc<Shared>,
     cpu_permits: Arc<Semaphore>,
 ) {
+    let Admitted {
+        _global,
+        _address,
+        mut pending,
+    } = admitted;
     let deadline = Instant::now() + shared.limits.handshake_timeout;
+    let handshake = handshake(tcp, peer, tls, protocol, &shared, cpu_permits, deadline);
+    let session = tokio::select! {
+        s = handshake => s,
+        () = pending.evicted() => {
+            tracing::debug!(%peer, "evicted during the handshake: not-logged-in connections at their cap");
+            return;
+        }
+    };
+    if let Some(session) = session {
+        session::run(session, peer, shared, pending).await;
+    }
+}
+
+/// TLS (if configured) and the protocol handshake, within `deadline`.
+async fn handshake(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<Arc<ReloadableTlsAcceptor>>,
+    protocol: ServerConfig,
+    shared: &Shared,
+    cpu_permits: Arc<Semaphore>,
+    deadline: Instant,
+) -> Option<net::ServerSession<ServerStream>> {
     let stream: ServerStream = match tls {
         None => MaybeTlsStream::Plain(tcp),
         Some(tls) => {
@@ -140,11 +217,11 @@ async fn handle(
                 Ok(Ok(s)) => s.into(),
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
+                    return None;
                 }
                 Err(_) => {
                     tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
+                    return None;
                 }
             }
         }
@@ -154,11 +231,11 @@ async fn handle(
         cpu_permits,
     };
     match net::accept(stream, protocol, &opts).await {
-        Ok(session) => {
-            let pending = admitted.pending.take();
-            session::run(session, peer, shared, pending).await
+        Ok(session) => Some(session),
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "handshake failed");
+            None
         }
-        Err(e) => tracing::debug!(%peer, error = %e, "handshake failed"),
     }
 }
 

@@ -18,10 +18,11 @@ use tokio::time::{sleep_until, timeout, Instant};
 use crate::accounts::{Accounts, AuthError, LoggedIn};
 use crate::clock::now_ms;
 use crate::config::ServerLimits;
-use crate::history::{History, Recent};
+use crate::history::{Destination, History, NewMessage, Recent};
 use crate::hub::{Hub, Kick, Registration, SessionControl, SessionId};
 use crate::rate_limit::TokenBucket;
-use crate::storage::{Conversation, HistoryEntry};
+use crate::storage::Conversation;
+use crate::unauthenticated_pool::PoolSlot;
 
 /// Outbox messages sealed into one write at most.
 const MAX_COALESCE: usize = 256;
@@ -95,13 +96,14 @@ fn error(code: ErrorCode, detail: &str) -> ServerMessage {
 
 /// Runs a session from the end of its handshake to its close.
 ///
-/// `unauthenticated` is this connection's slot among those not logged in;
-/// it is given back at login.
+/// `unauthenticated` is this connection's place among those not logged in;
+/// it is given back at login, and the connection is closed if a newcomer
+/// evicts it first.
 pub async fn run<S>(
     session: ServerSession<S>,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    unauthenticated: Option<tokio::sync::OwnedSemaphorePermit>,
+    mut unauthenticated: PoolSlot,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -126,7 +128,7 @@ pub async fn run<S>(
         conn.close(Some(GoodbyeReason::ServerShutdown)).await;
         return;
     }
-    let me = conn.authenticate().await;
+    let me = conn.authenticate(&mut unauthenticated).await;
     drop(unauthenticated);
     match me {
         Some(me) => conn.chat(me).await,
@@ -210,12 +212,25 @@ where
         Ok(false)
     }
 
-    /// Until a login succeeds, the client gives up, or the auth timeout.
-    async fn authenticate(&mut self) -> Option<LoggedIn> {
+    /// Until a login succeeds, the client gives up, the auth timeout, or a
+    /// newcomer takes this connection's place among the not-logged-in.
+    async fn authenticate(&mut self, place: &mut PoolSlot) -> Option<LoggedIn> {
         let deadline = Instant::now() + self.limits().auth_timeout;
         loop {
             let event = tokio::select! {
                 ev = self.session.next_event() => ev,
+                () = place.evicted() => {
+                    tracing::debug!(conn = %self.session.id(), "evicted before logging in: not-logged-in connections at their cap");
+                    let _ = timeout(
+                        net::CLOSE_TIMEOUT,
+                        self.session.send(&error(
+                            ErrorCode::ServerFull,
+                            "server full: too many connections waiting to log in; try again",
+                        )),
+                    )
+                    .await;
+                    return None;
+                }
                 _ = sleep_until(deadline) => {
                     self.goodbye_now(GoodbyeReason::IdleTimeout).await;
                     return None;
@@ -289,6 +304,8 @@ where
             ClientMessage::Goodbye => return Ok(Step::Stop(Some(GoodbyeReason::ClientRequest))),
             ClientMessage::RoomMessage { .. }
             | ClientMessage::DirectMessage { .. }
+            | ClientMessage::SendRoom { .. }
+            | ClientMessage::SendDirect { .. }
             | ClientMessage::WhoIsOnline => {
                 if !self.admit_auth()? {
                     return Ok(Step::Continue);
@@ -442,8 +459,15 @@ where
                         Ok(SessionEvent::Message(msg)) => msg,
                         Ok(SessionEvent::Closed { clean: true }) => return End::Exit,
                         Ok(SessionEvent::Closed { clean: false }) => return End::Dropped,
+                        // The client ended the session with an alert: it found
+                        // something wrong (e.g. a record tampered on the way to
+                        // it), which is not its own violation.
+                        Err(NetError::Protocol(e)) if e.came_from_peer() => {
+                            tracing::info!(conn = %self.session.id(), error = %e, "client aborted the session");
+                            return End::Dropped;
+                        }
                         Err(NetError::Protocol(e)) => {
-                            tracing::debug!(conn = %self.session.id(), error = %e, "protocol violation");
+                            tracing::info!(conn = %self.session.id(), error = %e, "protocol violation");
                             return End::Violation;
                         }
                         Err(_) => return End::Dropped,
@@ -499,60 +523,16 @@ where
 
     async fn handle(&mut self, me: &LoggedIn, msg: ClientMessage) -> Result<(), End> {
         match msg {
-            ClientMessage::RoomMessage { text } => {
-                if !self.admit()? {
-                    return self.rate_limited().await;
-                }
-                let entry = self.stamp(me, None, &text);
-                let (id, timestamp_ms) = (entry.id, entry.timestamp_ms);
-                self.shared.hub.broadcast(
-                    &me.canonical,
-                    &ServerMessage::RoomMessage {
-                        id,
-                        timestamp_ms,
-                        from: me.username.clone(),
-                        text,
-                    },
-                );
-                self.shared.history.append_room(entry).await;
-                Ok(())
+            ClientMessage::RoomMessage { text } => self.post(me, None, text, None).await,
+            ClientMessage::SendRoom { client_id, text } => {
+                self.post(me, None, text, Some(client_id)).await
             }
-            ClientMessage::DirectMessage { to, text } => {
-                if !self.admit()? {
-                    return self.rate_limited().await;
-                }
-                let to_canonical = to.canonical();
-                if to_canonical == me.canonical {
-                    return self
-                        .send(&[error(
-                            ErrorCode::InvalidMessage,
-                            "you cannot send a direct message to yourself",
-                        )])
-                        .await;
-                }
-                let Some(to_display) = self.shared.accounts.display_name(&to_canonical) else {
-                    return self
-                        .send(&[error(ErrorCode::UnknownRecipient, "no such user")])
-                        .await;
-                };
-                let entry = self.stamp(me, Some(&to_display), &text);
-                let (id, timestamp_ms) = (entry.id, entry.timestamp_ms);
-                self.shared.hub.send_to(
-                    &to_canonical,
-                    &ServerMessage::DirectMessage {
-                        id,
-                        timestamp_ms,
-                        from: me.username.clone(),
-                        to: to_display,
-                        text,
-                    },
-                );
-                self.shared
-                    .history
-                    .append_direct(me.canonical.clone(), to_canonical, entry)
-                    .await;
-                Ok(())
-            }
+            ClientMessage::DirectMessage { to, text } => self.post(me, Some(to), text, None).await,
+            ClientMessage::SendDirect {
+                client_id,
+                to,
+                text,
+            } => self.post(me, Some(to), text, Some(client_id)).await,
             ClientMessage::WhoIsOnline => {
                 if !self.admit()? {
                     return self.rate_limited().await;
@@ -572,16 +552,126 @@ where
         }
     }
 
-    /// A fresh id and server timestamp for a message from `me`, as the
-    /// history record that is appended after delivery.
-    fn stamp(&self, me: &LoggedIn, to: Option<&Username>, text: &MessageText) -> HistoryEntry {
-        HistoryEntry {
-            id: self.shared.hub.next_message_id(),
-            timestamp_ms: now_ms(),
-            from: me.username.as_str().to_owned(),
-            to: to.map(|t| t.as_str().to_owned()),
-            text: text.as_str().to_owned(),
+    /// A room message (`to` = None) or a direct message: stored, then
+    /// delivered, then acknowledged with `Stored` when the client sent a
+    /// `client_id`. A refusal is `SendFailed` (or `Error` for the version-1
+    /// messages without an id) and nobody receives the message.
+    async fn post(
+        &mut self,
+        me: &LoggedIn,
+        to: Option<Username>,
+        text: MessageText,
+        client_id: Option<u64>,
+    ) -> Result<(), End> {
+        if !self.admit()? {
+            return self
+                .refuse(
+                    client_id,
+                    ErrorCode::RateLimited,
+                    "too many messages; this one was not delivered",
+                )
+                .await;
         }
+        let (destination, recipient) = match to {
+            None => (Destination::Room, None),
+            Some(to) => {
+                let to_canonical = to.canonical();
+                if to_canonical == me.canonical {
+                    return self
+                        .refuse(
+                            client_id,
+                            ErrorCode::InvalidMessage,
+                            "you cannot send a direct message to yourself",
+                        )
+                        .await;
+                }
+                let Some(to_display) = self.shared.accounts.display_name(&to_canonical) else {
+                    return self
+                        .refuse(client_id, ErrorCode::UnknownRecipient, "no such user")
+                        .await;
+                };
+                let destination = Destination::Direct {
+                    a: me.canonical.clone(),
+                    b: to_canonical.clone(),
+                };
+                (destination, Some((to_canonical, to_display)))
+            }
+        };
+        let message = NewMessage {
+            from: me.username.as_str().to_owned(),
+            to: recipient.as_ref().map(|(_, d)| d.as_str().to_owned()),
+            text: text.as_str().to_owned(),
+            client_id,
+        };
+        let stored = match self.shared.history.append(destination, message).await {
+            Ok(stored) => stored,
+            Err(_) => {
+                return self
+                    .refuse(
+                        client_id,
+                        ErrorCode::Internal,
+                        "the server could not store this message; it was not delivered",
+                    )
+                    .await
+            }
+        };
+        if stored.is_new {
+            match recipient {
+                None => {
+                    self.shared.hub.broadcast(
+                        &me.canonical,
+                        &ServerMessage::RoomMessage {
+                            id: stored.id,
+                            timestamp_ms: stored.timestamp_ms,
+                            from: me.username.clone(),
+                            text,
+                        },
+                    );
+                }
+                Some((to_canonical, to_display)) => {
+                    self.shared.hub.send_to(
+                        &to_canonical,
+                        &ServerMessage::DirectMessage {
+                            id: stored.id,
+                            timestamp_ms: stored.timestamp_ms,
+                            from: me.username.clone(),
+                            to: to_display,
+                            text,
+                        },
+                    );
+                }
+            }
+        }
+        match client_id {
+            Some(client_id) => {
+                self.send(&[ServerMessage::Stored {
+                    client_id,
+                    id: stored.id,
+                    timestamp_ms: stored.timestamp_ms,
+                }])
+                .await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Tells the sender its message was not stored.
+    async fn refuse(
+        &mut self,
+        client_id: Option<u64>,
+        code: ErrorCode,
+        detail: &str,
+    ) -> Result<(), End> {
+        let detail = ErrorDetail::new(detail).unwrap_or_else(|_| ErrorDetail::empty());
+        let msg = match client_id {
+            Some(client_id) => ServerMessage::SendFailed {
+                client_id,
+                code,
+                detail,
+            },
+            None => ServerMessage::Error { code, detail },
+        };
+        self.send(&[msg]).await
     }
 
     async fn rate_limited(&mut self) -> Result<(), End> {

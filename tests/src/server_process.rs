@@ -22,13 +22,20 @@ pub const PROCESS_BOUND: Duration = Duration::from_secs(30);
 /// `data_dir` and limits that let one test open many connections from
 /// 127.0.0.1 (like [`crate::test_limits`]).
 pub fn write_config(path: &Path, data_dir: &Path) {
+    write_config_with(path, data_dir, "");
+}
+
+/// [`write_config`] with more top-level settings (`key = value` lines).
+pub fn write_config_with(path: &Path, data_dir: &Path, top_level: &str) {
     let data_dir = data_dir.to_str().expect("UTF-8 temporary path");
     assert!(!data_dir.contains('\''), "path unusable in a TOML literal");
     let toml = format!(
         "listen = \"127.0.0.1:0\"\n\
          data_dir = '{data_dir}'\n\
+         {top_level}\n\
          [limits]\n\
          max_connections_per_ip = 1000\n\
+         max_unauthenticated_per_ip = 1000\n\
          messages_per_second = 10000\n\
          message_burst = 10000\n\
          handshakes_per_ip_per_second = 10000\n\
@@ -148,6 +155,7 @@ impl ServerProcess {
             fingerprint: self.fingerprint,
             tls_ca: None,
             recv_buffer: None,
+            source: None,
         }
     }
 

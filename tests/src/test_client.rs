@@ -42,6 +42,9 @@ pub struct Endpoint {
     /// A fixed SO_RCVBUF for the client's socket (no autotuning), for a
     /// client whose kernel should not absorb a large backlog.
     pub recv_buffer: Option<u32>,
+    /// The source address to connect from (any of 127.0.0.0/8 works on
+    /// loopback), for tests of per-address limits.
+    pub source: Option<std::net::IpAddr>,
 }
 
 /// What a successful `Register`, `Login` or `Resume` returned: `AuthOk`,
@@ -79,16 +82,20 @@ pub struct TestClient {
 
 /// Opens the transport: TCP, then TLS if the endpoint has a CA.
 pub async fn open_stream(endpoint: &Endpoint) -> io::Result<ClientStream> {
-    let tcp = match endpoint.recv_buffer {
-        None => TcpStream::connect(endpoint.addr).await?,
-        Some(size) => {
-            let socket = match endpoint.addr {
-                SocketAddr::V4(_) => TcpSocket::new_v4()?,
-                SocketAddr::V6(_) => TcpSocket::new_v6()?,
-            };
+    let tcp = if endpoint.recv_buffer.is_none() && endpoint.source.is_none() {
+        TcpStream::connect(endpoint.addr).await?
+    } else {
+        let socket = match endpoint.addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        if let Some(size) = endpoint.recv_buffer {
             socket.set_recv_buffer_size(size)?;
-            socket.connect(endpoint.addr).await?
         }
+        if let Some(ip) = endpoint.source {
+            socket.bind(SocketAddr::new(ip, 0))?;
+        }
+        socket.connect(endpoint.addr).await?
     };
     tcp.set_nodelay(true)?;
     let Some(ca) = &endpoint.tls_ca else {

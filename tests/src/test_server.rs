@@ -28,6 +28,7 @@ pub enum Transport {
 pub fn test_limits() -> ServerLimits {
     ServerLimits {
         max_connections_per_ip: 1_000,
+        max_unauthenticated_per_ip: 1_000,
         messages_per_second: 10_000,
         message_burst: 10_000,
         handshakes_per_ip_per_second: 10_000,
@@ -189,6 +190,7 @@ impl TestServer {
             fingerprint: self.fingerprint,
             tls_ca: self.cert.as_ref().map(|c| c.cert.clone()),
             recv_buffer: None,
+            source: None,
         }
     }
 

@@ -256,6 +256,12 @@ async fn after_a_server_restart_the_client_comes_back_and_sends_what_was_typed_m
     .await;
     assert!((1..=60).contains(&in_secs));
     h.submit("typed while the server was down");
+    // Shown at once, marked pending (no server id yet).
+    let client_id = until(&mut events, "the pending own line", |e| match e {
+        ClientEvent::Room(line) if line.own && line.id == 0 => line.client_id,
+        _ => None,
+    })
+    .await;
     let text = until(&mut events, "a queued notice", |e| match e {
         ClientEvent::Notice {
             text,
@@ -293,8 +299,25 @@ async fn after_a_server_restart_the_client_comes_back_and_sends_what_was_typed_m
             }
         }
     }
+    // The client learns it is stored, under the id Frank saw.
+    until(&mut events, "its acknowledgement", |e| match e {
+        ClientEvent::Delivery {
+            client_id: c,
+            delivery: client_core::Delivery::Stored { .. },
+        } if c == client_id => Some(()),
+        _ => None,
+    })
+    .await;
     h.quit();
     closed(&mut events).await;
+    let mut grace = server.connect("grace").await;
+    let info = grace.register("Grace", PASSWORD).await;
+    let copies = info
+        .history
+        .iter()
+        .filter(|e| e.text.as_str() == TYPED)
+        .count();
+    assert_eq!(copies, 1, "stored exactly once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use net::{NetError, SessionEvent};
 use proto_core::message::{ClientMessage, ErrorCode, GoodbyeReason, LeaveReason, ServerMessage};
+use proto_core::AlertCode;
 use tests::{
     test_limits, ServerOptions, TestClient, TestServer, Transport, PASSWORD, RECV_TIMEOUT,
 };
@@ -270,14 +271,12 @@ async fn a_connection_that_never_logs_in_is_closed_after_the_auth_timeout() {
     bob.sync().await;
 }
 
-/// A refused connection sees EOF (or a reset) during the handshake.
-fn assert_refused(result: Result<TestClient, NetError>, what: &str) {
+/// A refused connection is told why (a plaintext alert) and closed.
+fn assert_refused(result: Result<TestClient, NetError>, why: AlertCode, what: &str) {
     match result {
         Ok(_) => panic!("{what}: the handshake succeeded"),
-        Err(NetError::Protocol(proto_core::Error::UnexpectedEof))
-        | Err(NetError::Io(_))
-        | Err(NetError::Closed) => {}
-        Err(other) => panic!("{what}: expected EOF during the handshake, got {other}"),
+        Err(NetError::Protocol(proto_core::Error::AlertReceived(code))) if code == why => {}
+        Err(other) => panic!("{what}: expected the alert {why}, got {other}"),
     }
 }
 
@@ -307,10 +306,12 @@ async fn connections_over_the_per_address_limit_are_refused_until_one_closes() {
     let mut c = server.group(&["Alice", "Bob"]).await;
     assert_refused(
         server.try_connect("third").await,
+        AlertCode::RateLimited,
         "a third connection from 127.0.0.1",
     );
     assert_refused(
         server.try_connect("fourth").await,
+        AlertCode::RateLimited,
         "a fourth connection from 127.0.0.1",
     );
 
@@ -333,8 +334,14 @@ async fn connections_over_the_total_limit_are_refused_until_one_closes() {
     };
     let server = TestServer::start_with(server_with(limits)).await;
     let mut c = server.group(&["Alice", "Bob"]).await;
+    let refused = server.try_connect("third").await;
+    if let Err(e) = &refused {
+        // What a person sees: "server full", not a timeout or a rate limit.
+        assert!(e.to_string().contains("server_full"), "{e}");
+    }
     assert_refused(
-        server.try_connect("third").await,
+        refused,
+        AlertCode::ServerFull,
         "a third connection in total",
     );
     c[1].say("full house").await;
@@ -365,7 +372,7 @@ async fn handshakes_faster_than_the_per_address_rate_are_refused() {
         match server.try_connect(&format!("attempt {i}")).await {
             Ok(client) => admitted.push(client),
             Err(e) => {
-                assert_refused(Err(e), "a handshake over the rate");
+                assert_refused(Err(e), AlertCode::RateLimited, "a handshake over the rate");
                 refused += 1;
             }
         }
@@ -378,4 +385,82 @@ async fn handshakes_faster_than_the_per_address_rate_are_refused() {
     admitted[0].register("Alice", PASSWORD).await;
     admitted[1].register("Bob", PASSWORD).await;
     admitted[0].expect_user_joined("Bob").await;
+}
+
+/// 17 addresses, each under every per-address limit, fill the pool of
+/// connections not yet logged in with silent ones and keep reopening what
+/// they lose. It used to refuse every newcomer until the oldest reached
+/// the auth timeout; now a newcomer evicts the oldest and an honest login
+/// gets in during the attack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_from_many_addresses_cannot_keep_an_honest_login_out() {
+    const POOL: usize = 32;
+    const ADDRESSES: u8 = 17;
+    let limits = server::ServerLimits {
+        max_unauthenticated: POOL,
+        max_unauthenticated_per_ip: 2,
+        auth_timeout: Duration::from_secs(600),
+        ..test_limits()
+    };
+    let server = TestServer::start_with(server_with(limits)).await;
+    let from = |i: usize| tests::Endpoint {
+        source: Some(std::net::IpAddr::from([
+            127,
+            0,
+            0,
+            2 + (i % ADDRESSES as usize) as u8,
+        ])),
+        ..server.endpoint()
+    };
+    // Fill the pool: two silent, handshaken connections per address.
+    let mut attackers = Vec::new();
+    for i in 0..2 * ADDRESSES as usize {
+        if let Ok(c) = TestClient::try_connect(&from(i), "attacker").await {
+            attackers.push(c);
+        }
+    }
+    assert!(attackers.len() >= POOL, "the attack did not fill the pool");
+    // Keep reopening while the honest user logs in.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reopener = {
+        let (stop, endpoints): (_, Vec<_>) = (Arc::clone(&stop), (0..200).map(from).collect());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            for endpoint in endpoints {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                if let Ok(c) = TestClient::try_connect(&endpoint, "reopened").await {
+                    held.push(c);
+                }
+            }
+            held
+        })
+    };
+    let mut honest = server.connect("honest").await;
+    honest.register("Honest", PASSWORD).await;
+    stop.store(true, Ordering::Relaxed);
+    let _held = reopener.await.unwrap();
+    // The oldest silent connections were told the server is full and closed.
+    let mut evicted = 0;
+    for attacker in &mut attackers[..4] {
+        let (seen, _end) = attacker.read_until_end().await;
+        assert!(
+            seen.iter().any(|m| matches!(
+                m,
+                ServerMessage::Error {
+                    code: ErrorCode::ServerFull,
+                    ..
+                }
+            )),
+            "an evicted connection got {seen:?}"
+        );
+        evicted += 1;
+    }
+    assert_eq!(evicted, 4);
+    // The honest session works.
+    let mut other = server.user("Other").await;
+    honest.expect_user_joined("Other").await;
+    other.say("hello").await;
+    honest.expect_room_message("Other", "hello").await;
 }

@@ -1,4 +1,4 @@
-use client_core::{ChatLine, ClientEvent, ConnectionState, LeaveReason, NoticeKind};
+use client_core::{ChatLine, ClientEvent, ConnectionState, Delivery, LeaveReason, NoticeKind};
 
 use super::*;
 
@@ -13,6 +13,7 @@ fn room(id: u64, from: &str, text: &str) -> ClientEvent {
         text: text.into(),
         history: false,
         own: from == "me",
+        client_id: None,
     })
 }
 
@@ -39,6 +40,7 @@ fn direct(id: u64, from: &str, to: &str, text: &str) -> ClientEvent {
         text: text.into(),
         history: false,
         own: from == "me",
+        client_id: None,
     })
 }
 
@@ -228,15 +230,103 @@ fn history_replayed_after_a_reconnect_is_not_shown_twice_and_missed_lines_count(
     assert_eq!(room.unread(), 1);
 }
 
+/// An own line as typed here: no id yet, a client id for its deliveries.
+fn typed(client_id: u64, text: &str) -> ClientEvent {
+    ClientEvent::Room(ChatLine {
+        id: 0,
+        timestamp_ms: T0,
+        from: "me".into(),
+        to: None,
+        text: text.into(),
+        history: false,
+        own: true,
+        client_id: Some(client_id),
+    })
+}
+
+fn stored(client_id: u64, id: u64, already_shown: bool) -> ClientEvent {
+    ClientEvent::Delivery {
+        client_id,
+        delivery: Delivery::Stored {
+            id,
+            timestamp_ms: T0 + 5,
+            already_shown,
+        },
+    }
+}
+
+fn states(conversation: &Conversation) -> Vec<(u64, SendState)> {
+    conversation
+        .entries()
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EntryKind::Message { id, state, .. } => Some((*id, state.clone())),
+            EntryKind::Notice(_) => None,
+        })
+        .collect()
+}
+
 #[test]
-fn the_servers_copy_of_an_own_line_replaces_the_local_one() {
+fn an_own_message_is_pending_until_the_server_stores_it() {
     let mut model = logged_in();
-    apply(&mut model, [room(0, "me", "hello"), room(7, "me", "hello")]);
+    apply(&mut model, [typed(5, "hello")]);
+    assert_eq!(
+        states(model.selected()),
+        [(0, SendState::Pending { client_id: 5 })]
+    );
+    apply(&mut model, [stored(5, 7, false)]);
+    assert_eq!(states(model.selected()), [(7, SendState::Stored)]);
+    assert_eq!(
+        model.selected().entries()[0].timestamp_ms,
+        T0 + 5,
+        "server time"
+    );
+    // The history replay of a later reconnect does not show it again.
+    apply(&mut model, [history(room(7, "me", "hello"))]);
     assert_eq!(texts(model.selected()), ["hello"]);
-    assert!(matches!(
-        model.selected().entries()[0].kind,
-        EntryKind::Message { id: 7, .. }
-    ));
+}
+
+#[test]
+fn an_own_message_replayed_before_its_acknowledgement_is_shown_once() {
+    let mut model = logged_in();
+    apply(
+        &mut model,
+        [
+            typed(5, "hello"),
+            // Reconnect: the replay has it, then the resend is acknowledged.
+            history(room(7, "me", "hello")),
+            stored(5, 7, true),
+        ],
+    );
+    assert_eq!(texts(model.selected()), ["hello"]);
+    assert_eq!(states(model.selected()), [(7, SendState::Stored)]);
+}
+
+#[test]
+fn a_refused_own_message_stays_visible_and_says_why() {
+    let mut model = logged_in();
+    apply(
+        &mut model,
+        [
+            typed(5, "too fast"),
+            ClientEvent::Delivery {
+                client_id: 5,
+                delivery: Delivery::Failed {
+                    code: proto_core::message::ErrorCode::RateLimited,
+                    reason: "slow down".into(),
+                },
+            },
+        ],
+    );
+    assert_eq!(
+        states(model.selected()),
+        [(
+            0,
+            SendState::Failed {
+                reason: "slow down".into()
+            }
+        )]
+    );
 }
 
 #[test]

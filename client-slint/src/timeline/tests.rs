@@ -20,6 +20,7 @@ fn line(id: u64, timestamp_ms: u64, from: &str, text: &str, history: bool) -> Cl
         text: text.into(),
         history,
         own: from == "me",
+        client_id: None,
     })
 }
 
@@ -141,4 +142,54 @@ fn older_days_name_the_year_when_it_differs() {
     let today = today();
     let d = NaiveDate::from_ymd_opt(2024, 12, 31).unwrap();
     assert_eq!(day_label(d, today), "Tuesday 31 December 2024");
+}
+
+#[test]
+fn own_messages_say_whether_they_are_sending_or_were_not_delivered() {
+    let typed = |client_id, text: &str| {
+        ClientEvent::Room(ChatLine {
+            id: 0,
+            timestamp_ms: at(5, 11, 0),
+            from: "me".into(),
+            to: None,
+            text: text.into(),
+            history: false,
+            own: true,
+            client_id: Some(client_id),
+        })
+    };
+    let model = model_with(vec![
+        typed(1, "on its way"),
+        typed(2, "stored"),
+        typed(3, "refused"),
+        ClientEvent::Delivery {
+            client_id: 2,
+            delivery: client_core::Delivery::Stored {
+                id: 9,
+                timestamp_ms: at(5, 11, 1),
+                already_shown: false,
+            },
+        },
+        ClientEvent::Delivery {
+            client_id: 3,
+            delivery: client_core::Delivery::Failed {
+                code: proto_core::message::ErrorCode::RateLimited,
+                reason: "slow down".into(),
+            },
+        },
+    ]);
+    let rows = rows(model.selected(), &Utc, today());
+    let status: Vec<(&str, &str)> = rows
+        .iter()
+        .filter(|r| r.kind == RowKind::Message)
+        .map(|r| (r.text.as_str(), r.status.as_str()))
+        .collect();
+    assert_eq!(
+        status,
+        [
+            ("on its way", "Sending…"),
+            ("stored", ""),
+            ("refused", "Not delivered: slow down"),
+        ]
+    );
 }

@@ -10,10 +10,10 @@ use crate::message::{MessageError, MessageText, Password, ResumeToken, Username}
 /// Largest `Register`/`Login`: tag + username + password = 1 157 bytes.
 pub(crate) const MAX_CREDENTIALS_BYTES: usize =
     1 + MAX_USERNAME_WIRE_BYTES + MAX_PASSWORD_WIRE_BYTES;
-/// Largest client `DirectMessage`: tag + to + text = 4 229 bytes, the
-/// largest client message.
+/// Largest client `SendDirect`: tag + client id + to + text = 4 237 bytes,
+/// the largest client message.
 pub(crate) const MAX_CLIENT_DIRECT_MESSAGE_BYTES: usize =
-    1 + MAX_USERNAME_WIRE_BYTES + MAX_TEXT_WIRE_BYTES;
+    1 + 8 + MAX_USERNAME_WIRE_BYTES + MAX_TEXT_WIRE_BYTES;
 const _: () = assert!(MAX_CREDENTIALS_BYTES <= MAX_MESSAGE_BYTES);
 const _: () = assert!(MAX_CLIENT_DIRECT_MESSAGE_BYTES <= MAX_MESSAGE_BYTES);
 
@@ -34,12 +34,23 @@ pub enum ClientMessage {
     },
     /// 0x03: log in with a token from an earlier `AuthOk`.
     Resume { token: ResumeToken },
-    /// 0x10: say something in the room.
+    /// 0x10: say something in the room, without an acknowledgement (the
+    /// version-1 form; [`SendRoom`](Self::SendRoom) is preferred).
     RoomMessage { text: MessageText },
-    /// 0x11: say something to one user.
+    /// 0x11: say something to one user, without an acknowledgement.
     DirectMessage { to: Username, text: MessageText },
     /// 0x12: ask for `OnlineUsers`.
     WhoIsOnline,
+    /// 0x13: say something in the room; the server answers `Stored` with
+    /// `client_id` once the message is in history. Resending the same
+    /// `client_id` (after a reconnect) stores and delivers it only once.
+    SendRoom { client_id: u64, text: MessageText },
+    /// 0x14: say something to one user, acknowledged like `SendRoom`.
+    SendDirect {
+        client_id: u64,
+        to: Username,
+        text: MessageText,
+    },
     /// 0x20: the server answers `Pong` with the same nonce.
     Ping { nonce: u64 },
     /// 0x21: the answer to a server `Ping`.
@@ -55,6 +66,8 @@ pub(crate) mod tag {
     pub const ROOM_MESSAGE: u8 = 0x10;
     pub const DIRECT_MESSAGE: u8 = 0x11;
     pub const WHO_IS_ONLINE: u8 = 0x12;
+    pub const SEND_ROOM: u8 = 0x13;
+    pub const SEND_DIRECT: u8 = 0x14;
     pub const PING: u8 = 0x20;
     pub const PONG: u8 = 0x21;
     pub const GOODBYE: u8 = 0x30;
@@ -112,6 +125,15 @@ impl ClientMessage {
                 text: MessageText::decode(&mut r)?,
             },
             tag::WHO_IS_ONLINE => Self::WhoIsOnline,
+            tag::SEND_ROOM => Self::SendRoom {
+                client_id: r.u64()?,
+                text: MessageText::decode(&mut r)?,
+            },
+            tag::SEND_DIRECT => Self::SendDirect {
+                client_id: r.u64()?,
+                to: Username::decode(&mut r)?,
+                text: MessageText::decode(&mut r)?,
+            },
             tag::PING => Self::Ping { nonce: r.u64()? },
             tag::PONG => Self::Pong { nonce: r.u64()? },
             tag::GOODBYE => Self::Goodbye,
@@ -130,6 +152,8 @@ impl ClientMessage {
             Self::RoomMessage { .. } => tag::ROOM_MESSAGE,
             Self::DirectMessage { .. } => tag::DIRECT_MESSAGE,
             Self::WhoIsOnline => tag::WHO_IS_ONLINE,
+            Self::SendRoom { .. } => tag::SEND_ROOM,
+            Self::SendDirect { .. } => tag::SEND_DIRECT,
             Self::Ping { .. } => tag::PING,
             Self::Pong { .. } => tag::PONG,
             Self::Goodbye => tag::GOODBYE,
@@ -146,6 +170,19 @@ impl ClientMessage {
             Self::Resume { token } => token.encode(out),
             Self::RoomMessage { text } => text.encode(out),
             Self::DirectMessage { to, text } => {
+                to.encode(out);
+                text.encode(out);
+            }
+            Self::SendRoom { client_id, text } => {
+                out.u64(*client_id);
+                text.encode(out);
+            }
+            Self::SendDirect {
+                client_id,
+                to,
+                text,
+            } => {
+                out.u64(*client_id);
                 to.encode(out);
                 text.encode(out);
             }

@@ -81,6 +81,45 @@ fn client_direct_message_has_the_published_layout() {
 }
 
 #[test]
+fn client_acknowledged_sends_have_the_published_layout() {
+    assert_client_vector(
+        ClientMessage::SendRoom {
+            client_id: 0x0a0b_0c0d_0e0f_1011,
+            text: text("yo"),
+        },
+        "13 0a0b0c0d0e0f1011 0002 796f",
+    );
+    assert_client_vector(
+        ClientMessage::SendDirect {
+            client_id: 7,
+            to: user("Zoë"),
+            text: text("hi\n"),
+        },
+        "14 0000000000000007 0004 5a6fc3ab 0003 68690a",
+    );
+}
+
+#[test]
+fn server_stored_has_the_published_layout() {
+    assert_server_vector(
+        ServerMessage::Stored {
+            client_id: 0x0a0b_0c0d_0e0f_1011,
+            id: 1,
+            timestamp_ms: 1_700_000_000_000,
+        },
+        "16 0a0b0c0d0e0f1011 0000000000000001 0000018bcfe56800",
+    );
+    assert_server_vector(
+        ServerMessage::SendFailed {
+            client_id: 9,
+            code: ErrorCode::UnknownRecipient,
+            detail: ErrorDetail::new("no such user").unwrap(),
+        },
+        "17 0000000000000009 0002 000c 6e6f20737563682075736572",
+    );
+}
+
+#[test]
 fn client_resume_ping_and_fieldless_messages_have_the_published_layout() {
     assert_client_vector(
         ClientMessage::Resume {
@@ -233,13 +272,13 @@ fn empty_input_is_truncated() {
 
 #[test]
 fn unknown_tags_are_rejected() {
-    for tag in [0x00, 0x04, 0x13, 0x14, 0x22, 0x31, 0x40, 0xff] {
+    for tag in [0x00, 0x04, 0x15, 0x16, 0x22, 0x31, 0x40, 0xff] {
         assert_eq!(
             ClientMessage::decode(&[tag]),
             Err(MessageError::UnknownTag(tag))
         );
     }
-    for tag in [0x00, 0x03, 0x16, 0x22, 0x31, 0x41, 0xff] {
+    for tag in [0x00, 0x03, 0x18, 0x22, 0x31, 0x41, 0xff] {
         assert_eq!(
             ServerMessage::decode(&[tag]),
             Err(MessageError::UnknownTag(tag))
@@ -544,9 +583,14 @@ fn max_size_single_messages_fit() {
             to: widest_username(),
             text: widest_text(),
         },
+        ClientMessage::SendDirect {
+            client_id: u64::MAX,
+            to: widest_username(),
+            text: widest_text(),
+        },
     ];
     let sizes: Vec<usize> = client.iter().map(|m| m.encode().len()).collect();
-    assert_eq!(sizes, [1_157, 4_229]);
+    assert_eq!(sizes, [1_157, 4_229, 4_237]);
     let room = ClientMessage::RoomMessage {
         text: widest_text(),
     };
@@ -731,6 +775,15 @@ fn client_message_strategy() -> impl Strategy<Value = ClientMessage> {
         text_strategy().prop_map(|text| ClientMessage::RoomMessage { text }),
         (username_strategy(), text_strategy())
             .prop_map(|(to, text)| ClientMessage::DirectMessage { to, text }),
+        (any::<u64>(), text_strategy())
+            .prop_map(|(client_id, text)| ClientMessage::SendRoom { client_id, text }),
+        (any::<u64>(), username_strategy(), text_strategy()).prop_map(|(client_id, to, text)| {
+            ClientMessage::SendDirect {
+                client_id,
+                to,
+                text,
+            }
+        }),
         Just(ClientMessage::WhoIsOnline),
         any::<u64>().prop_map(|nonce| ClientMessage::Ping { nonce }),
         any::<u64>().prop_map(|nonce| ClientMessage::Pong { nonce }),
@@ -796,6 +849,23 @@ fn server_message_strategy() -> impl Strategy<Value = ServerMessage> {
             .prop_map(|(more, entries)| ServerMessage::HistoryBatch {
                 more,
                 entries: HistoryEntries::new(entries).unwrap(),
+            }),
+        (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(client_id, id, timestamp_ms)| {
+            ServerMessage::Stored {
+                client_id,
+                id,
+                timestamp_ms,
+            }
+        }),
+        (
+            any::<u64>(),
+            select(ErrorCode::ALL.to_vec()),
+            detail_strategy()
+        )
+            .prop_map(|(client_id, code, detail)| ServerMessage::SendFailed {
+                client_id,
+                code,
+                detail,
             }),
         any::<u64>().prop_map(|nonce| ServerMessage::Ping { nonce }),
         any::<u64>().prop_map(|nonce| ServerMessage::Pong { nonce }),

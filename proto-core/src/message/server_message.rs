@@ -142,7 +142,7 @@ pub enum ServerMessage {
         from: Username,
         text: MessageText,
     },
-    /// 0x11: a direct message, delivered to both `to` and `from`.
+    /// 0x11: a direct message, delivered to `to` (the sender gets `Stored`).
     DirectMessage {
         id: u64,
         timestamp_ms: u64,
@@ -162,6 +162,21 @@ pub enum ServerMessage {
     OnlineUsers { more: bool, users: UserList },
     /// 0x15: one page of history, oldest first; the last has `more == false`.
     HistoryBatch { more: bool, entries: HistoryEntries },
+    /// 0x16: the sender's `SendRoom`/`SendDirect` with `client_id` is in
+    /// history as message `id`; recipients get it after this point.
+    Stored {
+        client_id: u64,
+        id: u64,
+        timestamp_ms: u64,
+    },
+    /// 0x17: the sender's `SendRoom`/`SendDirect` with `client_id` was
+    /// refused and is not stored (rate limit, unknown recipient, storage
+    /// failure); nobody received it. `detail` as in `Error`.
+    SendFailed {
+        client_id: u64,
+        code: ErrorCode,
+        detail: ErrorDetail,
+    },
     /// 0x20: the client answers `Pong` with the same nonce.
     Ping { nonce: u64 },
     /// 0x21: the answer to a client `Ping`.
@@ -185,6 +200,8 @@ pub(crate) mod tag {
     pub const USER_LEFT: u8 = 0x13;
     pub const ONLINE_USERS: u8 = 0x14;
     pub const HISTORY_BATCH: u8 = 0x15;
+    pub const STORED: u8 = 0x16;
+    pub const SEND_FAILED: u8 = 0x17;
     pub const PING: u8 = 0x20;
     pub const PONG: u8 = 0x21;
     pub const GOODBYE: u8 = 0x30;
@@ -283,6 +300,16 @@ impl ServerMessage {
                     entries: BoundedList::from_checked(entries),
                 }
             }
+            tag::STORED => Self::Stored {
+                client_id: r.u64()?,
+                id: r.u64()?,
+                timestamp_ms: r.u64()?,
+            },
+            tag::SEND_FAILED => Self::SendFailed {
+                client_id: r.u64()?,
+                code: ErrorCode::decode(&mut r)?,
+                detail: ErrorDetail::decode(&mut r)?,
+            },
             tag::PING => Self::Ping { nonce: r.u64()? },
             tag::PONG => Self::Pong { nonce: r.u64()? },
             tag::GOODBYE => Self::Goodbye {
@@ -339,6 +366,8 @@ impl ServerMessage {
             Self::UserLeft { .. } => tag::USER_LEFT,
             Self::OnlineUsers { .. } => tag::ONLINE_USERS,
             Self::HistoryBatch { .. } => tag::HISTORY_BATCH,
+            Self::Stored { .. } => tag::STORED,
+            Self::SendFailed { .. } => tag::SEND_FAILED,
             Self::Ping { .. } => tag::PING,
             Self::Pong { .. } => tag::PONG,
             Self::Goodbye { .. } => tag::GOODBYE,
@@ -401,6 +430,24 @@ impl ServerMessage {
                 for entry in entries {
                     entry.encode(out);
                 }
+            }
+            Self::Stored {
+                client_id,
+                id,
+                timestamp_ms,
+            } => {
+                out.u64(*client_id);
+                out.u64(*id);
+                out.u64(*timestamp_ms);
+            }
+            Self::SendFailed {
+                client_id,
+                code,
+                detail,
+            } => {
+                out.u64(*client_id);
+                code.encode(out);
+                detail.encode(out);
             }
             Self::Ping { nonce } | Self::Pong { nonce } => out.u64(*nonce),
             Self::Goodbye { reason } => reason.encode(out),

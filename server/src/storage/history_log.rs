@@ -112,12 +112,69 @@ pub struct HistoryEntry {
     /// Recipient's display name for a direct message; `None` in the room.
     pub to: Option<String>,
     pub text: String,
+    /// The sender's idempotency key (`SendRoom`/`SendDirect`), so that a
+    /// resend after a reconnect is recognised; absent in older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<u64>,
+}
+
+/// What an append did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Appended {
+    /// The entry is now in the log.
+    New,
+    /// The sender's `client_id` was already stored in this conversation as
+    /// message `id`: nothing was written.
+    Duplicate { id: u64, timestamp_ms: u64 },
+}
+
+/// A sender's keyed messages remembered per conversation for recognising
+/// resends: a client keeps fewer than this many messages unacknowledged.
+pub const KEYS_PER_SENDER: usize = 64;
+
+/// The part of a stored message that recognises a resend; parsed from every
+/// record when a log is loaded (the text is skipped, not copied).
+#[derive(Deserialize)]
+struct KeyedRecord<'a> {
+    id: u64,
+    timestamp_ms: u64,
+    #[serde(borrow)]
+    from: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    client_id: Option<u64>,
+}
+
+/// Per sender, the last [`KEYS_PER_SENDER`] `(client_id, id, timestamp_ms)`.
+#[derive(Default)]
+struct SenderKeys(HashMap<String, VecDeque<(u64, u64, u64)>>);
+
+impl SenderKeys {
+    fn find(&self, from: &str, client_id: u64) -> Option<(u64, u64)> {
+        self.0.get(from).and_then(|keys| {
+            keys.iter()
+                .rev()
+                .find(|(c, _, _)| *c == client_id)
+                .map(|&(_, id, ts)| (id, ts))
+        })
+    }
+
+    fn remember(&mut self, from: &str, client_id: u64, id: u64, timestamp_ms: u64) {
+        let keys = match self.0.get_mut(from) {
+            Some(keys) => keys,
+            None => self.0.entry(from.to_owned()).or_default(),
+        };
+        if keys.len() == KEYS_PER_SENDER {
+            keys.pop_front();
+        }
+        keys.push_back((client_id, id, timestamp_ms));
+    }
 }
 
 impl fmt::Debug for HistoryEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HistoryEntry")
             .field("id", &self.id)
+            .field("client_id", &self.client_id)
             .field("timestamp_ms", &self.timestamp_ms)
             .field("from", &self.from)
             .field("to", &self.to)
@@ -171,7 +228,10 @@ struct CachedLog {
 }
 
 enum Content {
-    Messages(VecDeque<HistoryEntry>),
+    Messages {
+        tail: VecDeque<HistoryEntry>,
+        keys: SenderKeys,
+    },
     Partners {
         order: Vec<String>,
         set: HashSet<String>,
@@ -221,8 +281,8 @@ impl HistoryStore {
         })
     }
 
-    /// Appends a room message.
-    pub fn append_room(&mut self, entry: &HistoryEntry) -> Result<(), HistoryError> {
+    /// Appends a room message, unless it is a resend (see [`Appended`]).
+    pub fn append_room(&mut self, entry: &HistoryEntry) -> Result<Appended, HistoryError> {
         self.append_message(ROOM_ID.to_owned(), entry)
     }
 
@@ -234,7 +294,7 @@ impl HistoryStore {
         a_canonical: &str,
         b_canonical: &str,
         entry: &HistoryEntry,
-    ) -> Result<(), HistoryError> {
+    ) -> Result<Appended, HistoryError> {
         let dm_id = self.dm_id(a_canonical, b_canonical)?;
         self.add_partner(a_canonical, b_canonical)?;
         self.add_partner(b_canonical, a_canonical)?;
@@ -287,7 +347,7 @@ impl HistoryStore {
     fn recent(&mut self, id: String, limit: usize) -> Result<Vec<HistoryEntry>, HistoryError> {
         self.ensure_loaded(&id, Kind::Messages)?;
         Ok(match self.logs.get(&id).map(|c| &c.content) {
-            Some(Content::Messages(tail)) => {
+            Some(Content::Messages { tail, .. }) => {
                 let skip = tail.len().saturating_sub(limit);
                 tail.iter().skip(skip).cloned().collect()
             }
@@ -295,26 +355,45 @@ impl HistoryStore {
         })
     }
 
-    fn append_message(&mut self, id: String, entry: &HistoryEntry) -> Result<(), HistoryError> {
+    fn append_message(
+        &mut self,
+        id: String,
+        entry: &HistoryEntry,
+    ) -> Result<Appended, HistoryError> {
+        self.ensure_loaded(&id, Kind::Messages)?;
+        if let (
+            Some(client_id),
+            Some(CachedLog {
+                content: Content::Messages { keys, .. },
+                ..
+            }),
+        ) = (entry.client_id, self.logs.get(&id))
+        {
+            if let Some((id, timestamp_ms)) = keys.find(&entry.from, client_id) {
+                return Ok(Appended::Duplicate { id, timestamp_ms });
+            }
+        }
         let plaintext =
             Zeroizing::new(serde_json::to_vec(entry).map_err(|e| HistoryError::Io {
                 path: self.path_of(&id),
                 source: io::Error::other(e),
             })?);
-        self.ensure_loaded(&id, Kind::Messages)?;
         self.append_record(&id, &plaintext)?;
         let tail_len = self.config.tail_len;
         if let Some(CachedLog {
-            content: Content::Messages(tail),
+            content: Content::Messages { tail, keys },
             ..
         }) = self.logs.get_mut(&id)
         {
+            if let Some(client_id) = entry.client_id {
+                keys.remember(&entry.from, client_id, entry.id, entry.timestamp_ms);
+            }
             tail.push_back(entry.clone());
             while tail.len() > tail_len {
                 tail.pop_front();
             }
         }
-        Ok(())
+        Ok(Appended::New)
     }
 
     fn add_partner(&mut self, user: &str, partner: &str) -> Result<(), HistoryError> {
@@ -422,7 +501,16 @@ impl HistoryStore {
             Kind::Messages => {
                 let tail_len = self.config.tail_len;
                 let mut raw: VecDeque<(u64, Zeroizing<Vec<u8>>)> = VecDeque::new();
+                let mut keys = SenderKeys::default();
                 log.scan(|index, plaintext| {
+                    let keyed: KeyedRecord<'_> =
+                        serde_json::from_slice(plaintext).map_err(|_| HistoryError::Corrupt {
+                            path: PathBuf::new(),
+                            index,
+                        })?;
+                    if let Some(client_id) = keyed.client_id {
+                        keys.remember(&keyed.from, client_id, keyed.id, keyed.timestamp_ms);
+                    }
                     if tail_len > 0 {
                         if raw.len() == tail_len {
                             raw.pop_front();
@@ -430,6 +518,10 @@ impl HistoryStore {
                         raw.push_back((index, Zeroizing::new(plaintext.to_vec())));
                     }
                     Ok(())
+                })
+                .map_err(|e| match e {
+                    HistoryError::Corrupt { index, .. } => log.corrupt(index),
+                    other => other,
                 })?;
                 let mut tail = VecDeque::with_capacity(raw.len());
                 for (index, plaintext) in raw {
@@ -437,7 +529,7 @@ impl HistoryStore {
                         serde_json::from_slice(&plaintext).map_err(|_| log.corrupt(index))?;
                     tail.push_back(entry);
                 }
-                Content::Messages(tail)
+                Content::Messages { tail, keys }
             }
             Kind::Partners => {
                 let mut order = Vec::new();
@@ -770,6 +862,7 @@ mod tests {
             from: from.into(),
             to: to.map(Into::into),
             text: text.into(),
+            client_id: None,
         }
     }
 
@@ -1132,5 +1225,102 @@ mod tests {
     fn history_store_is_send_and_sync() {
         fn is<T: Send + Sync>() {}
         is::<HistoryStore>();
+    }
+
+    fn keyed(id: u64, from: &str, client_id: u64, text: &str) -> HistoryEntry {
+        HistoryEntry {
+            client_id: Some(client_id),
+            ..entry(id, from, None, text)
+        }
+    }
+
+    #[test]
+    fn a_resent_client_id_is_recognised_and_not_stored_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = HistoryStore::open(dir.path(), &KEY).unwrap();
+        assert_eq!(
+            store.append_room(&keyed(1, "Ann", 42, "hi")).unwrap(),
+            Appended::New
+        );
+        // The same key from another sender is another message.
+        assert_eq!(
+            store.append_room(&keyed(2, "Bob", 42, "yo")).unwrap(),
+            Appended::New
+        );
+        // Ann's resend (fresh id offered) gets the first one's id and time.
+        assert_eq!(
+            store.append_room(&keyed(3, "Ann", 42, "hi")).unwrap(),
+            Appended::Duplicate {
+                id: 1,
+                timestamp_ms: 1_700_000_000_001
+            }
+        );
+        // Unkeyed (version-1) messages are never deduplicated.
+        for id in 4..6 {
+            assert_eq!(
+                store.append_room(&entry(id, "Ann", None, "hi")).unwrap(),
+                Appended::New
+            );
+        }
+        assert_eq!(
+            room_texts(dir.path(), &KEY).unwrap(),
+            ["hi", "yo", "hi", "hi"]
+        );
+    }
+
+    #[test]
+    fn resends_are_recognised_after_a_restart_beyond_the_cached_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = HistoryConfig {
+            tail_len: 2,
+            ..HistoryConfig::default()
+        };
+        {
+            let mut store = HistoryStore::open_with_config(dir.path(), &KEY, config).unwrap();
+            store.append_room(&keyed(1, "Ann", 42, "mine")).unwrap();
+            for id in 2..10 {
+                store
+                    .append_room(&keyed(id, "Bob", id, "busy room"))
+                    .unwrap();
+            }
+        } // dropped: as after a crash, only the file remains
+        let mut store = HistoryStore::open_with_config(dir.path(), &KEY, config).unwrap();
+        assert_eq!(
+            store.append_room(&keyed(10, "Ann", 42, "mine")).unwrap(),
+            Appended::Duplicate {
+                id: 1,
+                timestamp_ms: 1_700_000_000_001
+            }
+        );
+        assert_eq!(
+            store.append_room(&keyed(11, "Ann", 43, "new")).unwrap(),
+            Appended::New
+        );
+    }
+
+    #[test]
+    fn a_sender_keeps_its_last_keys_per_conversation_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = HistoryStore::open(dir.path(), &KEY).unwrap();
+        let n = KEYS_PER_SENDER as u64;
+        for k in 0..=n {
+            store.append_room(&keyed(k + 1, "Ann", k, "x")).unwrap();
+        }
+        // Key 1 is still in the window; key 0 has fallen out of it.
+        assert!(matches!(
+            store.append_room(&keyed(501, "Ann", 1, "x")).unwrap(),
+            Appended::Duplicate { id: 2, .. }
+        ));
+        assert_eq!(
+            store.append_room(&keyed(500, "Ann", 0, "x")).unwrap(),
+            Appended::New
+        );
+        // A direct conversation has its own keys.
+        assert_eq!(
+            store
+                .append_direct("ann", "bob", &keyed(502, "Ann", 1, "x"))
+                .unwrap(),
+            Appended::New
+        );
     }
 }

@@ -17,7 +17,9 @@ pub use error::{
     DataDirError, HistoryError, KeyFileError, PasswordError, RegisterError, StorageError,
     StoreError,
 };
-pub use history_log::{Conversation, Durability, HistoryConfig, HistoryEntry, HistoryStore};
+pub use history_log::{
+    Appended, Conversation, Durability, HistoryConfig, HistoryEntry, HistoryStore,
+};
 pub use key_files::LoadedKey;
 pub use password::{hash_password, verify_login, verify_password, PasswordParams, PhcString};
 
@@ -75,6 +77,7 @@ mod tests {
             from: display.into(),
             to: to.map(Into::into),
             text: text.into(),
+            client_id: Some(7),
         };
         history.append_room(&entry(1, None, room_text)).unwrap();
         history
