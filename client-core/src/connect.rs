@@ -7,7 +7,7 @@ use net::{ClientHandshake, ClientSession, ClientStream, MaybeTlsStream, NetError
 use proto_core::message::{
     AuthFailure, ClientMessage, ErrorCode, Password, ResumeToken, ServerMessage, Username,
 };
-use proto_core::{ClientConfig, Error as ProtoError, ServerTrust};
+use proto_core::{AlertCode, ClientConfig, Error as ProtoError, ServerTrust};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
@@ -229,13 +229,22 @@ async fn handshake(
                 "the server's key has CHANGED; refused".into(),
             ))
         }
-        Err(NetError::Protocol(ProtoError::UnexpectedEof)) | Err(NetError::Closed) => {
+        Err(NetError::Protocol(ProtoError::AlertReceived(AlertCode::ServerFull))) => {
             Err(AttemptError::Retry(
-                "the server closed the connection during the handshake \
-                 (it may be full, or limiting connections from your address)"
-                    .into(),
+                "server full: it is at its connection limit; try again later".into(),
             ))
         }
+        Err(NetError::Protocol(ProtoError::AlertReceived(AlertCode::RateLimited))) => {
+            Err(AttemptError::Retry(
+                "the server is limiting connections from your address; try again later".into(),
+            ))
+        }
+        Err(NetError::Protocol(e @ ProtoError::VersionAltered { .. })) => Err(AttemptError::Retry(
+            format!("the connection was tampered with on the way to the server: {e}"),
+        )),
+        Err(NetError::Protocol(ProtoError::UnexpectedEof)) | Err(NetError::Closed) => Err(
+            AttemptError::Retry("the server closed the connection during the handshake".into()),
+        ),
         Err(NetError::Protocol(e @ ProtoError::VersionMismatch { .. })) => Err(
             AttemptError::Fatal(format!("the server speaks another protocol version: {e}")),
         ),

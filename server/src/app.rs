@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 use crate::accounts::{Accounts, AccountsConfig};
 use crate::clock::now_ms;
 use crate::config::{Config, ConfigError, TlsFiles};
-use crate::history::{self, HistoryThread};
+use crate::history::{self, HistoryTask};
 use crate::hub::Hub;
 use crate::listener::Listener;
 use crate::session::Shared;
@@ -48,8 +48,6 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot start the history writer: {0}")]
-    Thread(#[source] std::io::Error),
 }
 
 /// A running server. Dropping it without [`shutdown`](Self::shutdown)
@@ -60,7 +58,7 @@ pub struct RunningServer {
     shutdown_tx: watch::Sender<bool>,
     listener: JoinHandle<()>,
     shared: Arc<Shared>,
-    history_thread: HistoryThread,
+    history_task: HistoryTask,
     tls: Option<(Arc<ReloadableTlsAcceptor>, TlsFiles)>,
     tokens_path: std::path::PathBuf,
     storage_key: Zeroizing<[u8; 32]>,
@@ -139,8 +137,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     };
     // Ids continue above anything in history: milliseconds since the epoch,
     // times 1024, leaves room for 1024 messages per ms without overlap.
-    let (history, history_thread) =
-        history::spawn(history_store, now_ms().saturating_mul(1024)).map_err(StartError::Thread)?;
+    let (history, history_task) = history::spawn(history_store, now_ms().saturating_mul(1024));
     let tcp = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -182,7 +179,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         shutdown_tx,
         listener,
         shared,
-        history_thread,
+        history_task,
         tls,
         tokens_path: dir.resume_tokens_path(),
         storage_key,
@@ -242,8 +239,7 @@ impl RunningServer {
         }
         // The last History handles go with `shared`; then the writer exits.
         drop(self.shared);
-        let thread = self.history_thread;
-        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        self.history_task.join().await;
         tracing::info!("stopped");
     }
 }

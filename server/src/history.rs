@@ -1,11 +1,17 @@
-//! The history writer: one thread owns the encrypted history logs and gives
-//! every message its id and time, so ids increase in log order and the
-//! async workers never wait for the disk. A session asks it to store a
-//! message and delivers the message only after the answer: "stored, then
-//! delivered", so a message anyone has seen survives a kill -9 (the append
-//! is a `write(2)` before the answer; see `storage::history_log`).
-
-use std::thread;
+//! The history writer: one task owns the encrypted history logs and gives
+//! every message its id and time, so ids increase in log order. A session
+//! asks it to store a message and delivers the message only after the
+//! answer: "stored, then delivered", so a message anyone has seen survives a
+//! kill -9 (the append is a `write(2)` before the answer; see
+//! `storage::history_log`).
+//!
+//! An append to a log already in memory is a seal and one `write(2)`
+//! (microseconds): the task does it in place, so storing costs a message no
+//! thread hop (a wake-up across this VM's vCPUs costs ~30 µs, and a task
+//! woken from outside the runtime waits in its global queue behind a
+//! fanout's worth of local work). Anything that reads a file (the first use
+//! of a conversation, the replay at login) or fsyncs moves the store to the
+//! blocking pool for that request.
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -65,21 +71,21 @@ enum Request {
     Flush(oneshot::Sender<Result<(), HistoryError>>),
 }
 
-/// A handle to the writer thread; cheap to clone.
+/// A handle to the writer task; cheap to clone.
 #[derive(Clone)]
 pub struct History {
     tx: mpsc::Sender<Request>,
 }
 
-/// The writer thread; [`HistoryThread::join`] after every [`History`]
-/// handle is dropped.
-pub struct HistoryThread(thread::JoinHandle<()>);
+/// The writer task; [`HistoryTask::join`] after every [`History`] handle
+/// is dropped.
+pub struct HistoryTask(tokio::task::JoinHandle<()>);
 
-impl HistoryThread {
-    /// Waits for the writer to finish its queue and exit.
-    pub fn join(self) {
-        if self.0.join().is_err() {
-            tracing::error!("history writer thread panicked");
+impl HistoryTask {
+    /// Waits for the writer to finish its queue, flush and exit.
+    pub async fn join(self) {
+        if self.0.await.is_err() {
+            tracing::error!("history writer task failed");
         }
     }
 }
@@ -91,6 +97,14 @@ struct Writer {
 }
 
 impl Writer {
+    /// Whether appending to `destination` reads no file first.
+    fn in_memory(&self, destination: &Destination) -> bool {
+        match destination {
+            Destination::Room => self.store.room_is_loaded(),
+            Destination::Direct { a, b } => self.store.direct_is_loaded(a, b),
+        }
+    }
+
     fn append(
         &mut self,
         destination: Destination,
@@ -126,43 +140,81 @@ impl Writer {
     }
 }
 
-/// Starts the writer thread owning `store`; message ids start at
-/// `first_id` (choose it above any id in history).
-pub fn spawn(store: HistoryStore, first_id: u64) -> std::io::Result<(History, HistoryThread)> {
-    let (tx, mut rx) = mpsc::channel::<Request>(QUEUE);
-    let mut writer = Writer {
+/// Runs `work` on the blocking pool with the writer moved there and back;
+/// `None` if the blocking task failed (the writer is then lost).
+async fn off_runtime<T: Send + 'static>(
+    writer: Writer,
+    work: impl FnOnce(&mut Writer) -> T + Send + 'static,
+) -> Option<(Writer, T)> {
+    tokio::task::spawn_blocking(move || {
+        let mut writer = writer;
+        let result = work(&mut writer);
+        (writer, result)
+    })
+    .await
+    .ok()
+}
+
+/// Starts the writer task owning `store`; message ids start at `first_id`
+/// (choose it above any id in history). Needs a tokio runtime.
+pub fn spawn(store: HistoryStore, first_id: u64) -> (History, HistoryTask) {
+    let (tx, rx) = mpsc::channel::<Request>(QUEUE);
+    let writer = Writer {
         store,
         next_id: first_id,
     };
-    let handle = thread::Builder::new()
-        .name("history-writer".into())
-        .spawn(move || {
-            while let Some(req) = rx.blocking_recv() {
-                match req {
-                    Request::Append {
-                        destination,
-                        message,
-                        reply,
-                    } => {
-                        let result = writer.append(destination, message);
-                        if let Err(e) = &result {
-                            tracing::error!(error = %e, "history append failed; message not delivered");
-                        }
-                        let _ = reply.send(result);
-                    }
-                    Request::Recent { user, limit, reply } => {
-                        let _ = reply.send(writer.store.recent_for_user(&user, limit));
-                    }
-                    Request::Flush(reply) => {
-                        let _ = reply.send(writer.store.flush());
-                    }
+    let task = tokio::spawn(serve(writer, rx));
+    (History { tx }, HistoryTask(task))
+}
+
+async fn serve(mut writer: Writer, mut rx: mpsc::Receiver<Request>) {
+    while let Some(req) = rx.recv().await {
+        match req {
+            Request::Append {
+                destination,
+                message,
+                reply,
+            } => {
+                let result = if writer.in_memory(&destination) {
+                    writer.append(destination, message)
+                } else {
+                    let moved = off_runtime(writer, |w| w.append(destination, message)).await;
+                    let Some((back, result)) = moved else {
+                        tracing::error!("history writer lost; messages can no longer be stored");
+                        return;
+                    };
+                    writer = back;
+                    result
+                };
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "history append failed; message not delivered");
                 }
+                let _ = reply.send(result);
             }
-            if let Err(e) = writer.store.flush() {
-                tracing::error!(error = %e, "history flush at exit failed");
+            Request::Recent { user, limit, reply } => {
+                let moved =
+                    off_runtime(writer, move |w| w.store.recent_for_user(&user, limit)).await;
+                let Some((back, result)) = moved else {
+                    tracing::error!("history writer lost; messages can no longer be stored");
+                    return;
+                };
+                writer = back;
+                let _ = reply.send(result);
             }
-        })?;
-    Ok((History { tx }, HistoryThread(handle)))
+            Request::Flush(reply) => {
+                let Some((back, result)) = off_runtime(writer, |w| w.store.flush()).await else {
+                    tracing::error!("history writer lost; messages can no longer be stored");
+                    return;
+                };
+                writer = back;
+                let _ = reply.send(result);
+            }
+        }
+    }
+    let flushed = off_runtime(writer, |w| w.store.flush()).await;
+    if let Some((_, Err(e))) = flushed {
+        tracing::error!(error = %e, "history flush at exit failed");
+    }
 }
 
 impl History {

@@ -341,3 +341,21 @@ async fn a_token_the_server_lost_falls_back_to_the_password_without_alarming_the
     .await;
     assert_eq!(name, "Gus");
 }
+
+/// A full server says so: the user reads "server full", not a timeout, a
+/// rate limit or a doubt about the server's identity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_server_is_reported_as_full() {
+    let limits = server::ServerLimits {
+        max_connections: 1,
+        ..tests::test_limits()
+    };
+    let server = TestServer::start_with(ServerOptions::new(Transport::Plain).limits(limits)).await;
+    let _only_one = server.user("Ivan").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = options(&server, &dir.path().join("known_servers"), "Judy", true);
+    o.fingerprint = Some(server.fingerprint());
+    let (_h, mut events) = start(o);
+    let reason = closed(&mut events).await;
+    assert!(reason.contains("server full"), "{reason}");
+}
