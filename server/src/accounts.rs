@@ -300,18 +300,14 @@ mod tests {
         IpAddr::from([10, 0, 0, i])
     }
 
-    /// Parallel guesses used to compute their delays on arrival, before
-    /// the earlier ones were counted, and wait them out side by side: 60
-    /// guesses at the 30 s cap were all checked in 32 s.
-    #[tokio::test(start_paused = true)]
-    async fn parallel_guesses_take_as_long_as_sequential_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let accounts = accounts(dir.path());
+    /// Accounts with "alice" registered and enough failures on her account
+    /// to put its delay at the cap.
+    async fn alice_at_the_cap(dir: &std::path::Path) -> Arc<Accounts> {
+        let accounts = accounts(dir);
         accounts
             .register(&name("alice"), pw("correct horse"))
             .await
             .unwrap();
-        // Enough failures to put the account's delay at its cap.
         for _ in 0..10 {
             let r = accounts
                 .login(&name("alice"), pw("wrong guess"), ip(1))
@@ -321,6 +317,16 @@ mod tests {
                 Err(AuthError::Failed(AuthFailure::LoginFailed))
             ));
         }
+        accounts
+    }
+
+    /// Parallel guesses used to compute their delays on arrival, before
+    /// the earlier ones were counted, and wait them out side by side: 60
+    /// guesses at the 30 s cap were all checked in 32 s.
+    #[tokio::test(start_paused = true)]
+    async fn parallel_guesses_take_as_long_as_sequential_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let accounts = alice_at_the_cap(dir.path()).await;
         const GUESSES: u32 = 8;
         let start = tokio::time::Instant::now();
         let guesses: Vec<_> = (0..GUESSES)
@@ -350,16 +356,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_owner_gets_in_behind_one_attempt_per_attacking_address() {
         let dir = tempfile::tempdir().unwrap();
-        let accounts = accounts(dir.path());
-        accounts
-            .register(&name("alice"), pw("correct horse"))
-            .await
-            .unwrap();
-        for _ in 0..10 {
-            let _ = accounts
-                .login(&name("alice"), pw("wrong guess"), ip(1))
-                .await;
-        }
+        let accounts = alice_at_the_cap(dir.path()).await;
         // Twenty guesses queued from two addresses.
         let guesses: Vec<_> = (0..20)
             .map(|i| {

@@ -463,11 +463,11 @@ where
                         // something wrong (e.g. a record tampered on the way to
                         // it), which is not its own violation.
                         Err(NetError::Protocol(e)) if e.came_from_peer() => {
-                            tracing::info!(conn = %self.session.id(), error = %e, "client aborted the session");
+                            tracing::debug!(conn = %self.session.id(), error = %e, "client aborted the session");
                             return End::Dropped;
                         }
                         Err(NetError::Protocol(e)) => {
-                            tracing::info!(conn = %self.session.id(), error = %e, "protocol violation");
+                            tracing::debug!(conn = %self.session.id(), error = %e, "protocol violation");
                             return End::Violation;
                         }
                         Err(_) => return End::Dropped,
