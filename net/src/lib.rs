@@ -16,7 +16,7 @@
 //!   `tokio::select!` against an outbox. `queue*()` only seals records into
 //!   a buffer; `flush()` writes all of them with one `write` call: the
 //!   per-write syscall costs more than the record crypto, so fan-out
-//!   coalesces (shared/PERFORMANCE.md).
+//!   coalesces (BENCHMARKS.md).
 //! - End of stream is [`SessionEvent::Closed`]`{ clean }`: clean only after
 //!   the peer's close_notify, since a TCP FIN can be forged (threat N3).
 //!

@@ -230,8 +230,9 @@ impl Common {
         !self.outgoing.is_empty()
     }
 
-    /// Handles the control content types every established state accepts.
-    /// Returns `Some(payload)` for application data.
+    /// Handles the control content types every established state accepts:
+    /// [`ControlOutcome::Application`] means the payload is an application
+    /// message for the caller to decode.
     pub(crate) fn handle_control(
         &mut self,
         ct: ContentType,

@@ -339,6 +339,13 @@ async fn sigterm_right_after_the_listening_line_is_still_a_clean_exit() {
             status.success(),
             "attempt {attempt}: SIGTERM right after the listening line must be a graceful exit 0, got {status}"
         );
+        // Logged to a file: no terminal colour codes in it.
+        let log = std::fs::read_to_string(ws.log(&format!("attempt{attempt}.log"))).unwrap();
+        assert!(log.contains("listening"), "{log}");
+        assert!(
+            !log.contains('\u{1b}'),
+            "escape sequences in a log file: {log:?}"
+        );
     }
 }
 

@@ -103,7 +103,8 @@ wire_enum! {
     ErrorCode: u16, field = "error code" {
         /// A chat message before authentication.
         NotLoggedIn = 1,
-        /// A direct message to a user who does not exist or is offline.
+        /// A direct message to a user who does not exist (an offline user
+        /// gets it from history at their next login).
         UnknownRecipient = 2,
         RateLimited = 3,
         MessageTooLarge = 4,
