@@ -1,5 +1,5 @@
-//! End to end: the real `securechat-gui` under Xvfb against a real
-//! `securechat-server`, with two other clients (client-core) in other
+//! End to end: the real `securechat-gui` under Xvfb against a real server
+//! (in this process), with two other clients (client-core) in other
 //! scripts. The GUI registers, sees history, sends a message the others
 //! receive, is photographed, and on SIGTERM says goodbye so the others see
 //! it leave.
@@ -10,7 +10,6 @@
 //! when `UPDATE_SCREENSHOT=1`.
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -18,6 +17,7 @@ use std::time::{Duration, Instant};
 use client_core::{
     AuthRequest, ClientEvent, ClientHandle, ClientOptions, Fingerprint, KnownServers, LeaveReason,
 };
+use tests::{TestServer, Transport};
 use tokio::sync::mpsc::UnboundedReceiver;
 use zeroize::Zeroizing;
 
@@ -74,29 +74,6 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `securechat-server` next to the GUI binary, built (or brought up to
-/// date) first: a stale server may speak an older protocol.
-fn server_binary() -> PathBuf {
-    let gui = Path::new(env!("CARGO_BIN_EXE_securechat-gui"));
-    let server = gui.with_file_name("securechat-server");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "server",
-            "--bin",
-            "securechat-server",
-        ])
-        .current_dir(workspace_root())
-        .status()
-        .expect("run cargo build -p server");
-    assert!(status.success(), "cargo build -p server failed");
-    assert!(server.exists(), "no server binary at {}", server.display());
-    server
-}
-
 fn require_tool(name: &str) {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {name}")])
@@ -129,23 +106,6 @@ fn require_fonts() {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_port(port: u16, server: &mut Guard) {
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        server.assert_running();
-        assert!(Instant::now() < deadline, "server did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Starts Xvfb on a free display; returns it and the display name.
 fn start_xvfb() -> (Guard, String) {
     let mut xvfb = Guard::spawn(
@@ -170,27 +130,6 @@ fn start_xvfb() -> (Guard, String) {
     let number = line.trim();
     assert!(!number.is_empty(), "Xvfb did not start");
     (xvfb, format!(":{number}"))
-}
-
-fn server_fingerprint(server: &Path, data: &Path) -> Fingerprint {
-    let run = |sub: &str| {
-        Command::new(server)
-            .args([sub, "--data-dir"])
-            .arg(data)
-            .output()
-            .unwrap_or_else(|e| panic!("securechat-server {sub}: {e}"))
-    };
-    let init = run("init");
-    assert!(
-        init.status.success(),
-        "server init: {}",
-        String::from_utf8_lossy(&init.stderr)
-    );
-    let out = run("fingerprint");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace()
-        .find_map(|word| word.parse().ok())
-        .unwrap_or_else(|| panic!("no fingerprint in {text:?}"))
 }
 
 struct Peer {
@@ -267,25 +206,14 @@ fn gui_registers_sends_a_message_and_says_goodbye_under_xvfb() {
     require_tool("import");
     require_tool("identify");
     require_fonts();
-    let server_bin = server_binary();
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let fingerprint = server_fingerprint(&server_bin, &data);
-    let port = free_port();
-    let server_log = tmp.path().join("server.log");
-    let mut server = Guard::spawn(
-        "securechat-server",
-        Command::new(&server_bin)
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&server_log).unwrap()),
-    );
-    wait_for_port(port, &mut server);
     let (_xvfb, display) = start_xvfb();
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    // The server runs in this process (the library the binary wraps), so
+    // the test needs no second build of it.
+    let server = runtime.block_on(TestServer::start(Transport::Plain));
+    let (port, fingerprint) = (server.addr().port(), server.fingerprint());
     let (mut lei, sara) = runtime.block_on(async {
         let lei = Peer::register(port, fingerprint, tmp.path(), "李雷").await;
         let sara = Peer::register(port, fingerprint, tmp.path(), "سارة").await;
@@ -382,4 +310,5 @@ fn gui_registers_sends_a_message_and_says_goodbye_under_xvfb() {
     lei.handle.quit();
     sara.handle.quit();
     layla.handle.quit();
+    runtime.block_on(async { drop(server) });
 }
