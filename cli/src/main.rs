@@ -35,13 +35,14 @@ enum Exit {
     /// lost (and is not retried: before the first login, or `--send`).
     ConnectionFailed = 3,
     /// The server's identity was refused: its key changed (or is not the
-    /// `--fingerprint` given), or the user did not trust it.
+    /// `--fingerprint` given), the user did not trust it, or the server
+    /// could not prove it (bad signature or Finished).
     ServerIdentity = 4,
     /// The server ended the session: another login took it over, or (with
     /// `--send`) it shut down or cut the client off.
     ClosedByServer = 5,
-    /// Anything else: the handshake failed (e.g. a bad server signature),
-    /// TLS, the known-servers file, another protocol version.
+    /// Anything else: the handshake failed otherwise, TLS, the
+    /// known-servers file, another protocol version.
     Failed = 6,
     /// `--send`: the server refused the message (rate limit, unknown
     /// recipient, storage failure) or never confirmed storing it.
@@ -54,9 +55,10 @@ Exit status:
   1  login or registration refused
   2  usage error: bad arguments, or no password
   3  server unreachable, or the connection failed or was lost
-  4  server identity refused: changed key, wrong --fingerprint, not trusted
+  4  server identity refused: changed key, wrong --fingerprint, not trusted,
+     or not proven (bad signature)
   5  closed by the server: logged in elsewhere; --send: shutdown, cut off
-  6  other errors: handshake (e.g. bad server signature), TLS, known-servers file
+  6  other errors: handshake, TLS, known-servers file, protocol version
   7  --send: the message was refused, or its storage was not confirmed";
 
 impl Exit {
@@ -65,7 +67,9 @@ impl Exit {
             CloseCause::Left => Exit::Left,
             CloseCause::AuthFailed(_) => Exit::AuthFailed,
             CloseCause::ConnectionFailed => Exit::ConnectionFailed,
-            CloseCause::ServerKeyChanged | CloseCause::ServerKeyDeclined => Exit::ServerIdentity,
+            CloseCause::ServerKeyChanged
+            | CloseCause::ServerKeyDeclined
+            | CloseCause::ServerIdentityUnproven => Exit::ServerIdentity,
             CloseCause::ClosedByServer(_) => Exit::ClosedByServer,
             CloseCause::Failed => Exit::Failed,
         }

@@ -247,6 +247,13 @@ async fn the_exit_status_says_why_the_cli_could_not_chat() {
         // Nothing pinned there and no terminal to ask on: the key is declined.
         exit_code(&mut cli_at(server.addr(), &dir.path().join("empty"), "Bob")).await,
         exit_code(cli_at(server.addr(), &known, "Bob").args(["--fingerprint", someone_else])).await,
+        // The last byte of the ServerHello (its signature) flipped on the way.
+        {
+            let proxy = tests::TamperingProxy::start(server.addr(), Some(5 + 1634 - 1)).await;
+            let mut c = cli_at(proxy.addr, &known, "Bob");
+            c.arg("--fingerprint").arg(server.fingerprint().to_string());
+            exit_code(&mut c).await
+        },
     ];
     let cases = [
         "no password",
@@ -255,12 +262,13 @@ async fn the_exit_status_says_why_the_cli_could_not_chat() {
         "unreachable, --send",
         "declined key",
         "someone else's key",
+        "bad server signature",
     ];
     assert_eq!(
         cases.into_iter().zip(codes).collect::<Vec<_>>(),
         cases
             .into_iter()
-            .zip([2, 1, 3, 3, 4, 4])
+            .zip([2, 1, 3, 3, 4, 4, 4])
             .collect::<Vec<_>>()
     );
 }

@@ -7,12 +7,12 @@ use net::{ClientHandshake, ClientSession, ClientStream, MaybeTlsStream, NetError
 use proto_core::message::{
     AuthFailure, ClientMessage, ErrorCode, Password, ResumeToken, ServerMessage, Username,
 };
-use proto_core::{AlertCode, ClientConfig, Error as ProtoError, ServerTrust};
+use proto_core::{AlertCode, ClientConfig, Error as ProtoError, HandshakeError, ServerTrust};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 
-use crate::events::{auth_failure_message, key_changed_warning, ClientEvent};
+use crate::events::{auth_failure_message, key_changed_warning, ClientEvent, CloseCause};
 use crate::options::{AuthRequest, ClientOptions};
 
 /// TCP connect, TLS and handshake must each finish within this.
@@ -25,10 +25,18 @@ pub type Session = ClientSession<ClientStream>;
 /// How an attempt failed.
 #[derive(Debug)]
 pub enum AttemptError {
-    /// Worth trying again later (unreachable, dropped, timed out).
+    /// Worth trying again later (unreachable, dropped, timed out, full).
     Retry(String),
-    /// Trying again cannot help (key changed, not trusted, refused login).
-    Fatal(String),
+    /// Trying again cannot help (key changed, not trusted, refused login):
+    /// what to tell the user, and why as a type.
+    Fatal(String, CloseCause),
+}
+
+impl AttemptError {
+    /// A fatal failure not covered by a more specific cause.
+    fn failed(reason: impl Into<String>) -> Self {
+        AttemptError::Fatal(reason.into(), CloseCause::Failed)
+    }
 }
 
 /// A logged-in session.
@@ -74,13 +82,16 @@ pub async fn establish(
                 reason,
                 message: auth_failure_message(reason).to_owned(),
             });
-            Err(AttemptError::Fatal(auth_failure_message(reason).to_owned()))
+            Err(AttemptError::Fatal(
+                auth_failure_message(reason).to_owned(),
+                CloseCause::AuthFailed(reason),
+            ))
         }
         ServerMessage::Error { code, detail } => match code {
             ErrorCode::RateLimited | ErrorCode::Internal | ErrorCode::ServerFull => Err(
                 AttemptError::Retry(format!("server refused: {}", detail.as_str())),
             ),
-            _ => Err(AttemptError::Fatal(format!(
+            _ => Err(AttemptError::failed(format!(
                 "server refused: {}",
                 detail.as_str()
             ))),
@@ -88,7 +99,7 @@ pub async fn establish(
         ServerMessage::Goodbye { reason } => Err(AttemptError::Retry(format!(
             "the server ended the connection ({reason:?})"
         ))),
-        other => Err(AttemptError::Fatal(format!(
+        other => Err(AttemptError::failed(format!(
             "unexpected answer to login (message type {})",
             other.tag()
         ))),
@@ -127,13 +138,16 @@ async fn ask(
 /// Turns the user's request into the protocol message, validating first.
 fn credentials_message(req: &AuthRequest) -> Result<ClientMessage, AttemptError> {
     let username = Username::parse_normalizing(req.username()).map_err(|e| {
-        AttemptError::Fatal(format!(
-            "{}: {e}",
-            auth_failure_message(AuthFailure::InvalidUsername)
-        ))
+        AttemptError::Fatal(
+            format!(
+                "{}: {e}",
+                auth_failure_message(AuthFailure::InvalidUsername)
+            ),
+            CloseCause::AuthFailed(AuthFailure::InvalidUsername),
+        )
     })?;
     let password = Password::new(req.password().to_string())
-        .map_err(|e| AttemptError::Fatal(format!("invalid password: {e}")))?;
+        .map_err(|e| AttemptError::failed(format!("invalid password: {e}")))?;
     Ok(match req {
         AuthRequest::Login { .. } => ClientMessage::Login { username, password },
         AuthRequest::Register { .. } => ClientMessage::Register { username, password },
@@ -154,16 +168,16 @@ async fn open_stream(options: &ClientOptions) -> Result<ClientStream, AttemptErr
         return Ok(MaybeTlsStream::Plain(tcp));
     };
     let config = net::tls::client_config(tls.ca_file.as_deref())
-        .map_err(|e| AttemptError::Fatal(format!("TLS setup: {e}")))?;
+        .map_err(|e| AttemptError::failed(format!("TLS setup: {e}")))?;
     let name = net::tls::server_name(&server.host)
-        .map_err(|e| AttemptError::Fatal(format!("TLS server name: {e}")))?;
+        .map_err(|e| AttemptError::failed(format!("TLS server name: {e}")))?;
     let stream = timeout(
         CONNECT_TIMEOUT,
         net::tls::TlsConnector::from(config).connect(name, tcp),
     )
     .await
     .map_err(|_| AttemptError::Retry("TLS handshake timed out".into()))?
-    .map_err(|e| AttemptError::Fatal(format!("TLS handshake failed: {e}")))?;
+    .map_err(|e| AttemptError::failed(format!("TLS handshake failed: {e}")))?;
     Ok(stream.into())
 }
 
@@ -175,7 +189,7 @@ async fn handshake(
     let pinned = options
         .known_servers
         .get(server)
-        .map_err(|e| AttemptError::Fatal(format!("known servers file: {e}")))?;
+        .map_err(|e| AttemptError::failed(format!("known servers file: {e}")))?;
     let trust = match (&options.fingerprint, &pinned) {
         (Some(fp), _) => ServerTrust::Fingerprint(*fp),
         (None, Some(fp)) => ServerTrust::Fingerprint(*fp),
@@ -209,6 +223,7 @@ async fn handshake(
                 pending.reject().await;
                 Err(AttemptError::Fatal(
                     "you did not trust the server's key; nothing was sent".into(),
+                    CloseCause::ServerKeyDeclined,
                 ))
             }
         }
@@ -227,6 +242,7 @@ async fn handshake(
             });
             Err(AttemptError::Fatal(
                 "the server's key has CHANGED; refused".into(),
+                CloseCause::ServerKeyChanged,
             ))
         }
         Err(NetError::Protocol(ProtoError::AlertReceived(AlertCode::ServerFull))) => {
@@ -246,11 +262,15 @@ async fn handshake(
             AttemptError::Retry("the server closed the connection during the handshake".into()),
         ),
         Err(NetError::Protocol(e @ ProtoError::VersionMismatch { .. })) => Err(
-            AttemptError::Fatal(format!("the server speaks another protocol version: {e}")),
+            AttemptError::failed(format!("the server speaks another protocol version: {e}")),
         ),
-        Err(NetError::Protocol(e)) => Err(AttemptError::Fatal(format!(
-            "handshake failed, the server could not prove its identity: {e}"
-        ))),
+        Err(NetError::Protocol(
+            e @ ProtoError::Handshake(HandshakeError::BadSignature | HandshakeError::BadFinished),
+        )) => Err(AttemptError::Fatal(
+            format!("handshake failed, the server could not prove its identity: {e}"),
+            CloseCause::ServerIdentityUnproven,
+        )),
+        Err(NetError::Protocol(e)) => Err(AttemptError::failed(format!("handshake failed: {e}"))),
         Err(e) => Err(AttemptError::Retry(format!("handshake failed: {e}"))),
     }
 }
@@ -259,5 +279,5 @@ fn pin(options: &ClientOptions, fp: &proto_core::Fingerprint) -> Result<(), Atte
     options
         .known_servers
         .pin(&options.server, fp)
-        .map_err(|e| AttemptError::Fatal(format!("cannot save the server's key: {e}")))
+        .map_err(|e| AttemptError::failed(format!("cannot save the server's key: {e}")))
 }

@@ -149,12 +149,14 @@ pub enum CloseCause {
     ServerKeyChanged,
     /// The user did not trust a server's key seen for the first time.
     ServerKeyDeclined,
+    /// The handshake failed where the server proves its identity (a bad
+    /// signature or Finished): an impostor, or the path altered it.
+    ServerIdentityUnproven,
     /// The server ended the session (another login took it over; or,
     /// when not reconnecting, shutdown, idle, too slow...).
     ClosedByServer(GoodbyeReason),
-    /// Anything else retrying cannot help: the handshake failed (e.g. a
-    /// bad server signature), TLS, the known-servers file, another
-    /// protocol version, a login the server refused outright.
+    /// Anything else retrying cannot help: TLS, the known-servers file,
+    /// another protocol version, a login the server refused outright.
     Failed,
 }
 

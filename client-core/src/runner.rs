@@ -2,15 +2,14 @@
 //! backoff after a drop, and end on quit or on anything fatal.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proto_core::message::{
-    AuthFailure, ClientMessage, Conversation, ErrorCode, GoodbyeReason, MessageText, ResumeToken,
-    ServerMessage, Username,
+    ClientMessage, Conversation, ErrorCode, GoodbyeReason, MessageText, ResumeToken, ServerMessage,
+    Username,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 use crate::backoff::Backoff;
@@ -259,32 +258,6 @@ enum SessionEnd {
     Fatal(End),
 }
 
-/// Why [`establish`] failed, in types: its errors are texts, but the
-/// events it sends the UI on the way (relayed by [`Client::attempt`]) say
-/// what happened.
-#[derive(Debug, Default)]
-struct AttemptFacts {
-    auth_failed: Option<AuthFailure>,
-    key_changed: bool,
-    /// Set by the relay of the user's answer to a trust question.
-    trust_declined: Arc<AtomicBool>,
-}
-
-impl AttemptFacts {
-    /// The cause of a failed attempt that retrying cannot help.
-    fn fatal_cause(&self) -> CloseCause {
-        if let Some(reason) = self.auth_failed {
-            CloseCause::AuthFailed(reason)
-        } else if self.key_changed {
-            CloseCause::ServerKeyChanged
-        } else if self.trust_declined.load(Ordering::SeqCst) {
-            CloseCause::ServerKeyDeclined
-        } else {
-            CloseCause::Failed
-        }
-    }
-}
-
 struct Client {
     options: ClientOptions,
     commands: mpsc::UnboundedReceiver<Command>,
@@ -366,12 +339,12 @@ impl Client {
                         }
                     }
                 }
-                Err((AttemptError::Fatal(reason), cause)) => return End::new(reason, cause),
-                Err((AttemptError::Retry(reason), cause)) => {
+                Err(AttemptError::Fatal(reason, cause)) => return End::new(reason, cause),
+                Err(AttemptError::Retry(reason)) => {
                     // Before the first login the user is at the login form:
                     // tell them now instead of retrying forever.
                     if !logged_in_once || !self.options.reconnect {
-                        return End::new(reason, cause);
+                        return End::new(reason, CloseCause::ConnectionFailed);
                     }
                     self.notice(NoticeKind::Error, reason);
                 }
@@ -394,65 +367,23 @@ impl Client {
         }
     }
 
-    /// One [`establish`], its events relayed to the UI through here to
-    /// learn, as types, why it failed.
-    async fn attempt(&mut self) -> Result<Established, (AttemptError, CloseCause)> {
+    /// One [`establish`], its events passed on to the UI as they come.
+    async fn attempt(&mut self) -> Result<Established, AttemptError> {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut facts = AttemptFacts::default();
         let result = {
             let attempt = establish(&self.options, &tx, self.token.take());
             tokio::pin!(attempt);
             loop {
                 tokio::select! {
                     result = &mut attempt => break result,
-                    Some(event) = rx.recv() => self.relay(event, &mut facts),
+                    Some(event) = rx.recv() => self.emit(event),
                 }
             }
         };
         while let Ok(event) = rx.try_recv() {
-            self.relay(event, &mut facts);
+            self.emit(event);
         }
-        result.map_err(|e| {
-            let cause = match e {
-                AttemptError::Retry(_) => CloseCause::ConnectionFailed,
-                AttemptError::Fatal(_) => facts.fatal_cause(),
-            };
-            (e, cause)
-        })
-    }
-
-    fn relay(&self, event: ClientEvent, facts: &mut AttemptFacts) {
-        let event = match event {
-            ClientEvent::AuthFailed { reason, message } => {
-                facts.auth_failed = Some(reason);
-                ClientEvent::AuthFailed { reason, message }
-            }
-            event @ ClientEvent::KeyChanged { .. } => {
-                facts.key_changed = true;
-                event
-            }
-            ClientEvent::TrustQuestion {
-                server,
-                fingerprint,
-                reply,
-            } => {
-                // The answer passes through here on its way back.
-                let (ours, answer) = oneshot::channel();
-                let declined = facts.trust_declined.clone();
-                tokio::spawn(async move {
-                    let yes = answer.await.unwrap_or(false);
-                    declined.store(!yes, Ordering::SeqCst);
-                    let _ = reply.send(yes);
-                });
-                ClientEvent::TrustQuestion {
-                    server,
-                    fingerprint,
-                    reply: ours,
-                }
-            }
-            event => event,
-        };
-        self.emit(event);
+        result
     }
 
     /// Input while offline: local commands answer, messages wait in the

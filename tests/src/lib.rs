@@ -24,12 +24,14 @@
 
 pub mod scenarios;
 pub mod server_process;
+pub mod tampering_proxy;
 pub mod test_certificate;
 pub mod test_client;
 pub mod test_server;
 pub mod values;
 
 pub use server_process::ServerProcess;
+pub use tampering_proxy::TamperingProxy;
 pub use test_certificate::TestCertificate;
 pub use test_client::{Endpoint, LoginInfo, SessionEnd, TestClient, END_BOUND, RECV_TIMEOUT};
 pub use test_server::{test_limits, ServerOptions, TestServer, Transport};

@@ -130,44 +130,6 @@ async fn garbage_after_a_valid_handshake_ends_only_the_offenders_session() {
     still_chatting(&mut c, "after the stranger").await;
 }
 
-/// Forwards TCP between a client and `server`, flipping one bit of the
-/// next server→client chunk once `tamper` is set: an attacker on the path
-/// to one client.
-async fn tampering_proxy(
-    server: std::net::SocketAddr,
-    tamper: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> std::net::SocketAddr {
-    use std::sync::atomic::Ordering;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (client, _) = listener.accept().await.unwrap();
-        let upstream = tokio::net::TcpStream::connect(server).await.unwrap();
-        let (mut client_rx, mut client_tx) = client.into_split();
-        let (mut server_rx, mut server_tx) = upstream.into_split();
-        tokio::spawn(async move {
-            let _ = tokio::io::copy(&mut client_rx, &mut server_tx).await;
-            let _ = server_tx.shutdown().await;
-        });
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = match server_rx.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            if tamper.swap(false, Ordering::Relaxed) {
-                buf[n - 1] ^= 0x01;
-            }
-            if client_tx.write_all(&buf[..n]).await.is_err() {
-                break;
-            }
-        }
-        let _ = client_tx.shutdown().await;
-    });
-    addr
-}
-
 /// A client that finds a record from the server tampered with ends its
 /// session with `bad_record_mac`. That is the path's fault, not the
 /// client's: the others see it leave as `Dropped`, and the server does not
@@ -177,10 +139,9 @@ async fn tampering_proxy(
 async fn a_client_that_detects_tampering_is_not_blamed_for_it() {
     let server = TestServer::start_with(patient_server()).await;
     let mut bob = server.user("Bob").await;
-    let tamper = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let proxy = tampering_proxy(server.addr(), std::sync::Arc::clone(&tamper)).await;
+    let proxy = tests::TamperingProxy::start(server.addr(), None).await;
     let endpoint = tests::Endpoint {
-        addr: proxy,
+        addr: proxy.addr,
         ..server.endpoint()
     };
     let mut alice = TestClient::connect(&endpoint, "Alice").await;
@@ -188,7 +149,9 @@ async fn a_client_that_detects_tampering_is_not_blamed_for_it() {
     bob.expect_user_joined("Alice").await;
     alice.sync().await;
 
-    tamper.store(true, std::sync::atomic::Ordering::Relaxed);
+    proxy
+        .flip_next
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     bob.say("this record is damaged on its way to Alice").await;
     let (_, end) = alice.read_until_end().await;
     assert!(
