@@ -978,3 +978,14 @@ proptest! {
         check_decode_is_total_and_canonical(&bytes);
     }
 }
+
+#[test]
+fn a_list_count_the_rest_cannot_hold_at_the_smallest_item_size_is_truncated() {
+    // PROTOCOL.md §7 rule 6: 3 users announced, 3 bytes left (one 3-byte name).
+    assert_eq!(
+        ServerMessage::decode(&unhex("14 00 0003 0001 61")),
+        Err(MessageError::Truncated)
+    );
+    // The same with one user decodes.
+    assert!(ServerMessage::decode(&unhex("14 00 0001 0001 61")).is_ok());
+}
