@@ -203,7 +203,8 @@ fn error_text(code: ErrorCode, detail: &str) -> String {
         ErrorCode::ServerFull => "server full",
         _ => "server error",
     };
-    if detail.is_empty() {
+    // The server's detail often says the same ("no such user").
+    if detail.is_empty() || detail == what {
         what.to_owned()
     } else {
         format!("{what}: {detail}")
@@ -761,6 +762,19 @@ mod tests {
     use zeroize::Zeroizing;
 
     use super::*;
+
+    #[test]
+    fn a_refusal_is_worded_once() {
+        assert_eq!(
+            error_text(ErrorCode::UnknownRecipient, "no such user"),
+            "no such user"
+        );
+        assert_eq!(
+            error_text(ErrorCode::RateLimited, "too many messages"),
+            "slow down: too many messages"
+        );
+        assert_eq!(error_text(ErrorCode::ServerFull, ""), "server full");
+    }
     use crate::address::ServerAddress;
     use crate::known_servers::KnownServers;
 
