@@ -137,7 +137,11 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     };
     // Ids continue above anything in history: milliseconds since the epoch,
     // times 1024, leaves room for 1024 messages per ms without overlap.
-    let (history, history_task) = history::spawn(history_store, now_ms().saturating_mul(1024));
+    let (history, history_task) = history::spawn(
+        history_store,
+        now_ms().saturating_mul(1024),
+        config.history_sync_interval,
+    );
     let tcp = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {

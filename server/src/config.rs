@@ -30,6 +30,9 @@ pub struct Config {
     pub limits: ServerLimits,
     /// Messages replayed per conversation at login.
     pub history_replay: usize,
+    /// History written since the last fsync is fsynced this often (and at
+    /// shutdown): what a power loss or kernel crash can lose at most.
+    pub history_sync_interval: Duration,
     /// How long a resume token stays valid.
     pub token_lifetime: Duration,
 }
@@ -46,6 +49,7 @@ impl std::fmt::Debug for Config {
             )
             .field("limits", &self.limits)
             .field("history_replay", &self.history_replay)
+            .field("history_sync_interval", &self.history_sync_interval)
             .field("token_lifetime", &self.token_lifetime)
             .finish()
     }
@@ -61,6 +65,7 @@ impl Config {
             storage_key_hex: None,
             limits: ServerLimits::default(),
             history_replay: 50,
+            history_sync_interval: Duration::from_secs(1),
             token_lifetime: Duration::from_secs(24 * 3600),
         }
     }
@@ -155,6 +160,7 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub history_replay: Option<usize>,
+    pub history_sync_ms: Option<u64>,
     pub token_lifetime_secs: Option<u64>,
     #[serde(default)]
     pub limits: FileLimits,
@@ -231,6 +237,10 @@ impl FileConfig {
             config.tls = Some(TlsFiles { cert, key });
         }
         set(&mut config.history_replay, self.history_replay);
+        set(
+            &mut config.history_sync_interval,
+            self.history_sync_ms.map(Duration::from_millis),
+        );
         secs(&mut config.token_lifetime, self.token_lifetime_secs);
         let (l, f) = (&mut config.limits, self.limits);
         set(&mut l.max_connections, f.max_connections);
@@ -361,6 +371,7 @@ mod tests {
         assert_eq!(config.limits, defaults.limits);
         assert_eq!(config.listen, defaults.listen);
         assert_eq!(config.history_replay, defaults.history_replay);
+        assert_eq!(config.history_sync_interval, defaults.history_sync_interval);
     }
 
     #[test]
