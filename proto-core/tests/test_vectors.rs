@@ -57,6 +57,8 @@ const CLIENT_DRAWS: &[(&str, u8, usize)] = &[
     ("client_mlkem_z", 0x05, 32),
     ("client_iv_0 (Finished)", 0x06, 16),
     ("client_iv_1 (first message)", 0x07, 16),
+    ("client_iv_2 (Goodbye)", 0x08, 16),
+    ("client_iv_3 (close_notify)", 0x09, 16),
 ];
 const SERVER_DRAWS: &[(&str, u8, usize)] = &[
     ("server_random", 0x11, 32),
@@ -157,6 +159,21 @@ fn compute_vectors() -> String {
     line("client_finished_record", &cf);
     line("first_message_plaintext", &first_message().encode());
     line("first_message_record", &first);
+    // The client leaves: Goodbye, then close_notify (an Alert record, the
+    // client's third record: sequence 2).
+    client.send(&ClientMessage::Goodbye).unwrap();
+    client.close();
+    let mut leaving = Vec::new();
+    client.drain_transmit(&mut leaving);
+    let leaving = frames(&leaving);
+    line("goodbye_record", &leaving[0]);
+    line("close_notify_record", &leaving[1]);
+    writeln!(
+        out,
+        "server_fingerprint = {}",
+        identity.public_key().fingerprint()
+    )
+    .unwrap();
     out
 }
 
