@@ -30,6 +30,7 @@ pub use events::{ChatLine, ClientEvent, ConnectionState, Delivery, NoticeKind};
 pub use input::{parse_input, Input, HELP_TEXT};
 pub use known_servers::KnownServers;
 pub use options::{AuthRequest, ClientOptions, TlsOptions};
+pub use outbox::MAX_PENDING;
 pub use proto_core::message::{AuthFailure, LeaveReason};
 pub use proto_core::Fingerprint;
-pub use runner::{spawn, ClientHandle, MAX_QUEUED};
+pub use runner::{spawn, ClientHandle};

@@ -17,12 +17,9 @@ use crate::connect::{establish, AttemptError, Established, Session};
 use crate::events::{ChatLine, ClientEvent, CloseCause, ConnectionState, Delivery, NoticeKind};
 use crate::input::{parse_input, Input, HELP_TEXT};
 use crate::options::{AuthRequest, ClientOptions};
-use crate::outbox::{Outbox, MAX_PENDING};
+use crate::outbox::Outbox;
 use net::SessionEvent;
 
-/// Messages typed while offline or not yet acknowledged, kept for the
-/// reconnect.
-pub const MAX_QUEUED: usize = MAX_PENDING;
 /// How long leaving waits for the acknowledgement of messages in flight.
 const QUIT_GRACE: Duration = Duration::from_secs(5);
 /// Silence from the server before we ping it ...

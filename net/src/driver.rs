@@ -308,19 +308,28 @@ pub(crate) async fn read_first_frame<S: AsyncRead + Unpin>(
     buf: &mut Vec<u8>,
     max_body: u32,
 ) -> io::Result<bool> {
-    loop {
-        let needed = match decode_header(buf, max_body) {
-            Ok(Decoded::Incomplete { needed }) => needed,
-            Ok(Decoded::Frame { .. }) | Err(_) => return Ok(true),
-        };
+    read_until(stream, buf, |b| {
+        !matches!(decode_header(b, max_body), Ok(Decoded::Incomplete { .. }))
+    })
+    .await
+}
+
+/// Reads into `buf` until `ready(buf)`; `false` on EOF first.
+pub(crate) async fn read_until<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    ready: impl Fn(&[u8]) -> bool,
+) -> io::Result<bool> {
+    while !ready(buf) {
         let start = buf.len();
-        buf.resize(start + needed.max(1024), 0);
+        buf.resize(start + 2048, 0);
         let n = stream.read(&mut buf[start..]).await?;
         buf.truncate(start + n);
         if n == 0 {
             return Ok(false);
         }
     }
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use proto_core::message::{ClientMessage, ServerMessage};
 use proto_core::{EncodedServerMessage, ServerConfig, ServerConnection, ServerEvent};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Semaphore;
 
-use crate::driver::{ConnId, Driver, SessionEvent};
+use crate::driver::{read_until, ConnId, Driver, SessionEvent};
 use crate::error::NetError;
 use crate::session_rng;
 
@@ -67,26 +67,6 @@ where
     }
 }
 
-/// Reads until the core can process the client's hello or refuse it (a
-/// wrong type, length or version is known from the first seven bytes).
-/// Returns `false` on EOF. Nothing expensive happens here, so no CPU permit
-/// is held while a slow peer trickles its hello in.
-async fn read_client_hello<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    buf: &mut Vec<u8>,
-) -> std::io::Result<bool> {
-    while !ServerConnection::first_flight_ready(buf) {
-        let start = buf.len();
-        buf.resize(start + 2048, 0);
-        let n = stream.read(&mut buf[start..]).await?;
-        buf.truncate(start + n);
-        if n == 0 {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
 async fn handshake<S>(
     mut stream: S,
     config: ServerConfig,
@@ -98,7 +78,15 @@ where
 {
     let mut core = Box::new(ServerConnection::new(config, session_rng()));
     let mut hello = Vec::new();
-    let got_frame = read_client_hello(&mut stream, &mut hello).await?;
+    // Until the core can process the hello or refuse it (a wrong type,
+    // length or version is known from the first seven bytes); nothing
+    // expensive happens meanwhile, so no CPU permit is held.
+    let got_frame = read_until(
+        &mut stream,
+        &mut hello,
+        ServerConnection::first_flight_ready,
+    )
+    .await?;
     if !got_frame {
         return Err(core
             .handle_eof()

@@ -194,18 +194,21 @@ impl Writer {
 }
 
 /// Runs `work` on the blocking pool with the writer moved there and back;
-/// `None` if the blocking task failed (the writer is then lost).
+/// `None` if the blocking task failed (the writer is then lost, and said so).
 async fn off_runtime<T: Send + 'static>(
     writer: Writer,
     work: impl FnOnce(&mut Writer) -> T + Send + 'static,
 ) -> Option<(Writer, T)> {
-    tokio::task::spawn_blocking(move || {
+    let moved = tokio::task::spawn_blocking(move || {
         let mut writer = writer;
         let result = work(&mut writer);
         (writer, result)
     })
-    .await
-    .ok()
+    .await;
+    if moved.is_err() {
+        tracing::error!("history writer lost; messages can no longer be stored");
+    }
+    moved.ok()
 }
 
 /// Shortest fsync interval accepted.
@@ -250,10 +253,7 @@ async fn serve(mut writer: Writer, mut rx: mpsc::Receiver<Request>, sync_every: 
                     writer.append(destination, message)
                 } else {
                     let moved = off_runtime(writer, |w| w.append(destination, message)).await;
-                    let Some((back, result)) = moved else {
-                        tracing::error!("history writer lost; messages can no longer be stored");
-                        return;
-                    };
+                    let Some((back, result)) = moved else { return };
                     writer = back;
                     result
                 };
@@ -265,10 +265,7 @@ async fn serve(mut writer: Writer, mut rx: mpsc::Receiver<Request>, sync_every: 
             Request::Recent { user, limit, reply } => {
                 let moved =
                     off_runtime(writer, move |w| w.store.recent_for_user(&user, limit)).await;
-                let Some((back, result)) = moved else {
-                    tracing::error!("history writer lost; messages can no longer be stored");
-                    return;
-                };
+                let Some((back, result)) = moved else { return };
                 writer = back;
                 let _ = reply.send(result);
             }
@@ -277,7 +274,6 @@ async fn serve(mut writer: Writer, mut rx: mpsc::Receiver<Request>, sync_every: 
             }
             Request::Flush(reply) => {
                 let Some((back, result)) = off_runtime(writer, Writer::sync).await else {
-                    tracing::error!("history writer lost; messages can no longer be stored");
                     return;
                 };
                 writer = back;

@@ -535,7 +535,9 @@ where
             } => self.post(me, Some(to), text, Some(client_id)).await,
             ClientMessage::WhoIsOnline => {
                 if !self.admit()? {
-                    return self.rate_limited().await;
+                    return self
+                        .refuse(None, ErrorCode::RateLimited, "too many requests; slow down")
+                        .await;
                 }
                 let pages = ServerMessage::online_users_pages(self.shared.hub.online());
                 self.send(&pages).await
@@ -672,13 +674,5 @@ where
             None => ServerMessage::Error { code, detail },
         };
         self.send(&[msg]).await
-    }
-
-    async fn rate_limited(&mut self) -> Result<(), End> {
-        self.send(&[error(
-            ErrorCode::RateLimited,
-            "too many messages; this one was not delivered",
-        )])
-        .await
     }
 }
