@@ -5,6 +5,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use proto_core::liveness::{Liveness, LivenessAction, SilenceLimits};
 use proto_core::message::{
     ClientMessage, Conversation, ErrorCode, GoodbyeReason, MessageText, ResumeToken, ServerMessage,
     Username,
@@ -87,7 +88,7 @@ pub fn spawn(
     options: ClientOptions,
     runtime: &tokio::runtime::Handle,
 ) -> (ClientHandle, mpsc::UnboundedReceiver<ClientEvent>) {
-    spawn_with(options, runtime, SilenceLimits::DEFAULT)
+    spawn_with(options, runtime, SILENCE_LIMITS)
 }
 
 /// [`spawn`] with other silence limits (tests).
@@ -114,82 +115,12 @@ fn spawn_with(
     (handle, rx)
 }
 
-/// How long the server may be silent before we ping it, and before we
-/// call the connection dead.
-#[derive(Debug, Clone, Copy)]
-struct SilenceLimits {
-    ping_after: Duration,
-    dead_after: Duration,
-}
-
-impl SilenceLimits {
-    const DEFAULT: Self = Self {
-        ping_after: PING_AFTER,
-        dead_after: DEAD_AFTER,
-    };
-}
-
-/// What [`Liveness::handle_timeout`] asks of the run loop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LivenessAction {
-    /// Nothing yet: wait for the next [`Liveness::poll_timeout`].
-    Wait,
-    /// Ping the server, which then owes us an answer.
-    Ping,
-    /// The server stopped answering: give the connection up.
-    Dead,
-}
-
-/// Whether the server is still there, judged only by hearing from it.
-/// Sans-IO like quinn's timers: every input takes `now`, and only
-/// [`handle_heard`](Self::handle_heard) moves the deadline, so a user
-/// typing away cannot postpone the ping or the verdict.
-#[derive(Debug)]
-struct Liveness {
-    limits: SilenceLimits,
-    last_heard: Instant,
-    pinged: bool,
-}
-
-impl Liveness {
-    fn new(limits: SilenceLimits, now: Instant) -> Self {
-        Self {
-            limits,
-            last_heard: now,
-            pinged: false,
-        }
-    }
-
-    /// Anything arrived from the server.
-    fn handle_heard(&mut self, now: Instant) {
-        self.last_heard = now;
-        self.pinged = false;
-    }
-
-    /// When [`handle_timeout`](Self::handle_timeout) is next due.
-    #[must_use]
-    fn poll_timeout(&self) -> Instant {
-        let after = if self.pinged {
-            self.limits.dead_after
-        } else {
-            self.limits.ping_after
-        };
-        self.last_heard + after
-    }
-
-    #[must_use]
-    fn handle_timeout(&mut self, now: Instant) -> LivenessAction {
-        let silent = now.saturating_duration_since(self.last_heard);
-        if silent >= self.limits.dead_after {
-            LivenessAction::Dead
-        } else if silent >= self.limits.ping_after && !self.pinged {
-            self.pinged = true;
-            LivenessAction::Ping
-        } else {
-            LivenessAction::Wait
-        }
-    }
-}
+/// The client's silence limits: ping a quiet server after 45 s, give it
+/// up after 90 s.
+const SILENCE_LIMITS: SilenceLimits = SilenceLimits {
+    ping_after: PING_AFTER,
+    dead_after: DEAD_AFTER,
+};
 
 /// The text shown for a server's `Error` or `SendFailed`.
 fn error_text(code: ErrorCode, detail: &str) -> String {
@@ -500,7 +431,7 @@ impl Client {
                 return SessionEnd::Lost(End::lost_with(e));
             }
         }
-        let mut liveness = Liveness::new(self.limits, Instant::now());
+        let mut liveness = Liveness::new(self.limits, Instant::now().into_std());
         // Set when the user left while messages were in flight: leave once
         // they are acknowledged, or at this instant.
         let mut leaving: Option<Instant> = None;
@@ -512,8 +443,8 @@ impl Client {
             // Only hearing from the server moves this deadline; input
             // passing through the loop does not.
             let deadline = match leaving {
-                Some(at) => at.min(liveness.poll_timeout()),
-                None => liveness.poll_timeout(),
+                Some(at) => at.min(Instant::from_std(liveness.poll_timeout())),
+                None => Instant::from_std(liveness.poll_timeout()),
             };
             tokio::select! {
                 cmd = self.commands.recv(), if leaving.is_none() => match cmd {
@@ -527,7 +458,7 @@ impl Client {
                     }
                 },
                 event = session.next_event() => {
-                    liveness.handle_heard(Instant::now());
+                    liveness.handle_heard(Instant::now().into_std());
                     match event {
                         Ok(SessionEvent::Message(msg)) => {
                             if let Some(end) = self.on_message(&mut session, msg).await {
@@ -545,7 +476,7 @@ impl Client {
                     let _ = session.close(Some(&ClientMessage::Goodbye)).await;
                     return SessionEnd::Quit;
                 }
-                _ = sleep_until(deadline) => match liveness.handle_timeout(Instant::now()) {
+                _ = sleep_until(deadline) => match liveness.handle_timeout(Instant::now().into_std()) {
                     LivenessAction::Wait => {}
                     LivenessAction::Ping => {
                         let ping = ClientMessage::Ping { nonce: now_ms() };
@@ -835,103 +766,6 @@ mod tests {
             silent_since,
             pings,
         }
-    }
-
-    /// Drives `liveness` as the run loop does while the server says
-    /// nothing and the user types every `typing`: a wake-up at each key
-    /// press and at each `poll_timeout`. Returns what it asked for, when.
-    fn silent_server(
-        liveness: &mut Liveness,
-        start: Instant,
-        typing: Duration,
-    ) -> Vec<(Duration, LivenessAction)> {
-        let mut actions = Vec::new();
-        let mut next_key = start + typing;
-        while next_key - start < Duration::from_secs(600) {
-            let deadline = liveness.poll_timeout();
-            if deadline <= next_key {
-                match liveness.handle_timeout(deadline) {
-                    LivenessAction::Wait => {}
-                    LivenessAction::Dead => {
-                        actions.push((deadline - start, LivenessAction::Dead));
-                        break;
-                    }
-                    action => actions.push((deadline - start, action)),
-                }
-            } else {
-                next_key += typing; // input: nothing for liveness to do
-            }
-        }
-        actions
-    }
-
-    #[test]
-    fn typing_postpones_neither_the_ping_nor_the_verdict() {
-        let start = Instant::now();
-        for typing in [
-            Duration::from_secs(1),
-            Duration::from_secs(2),
-            Duration::from_secs(5),
-            Duration::from_secs(44),
-        ] {
-            let mut liveness = Liveness::new(SilenceLimits::DEFAULT, start);
-            assert_eq!(
-                silent_server(&mut liveness, start, typing),
-                [
-                    (PING_AFTER, LivenessAction::Ping),
-                    (DEAD_AFTER, LivenessAction::Dead)
-                ],
-                "typing every {typing:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn hearing_from_the_server_restarts_the_clock() {
-        let start = Instant::now();
-        let mut liveness = Liveness::new(SilenceLimits::DEFAULT, start);
-        assert_eq!(liveness.poll_timeout(), start + PING_AFTER);
-        assert_eq!(
-            liveness.handle_timeout(start + PING_AFTER),
-            LivenessAction::Ping
-        );
-        assert_eq!(liveness.poll_timeout(), start + DEAD_AFTER);
-        // The Pong (or anything else) arrives.
-        let heard = start + Duration::from_secs(50);
-        liveness.handle_heard(heard);
-        assert_eq!(liveness.poll_timeout(), heard + PING_AFTER);
-        assert_eq!(
-            liveness.handle_timeout(start + DEAD_AFTER),
-            LivenessAction::Wait
-        );
-        assert_eq!(
-            liveness.handle_timeout(heard + PING_AFTER),
-            LivenessAction::Ping
-        );
-        assert_eq!(
-            liveness.handle_timeout(heard + DEAD_AFTER),
-            LivenessAction::Dead
-        );
-    }
-
-    #[test]
-    fn an_early_or_repeated_wake_up_changes_nothing() {
-        let start = Instant::now();
-        let mut liveness = Liveness::new(SilenceLimits::DEFAULT, start);
-        assert_eq!(
-            liveness.handle_timeout(start + Duration::from_secs(10)),
-            LivenessAction::Wait
-        );
-        assert_eq!(liveness.poll_timeout(), start + PING_AFTER);
-        assert_eq!(
-            liveness.handle_timeout(start + Duration::from_secs(46)),
-            LivenessAction::Ping
-        );
-        assert_eq!(
-            liveness.handle_timeout(start + Duration::from_secs(47)),
-            LivenessAction::Wait
-        );
-        assert_eq!(liveness.poll_timeout(), start + DEAD_AFTER);
     }
 
     /// The run loop, not only [`Liveness`]: input must not postpone the

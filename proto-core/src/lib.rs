@@ -27,6 +27,7 @@
 //! - [`identity`]: server Ed25519 identity, keys, fingerprints, trust.
 //! - [`client`], [`server`]: the two state machines.
 //! - [`message`]: chat messages inside records, and their validation.
+//! - [`liveness`]: the Ping/idle policy both sides run.
 //! - [`error`]: why a connection ended.
 #![forbid(unsafe_code)]
 
@@ -40,6 +41,7 @@ pub mod hello;
 pub mod identity;
 pub mod key_exchange;
 pub mod key_schedule;
+pub mod liveness;
 pub mod message;
 pub mod record;
 pub mod server;
