@@ -16,7 +16,10 @@ use crate::clock::now_ms;
 use crate::login_throttle::LoginThrottle;
 use crate::resume_tokens::ResumeTokens;
 use crate::storage::token_file::StoredToken;
-use crate::storage::{hash_password, verify_login, CredentialStore, RegisterError};
+use crate::storage::{
+    dummy_phc, hash_password_with, verify_login, CredentialStore, PasswordParams, PhcString,
+    RegisterError,
+};
 
 /// A successful register, login or resume.
 #[derive(Debug)]
@@ -54,6 +57,8 @@ struct KnownAccount {
 /// Settings of [`Accounts`].
 #[derive(Debug, Clone)]
 pub struct AccountsConfig {
+    /// Argon2id costs of new password hashes (and of the unknown-user dummy).
+    pub password_hashing: PasswordParams,
     pub hash_workers: usize,
     pub min_password_chars: usize,
     pub token_lifetime: Duration,
@@ -71,6 +76,8 @@ pub struct Accounts {
     throttle: Mutex<LoginThrottle>,
     tokens: Mutex<ResumeTokens>,
     rng: SystemRandom,
+    /// Verified for unknown users, so they cost what a real account costs.
+    dummy: Arc<PhcString>,
     config: AccountsConfig,
 }
 
@@ -94,8 +101,8 @@ impl Accounts {
                 );
             }
         }
-        // Hash once now so the first unknown-user login is not faster.
-        let _ = crate::storage::password::dummy_phc();
+        // Hashed once now, with the costs new accounts get.
+        let dummy = Arc::new(dummy_phc(config.password_hashing));
         Self {
             store: Arc::new(Mutex::new(store)),
             known: RwLock::new(known),
@@ -104,6 +111,7 @@ impl Accounts {
             throttle: Mutex::new(LoginThrottle::default()),
             tokens: Mutex::new(ResumeTokens::from_snapshot(tokens, now_ms())),
             rng: SystemRandom::new(),
+            dummy,
             config,
         }
     }
@@ -144,8 +152,9 @@ impl Accounts {
         if self.display_name(&canonical).is_some() {
             return Err(AuthFailure::NameTaken.into());
         }
+        let params = self.config.password_hashing;
         let phc = self
-            .hashing(move || hash_password(password.expose().as_bytes()))
+            .hashing(move || hash_password_with(params, password.expose().as_bytes()))
             .await?
             .map_err(|_| AuthError::Internal)?
             .into_string();
@@ -199,8 +208,9 @@ impl Accounts {
             .unwrap_or_else(PoisonError::into_inner)
             .get(&canonical)
             .map(|a| Arc::clone(&a.phc));
+        let dummy = Arc::clone(&self.dummy);
         let ok = self
-            .hashing(move || verify_login(phc.as_deref(), password.expose().as_bytes()))
+            .hashing(move || verify_login(phc.as_deref(), &dummy, password.expose().as_bytes()))
             .await?;
         let mut throttle = lock(&self.throttle);
         if !ok {
@@ -281,6 +291,7 @@ mod tests {
             store,
             Vec::new(),
             AccountsConfig {
+                password_hashing: PasswordParams::default(),
                 hash_workers: 2,
                 min_password_chars: 8,
                 token_lifetime: Duration::from_secs(60),

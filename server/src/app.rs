@@ -93,6 +93,13 @@ pub fn load_identity(dir: &DataDir) -> Result<(ServerIdentity, bool), StartError
 /// Opens everything, binds and starts accepting.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     config.limits.validate()?;
+    config
+        .password_hashing
+        .validate()
+        .map_err(|message| ConfigError::Invalid {
+            name: "password_hashing",
+            message,
+        })?;
     let dir = DataDir::open_or_create(&config.data_dir)?;
     let (identity, generated) = load_identity(&dir)?;
     let identity = Arc::new(identity);
@@ -123,6 +130,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         store,
         tokens,
         AccountsConfig {
+            password_hashing: config.password_hashing,
             hash_workers: config.limits.hash_workers,
             min_password_chars: config.limits.min_password_chars,
             token_lifetime: config.token_lifetime,

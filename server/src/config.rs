@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+use crate::storage::PasswordParams;
+
 /// The port the server listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 7878;
 /// The data directory used unless told otherwise (relative to the working directory).
@@ -35,6 +37,9 @@ pub struct Config {
     pub history_sync_interval: Duration,
     /// How long a resume token stays valid.
     pub token_lifetime: Duration,
+    /// Argon2id costs of new password hashes: the OWASP minimum unless
+    /// set (test servers pick cheap ones; the binary never does by itself).
+    pub password_hashing: PasswordParams,
 }
 
 impl std::fmt::Debug for Config {
@@ -51,6 +56,7 @@ impl std::fmt::Debug for Config {
             .field("history_replay", &self.history_replay)
             .field("history_sync_interval", &self.history_sync_interval)
             .field("token_lifetime", &self.token_lifetime)
+            .field("password_hashing", &self.password_hashing)
             .finish()
     }
 }
@@ -67,6 +73,7 @@ impl Config {
             history_replay: 50,
             history_sync_interval: Duration::from_secs(1),
             token_lifetime: Duration::from_secs(24 * 3600),
+            password_hashing: PasswordParams::default(),
         }
     }
 }
@@ -164,6 +171,18 @@ pub struct FileConfig {
     pub token_lifetime_secs: Option<u64>,
     #[serde(default)]
     pub limits: FileLimits,
+    #[serde(default)]
+    pub password_hashing: FilePasswordHashing,
+}
+
+/// The `[password_hashing]` table of [`FileConfig`]: Argon2id costs of
+/// new hashes (m in KiB).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePasswordHashing {
+    pub m_cost_kib: Option<u32>,
+    pub t_cost: Option<u32>,
+    pub p_cost: Option<u32>,
 }
 
 /// The `[limits]` table of [`FileConfig`].
@@ -242,6 +261,10 @@ impl FileConfig {
             self.history_sync_ms.map(Duration::from_millis),
         );
         secs(&mut config.token_lifetime, self.token_lifetime_secs);
+        let (h, f) = (&mut config.password_hashing, self.password_hashing);
+        set(&mut h.m_cost_kib, f.m_cost_kib);
+        set(&mut h.t_cost, f.t_cost);
+        set(&mut h.p_cost, f.p_cost);
         let (l, f) = (&mut config.limits, self.limits);
         set(&mut l.max_connections, f.max_connections);
         set(&mut l.max_connections_per_ip, f.max_connections_per_ip);
@@ -372,6 +395,24 @@ mod tests {
         assert_eq!(config.listen, defaults.listen);
         assert_eq!(config.history_replay, defaults.history_replay);
         assert_eq!(config.history_sync_interval, defaults.history_sync_interval);
+        assert_eq!(config.password_hashing, defaults.password_hashing);
+    }
+
+    #[test]
+    fn password_hashing_costs_come_from_the_file() {
+        let file: FileConfig =
+            toml::from_str("[password_hashing]\nm_cost_kib = 64\nt_cost = 1\n").unwrap();
+        let mut config = Config::new("d");
+        file.apply(&mut config);
+        assert_eq!(
+            config.password_hashing,
+            PasswordParams {
+                m_cost_kib: 64,
+                t_cost: 1,
+                p_cost: 1
+            }
+        );
+        assert_eq!(Config::new("d").password_hashing, PasswordParams::default());
     }
 
     #[test]

@@ -37,3 +37,4 @@ pub mod unauthenticated_pool;
 pub use app::{start, RunningServer, StartError};
 pub use cli::cli_main;
 pub use config::{Config, ServerLimits, TlsFiles};
+pub use storage::PasswordParams;

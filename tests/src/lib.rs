@@ -34,7 +34,7 @@ pub use server_process::ServerProcess;
 pub use tampering_proxy::TamperingProxy;
 pub use test_certificate::TestCertificate;
 pub use test_client::{Endpoint, LoginInfo, SessionEnd, TestClient, END_BOUND, RECV_TIMEOUT};
-pub use test_server::{test_limits, ServerOptions, TestServer, Transport};
+pub use test_server::{test_limits, ServerOptions, TestServer, Transport, TEST_PASSWORD_HASHING};
 pub use values::{password, text, username, PASSWORD};
 
 /// Defines one `#[tokio::test]` per scenario in [`scenarios`], all run over

@@ -20,7 +20,8 @@ pub const PROCESS_BOUND: Duration = Duration::from_secs(30);
 
 /// Writes a config file for a server on 127.0.0.1:0 with data in
 /// `data_dir` and limits that let one test open many connections from
-/// 127.0.0.1 (like [`crate::test_limits`]).
+/// 127.0.0.1 (like [`crate::test_limits`]), and Argon2id at
+/// [`crate::TEST_PASSWORD_HASHING`]'s costs.
 pub fn write_config(path: &Path, data_dir: &Path) {
     write_config_with(path, data_dir, "");
 }
@@ -41,7 +42,14 @@ pub fn write_config_with(path: &Path, data_dir: &Path, top_level: &str) {
          handshakes_per_ip_per_second = 10000\n\
          handshake_burst_per_ip = 10000\n\
          handshake_workers = 2\n\
-         hash_workers = 2\n"
+         hash_workers = 2\n\
+         [password_hashing]\n\
+         m_cost_kib = {m}\n\
+         t_cost = {t}\n\
+         p_cost = {p}\n",
+        m = crate::TEST_PASSWORD_HASHING.m_cost_kib,
+        t = crate::TEST_PASSWORD_HASHING.t_cost,
+        p = crate::TEST_PASSWORD_HASHING.p_cost,
     );
     std::fs::write(path, toml).expect("write the server config");
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use proto_core::Fingerprint;
-use server::{Config, RunningServer, ServerLimits, TlsFiles};
+use server::{Config, PasswordParams, RunningServer, ServerLimits, TlsFiles};
 
 use crate::test_certificate::TestCertificate;
 use crate::test_client::{Endpoint, TestClient};
@@ -39,6 +39,15 @@ pub fn test_limits() -> ServerLimits {
     }
 }
 
+/// Argon2id at its cheapest (64 KiB, one pass): test logins exercise the
+/// same code as real ones without paying 19 MiB and two passes each. Only
+/// test servers use it; the server's own default is the OWASP minimum.
+pub const TEST_PASSWORD_HASHING: PasswordParams = PasswordParams {
+    m_cost_kib: 64,
+    t_cost: 1,
+    p_cost: 1,
+};
+
 /// How to start a [`TestServer`].
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -46,6 +55,8 @@ pub struct ServerOptions {
     pub limits: ServerLimits,
     pub history_replay: usize,
     pub token_lifetime: Duration,
+    /// [`TEST_PASSWORD_HASHING`] unless a test needs the real cost.
+    pub password_hashing: PasswordParams,
     /// Port 0 unless a test needs a particular address.
     pub listen: SocketAddr,
 }
@@ -58,6 +69,7 @@ impl ServerOptions {
             limits: test_limits(),
             history_replay: defaults.history_replay,
             token_lifetime: defaults.token_lifetime,
+            password_hashing: TEST_PASSWORD_HASHING,
             listen: "127.0.0.1:0".parse().expect("loopback address"),
         }
     }
@@ -125,6 +137,7 @@ impl TestServer {
         config.limits = self.options.limits.clone();
         config.history_replay = self.options.history_replay;
         config.token_lifetime = self.options.token_lifetime;
+        config.password_hashing = self.options.password_hashing;
         config
     }
 

@@ -21,7 +21,10 @@ pub use history_log::{
     Appended, Conversation, Durability, HistoryConfig, HistoryEntry, HistoryStore,
 };
 pub use key_files::LoadedKey;
-pub use password::{hash_password, verify_login, verify_password, PasswordParams, PhcString};
+pub use password::{
+    dummy_phc, hash_password, hash_password_with, verify_login, verify_password, PasswordParams,
+    PhcString,
+};
 
 #[cfg(test)]
 mod tests {
@@ -66,6 +69,7 @@ mod tests {
             .unwrap();
         assert!(verify_login(
             accounts.get(user).map(|a| a.phc.as_str()),
+            &dummy_phc(PasswordParams::default()),
             password.as_bytes()
         ));
 

@@ -11,7 +11,7 @@
 //! first Argon2 blocks would let a memory reader test guesses with one Blake2b each.
 
 use std::fmt;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use argon2::password_hash::{Output, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -34,7 +34,9 @@ const MAX_VERIFY_M_COST_KIB: u32 = 1 << 20;
 const MAX_VERIFY_T_COST: u32 = 16;
 const MAX_VERIFY_P_COST: u32 = 8;
 
-/// Argon2id cost parameters. The default is the OWASP minimum: m = 19456 KiB, t = 2, p = 1.
+/// Argon2id cost parameters for new hashes (`[password_hashing]` in the
+/// config). The default is the OWASP minimum: m = 19456 KiB, t = 2, p = 1.
+/// Stored hashes keep the costs they were made with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PasswordParams {
     pub m_cost_kib: u32,
@@ -49,6 +51,22 @@ impl Default for PasswordParams {
             t_cost: 2,
             p_cost: 1,
         }
+    }
+}
+
+impl PasswordParams {
+    /// Refuses costs Argon2 cannot run, or that [`verify_password`] would
+    /// refuse to verify later (so no account could ever log in).
+    pub fn validate(&self) -> Result<(), &'static str> {
+        if self.m_cost_kib > MAX_VERIFY_M_COST_KIB
+            || self.t_cost > MAX_VERIFY_T_COST
+            || self.p_cost > MAX_VERIFY_P_COST
+        {
+            return Err("costs above what the server verifies (m 1 GiB, t 16, p 8)");
+        }
+        Params::new(self.m_cost_kib, self.t_cost, self.p_cost, Some(HASH_LEN))
+            .map(|_| ())
+            .map_err(|_| "Argon2 refuses these costs (needs t >= 1, p >= 1, m >= 8 * p)")
     }
 }
 
@@ -117,32 +135,30 @@ pub fn verify_password(phc: &str, candidate: &[u8]) -> bool {
 }
 
 /// The login check for E1: verifies against the account's hash, or, when the user does
-/// not exist, against [`dummy_phc`] so both paths cost one Argon2id run, then says false.
-pub fn verify_login(stored_phc: Option<&str>, candidate: &[u8]) -> bool {
+/// not exist, against `dummy` (see [`dummy_phc`]) so both paths cost one Argon2id run,
+/// then says false.
+pub fn verify_login(stored_phc: Option<&str>, dummy: &PhcString, candidate: &[u8]) -> bool {
     match stored_phc {
         Some(phc) => verify_password(phc, candidate),
         None => {
-            let _ = verify_password(dummy_phc().as_str(), candidate);
+            let _ = verify_password(dummy.as_str(), candidate);
             false
         }
     }
 }
 
-/// A PHC hash of a random password with a random salt and the default parameters,
-/// computed once. Call it at startup so the first unknown-user login is not slower.
-pub fn dummy_phc() -> &'static PhcString {
-    static DUMMY: OnceLock<PhcString> = OnceLock::new();
-    DUMMY.get_or_init(|| {
-        let mut password = Zeroizing::new([0u8; 32]);
-        let computed = SystemRandom::new()
-            .fill(&mut password[..])
-            .map_err(|_| PasswordError::Random)
-            .and_then(|()| hash_password(&password[..]));
-        computed.unwrap_or_else(|e| {
-            // Only the cost matters: verify_login never accepts against the dummy.
-            tracing::warn!(error = %e, "cannot compute the dummy password hash; using a fixed one");
-            PhcString(DUMMY_FALLBACK.to_owned())
-        })
+/// A PHC hash of a random password with a random salt and `params` (the costs new
+/// accounts get), for unknown users. Compute it once at startup.
+pub fn dummy_phc(params: PasswordParams) -> PhcString {
+    let mut password = Zeroizing::new([0u8; 32]);
+    let computed = SystemRandom::new()
+        .fill(&mut password[..])
+        .map_err(|_| PasswordError::Random)
+        .and_then(|()| hash_password_with(params, &password[..]));
+    computed.unwrap_or_else(|e| {
+        // Only the cost matters: verify_login never accepts against the dummy.
+        tracing::warn!(error = %e, "cannot compute the dummy password hash; using a fixed one");
+        PhcString(DUMMY_FALLBACK.to_owned())
     })
 }
 
@@ -300,21 +316,20 @@ mod tests {
 
     #[test]
     fn unknown_user_path_uses_the_dummy_hash_and_returns_false() {
-        let dummy = dummy_phc();
+        let dummy = dummy_phc(PasswordParams::default());
         assert!(PasswordHash::new(dummy.as_str()).is_ok());
         assert!(dummy
             .as_str()
             .starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert!(std::ptr::eq(dummy, dummy_phc()), "computed once");
         let real = hash_password(b"pw").unwrap();
 
         let start = Instant::now();
-        assert!(!verify_login(None, b"pw"));
+        assert!(!verify_login(None, &dummy, b"pw"));
         let unknown = start.elapsed();
         let start = Instant::now();
-        assert!(!verify_login(Some(real.as_str()), b"wrong"));
+        assert!(!verify_login(Some(real.as_str()), &dummy, b"wrong"));
         let known = start.elapsed();
-        assert!(verify_login(Some(real.as_str()), b"pw"));
+        assert!(verify_login(Some(real.as_str()), &dummy, b"pw"));
         // Both paths run one Argon2id of the same cost (loose bound: CI noise).
         let ratio = unknown.as_secs_f64() / known.as_secs_f64();
         assert!(
@@ -350,7 +365,40 @@ mod tests {
             hash_password(&long),
             Err(PasswordError::TooLong { .. })
         ));
-        assert!(!verify_password(dummy_phc().as_str(), &long));
+        let dummy = dummy_phc(PasswordParams::default());
+        assert!(!verify_password(dummy.as_str(), &long));
+    }
+
+    #[test]
+    fn configured_costs_are_the_costs_of_new_hashes_and_the_dummy() {
+        let cheap = PasswordParams {
+            m_cost_kib: 64,
+            t_cost: 1,
+            p_cost: 1,
+        };
+        cheap.validate().unwrap();
+        let phc = hash_password_with(cheap, b"pw").unwrap();
+        assert!(phc.as_str().starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
+        assert!(verify_password(phc.as_str(), b"pw"));
+        let dummy = dummy_phc(cheap);
+        assert!(dummy.as_str().starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
+        assert!(!verify_login(None, &dummy, b"pw"));
+    }
+
+    #[test]
+    fn costs_argon2_cannot_run_or_the_server_would_not_verify_are_refused() {
+        PasswordParams::default().validate().unwrap();
+        let with = |m_cost_kib, t_cost, p_cost| PasswordParams {
+            m_cost_kib,
+            t_cost,
+            p_cost,
+        };
+        assert!(with(7, 1, 1).validate().is_err());
+        assert!(with(64, 0, 1).validate().is_err());
+        assert!(with(64, 1, 0).validate().is_err());
+        assert!(with(MAX_VERIFY_M_COST_KIB + 1, 2, 1).validate().is_err());
+        assert!(with(19_456, MAX_VERIFY_T_COST + 1, 1).validate().is_err());
+        assert!(with(19_456, 2, MAX_VERIFY_P_COST + 1).validate().is_err());
     }
 
     #[test]
