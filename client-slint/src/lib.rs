@@ -14,6 +14,7 @@
 //!   faked in tests; [`backend::route_input`] decides where typed text goes.
 //! - [`view`]: copies models into the window's globals.
 //! - [`app`]: the controller that wires callbacks, events and view.
+//! - [`screen_probe`]: what the window shows, as text, for the end-to-end test.
 //! - [`ui`]: the compiled `ui/main.slint` (pages, components, adapters).
 //!
 //! Threads: the tokio runtime that runs `client_core` has its own worker
@@ -23,6 +24,7 @@
 pub mod app;
 pub mod backend;
 pub mod model;
+pub mod screen_probe;
 pub mod session;
 pub mod timeline;
 pub mod view;

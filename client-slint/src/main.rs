@@ -50,6 +50,10 @@ struct Cli {
     /// Send TEXT to the room once logged in (repeatable; for scripts and tests).
     #[arg(long, value_name = "TEXT")]
     send_after_login: Vec<String>,
+    /// Describe what the window shows in PATH after every frame (for the
+    /// end-to-end test; no message text).
+    #[arg(long, value_name = "PATH", hide = true)]
+    screen_probe: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -90,6 +94,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(path) = cli.screen_probe {
+        client_slint::screen_probe::install(app.window(), path);
+    }
     close_on_signals(&runtime, app.window().as_weak());
     let result = app.run();
     drop(app);

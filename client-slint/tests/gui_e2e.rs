@@ -1,8 +1,9 @@
 //! End to end: the real `securechat-gui` under Xvfb against a real server
 //! (in this process), with two other clients (client-core) in other
 //! scripts. The GUI registers, sees history, sends a message the others
-//! receive, is photographed, and on SIGTERM says goodbye so the others see
-//! it leave.
+//! receive, shows a join, new messages and an unread badge (read from its
+//! `--screen-probe` file, written after each frame), is photographed, and
+//! on SIGTERM says goodbye so the others see it leave.
 //!
 //! Needs Xvfb and ImageMagick (see CI-PACKAGES.txt); it fails, never skips,
 //! when they are missing. The screenshot is written to
@@ -192,6 +193,30 @@ fn screenshot(display: &str, path: &Path) {
     assert!(count > 200, "the screenshot looks blank ({count} colours)");
 }
 
+/// Polls the GUI's screen probe until `shows` holds, and returns it; fails
+/// with the last screen and the GUI's log after [`STEP_TIMEOUT`].
+fn wait_for_screen(
+    gui: &mut Guard,
+    probe: &Path,
+    log: &Path,
+    shows: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        gui.assert_running();
+        let screen = read_log(probe);
+        if shows(&screen) {
+            return screen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the window never showed what was expected; it showed:\n{screen}\nlog:\n{}",
+            read_log(log)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn read_log(path: &Path) -> String {
     let mut text = String::new();
     if let Ok(mut file) = std::fs::File::open(path) {
@@ -226,6 +251,7 @@ fn gui_registers_sends_a_message_and_says_goodbye_under_xvfb() {
     runtime.block_on(lei.wait_for(|e| matches!(e, ClientEvent::Room(l) if l.from == "سارة")));
 
     let gui_log = tmp.path().join("gui.log");
+    let probe = tmp.path().join("screen");
     let mut gui = Guard::spawn(
         "securechat-gui",
         Command::new(env!("CARGO_BIN_EXE_securechat-gui"))
@@ -242,6 +268,8 @@ fn gui_registers_sends_a_message_and_says_goodbye_under_xvfb() {
             .arg("--known-servers")
             .arg(tmp.path().join("gui-known"))
             .args(["--send-after-login", GUI_MESSAGE])
+            .arg("--screen-probe")
+            .arg(&probe)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&gui_log).unwrap()),
     );
@@ -267,8 +295,32 @@ fn gui_registers_sends_a_message_and_says_goodbye_under_xvfb() {
         .send_room("欢迎 Zoë！🎉 今晚一起吃饭吗？こんにちは 안녕하세요");
     sara.handle.send_room("مرحبا بالجميع! كيف حالكم؟ 😀🔐");
     sara.handle.send_direct(GUI_USER, "رسالة خاصة لك 🌙");
-    std::thread::sleep(Duration::from_secs(4));
-    gui.assert_running();
+    // On screen: Layla's join, then both new messages after it, and one
+    // unread direct message from Sara.
+    let screen = wait_for_screen(&mut gui, &probe, &gui_log, |screen| {
+        let rows: Vec<&str> = screen
+            .lines()
+            .filter(|l| l.starts_with("row ") || l.starts_with("notice "))
+            .collect();
+        let Some(join) = rows
+            .iter()
+            .position(|r| r.starts_with("notice join") && r.contains("ليلى"))
+        else {
+            return false;
+        };
+        let after = &rows[join + 1..];
+        after.contains(&"row message 李雷")
+            && after.contains(&"row message سارة")
+            && screen.lines().any(|l| l == "conversation سارة unread=1")
+    });
+    assert!(
+        screen.contains("row message Zoë\n") || screen.contains("row message Zoë "),
+        "the GUI's own message is not on screen:\n{screen}"
+    );
+    assert!(
+        screen.contains("row message 李雷 history"),
+        "the history from before the login is not marked as such:\n{screen}"
+    );
 
     let shots = workspace_root().join("target").join("gui-e2e");
     std::fs::create_dir_all(&shots).unwrap();
