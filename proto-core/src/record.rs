@@ -163,10 +163,6 @@ impl RecordSealer {
     pub fn ratchet(&mut self) {
         self.keys.ratchet();
     }
-
-    pub fn next_seq(&self) -> u64 {
-        self.seq
-    }
 }
 
 /// Opens records in one direction.
