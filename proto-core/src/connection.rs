@@ -158,6 +158,13 @@ impl<S: Side> Connection<S> {
         })
     }
 
+    /// This side's sending keys, taken out: the fuzz targets seal arbitrary
+    /// records as this side would, reaching past the peer's MAC check.
+    #[cfg(feature = "internals")]
+    pub(crate) fn take_sealer(&mut self) -> Option<RecordSealer> {
+        self.inner.common.sealer.take()
+    }
+
     /// Records a fatal error from the application's side (a declined key).
     pub(crate) fn fail(&mut self, err: Error) -> Error {
         self.inner.side.set_failed();
