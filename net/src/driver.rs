@@ -1,6 +1,8 @@
 //! The driver shared by both sides: one stream, one protocol core, the
 //! buffers between them, and the run-loop contract of `proto-core`
-//! (feed input, drain events, drain transmit, flush alerts on error).
+//! (feed input, drain events, drain transmit, flush alerts on error,
+//! hand the expensive step to an [`Offload`]). The core does all framing:
+//! nothing here looks inside the bytes.
 
 use std::fmt;
 use std::io;
@@ -9,12 +11,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
-use proto_core::frame::{decode_header, Decoded, MAX_FRAME_BODY, MIN_FRAME_BODY};
-use proto_core::{ClientConnection, ClientEvent, ServerConnection, ServerEvent};
+use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use proto_core::message::{ClientMessage, ServerMessage};
+use proto_core::{ClientEvent, ClientSide, Connection, ServerEvent, ServerSide, Side};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::NetError;
+use crate::offload::Offload;
 
 /// How long `close()` (goodbye, close_notify, shutdown) and the best-effort
 /// alert after a protocol error may take before the stream is dropped.
@@ -62,64 +67,34 @@ impl fmt::Display for ConnId {
     }
 }
 
-/// What the driver needs of a protocol state machine once established.
-pub(crate) trait Core: Send + 'static {
-    type Incoming;
-    fn handle_input(&mut self, data: &[u8]) -> Result<(), proto_core::Error>;
-    fn handle_eof(&mut self) -> Result<(), proto_core::Error>;
-    fn drain_transmit(&mut self, out: &mut Vec<u8>);
-    /// The next event the application sees; handshake events are skipped.
-    fn poll_session_event(&mut self) -> Option<SessionEvent<Self::Incoming>>;
-    fn close(&mut self);
+/// How a side's events look to a session: messages and the end, with the
+/// handshake's events left to the handshake. Implemented for both sides.
+pub trait SessionSide: Side {
+    /// What the peer sends.
+    type Incoming: Send;
+    /// The session's view of an event; `None` for a handshake event.
+    fn session_event(event: Self::Event) -> Option<SessionEvent<Self::Incoming>>;
 }
 
-impl Core for ServerConnection {
-    type Incoming = proto_core::message::ClientMessage;
-    fn handle_input(&mut self, data: &[u8]) -> Result<(), proto_core::Error> {
-        ServerConnection::handle_input(self, data)
-    }
-    fn handle_eof(&mut self) -> Result<(), proto_core::Error> {
-        ServerConnection::handle_eof(self)
-    }
-    fn drain_transmit(&mut self, out: &mut Vec<u8>) {
-        ServerConnection::drain_transmit(self, out)
-    }
-    fn poll_session_event(&mut self) -> Option<SessionEvent<Self::Incoming>> {
-        loop {
-            match self.poll_event()? {
-                ServerEvent::Message(m) => return Some(SessionEvent::Message(m)),
-                ServerEvent::Closed => return Some(SessionEvent::Closed { clean: true }),
-                ServerEvent::Connected => continue,
-            }
+impl SessionSide for ServerSide {
+    type Incoming = ClientMessage;
+    fn session_event(event: ServerEvent) -> Option<SessionEvent<ClientMessage>> {
+        match event {
+            ServerEvent::Message(m) => Some(SessionEvent::Message(m)),
+            ServerEvent::Closed => Some(SessionEvent::Closed { clean: true }),
+            ServerEvent::Connected => None,
         }
-    }
-    fn close(&mut self) {
-        ServerConnection::close(self)
     }
 }
 
-impl Core for ClientConnection {
-    type Incoming = proto_core::message::ServerMessage;
-    fn handle_input(&mut self, data: &[u8]) -> Result<(), proto_core::Error> {
-        ClientConnection::handle_input(self, data)
-    }
-    fn handle_eof(&mut self) -> Result<(), proto_core::Error> {
-        ClientConnection::handle_eof(self)
-    }
-    fn drain_transmit(&mut self, out: &mut Vec<u8>) {
-        ClientConnection::drain_transmit(self, out)
-    }
-    fn poll_session_event(&mut self) -> Option<SessionEvent<Self::Incoming>> {
-        loop {
-            match self.poll_event()? {
-                ClientEvent::Message(m) => return Some(SessionEvent::Message(m)),
-                ClientEvent::Closed => return Some(SessionEvent::Closed { clean: true }),
-                ClientEvent::Connected { .. } | ClientEvent::ServerKeyUnknown(_) => continue,
-            }
+impl SessionSide for ClientSide {
+    type Incoming = ServerMessage;
+    fn session_event(event: ClientEvent) -> Option<SessionEvent<ServerMessage>> {
+        match event {
+            ClientEvent::Message(m) => Some(SessionEvent::Message(m)),
+            ClientEvent::Closed => Some(SessionEvent::Closed { clean: true }),
+            ClientEvent::Connected { .. } | ClientEvent::ServerKeyUnknown(_) => None,
         }
-    }
-    fn close(&mut self) {
-        ClientConnection::close(self)
     }
 }
 
@@ -130,13 +105,13 @@ impl Core for ClientConnection {
 /// the futures below loses nothing: bytes read are always handed to the
 /// core before the next await, and `out[written..]` is exactly what is
 /// still owed to the peer.
-pub(crate) struct Driver<S, C> {
+pub(crate) struct Driver<S, Sd: Side> {
     pub(crate) stream: S,
     /// Boxed: the protocol state (keys, key schedules) is a few KiB, and
     /// the session futures that own the driver move it across several
     /// `async fn` layers; inline, each layer kept its own copy and an idle
     /// session's task grew to 33 KiB.
-    pub(crate) core: Box<C>,
+    pub(crate) core: Box<Connection<Sd>>,
     pub(crate) id: ConnId,
     out: Vec<u8>,
     written: usize,
@@ -146,12 +121,12 @@ pub(crate) struct Driver<S, C> {
     ended: bool,
 }
 
-impl<S, C> Driver<S, C>
+impl<S, Sd> Driver<S, Sd>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
-    C: Core,
+    Sd: SessionSide,
 {
-    pub(crate) fn new(stream: S, core: Box<C>, id: ConnId) -> Self {
+    pub(crate) fn new(stream: S, core: Box<Connection<Sd>>, id: ConnId) -> Self {
         let mut d = Self {
             stream,
             core,
@@ -207,12 +182,12 @@ where
 
     /// The next message or the end of the session. Cancel-safe: the only
     /// await is a single `read`, and its bytes reach the core at once.
-    pub(crate) async fn next_event(&mut self) -> Result<SessionEvent<C::Incoming>, NetError> {
+    pub(crate) async fn next_event(&mut self) -> Result<SessionEvent<Sd::Incoming>, NetError> {
         loop {
             if let Some(e) = &self.failed {
                 return Err(NetError::Protocol(e.clone()));
             }
-            if let Some(ev) = self.core.poll_session_event() {
+            if let Some(ev) = self.poll_session_event() {
                 if matches!(ev, SessionEvent::Closed { .. }) {
                     tracing::debug!(conn = %self.id, "peer sent close_notify");
                     self.ended = true;
@@ -236,8 +211,95 @@ where
         }
     }
 
-    /// One `read`, fed to the core at once. `Ok(false)` on end of stream
-    /// (the caller decides what EOF means). The only await is the read,
+    /// The next event a session shows; handshake events are skipped.
+    fn poll_session_event(&mut self) -> Option<SessionEvent<Sd::Incoming>> {
+        std::iter::from_fn(|| self.core.poll_event()).find_map(Sd::session_event)
+    }
+
+    /// The next handshake event, reading as needed; the expensive step
+    /// (a hello's key agreement) runs through `offload`, holding a permit of
+    /// `cpu_permits` if given. Reading the hello itself costs nothing, so no
+    /// permit is held while a slow peer trickles it in.
+    pub(crate) async fn next_handshake_event(
+        mut self,
+        offload: &Offload,
+        cpu_permits: Option<&Arc<Semaphore>>,
+    ) -> Result<(Self, Sd::Event), NetError> {
+        loop {
+            self.flush().await?;
+            if let Some(ev) = self.core.poll_event() {
+                return Ok((self, ev));
+            }
+            if self.core.expensive_input_pending() {
+                let permit = match cpu_permits {
+                    Some(p) => Some(
+                        p.clone()
+                            .acquire_owned()
+                            .await
+                            .map_err(|_| NetError::ShuttingDown)?,
+                    ),
+                    None => None,
+                };
+                self = self.process_expensive_input(offload, permit).await?;
+                continue;
+            }
+            if !self.read_some().await? {
+                let err = self
+                    .core
+                    .handle_eof()
+                    .err()
+                    .unwrap_or(proto_core::Error::UnexpectedEof);
+                return Err(err.into());
+            }
+        }
+    }
+
+    /// Runs the core's pending expensive step through `offload`. The core
+    /// moves to the worker and back; the permit moves with it, so it is held
+    /// exactly as long as the work runs, even if this future is dropped by
+    /// a deadline meanwhile.
+    async fn process_expensive_input(
+        self,
+        offload: &Offload,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Result<Self, NetError> {
+        let Self {
+            stream,
+            core,
+            id,
+            out,
+            written,
+            failed,
+            ended,
+        } = self;
+        let (core, result) = offload
+            .run(move || {
+                let _permit = permit;
+                let mut core = core;
+                let result = core.process_expensive_input();
+                (core, result)
+            })
+            .await?;
+        let mut driver = Self {
+            stream,
+            core,
+            id,
+            out,
+            written,
+            failed,
+            ended,
+        };
+        driver.stage();
+        match result {
+            Ok(()) => Ok(driver),
+            Err(e) => Err(driver.fail(e).await),
+        }
+    }
+
+    /// One `read`, fed to the core at once, short of any expensive step
+    /// (see [`Self::next_handshake_event`]; an established session has
+    /// none). `Ok(false)` on end of stream (the caller decides what EOF
+    /// means). The only await is the read,
     /// and the bytes reach the core in the same poll that reads them, so
     /// the buffer never outlives a poll (and never sits in the future).
     pub(crate) async fn read_some(&mut self) -> Result<bool, NetError> {
@@ -249,7 +311,7 @@ where
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
                 Poll::Ready(Ok(())) if rb.filled().is_empty() => Poll::Ready(Ok(None)),
-                Poll::Ready(Ok(())) => Poll::Ready(Ok(Some(core.handle_input(rb.filled())))),
+                Poll::Ready(Ok(())) => Poll::Ready(Ok(Some(core.handle_cheap_input(rb.filled())))),
             }
         })
         .await?;
@@ -291,121 +353,5 @@ where
         .unwrap_or(Err(NetError::WriteTimeout));
         tracing::debug!(conn = %id, ok = res.is_ok(), "closed");
         res
-    }
-}
-
-/// The frame-size limit as the core applies it.
-pub(crate) fn max_frame_body(limits: &proto_core::Limits) -> u32 {
-    limits.max_frame_body.clamp(MIN_FRAME_BODY, MAX_FRAME_BODY)
-}
-
-/// Reads until `buf` holds the peer's whole first frame, or a header the
-/// core will refuse anyway (oversized, unknown type). Returns `false` on
-/// EOF. Nothing expensive happens here, so no CPU permit is held while a
-/// slow peer trickles its hello in.
-pub(crate) async fn read_first_frame<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    buf: &mut Vec<u8>,
-    max_body: u32,
-) -> io::Result<bool> {
-    read_until(stream, buf, |b| {
-        !matches!(decode_header(b, max_body), Ok(Decoded::Incomplete { .. }))
-    })
-    .await
-}
-
-/// Reads into `buf` until `ready(buf)`; `false` on EOF first.
-pub(crate) async fn read_until<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    buf: &mut Vec<u8>,
-    ready: impl Fn(&[u8]) -> bool,
-) -> io::Result<bool> {
-    while !ready(buf) {
-        let start = buf.len();
-        buf.resize(start + 2048, 0);
-        let n = stream.read(&mut buf[start..]).await?;
-        buf.truncate(start + n);
-        if n == 0 {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    use tokio::io::ReadBuf;
-
-    use super::*;
-
-    /// Hands out its bytes one per `read`, then EOF.
-    struct Trickle(Vec<u8>);
-
-    impl AsyncRead for Trickle {
-        fn poll_read(
-            mut self: Pin<&mut Self>,
-            _cx: &mut Context<'_>,
-            buf: &mut ReadBuf<'_>,
-        ) -> Poll<io::Result<()>> {
-            if !self.0.is_empty() {
-                let b = self.0.remove(0);
-                buf.put_slice(&[b]);
-            }
-            Poll::Ready(Ok(()))
-        }
-    }
-
-    fn frame(body_len: usize) -> Vec<u8> {
-        let mut f = vec![0x01];
-        f.extend_from_slice(&(body_len as u32).to_be_bytes());
-        f.resize(5 + body_len, 0xab);
-        f
-    }
-
-    #[tokio::test]
-    async fn first_frame_is_reassembled_from_one_byte_reads() {
-        let mut stream = Trickle(frame(300));
-        let mut buf = Vec::new();
-        assert!(read_first_frame(&mut stream, &mut buf, MAX_FRAME_BODY)
-            .await
-            .unwrap());
-        assert_eq!(buf, frame(300));
-    }
-
-    #[tokio::test]
-    async fn an_oversized_header_stops_reading_before_any_body() {
-        let mut bytes = vec![0x17, 0xff, 0xff, 0xff, 0xff];
-        bytes.extend_from_slice(&[0u8; 100]);
-        let mut stream = Trickle(bytes);
-        let mut buf = Vec::new();
-        assert!(read_first_frame(&mut stream, &mut buf, MAX_FRAME_BODY)
-            .await
-            .unwrap());
-        assert_eq!(buf.len(), 5, "only the header was read");
-    }
-
-    #[tokio::test]
-    async fn eof_inside_the_first_frame_is_reported() {
-        let mut partial = frame(300);
-        partial.truncate(100);
-        let mut stream = Trickle(partial);
-        let mut buf = Vec::new();
-        assert!(!read_first_frame(&mut stream, &mut buf, MAX_FRAME_BODY)
-            .await
-            .unwrap());
-        assert_eq!(buf.len(), 100);
-    }
-
-    #[test]
-    fn the_frame_limit_is_clamped_as_the_core_clamps_it() {
-        let limits = |max_frame_body| proto_core::Limits {
-            max_frame_body,
-            ..Default::default()
-        };
-        assert_eq!(max_frame_body(&limits(u32::MAX)), MAX_FRAME_BODY);
-        assert_eq!(max_frame_body(&limits(0)), MIN_FRAME_BODY);
     }
 }

@@ -5,13 +5,19 @@
 //! tokio-rustls streams and `tokio::io::duplex` pipes all work the same.
 //!
 //! ## Shape of a connection
-//! - Server: [`accept`] runs the handshake under a deadline, doing the
-//!   expensive ClientHello work on the blocking pool behind a semaphore
-//!   ([`HandshakeOptions`]), and returns a [`ServerSession`].
-//! - Client: [`connect`] returns [`ClientHandshake::Connected`] for a pinned
-//!   server, or [`ClientHandshake::NeedsTrust`] on first contact, whose
+//! - The core does all framing: this crate feeds it whatever it reads and
+//!   never parses a byte. When the core reports that its next input step is
+//!   expensive (a hello's key agreement), that step runs through an
+//!   [`Offload`] — tokio's blocking pool unless the caller injects another.
+//! - Server: [`accept`] runs the handshake under a deadline, the expensive
+//!   ClientHello step behind a semaphore ([`HandshakeOptions`]), and
+//!   returns a [`ServerSession`].
+//! - Client: [`connect`] (or [`connect_with_offload`]) returns
+//!   [`ClientHandshake::Connected`] for a pinned server, or
+//!   [`ClientHandshake::NeedsTrust`] on first contact, whose
 //!   [`PendingTrust::accept`] / [`PendingTrust::reject`] finish it.
-//! - Both sessions: `next_event()` is cancel-safe (its only await is one
+//! - Both sides: one [`Session`] type (`ServerSession`, `ClientSession`).
+//!   `next_event()` is cancel-safe (its only await is one
 //!   read; everything else is buffered in the session), so it can sit in a
 //!   `tokio::select!` against an outbox. `queue*()` only seals records into
 //!   a buffer; `flush()` writes all of them with one `write` call: the
@@ -22,11 +28,12 @@
 //!
 //! ## Table of contents
 //! - [`session_rng()`]: one OS-seeded ChaCha20 generator per connection.
-//! - [`server`] — [`accept`], [`HandshakeOptions`], [`ServerSession`].
-//! - [`client`] — [`connect`], [`ClientHandshake`], [`PendingTrust`], [`ClientSession`].
+//! - `handshake.rs` — [`accept`], [`HandshakeOptions`], [`connect`],
+//!   [`ClientHandshake`], [`PendingTrust`].
+//! - `session.rs` — [`Session`]: queue, flush, next event, close.
+//! - `driver.rs` — one stream, one core and the buffers between them.
+//! - [`Offload`] — where the expensive handshake step runs.
 //! - [`error`] — [`NetError`].
-//! - [`background_cpu`] — handshake and hashing work on the blocking pool at
-//!   lowered priority, so it yields the CPU to chat.
 //! - [`tls`] (feature `tls`, on by default): rustls 0.23 with the ring
 //!   provider and TLS 1.3 only; certificate loading and a reloadable
 //!   acceptor. [`MaybeTlsStream`] holds plain or TLS streams uniformly.
@@ -36,21 +43,24 @@
 #![forbid(unsafe_code)]
 
 mod driver;
+mod handshake;
+mod offload;
+mod session;
 mod session_rng;
 
-pub mod background_cpu;
-pub mod client;
 pub mod error;
-pub mod server;
 #[cfg(feature = "tls")]
 pub mod stream;
 #[cfg(feature = "tls")]
 pub mod tls;
 
-pub use client::{connect, ClientHandshake, ClientSession, PendingTrust};
-pub use driver::{ConnId, SessionEvent, CLOSE_TIMEOUT};
+pub use driver::{ConnId, SessionEvent, SessionSide, CLOSE_TIMEOUT};
 pub use error::NetError;
-pub use server::{accept, HandshakeOptions, ServerSession};
+pub use handshake::{
+    accept, connect, connect_with_offload, ClientHandshake, HandshakeOptions, PendingTrust,
+};
+pub use offload::{Offload, OffloadJob};
+pub use session::{ClientSession, ServerSession, Session};
 pub use session_rng::session_rng;
 #[cfg(feature = "tls")]
 pub use stream::{ClientStream, MaybeTlsStream, ServerStream};

@@ -368,8 +368,8 @@ async fn one_cpu_permit_still_lets_concurrent_handshakes_complete() {
 async fn hello_processing_waits_for_a_cpu_permit() {
     let permits = Arc::new(Semaphore::new(0));
     let opts = HandshakeOptions {
-        deadline: DEADLINE,
         cpu_permits: permits.clone(),
+        ..HandshakeOptions::new(DEADLINE, 1)
     };
     let (c, s) = tokio::io::duplex(64 * 1024);
     let server = tokio::spawn(async move { net::accept(s, server_config(), &opts).await });
@@ -392,4 +392,97 @@ async fn a_closed_permit_semaphore_refuses_new_handshakes() {
     let _client = tokio::spawn(net::connect(c, pinned_config(), DEADLINE));
     let res = net::accept(s, server_config(), &opts).await;
     assert!(matches!(res, Err(NetError::ShuttingDown)));
+}
+
+/// An offload on the blocking pool that counts the jobs it runs.
+fn counting_offload() -> (net::Offload, Arc<std::sync::atomic::AtomicUsize>) {
+    let jobs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = jobs.clone();
+    let offload = net::Offload::new(move |job| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::task::spawn_blocking(job)
+    });
+    (offload, jobs)
+}
+
+#[tokio::test]
+async fn the_expensive_steps_run_on_the_injected_offload() {
+    let (server_offload, server_jobs) = counting_offload();
+    let (client_offload, client_jobs) = counting_offload();
+    let opts = HandshakeOptions {
+        offload: server_offload,
+        ..options()
+    };
+    let (c, s) = tokio::io::duplex(64 * 1024);
+    let (client, server) = tokio::join!(
+        net::connect_with_offload(c, pinned_config(), DEADLINE, &client_offload),
+        net::accept(s, server_config(), &opts),
+    );
+    assert!(matches!(client.unwrap(), ClientHandshake::Connected(_)));
+    server.unwrap();
+    let jobs =
+        |n: &Arc<std::sync::atomic::AtomicUsize>| n.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(jobs(&server_jobs), 1, "the ClientHello");
+    assert_eq!(
+        jobs(&client_jobs),
+        2,
+        "key generation, then the ServerHello"
+    );
+}
+
+/// Hands the server one byte per `read`.
+struct OneByteReads(tokio::io::DuplexStream);
+
+impl tokio::io::AsyncRead for OneByteReads {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let mut one = [0u8; 1];
+        let mut small = tokio::io::ReadBuf::new(&mut one);
+        let res = std::pin::Pin::new(&mut self.0).poll_read(cx, &mut small);
+        buf.put_slice(small.filled());
+        res
+    }
+}
+
+impl tokio::io::AsyncWrite for OneByteReads {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, data)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test]
+async fn a_hello_read_one_byte_at_a_time_takes_one_cpu_permit_once_whole() {
+    let (server_offload, server_jobs) = counting_offload();
+    let opts = HandshakeOptions {
+        offload: server_offload,
+        ..HandshakeOptions::new(DEADLINE, 1)
+    };
+    let (c, s) = tokio::io::duplex(64 * 1024);
+    let (client, server) = tokio::join!(
+        net::connect(c, pinned_config(), DEADLINE),
+        net::accept(OneByteReads(s), server_config(), &opts),
+    );
+    assert!(matches!(client.unwrap(), ClientHandshake::Connected(_)));
+    server.unwrap();
+    assert_eq!(server_jobs.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(opts.cpu_permits.available_permits(), 1, "permit returned");
 }

@@ -760,10 +760,10 @@ fn a_client_hello_of_the_wrong_length_is_refused_from_its_first_seven_bytes() {
     // for the rest (or for the handshake deadline).
     let mut server = ServerConnection::new(ServerConfig::new(identity(1)), rng(2));
     let prefix = [0x01, 0, 0, 0x03, 0xe8, 0, 1];
-    assert!(ServerConnection::first_flight_ready(&prefix));
-    assert!(!ServerConnection::first_flight_ready(&prefix[..6]));
+    server.handle_cheap_input(&prefix[..6]).unwrap();
+    assert!(!server.expensive_input_pending());
     assert_eq!(
-        server.handle_input(&prefix),
+        server.handle_cheap_input(&prefix[6..]),
         Err(Error::Handshake(HandshakeError::MalformedHello))
     );
     assert_eq!(
@@ -786,7 +786,6 @@ fn a_client_hello_of_the_wrong_length_is_refused_from_its_first_seven_bytes() {
         Err(Error::VersionMismatch { ours: 1, peer: 9 })
     );
     // A frame that is not a ClientHello at all is refused from its first byte.
-    assert!(ServerConnection::first_flight_ready(&[0x17]));
     let mut server = ServerConnection::new(ServerConfig::new(identity(1)), rng(2));
     assert_eq!(
         server.handle_input(&[0x17]),
@@ -799,12 +798,11 @@ fn a_client_hello_of_the_wrong_length_is_refused_from_its_first_seven_bytes() {
     let hello = client_out(&mut client);
     let mut server = ServerConnection::new(ServerConfig::new(identity(1)), rng(2));
     for (i, b) in hello.iter().enumerate() {
-        assert_eq!(
-            ServerConnection::first_flight_ready(&hello[..=i]),
-            i + 1 == hello.len()
-        );
-        server.handle_input(&[*b]).unwrap();
+        server.handle_cheap_input(&[*b]).unwrap();
+        assert_eq!(server.expensive_input_pending(), i + 1 == hello.len());
     }
+    assert!(server_out(&mut server).is_empty(), "the hello waits");
+    server.process_expensive_input().unwrap();
     assert!(!server_out(&mut server).is_empty(), "ServerHello sent");
 }
 
@@ -839,4 +837,61 @@ fn a_refused_connection_learns_why_from_a_plaintext_alert() {
         let _ = client_out(&mut client);
         assert_eq!(client.handle_input(&frame), Err(Error::AlertReceived(code)));
     }
+}
+
+#[test]
+fn cheap_input_stops_before_the_server_hello_and_keeps_the_bytes_behind_it() {
+    let id = identity(7);
+    let mut p = Pair::new(ServerTrust::Pinned(id.public_key()), id);
+    let hello = client_out(&mut p.client);
+    p.server.handle_cheap_input(&hello).unwrap();
+    assert!(p.server.expensive_input_pending());
+    assert!(server_out(&mut p.server).is_empty(), "no work done yet");
+    p.server.process_expensive_input().unwrap();
+    assert!(!p.server.expensive_input_pending());
+    // ServerHello and the server Finished arrive in one read.
+    let flight = server_out(&mut p.server);
+    p.client.handle_cheap_input(&flight).unwrap();
+    assert!(p.client.expensive_input_pending());
+    assert_eq!(p.client.poll_event(), None);
+    assert_eq!(p.client.server_key(), None);
+    p.client.process_expensive_input().unwrap();
+    assert_eq!(
+        client_events(&mut p.client),
+        vec![ClientEvent::Connected {
+            server_key: identity(7).public_key()
+        }],
+        "the Finished kept behind the hello was processed too"
+    );
+    assert_eq!(p.client.server_key(), Some(identity(7).public_key()));
+    p.drive();
+    assert_eq!(server_events(&mut p.server), vec![ServerEvent::Connected]);
+}
+
+#[test]
+fn more_input_while_the_hello_is_pending_is_refused_without_failing() {
+    let id = identity(7);
+    let mut p = Pair::new(ServerTrust::Pinned(id.public_key()), id);
+    let hello = client_out(&mut p.client);
+    p.server.handle_cheap_input(&hello).unwrap();
+    assert_eq!(
+        p.server.handle_cheap_input(&[0x17]),
+        Err(Error::InvalidState("expensive input is pending"))
+    );
+    // handle_input runs the pending step first, so it still works.
+    p.server.handle_input(&[]).unwrap();
+    assert!(!server_out(&mut p.server).is_empty(), "ServerHello sent");
+}
+
+#[test]
+fn eof_while_the_hello_is_pending_is_a_dropped_connection() {
+    let mut client = ClientConnection::new(ClientConfig::new(ServerTrust::FirstUse), rng(1));
+    let hello = client_out(&mut client);
+    let mut server = ServerConnection::new(ServerConfig::new(identity(1)), rng(2));
+    server.handle_cheap_input(&hello).unwrap();
+    assert_eq!(server.handle_eof(), Err(Error::UnexpectedEof));
+    assert!(
+        server_out(&mut server).is_empty(),
+        "no alert for a dropped peer"
+    );
 }

@@ -112,6 +112,72 @@ pub fn encode_frame(frame_type: FrameType, body: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(body);
 }
 
+/// Reassembles frames from arbitrary chunks, buffering at most one frame.
+#[derive(Default)]
+pub(crate) struct FrameReader {
+    buf: Vec<u8>,
+    frame_ready: bool,
+}
+
+impl FrameReader {
+    /// Up to `N` bytes of the frame being read: what is buffered, then `data`.
+    pub(crate) fn peek<const N: usize>(&self, data: &[u8]) -> ([u8; N], usize) {
+        let mut out = [0u8; N];
+        let buffered = if self.frame_ready {
+            &[][..]
+        } else {
+            &self.buf[..]
+        };
+        let mut n = 0;
+        for &b in buffered.iter().chain(data).take(N) {
+            out[n] = b;
+            n += 1;
+        }
+        (out, n)
+    }
+
+    /// Returns the next whole frame (header included), borrowing from
+    /// `data` when it holds one entirely, else from the internal buffer.
+    pub(crate) fn next<'s, 'd: 's>(
+        &'s mut self,
+        data: &mut &'d [u8],
+        max_body: u32,
+    ) -> Result<Option<&'s [u8]>, PeerMisbehaved> {
+        if self.frame_ready {
+            self.buf.clear();
+            self.frame_ready = false;
+        }
+        if self.buf.is_empty() {
+            if let Decoded::Frame { consumed, .. } = decode_header(data, max_body)? {
+                let (frame, rest) = data.split_at(consumed);
+                *data = rest;
+                return Ok(Some(frame));
+            }
+        }
+        loop {
+            match decode_header(&self.buf, max_body)? {
+                Decoded::Frame { .. } => {
+                    self.frame_ready = true;
+                    return Ok(Some(&self.buf));
+                }
+                Decoded::Incomplete { needed } => {
+                    if data.is_empty() {
+                        return Ok(None);
+                    }
+                    let take = needed.min(data.len());
+                    self.buf.extend_from_slice(&data[..take]);
+                    *data = &data[take..];
+                }
+            }
+        }
+    }
+
+    /// No partial frame is buffered.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.buf.is_empty() || self.frame_ready
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,8 @@
 //! deterministic (the test vectors in docs/PROTOCOL.md come from here).
 //!
 //! ## Run-loop contract
-//! For a [`ClientConnection`] or [`ServerConnection`]:
+//! For a [`ClientConnection`] or [`ServerConnection`] (both are
+//! [`Connection`], over a [`Side`]):
 //! 1. After construction (and after every call below), call
 //!    `drain_transmit(&mut buf)` and write `buf` to the transport.
 //! 2. When bytes arrive, call `handle_input(bytes)` once, then
@@ -18,43 +19,86 @@
 //!    `accept_server_key()` or `reject_server_key()` before anything else
 //!    happens; `send` is refused until `ClientEvent::Connected`.
 //!
+//! An adapter that keeps milliseconds of cryptography off its event loop
+//! calls `handle_cheap_input(bytes)` in step 2 instead: it stops before a
+//! whole hello would be processed, and while `expensive_input_pending()`
+//! the adapter reads nothing more and runs `process_expensive_input()` where
+//! such work belongs (a blocking thread), then continues with step 2. The
+//! core does all framing, so the adapter never parses a byte.
+//!
 //! ## Table of contents
-//! - [`frame`]: the outer `type || length || body` framing and its limit.
-//! - [`hello`]: ClientHello, ServerHello, transcript hash, signed content.
-//! - [`ffdhe`], [`key_exchange`]: the ffdhe3072 + X25519 + ML-KEM-768 hybrid.
-//! - [`key_schedule`]: HKDF-SHA256 labels, traffic secrets, Finished MACs.
-//! - [`record`]: AES-256-CFB128 + HMAC-SHA256 records, key update.
-//! - [`identity`]: server Ed25519 identity, keys, fingerprints, trust.
-//! - [`client`], [`server`]: the two state machines.
+//! - [`Connection`] (`connection.rs`): one connection type for both sides —
+//!   frame reassembly, the record path, outgoing bytes, sticky errors.
+//! - `client_handshake.rs`, `server_handshake.rs`: what each [`Side`] adds —
+//!   its configuration, events and handshake states.
 //! - [`message`]: chat messages inside records, and their validation.
 //! - [`liveness`]: the Ping/idle policy both sides run.
 //! - [`error`]: why a connection ended.
+//! - `identity.rs`: server Ed25519 identity, keys, fingerprints, trust.
+//! - Private, and public only with the `internals` feature (test vectors,
+//!   fuzzing, benches; never for production code): `frame` (the outer
+//!   `type || length || body` framing and its limit), `hello` (the hellos,
+//!   transcript hash, signed content), `ffdhe` and `key_exchange` (the
+//!   ffdhe3072 + X25519 + ML-KEM-768 hybrid), `key_schedule` (HKDF-SHA256
+//!   labels, traffic secrets, Finished MACs), `record` (AES-256-CFB128 +
+//!   HMAC-SHA256 records, key update), `fuzz_targets`.
 #![forbid(unsafe_code)]
 
-mod common;
+mod client_handshake;
+mod connection;
+mod identity;
+mod server_handshake;
 
-pub mod client;
 pub mod error;
-pub mod ffdhe;
-pub mod frame;
-pub mod hello;
-pub mod identity;
-pub mod key_exchange;
-pub mod key_schedule;
 pub mod liveness;
 pub mod message;
-pub mod record;
-pub mod server;
 
+// The cryptography and the wire codecs: only the connection types use them,
+// so nothing outside can build a record or a hello by hand (`internals`
+// opens them for test vectors, fuzzing and benches).
+#[cfg(not(feature = "internals"))]
+mod ffdhe;
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod ffdhe;
+#[cfg(not(feature = "internals"))]
+mod frame;
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod frame;
+#[cfg(not(feature = "internals"))]
+mod hello;
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod hello;
+#[cfg(not(feature = "internals"))]
+mod key_exchange;
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod key_exchange;
+#[cfg(not(feature = "internals"))]
+mod key_schedule;
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod key_schedule;
+#[cfg(not(feature = "internals"))]
+mod record;
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod record;
+
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod fuzz_targets;
 
-pub use client::{ClientConfig, ClientConnection, ClientEvent};
-pub use common::{plaintext_alert_frame, Limits};
+pub use client_handshake::{ClientConfig, ClientConnection, ClientEvent, ClientSide};
+pub use connection::{plaintext_alert_frame, Connection, Limits, Side};
 pub use error::{AlertCode, Error, HandshakeError, PeerMisbehaved};
 pub use identity::{Fingerprint, ServerIdentity, ServerKey, ServerTrust};
 pub use record::KeyUpdatePolicy;
-pub use server::{EncodedServerMessage, ServerConfig, ServerConnection, ServerEvent};
+pub use server_handshake::{
+    EncodedServerMessage, ServerConfig, ServerConnection, ServerEvent, ServerSide,
+};
 
 #[cfg(test)]
 mod connection_tests;

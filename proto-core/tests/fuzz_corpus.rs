@@ -40,3 +40,8 @@ fn server_state_corpus_replays_without_panic() {
 fn client_state_corpus_replays_without_panic() {
     replay("client_state", fuzz_targets::client_state);
 }
+
+#[test]
+fn server_established_corpus_replays_without_panic() {
+    replay("server_established", fuzz_targets::server_established);
+}

@@ -257,7 +257,7 @@ impl Accounts {
     }
 
     /// Runs Argon2id work on the blocking pool at background priority (see
-    /// `net::background_cpu`), at most `hash_workers` at once.
+    /// the `background-cpu` crate), at most `hash_workers` at once.
     async fn hashing<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
@@ -266,7 +266,7 @@ impl Accounts {
             .acquire_owned()
             .await
             .map_err(|_| AuthError::Internal)?;
-        net::background_cpu::spawn(move || {
+        background_cpu::spawn(move || {
             let _permit = permit;
             work()
         })

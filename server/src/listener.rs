@@ -229,6 +229,8 @@ async fn handshake(
     let opts = HandshakeOptions {
         deadline: deadline.saturating_duration_since(Instant::now()),
         cpu_permits,
+        // The ClientHello's cryptography at background priority, like hashing.
+        offload: net::Offload::new(background_cpu::spawn),
     };
     match net::accept(stream, protocol, &opts).await {
         Ok(session) => Some(session),

@@ -43,6 +43,9 @@ pub struct Target {
     trust: ServerTrust,
     handshake_timeout: Duration,
     seen_key: OnceLock<ServerKey>,
+    /// Handshake cryptography at background priority, as the server runs
+    /// its own: the tool's CPU must not move the latency it measures.
+    offload: net::Offload,
 }
 
 impl Target {
@@ -54,6 +57,7 @@ impl Target {
                 .map_or(ServerTrust::FirstUse, ServerTrust::Fingerprint),
             handshake_timeout: opts.handshake_timeout,
             seen_key: OnceLock::new(),
+            offload: net::Offload::new(background_cpu::spawn),
         })
     }
 
@@ -80,24 +84,25 @@ impl Target {
     async fn handshake_inner(&self, index: usize) -> Result<Session, TransportError> {
         let stream = self.dialer.connect(index).await?;
         let config = ClientConfig::new(self.trust);
-        let session = match net::connect(stream, config, self.handshake_timeout)
-            .await
-            .map_err(TransportError::Handshake)?
-        {
-            ClientHandshake::Connected(session) => session,
-            ClientHandshake::NeedsTrust(pending) => {
-                let first = *self.seen_key.get_or_init(|| pending.server_key());
-                if first != pending.server_key() {
-                    let seen = pending.fingerprint().to_string();
-                    pending.reject().await;
-                    return Err(TransportError::KeyMismatch {
-                        seen,
-                        expected: first.fingerprint().to_string(),
-                    });
+        let session =
+            match net::connect_with_offload(stream, config, self.handshake_timeout, &self.offload)
+                .await
+                .map_err(TransportError::Handshake)?
+            {
+                ClientHandshake::Connected(session) => session,
+                ClientHandshake::NeedsTrust(pending) => {
+                    let first = *self.seen_key.get_or_init(|| pending.server_key());
+                    if first != pending.server_key() {
+                        let seen = pending.fingerprint().to_string();
+                        pending.reject().await;
+                        return Err(TransportError::KeyMismatch {
+                            seen,
+                            expected: first.fingerprint().to_string(),
+                        });
+                    }
+                    pending.accept().await.map_err(TransportError::Handshake)?
                 }
-                pending.accept().await.map_err(TransportError::Handshake)?
-            }
-        };
+            };
         let _ = self.seen_key.set(session.server_key());
         Ok(session)
     }

@@ -1,12 +1,13 @@
-//! The client's state machine.
+//! The client's side of a connection: its configuration, its events and its
+//! handshake states. Everything after the handshake is in `connection.rs`.
 
 use std::collections::VecDeque;
 
 use rand_core::CryptoRngCore;
 use subtle::ConstantTimeEq;
 
-use crate::common::{plaintext_alert_error, Common, ControlOutcome, FrameReader, Limits};
-use crate::error::{Error, HandshakeError, PeerMisbehaved};
+use crate::connection::{plaintext_alert_error, sealed, CommonState, Connection, Limits, Side};
+use crate::error::{AlertCode, Error, HandshakeError, PeerMisbehaved};
 use crate::frame::{FrameType, HEADER_LEN};
 use crate::hello::{signed_content, ClientHello, ServerHello, Transcript, RANDOM_BYTES};
 use crate::identity::{ServerKey, ServerTrust};
@@ -47,6 +48,18 @@ pub enum ClientEvent {
     Closed,
 }
 
+/// A client connection: bytes in, bytes and events out. See the crate
+/// docs for the run-loop contract.
+pub type ClientConnection = Connection<ClientSide>;
+
+/// The client's handshake state inside a [`ClientConnection`].
+pub struct ClientSide {
+    trust: ServerTrust,
+    state: State,
+    /// The key the handshake verified, kept after a later failure too.
+    verified_key: Option<ServerKey>,
+}
+
 enum State {
     ExpectServerHello {
         shares: Box<ClientShares>,
@@ -66,27 +79,15 @@ enum State {
     Failed,
 }
 
-/// A client connection: bytes in, bytes and events out. See the crate
-/// docs for the run-loop contract.
-pub struct ClientConnection {
-    reader: FrameReader,
-    inner: Inner,
-}
-
-struct Inner {
-    common: Common,
-    trust: ServerTrust,
-    state: State,
-    events: VecDeque<ClientEvent>,
-}
-
-impl ClientConnection {
+impl Connection<ClientSide> {
     /// Starts a handshake; the ClientHello is queued for sending at once.
+    /// Generating the key shares costs an ffdhe3072 exponentiation and an
+    /// ML-KEM key generation (about a millisecond).
     pub fn new(config: ClientConfig, mut rng: Box<dyn CryptoRngCore + Send>) -> Self {
         let mut random = [0u8; RANDOM_BYTES];
         rng.fill_bytes(&mut random);
         let shares = Box::new(ClientShares::generate(&mut *rng));
-        let mut common = Common::new(rng, config.limits);
+        let mut common = CommonState::new(rng, config.limits);
         let mut hello = Vec::new();
         ClientHello {
             random: &random,
@@ -98,127 +99,111 @@ impl ClientConnection {
         let mut transcript = Transcript::new();
         transcript.add(&hello);
         common.push_raw(&hello);
-        Self {
-            reader: FrameReader::default(),
-            inner: Inner {
-                common,
-                trust: config.trust,
-                state: State::ExpectServerHello { shares, transcript },
-                events: VecDeque::new(),
-            },
-        }
+        let side = ClientSide {
+            trust: config.trust,
+            state: State::ExpectServerHello { shares, transcript },
+            verified_key: None,
+        };
+        Connection::from_parts(common, side)
     }
 
-    /// Feeds bytes received from the transport. On error the connection is
-    /// dead: flush [`Self::drain_transmit`] (it may hold an alert) and close.
-    pub fn handle_input(&mut self, mut data: &[u8]) -> Result<(), Error> {
-        self.inner.common.check()?;
-        let max = self.inner.common.limits.max_frame_body;
-        loop {
-            let frame = match self.reader.next(&mut data, max) {
-                Ok(Some(f)) => f,
-                Ok(None) => return Ok(()),
-                Err(e) => return Err(self.inner.common.fail(e.into())),
-            };
-            if let Err(e) = self.inner.handle_frame(frame) {
-                self.inner.state = State::Failed;
-                return Err(self.inner.common.fail(e));
-            }
-        }
-    }
-
-    /// The transport reached end of stream. `Ok` only if the server said
-    /// goodbye with close_notify first; otherwise `UnexpectedEof`.
-    pub fn handle_eof(&mut self) -> Result<(), Error> {
-        if !self.reader.is_empty() {
-            return Err(self.inner.common.fail(Error::UnexpectedEof));
-        }
-        self.inner.common.handle_eof()
-    }
-
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<ClientEvent> {
-        self.inner.events.pop_front()
-    }
-
-    /// Moves every byte waiting to be sent onto the end of `out`.
-    pub fn drain_transmit(&mut self, out: &mut Vec<u8>) {
-        self.inner.common.drain_transmit(out);
-    }
-
-    pub fn wants_write(&self) -> bool {
-        self.inner.common.wants_write()
-    }
-
-    pub fn is_established(&self) -> bool {
-        matches!(self.inner.state, State::Established)
+    /// The server's identity key, once the handshake has completed (and
+    /// still after the connection ends).
+    pub fn server_key(&self) -> Option<ServerKey> {
+        self.side().verified_key
     }
 
     /// Accepts the key reported by `ServerKeyUnknown` (the application pins
     /// it). Sends the client Finished; `Connected` follows.
     pub fn accept_server_key(&mut self) -> Result<(), Error> {
-        self.inner.common.check()?;
-        match std::mem::replace(&mut self.inner.state, State::Failed) {
-            State::AwaitingTrust {
+        self.check()?;
+        if !matches!(self.side().state, State::AwaitingTrust { .. }) {
+            return Err(Error::InvalidState("no server key is awaiting a decision"));
+        }
+        self.with_side(|side, common, events| {
+            let State::AwaitingTrust {
                 server_key,
                 client_finished,
-            } => self.inner.finish(server_key, client_finished),
-            other => {
-                self.inner.state = other;
-                Err(Error::InvalidState("no server key is awaiting a decision"))
-            }
-        }
+            } = std::mem::replace(&mut side.state, State::Failed)
+            else {
+                unreachable!("checked above");
+            };
+            side.finish(common, events, server_key, client_finished)
+        })
     }
 
     /// Declines the key reported by `ServerKeyUnknown`; the connection fails.
     pub fn reject_server_key(&mut self) -> Error {
-        let err = match &self.inner.state {
+        let err = match &self.side().state {
             State::AwaitingTrust { server_key, .. } => {
                 Error::ServerKeyRejected(server_key.fingerprint())
             }
             _ => Error::InvalidState("no server key is awaiting a decision"),
         };
-        self.inner.state = State::Failed;
-        self.inner.common.fail(err)
-    }
-
-    /// Encrypts and queues a message. Refused until the handshake is
-    /// complete, so no credential can leave before the key is trusted.
-    pub fn send(&mut self, msg: &ClientMessage) -> Result<(), Error> {
-        if !self.is_established() {
-            return Err(Error::InvalidState("handshake not complete"));
-        }
-        let bytes = msg.encode();
-        self.inner.common.seal_application(&bytes)
-    }
-
-    /// Sends close_notify. The application sends `Goodbye` first.
-    pub fn close(&mut self) {
-        self.inner.common.close();
+        self.fail(err)
     }
 }
 
-impl Inner {
-    fn handle_frame(&mut self, frame: &[u8]) -> Result<(), Error> {
+impl Side for ClientSide {
+    type Event = ClientEvent;
+    type Outgoing = ClientMessage;
+}
+
+impl sealed::SideStates for ClientSide {
+    fn is_established(&self) -> bool {
+        matches!(self.state, State::Established)
+    }
+
+    fn set_failed(&mut self) {
+        self.state = State::Failed;
+    }
+
+    fn is_expensive(&self, frame_type: u8) -> bool {
+        matches!(self.state, State::ExpectServerHello { .. })
+            && frame_type == FrameType::ServerHello as u8
+    }
+
+    fn handle_handshake_frame(
+        &mut self,
+        frame: &[u8],
+        common: &mut CommonState,
+        events: &mut VecDeque<ClientEvent>,
+    ) -> Result<(), Error> {
         let frame_type = FrameType::from_byte(frame[0])?;
-        let body = &frame[HEADER_LEN..];
-        match (&mut self.state, frame_type) {
+        match (&self.state, frame_type) {
             (State::ExpectServerHello { .. }, FrameType::ServerHello) => {
-                self.handle_server_hello(frame)
+                self.handle_server_hello(frame, common)
             }
-            (State::ExpectServerHello { .. }, FrameType::Alert) => Err(plaintext_alert_error(body)),
-            (State::ExpectServerFinished { .. } | State::Established, FrameType::Record) => {
-                self.handle_record(frame)
+            (State::ExpectServerHello { .. }, FrameType::Alert) => {
+                Err(plaintext_alert_error(&frame[HEADER_LEN..]))
+            }
+            (State::ExpectServerFinished { .. }, FrameType::Record) => {
+                let (ct, payload) = common.open_record(frame)?;
+                self.handle_server_finished(ct, &payload, common, events)
             }
             _ => Err(PeerMisbehaved::UnexpectedFrame { got: frame[0] }.into()),
         }
     }
 
-    fn handle_server_hello(&mut self, frame: &[u8]) -> Result<(), Error> {
+    fn message_event(payload: &[u8]) -> Result<ClientEvent, Error> {
+        Ok(ClientEvent::Message(ServerMessage::decode(payload)?))
+    }
+
+    fn closed_event() -> ClientEvent {
+        ClientEvent::Closed
+    }
+
+    fn encode(msg: &ClientMessage) -> Vec<u8> {
+        msg.encode()
+    }
+}
+
+impl ClientSide {
+    fn handle_server_hello(&mut self, frame: &[u8], common: &mut CommonState) -> Result<(), Error> {
         let State::ExpectServerHello { shares, transcript } =
             std::mem::replace(&mut self.state, State::Failed)
         else {
-            unreachable!("checked by handle_frame");
+            unreachable!("checked by handle_handshake_frame");
         };
         let mut transcript = transcript;
         let sh = ServerHello::decode(&frame[HEADER_LEN..])?;
@@ -247,8 +232,8 @@ impl Inner {
         let ikm = shares.finish(sh.ffdhe, &sh.x25519, sh.mlkem_ct)?;
         let secrets = HandshakeSecrets::derive(&th_sig, &ikm);
         transcript.add(&frame[unsigned_len..]);
-        self.common.sealer = Some(RecordSealer::new(secrets.client_traffic.clone()));
-        self.common.opener = Some(RecordOpener::new(secrets.server_traffic.clone()));
+        common.sealer = Some(RecordSealer::new(secrets.client_traffic.clone()));
+        common.opener = Some(RecordOpener::new(secrets.server_traffic.clone()));
         self.state = State::ExpectServerFinished {
             server_key: sh.identity,
             transcript,
@@ -258,44 +243,17 @@ impl Inner {
         Ok(())
     }
 
-    fn handle_record(&mut self, frame: &[u8]) -> Result<(), Error> {
-        let limit = self.common.limits.key_update.receive_limit();
-        let opener = self
-            .common
-            .opener
-            .as_mut()
-            .ok_or(Error::InvalidState("no receiving keys"))?;
-        let (ct, payload) = opener.open(frame, limit)?;
-        // Copy out: `payload` borrows the opener's scratch buffer.
-        let payload = payload.to_vec();
-        if self.common.peer_closed {
-            return Err(PeerMisbehaved::DataAfterClose.into());
-        }
-        match &mut self.state {
-            State::ExpectServerFinished { .. } => self.handle_server_finished(ct, &payload),
-            State::Established => match self.common.handle_control(ct, &payload)? {
-                ControlOutcome::Application => {
-                    let msg = ServerMessage::decode(&payload)?;
-                    self.events.push_back(ClientEvent::Message(msg));
-                    Ok(())
-                }
-                ControlOutcome::Handled => Ok(()),
-                ControlOutcome::Closed => {
-                    self.events.push_back(ClientEvent::Closed);
-                    Ok(())
-                }
-            },
-            _ => Err(PeerMisbehaved::UnexpectedContent { got: ct as u8 }.into()),
-        }
-    }
-
-    fn handle_server_finished(&mut self, ct: ContentType, payload: &[u8]) -> Result<(), Error> {
+    fn handle_server_finished(
+        &mut self,
+        ct: ContentType,
+        payload: &[u8],
+        common: &mut CommonState,
+        events: &mut VecDeque<ClientEvent>,
+    ) -> Result<(), Error> {
         if ct != ContentType::Finished {
             if ct == ContentType::Alert {
                 if let [code] = payload {
-                    return Err(Error::AlertReceived(crate::error::AlertCode::from_byte(
-                        *code,
-                    )));
+                    return Err(Error::AlertReceived(AlertCode::from_byte(*code)));
                 }
             }
             return Err(PeerMisbehaved::UnexpectedContent { got: ct as u8 }.into());
@@ -307,7 +265,7 @@ impl Inner {
             server_finished_key,
         } = std::mem::replace(&mut self.state, State::Failed)
         else {
-            unreachable!("checked by handle_record");
+            unreachable!("checked by handle_handshake_frame");
         };
         let expected = finished_mac(&server_finished_key, &transcript.current());
         if payload.len() != 32 || !bool::from(expected.ct_eq(payload)) {
@@ -320,19 +278,25 @@ impl Inner {
                 server_key,
                 client_finished,
             };
-            self.events
-                .push_back(ClientEvent::ServerKeyUnknown(server_key));
+            events.push_back(ClientEvent::ServerKeyUnknown(server_key));
             Ok(())
         } else {
-            self.finish(server_key, client_finished)
+            self.finish(common, events, server_key, client_finished)
         }
     }
 
-    fn finish(&mut self, server_key: ServerKey, client_finished: [u8; 32]) -> Result<(), Error> {
-        self.common.seal(ContentType::Finished, &client_finished)?;
+    fn finish(
+        &mut self,
+        common: &mut CommonState,
+        events: &mut VecDeque<ClientEvent>,
+        server_key: ServerKey,
+        client_finished: [u8; 32],
+    ) -> Result<(), Error> {
+        common.seal(ContentType::Finished, &client_finished)?;
         self.trust = ServerTrust::Pinned(server_key);
+        self.verified_key = Some(server_key);
         self.state = State::Established;
-        self.events.push_back(ClientEvent::Connected { server_key });
+        events.push_back(ClientEvent::Connected { server_key });
         Ok(())
     }
 }

@@ -1,6 +1,16 @@
 //! CPU-heavy work that must not delay chat: handshake key agreement
 //! (ffdhe3072, ML-KEM, signatures) and password hashing (Argon2id).
 //!
+//! Its users: the server (Argon2id, and the handshake's expensive step,
+//! which `net` runs through the `net::Offload` the server builds from
+//! [`spawn`]) and the load generator (its clients' handshakes, so the
+//! tool's own cryptography does not move the chat latency it measures).
+//! Interactive clients keep `net`'s default, the blocking pool at normal
+//! priority: their one handshake is what the user is waiting for, and at
+//! `SCHED_IDLE` a busy desktop could starve it. A crate of its own because
+//! those two users share nothing else, and `net` stays free of thread
+//! policy (and of the `unsafe`-wrapping system crates it needs).
+//!
 //! Such work runs on tokio's blocking threads, and each blocking thread
 //! moves itself to Linux's `SCHED_IDLE` policy the first time it runs some.
 //! A thread woken to move chat messages then preempts the hashing at once.
@@ -19,6 +29,7 @@
 //! privileges a server should not have), so a lowered thread stays lowered
 //! for the other blocking work it may run later, which is background work
 //! too.
+#![forbid(unsafe_code)]
 
 use tokio::task::JoinHandle;
 
