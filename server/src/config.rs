@@ -33,6 +33,10 @@ pub struct Config {
     /// History written since the last fsync is fsynced this often (and at
     /// shutdown): what a power loss or kernel crash can lose at most.
     pub history_sync_interval: Duration,
+    /// Bytes of loaded conversations (recent entries, resend keys, partner
+    /// lists) the history keeps in memory between requests; least recently
+    /// used ones are evicted beyond it and read from disk again when needed.
+    pub history_cache_bytes: usize,
     /// How long a resume token stays valid.
     pub token_lifetime: Duration,
 }
@@ -50,6 +54,7 @@ impl std::fmt::Debug for Config {
             .field("limits", &self.limits)
             .field("history_replay", &self.history_replay)
             .field("history_sync_interval", &self.history_sync_interval)
+            .field("history_cache_bytes", &self.history_cache_bytes)
             .field("token_lifetime", &self.token_lifetime)
             .finish()
     }
@@ -66,6 +71,7 @@ impl Config {
             limits: ServerLimits::default(),
             history_replay: 50,
             history_sync_interval: Duration::from_secs(1),
+            history_cache_bytes: crate::storage::history::DEFAULT_CACHE_BYTES,
             token_lifetime: Duration::from_secs(24 * 3600),
         }
     }
@@ -161,6 +167,7 @@ pub struct FileConfig {
     pub tls_key: Option<PathBuf>,
     pub history_replay: Option<usize>,
     pub history_sync_ms: Option<u64>,
+    pub history_cache_bytes: Option<usize>,
     pub token_lifetime_secs: Option<u64>,
     #[serde(default)]
     pub limits: FileLimits,
@@ -241,6 +248,7 @@ impl FileConfig {
             &mut config.history_sync_interval,
             self.history_sync_ms.map(Duration::from_millis),
         );
+        set(&mut config.history_cache_bytes, self.history_cache_bytes);
         secs(&mut config.token_lifetime, self.token_lifetime_secs);
         let (l, f) = (&mut config.limits, self.limits);
         set(&mut l.max_connections, f.max_connections);
@@ -341,6 +349,7 @@ mod tests {
             r#"
             listen = "0.0.0.0:9000"
             history_replay = 7
+            history_cache_bytes = 1048576
             [limits]
             max_connections_per_ip = 3
             idle_timeout_secs = 300
@@ -351,6 +360,7 @@ mod tests {
         file.apply(&mut config);
         assert_eq!(config.listen, "0.0.0.0:9000".parse().unwrap());
         assert_eq!(config.history_replay, 7);
+        assert_eq!(config.history_cache_bytes, 1 << 20);
         assert_eq!(config.limits.max_connections_per_ip, 3);
         assert_eq!(config.limits.idle_timeout, Duration::from_secs(300));
         assert_eq!(config.limits.max_connections, 25_000);
@@ -372,6 +382,7 @@ mod tests {
         assert_eq!(config.listen, defaults.listen);
         assert_eq!(config.history_replay, defaults.history_replay);
         assert_eq!(config.history_sync_interval, defaults.history_sync_interval);
+        assert_eq!(config.history_cache_bytes, defaults.history_cache_bytes);
     }
 
     #[test]
