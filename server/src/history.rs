@@ -372,6 +372,55 @@ mod tests {
         }
     }
 
+    /// The writer's path to an evicted conversation (read off the runtime)
+    /// stores and recognises resends as the in-memory one does.
+    #[tokio::test]
+    async fn a_resend_to_an_evicted_conversation_is_recognised_and_the_cache_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = 16 * 1024;
+        let config = crate::storage::HistoryConfig {
+            cache_bytes: budget,
+            ..Default::default()
+        };
+        let store = HistoryStore::open_with_config(dir.path(), &[3; 32], config).unwrap();
+        let (history, task) = spawn(store, 1, Duration::from_secs(1));
+        let direct = |a: &str, b: &str| Destination::Direct {
+            a: a.into(),
+            b: b.into(),
+        };
+        let keyed = |client_id| NewMessage {
+            client_id: Some(client_id),
+            ..message("hi")
+        };
+        let first = history
+            .append(direct("ann", "bob"), keyed(5))
+            .await
+            .unwrap();
+        assert!(first.is_new);
+        for i in 0..40 {
+            let peer = format!("peer{i}");
+            let stored = history
+                .append(direct("carol", &peer), keyed(i))
+                .await
+                .unwrap();
+            assert!(stored.is_new);
+        }
+        let stats = history.stats().await.unwrap();
+        assert!(stats.cache_bytes <= budget, "{stats:?}");
+        assert!(
+            stats.cached_logs < 3 + 40 * 2,
+            "some were evicted: {stats:?}"
+        );
+        let again = history
+            .append(direct("bob", "ann"), keyed(5))
+            .await
+            .unwrap();
+        assert_eq!((again.id, again.is_new), (first.id, false));
+        assert_eq!(history.stats().await.unwrap().stored, 41);
+        drop(history);
+        task.join().await;
+    }
+
     /// A power loss loses at most `sync_every` of history: what was written
     /// is fsynced that long after, and an idle writer does not fsync.
     #[tokio::test(start_paused = true)]

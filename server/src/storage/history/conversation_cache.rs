@@ -5,7 +5,10 @@
 //! Bytes are counted as held, not as allocated: a conversation counts its fixed structs
 //! (the log's key schedule, handle and position, the map and LRU slots), its names, each
 //! cached entry's struct and strings (sender, recipient, text), each sender's name and
-//! keys, each partner name twice (list and set). Allocator slack is not counted.
+//! keys, each partner name twice (list and set). Allocator slack is not counted, nor an
+//! open log's write buffer (at most `log_file::WRITE_BUFFER_KEPT`, 4 KiB, per open file
+//! between appends, so at most `max_open_files` × 4 KiB; unbounded only under
+//! `Durability::Buffered`, which the server does not use).
 //! Evicting a log writes what it buffered and closes it (fsyncing it first if it was
 //! written since the last fsync); nothing else is lost, since everything it held is
 //! in its file and the next use loads it again (resend keys included).
@@ -22,7 +25,7 @@ use crate::storage::error::HistoryError;
 
 /// Bytes counted per conversation besides its names and content: the map slot, the
 /// two LRU slots and the content structs (the log's key schedule is inside).
-const LOG_BYTES: usize = size_of::<(String, CachedLog)>() + 2 * size_of::<(u64, String)>();
+const LOG_BYTES: usize = size_of::<(String, (CachedLog, usize))>() + 2 * size_of::<(u64, String)>();
 /// Bytes counted per cached entry besides its strings.
 const ENTRY_BYTES: usize = size_of::<HistoryEntry>();
 /// Bytes counted per partner besides the name (held twice: in order and as a set).

@@ -39,6 +39,10 @@ pub enum Durability {
     Buffered,
 }
 
+/// Capacity of the write buffer an open log keeps between appends; a larger one (a long
+/// message) is released after the write.
+pub(super) const WRITE_BUFFER_KEPT: usize = 4 * 1024;
+
 /// A record whose plaintext the caller could not parse: the log is corrupt there.
 pub(super) struct Unparsable;
 
@@ -250,6 +254,10 @@ impl LogFile {
         if !self.pending.is_empty() {
             let result = file.write_all(&self.pending);
             self.pending.clear();
+            if self.pending.capacity() > WRITE_BUFFER_KEPT {
+                // One long message must not pin its buffer for the log's lifetime.
+                self.pending = Vec::new();
+            }
             result.map_err(|source| HistoryError::Io {
                 path: self.path.clone(),
                 source,
@@ -285,6 +293,9 @@ impl LogFile {
     /// Closes the handle; what was written since the last fsync is fsynced first, since
     /// the periodic sync only reaches open files.
     pub(super) fn close(&mut self) {
+        if self.pending.is_empty() {
+            self.pending = Vec::new();
+        }
         if let Some(file) = self.file.take() {
             if self.dirty {
                 if let Err(e) = file.sync_data() {
@@ -567,6 +578,22 @@ mod tests {
             "pending records were written"
         );
         assert!(log.take_unsynced().unwrap().is_none(), "already handed out");
+    }
+
+    #[test]
+    fn a_long_record_does_not_keep_its_write_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = loaded(&dir.path().join("room.log"));
+        let rng = SystemRandom::new();
+        log.append(&rng, b"short", Durability::WriteThrough)
+            .unwrap();
+        let short = log.pending.capacity();
+        assert!(short <= WRITE_BUFFER_KEPT);
+        log.append(&rng, &[b'x'; 65_000], Durability::WriteThrough)
+            .unwrap();
+        assert!(log.pending.capacity() <= WRITE_BUFFER_KEPT);
+        log.close();
+        assert_eq!(log.pending.capacity(), 0, "a closed log keeps no buffer");
     }
 
     #[test]
