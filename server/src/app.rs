@@ -114,6 +114,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         &storage_key,
         HistoryConfig {
             tail_len: config.history_replay.max(1),
+            cache_bytes: config.history_cache_bytes,
             ..HistoryConfig::default()
         },
     )?;

@@ -35,6 +35,10 @@ pub struct Config {
     /// History written since the last fsync is fsynced this often (and at
     /// shutdown): what a power loss or kernel crash can lose at most.
     pub history_sync_interval: Duration,
+    /// Bytes of loaded conversations (recent entries, resend keys, partner
+    /// lists) the history keeps in memory between requests; least recently
+    /// used ones are evicted beyond it and read from disk again when needed.
+    pub history_cache_bytes: usize,
     /// How long a resume token stays valid.
     pub token_lifetime: Duration,
     /// Argon2id costs of new password hashes: the OWASP minimum unless
@@ -55,6 +59,7 @@ impl std::fmt::Debug for Config {
             .field("limits", &self.limits)
             .field("history_replay", &self.history_replay)
             .field("history_sync_interval", &self.history_sync_interval)
+            .field("history_cache_bytes", &self.history_cache_bytes)
             .field("token_lifetime", &self.token_lifetime)
             .field("password_hashing", &self.password_hashing)
             .finish()
@@ -72,6 +77,7 @@ impl Config {
             limits: ServerLimits::default(),
             history_replay: 50,
             history_sync_interval: Duration::from_secs(1),
+            history_cache_bytes: crate::storage::history::DEFAULT_CACHE_BYTES,
             token_lifetime: Duration::from_secs(24 * 3600),
             password_hashing: PasswordParams::default(),
         }
@@ -168,6 +174,7 @@ pub struct FileConfig {
     pub tls_key: Option<PathBuf>,
     pub history_replay: Option<usize>,
     pub history_sync_ms: Option<u64>,
+    pub history_cache_bytes: Option<usize>,
     pub token_lifetime_secs: Option<u64>,
     #[serde(default)]
     pub limits: FileLimits,
@@ -260,6 +267,7 @@ impl FileConfig {
             &mut config.history_sync_interval,
             self.history_sync_ms.map(Duration::from_millis),
         );
+        set(&mut config.history_cache_bytes, self.history_cache_bytes);
         secs(&mut config.token_lifetime, self.token_lifetime_secs);
         let (h, f) = (&mut config.password_hashing, self.password_hashing);
         set(&mut h.m_cost_kib, f.m_cost_kib);
@@ -364,6 +372,7 @@ mod tests {
             r#"
             listen = "0.0.0.0:9000"
             history_replay = 7
+            history_cache_bytes = 1048576
             [limits]
             max_connections_per_ip = 3
             idle_timeout_secs = 300
@@ -374,6 +383,7 @@ mod tests {
         file.apply(&mut config);
         assert_eq!(config.listen, "0.0.0.0:9000".parse().unwrap());
         assert_eq!(config.history_replay, 7);
+        assert_eq!(config.history_cache_bytes, 1 << 20);
         assert_eq!(config.limits.max_connections_per_ip, 3);
         assert_eq!(config.limits.idle_timeout, Duration::from_secs(300));
         assert_eq!(config.limits.max_connections, 25_000);
@@ -395,6 +405,7 @@ mod tests {
         assert_eq!(config.listen, defaults.listen);
         assert_eq!(config.history_replay, defaults.history_replay);
         assert_eq!(config.history_sync_interval, defaults.history_sync_interval);
+        assert_eq!(config.history_cache_bytes, defaults.history_cache_bytes);
         assert_eq!(config.password_hashing, defaults.password_hashing);
     }
 

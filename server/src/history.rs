@@ -3,7 +3,7 @@
 //! asks it to store a message and delivers the message only after the
 //! answer: "stored, then delivered", so a message anyone has seen survives a
 //! kill -9 (the append is a `write(2)` before the answer; see
-//! `storage::history_log`).
+//! `storage::history`).
 //!
 //! An append to a log already in memory is a seal and one `write(2)`
 //! (microseconds): the task does it in place, so storing costs a message no
@@ -13,14 +13,18 @@
 //! of a conversation, the replay at login) or fsyncs moves the store to the
 //! blocking pool for that request. History written since the last fsync is
 //! fsynced every `sync_every` (default 1 s) and at shutdown: a power loss
-//! loses at most that much.
+//! loses at most that much. The store keeps at most its cache budget of
+//! conversations in memory (`history_cache_bytes`); [`History::stats`] shows
+//! what it holds.
 
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::now_ms;
-use crate::storage::{Appended, Conversation, HistoryEntry, HistoryError, HistoryStore};
+use crate::storage::{
+    AppendTarget, Appended, Conversation, HistoryEntry, HistoryError, HistoryStore,
+};
 
 /// Requests queued before senders wait (backpressure on chat, not memory).
 const QUEUE: usize = 16 * 1024;
@@ -76,13 +80,18 @@ enum Request {
     Stats(oneshot::Sender<HistoryStats>),
 }
 
-/// What the writer has done since start (for tests and metrics).
+/// What the writer has done since start and holds now (for tests and metrics).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HistoryStats {
     /// Messages stored (resends not counted).
     pub stored: u64,
     /// Periodic and requested fsyncs that had something to sync.
     pub syncs: u64,
+    /// Bytes of loaded conversations held, as counted against
+    /// `history_cache_bytes`.
+    pub cache_bytes: usize,
+    /// Logs loaded (conversations and partner lists).
+    pub cached_logs: usize,
 }
 
 /// A handle to the writer task; cheap to clone.
@@ -114,17 +123,18 @@ struct Writer {
 }
 
 impl Writer {
-    /// Whether appending to `destination` reads no file first.
-    fn in_memory(&self, destination: &Destination) -> bool {
+    /// The logs `destination` names (a direct pair's are HMACs, computed
+    /// once here for both the in-memory check and the append).
+    fn target(&self, destination: Destination) -> Result<AppendTarget, HistoryError> {
         match destination {
-            Destination::Room => self.store.room_is_loaded(),
-            Destination::Direct { a, b } => self.store.direct_is_loaded(a, b),
+            Destination::Room => Ok(AppendTarget::Room),
+            Destination::Direct { a, b } => self.store.direct_target(&a, &b),
         }
     }
 
     fn append(
         &mut self,
-        destination: Destination,
+        target: &AppendTarget,
         message: NewMessage,
     ) -> Result<Stored, HistoryError> {
         let entry = HistoryEntry {
@@ -135,10 +145,7 @@ impl Writer {
             text: message.text,
             client_id: message.client_id,
         };
-        let appended = match &destination {
-            Destination::Room => self.store.append_room(&entry),
-            Destination::Direct { a, b } => self.store.append_direct(a, b, &entry),
-        }?;
+        let appended = self.store.append(target, &entry)?;
         Ok(match appended {
             Appended::New => {
                 self.next_id += 1;
@@ -249,13 +256,17 @@ async fn serve(mut writer: Writer, mut rx: mpsc::Receiver<Request>, sync_every: 
                 message,
                 reply,
             } => {
-                let result = if writer.in_memory(&destination) {
-                    writer.append(destination, message)
-                } else {
-                    let moved = off_runtime(writer, |w| w.append(destination, message)).await;
-                    let Some((back, result)) = moved else { return };
-                    writer = back;
-                    result
+                let result = match writer.target(destination) {
+                    Ok(target) if writer.store.is_loaded(&target) => {
+                        writer.append(&target, message)
+                    }
+                    Ok(target) => {
+                        let moved = off_runtime(writer, move |w| w.append(&target, message)).await;
+                        let Some((back, result)) = moved else { return };
+                        writer = back;
+                        result
+                    }
+                    Err(e) => Err(e),
                 };
                 if let Err(e) = &result {
                     tracing::error!(error = %e, "history append failed; message not delivered");
@@ -270,7 +281,12 @@ async fn serve(mut writer: Writer, mut rx: mpsc::Receiver<Request>, sync_every: 
                 let _ = reply.send(result);
             }
             Request::Stats(reply) => {
-                let _ = reply.send(writer.stats);
+                let cache = writer.store.cache_stats();
+                let _ = reply.send(HistoryStats {
+                    cache_bytes: cache.bytes,
+                    cached_logs: cache.logs,
+                    ..writer.stats
+                });
             }
             Request::Flush(reply) => {
                 let Some((back, result)) = off_runtime(writer, Writer::sync).await else {
@@ -318,7 +334,7 @@ impl History {
         rx.await.map_err(|_| gone())?
     }
 
-    /// What the writer has done since start.
+    /// What the writer has done since start and holds now.
     pub async fn stats(&self) -> Result<HistoryStats, HistoryError> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -354,6 +370,55 @@ mod tests {
             text: text.into(),
             client_id: None,
         }
+    }
+
+    /// The writer's path to an evicted conversation (read off the runtime)
+    /// stores and recognises resends as the in-memory one does.
+    #[tokio::test]
+    async fn a_resend_to_an_evicted_conversation_is_recognised_and_the_cache_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = 16 * 1024;
+        let config = crate::storage::HistoryConfig {
+            cache_bytes: budget,
+            ..Default::default()
+        };
+        let store = HistoryStore::open_with_config(dir.path(), &[3; 32], config).unwrap();
+        let (history, task) = spawn(store, 1, Duration::from_secs(1));
+        let direct = |a: &str, b: &str| Destination::Direct {
+            a: a.into(),
+            b: b.into(),
+        };
+        let keyed = |client_id| NewMessage {
+            client_id: Some(client_id),
+            ..message("hi")
+        };
+        let first = history
+            .append(direct("ann", "bob"), keyed(5))
+            .await
+            .unwrap();
+        assert!(first.is_new);
+        for i in 0..40 {
+            let peer = format!("peer{i}");
+            let stored = history
+                .append(direct("carol", &peer), keyed(i))
+                .await
+                .unwrap();
+            assert!(stored.is_new);
+        }
+        let stats = history.stats().await.unwrap();
+        assert!(stats.cache_bytes <= budget, "{stats:?}");
+        assert!(
+            stats.cached_logs < 3 + 40 * 2,
+            "some were evicted: {stats:?}"
+        );
+        let again = history
+            .append(direct("bob", "ann"), keyed(5))
+            .await
+            .unwrap();
+        assert_eq!((again.id, again.is_new), (first.id, false));
+        assert_eq!(history.stats().await.unwrap().stored, 41);
+        drop(history);
+        task.join().await;
     }
 
     /// A power loss loses at most `sync_every` of history: what was written

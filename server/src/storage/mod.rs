@@ -5,7 +5,7 @@ pub mod atomic_file;
 pub mod credential_store;
 pub mod data_dir;
 pub mod error;
-pub mod history_log;
+pub mod history;
 pub mod key_files;
 pub mod password;
 mod sealing;
@@ -17,8 +17,9 @@ pub use error::{
     DataDirError, HistoryError, KeyFileError, PasswordError, RegisterError, StorageError,
     StoreError,
 };
-pub use history_log::{
-    Appended, Conversation, Durability, HistoryConfig, HistoryEntry, HistoryStore,
+pub use history::{
+    AppendTarget, Appended, CacheStats, Conversation, Durability, HistoryConfig, HistoryEntry,
+    HistoryStore,
 };
 pub use key_files::LoadedKey;
 pub use password::{
