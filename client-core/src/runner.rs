@@ -7,15 +7,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proto_core::liveness::{Liveness, LivenessAction, SilenceLimits};
 use proto_core::message::{
-    ClientMessage, Conversation, ErrorCode, GoodbyeReason, MessageText, ResumeToken, ServerMessage,
-    Username,
+    ClientMessage, Conversation, GoodbyeReason, MessageText, ResumeToken, ServerMessage, Username,
 };
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 use crate::backoff::Backoff;
+use crate::cause::{CloseCause, RetryCause, ServerRefusal};
 use crate::connect::{establish, AttemptError, Established, Session};
-use crate::events::{ChatLine, ClientEvent, CloseCause, ConnectionState, Delivery, NoticeKind};
+use crate::events::{ChatLine, ClientEvent, ConnectionState, Delivery, NoticeKind};
 use crate::input::{parse_input, Input, HELP_TEXT};
 use crate::options::{AuthRequest, ClientOptions};
 use crate::outbox::Outbox;
@@ -49,7 +49,7 @@ impl ClientHandle {
     /// Why the client ended, as a type (`Closed` carries the text). Set
     /// before [`ClientEvent::Closed`] is sent, so `Some` once it arrived.
     pub fn close_cause(&self) -> Option<CloseCause> {
-        self.cause.get().copied()
+        self.cause.get().cloned()
     }
 
     /// What the user typed: a command or a room message.
@@ -108,9 +108,9 @@ fn spawn_with(
         let end = Client::new(options, limits, commands, events.clone())
             .run()
             .await;
-        let _ = cause.set(end.cause);
+        let _ = cause.set(end.clone());
         let _ = events.send(ClientEvent::State(ConnectionState::Offline));
-        let _ = events.send(ClientEvent::Closed { reason: end.reason });
+        let _ = events.send(ClientEvent::Closed { cause: end });
     });
     (handle, rx)
 }
@@ -122,23 +122,6 @@ const SILENCE_LIMITS: SilenceLimits = SilenceLimits {
     dead_after: DEAD_AFTER,
 };
 
-/// The text shown for a server's `Error` or `SendFailed`.
-fn error_text(code: ErrorCode, detail: &str) -> String {
-    let what = match code {
-        ErrorCode::UnknownRecipient => "no such user",
-        ErrorCode::RateLimited => "slow down",
-        ErrorCode::MessageTooLarge => "message too large",
-        ErrorCode::ServerFull => "server full",
-        _ => "server error",
-    };
-    // The server's detail often says the same ("no such user").
-    if detail.is_empty() || detail == what {
-        what.to_owned()
-    } else {
-        format!("{what}: {detail}")
-    }
-}
-
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -146,45 +129,16 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Why the client task ended: the text for `Closed` and its type.
-struct End {
-    reason: String,
-    cause: CloseCause,
-}
-
-impl End {
-    fn new(reason: impl Into<String>, cause: CloseCause) -> Self {
-        Self {
-            reason: reason.into(),
-            cause,
-        }
-    }
-
-    fn left() -> Self {
-        Self::new("you left", CloseCause::Left)
-    }
-
-    fn lost() -> Self {
-        Self::new(
-            "connection to the server lost",
-            CloseCause::ConnectionFailed,
-        )
-    }
-
-    fn lost_with(error: impl std::fmt::Display) -> Self {
-        Self::new(
-            format!("connection to the server lost: {error}"),
-            CloseCause::ConnectionFailed,
-        )
-    }
+fn lost_with(error: net::NetError) -> CloseCause {
+    RetryCause::Lost(Arc::new(error)).into()
 }
 
 /// How a logged-in session ended.
 enum SessionEnd {
     Quit,
     /// Worth reconnecting.
-    Lost(End),
-    Fatal(End),
+    Lost(CloseCause),
+    Fatal(CloseCause),
 }
 
 struct Client {
@@ -234,7 +188,7 @@ impl Client {
     }
 
     /// Returns why the client ended, for the final `Closed` event.
-    async fn run(mut self) -> End {
+    async fn run(mut self) -> CloseCause {
         let mut backoff = Backoff::default();
         let mut logged_in_once = false;
         loop {
@@ -257,25 +211,25 @@ impl Client {
                         username: est.username,
                     });
                     match self.chat(est.session).await {
-                        SessionEnd::Quit => return End::left(),
+                        SessionEnd::Quit => return CloseCause::Left,
                         SessionEnd::Fatal(end) => return end,
                         SessionEnd::Lost(end) => {
                             if !self.options.reconnect {
                                 return end;
                             }
-                            self.notice(NoticeKind::Error, end.reason);
+                            self.notice(NoticeKind::Error, end.to_string());
                             self.note_unacknowledged();
                         }
                     }
                 }
-                Err(AttemptError::Fatal(reason, cause)) => return End::new(reason, cause),
+                Err(AttemptError::Fatal(cause)) => return cause.into(),
                 Err(AttemptError::Retry(reason)) => {
                     // Before the first login the user is at the login form:
                     // tell them now instead of retrying forever.
                     if !logged_in_once || !self.options.reconnect {
-                        return End::new(reason, CloseCause::ConnectionFailed);
+                        return reason.into();
                     }
-                    self.notice(NoticeKind::Error, reason);
+                    self.notice(NoticeKind::Error, reason.to_string());
                 }
             }
             let delay = backoff.next_delay();
@@ -288,7 +242,7 @@ impl Client {
                 tokio::select! {
                     _ = tokio::time::sleep_until(until) => break,
                     cmd = self.commands.recv() => match cmd {
-                        None | Some(Command::Quit) => return End::left(),
+                        None | Some(Command::Quit) => return CloseCause::Left,
                         Some(Command::Input(input)) => self.offline_input(input),
                     },
                 }
@@ -428,7 +382,7 @@ impl Client {
         let resend: Vec<ClientMessage> = self.outbox.unacknowledged().map(|p| p.wire()).collect();
         for msg in resend {
             if let Err(e) = session.send(&msg).await {
-                return SessionEnd::Lost(End::lost_with(e));
+                return SessionEnd::Lost(lost_with(e));
             }
         }
         let mut liveness = Liveness::new(self.limits, Instant::now().into_std());
@@ -466,9 +420,9 @@ impl Client {
                             }
                         }
                         Ok(SessionEvent::Closed { .. }) => {
-                            return SessionEnd::Lost(End::lost())
+                            return SessionEnd::Lost(RetryCause::Closed.into())
                         }
-                        Err(e) => return SessionEnd::Lost(End::lost_with(e)),
+                        Err(e) => return SessionEnd::Lost(lost_with(e)),
                     }
                 }
                 _ = sleep_until(deadline), if leaving.is_some_and(|at| Instant::now() >= at) => {
@@ -481,14 +435,11 @@ impl Client {
                     LivenessAction::Ping => {
                         let ping = ClientMessage::Ping { nonce: now_ms() };
                         if session.send(&ping).await.is_err() {
-                            return SessionEnd::Lost(End::lost());
+                            return SessionEnd::Lost(RetryCause::Closed.into());
                         }
                     }
                     LivenessAction::Dead => {
-                        return SessionEnd::Lost(End::new(
-                            "the server stopped answering",
-                            CloseCause::ConnectionFailed,
-                        ))
+                        return SessionEnd::Lost(RetryCause::ServerSilent.into())
                     }
                 },
             }
@@ -511,7 +462,7 @@ impl Client {
         session
             .send(&msg)
             .await
-            .map_err(|e| SessionEnd::Lost(End::lost_with(e)))
+            .map_err(|e| SessionEnd::Lost(lost_with(e)))
     }
 
     async fn on_message(
@@ -610,7 +561,7 @@ impl Client {
             }
             ServerMessage::Ping { nonce } => {
                 if session.send(&ClientMessage::Pong { nonce }).await.is_err() {
-                    return Some(SessionEnd::Lost(End::lost()));
+                    return Some(SessionEnd::Lost(RetryCause::Closed.into()));
                 }
             }
             ServerMessage::Pong { .. } => {}
@@ -637,38 +588,37 @@ impl Client {
                 detail,
             } => {
                 if let Some(pending) = self.outbox.settle(client_id) {
-                    let reason = error_text(code, detail.as_str());
+                    let refusal = ServerRefusal {
+                        code,
+                        detail: detail.as_str().to_owned(),
+                    };
                     self.notice(
                         NoticeKind::Error,
-                        format!("not delivered ({reason}): {}", pending.text.as_str()),
+                        format!("not delivered ({refusal}): {}", pending.text.as_str()),
                     );
                     self.emit(ClientEvent::Delivery {
                         client_id,
-                        delivery: Delivery::Failed { code, reason },
+                        delivery: Delivery::Failed(refusal),
                     });
                 }
             }
             ServerMessage::Goodbye { reason } => {
-                let by_server = |text: &str| End::new(text, CloseCause::ClosedByServer(reason));
+                let by_server = CloseCause::ClosedByServer(reason);
                 return Some(match reason {
                     GoodbyeReason::ClientRequest => SessionEnd::Quit,
-                    GoodbyeReason::Replaced => SessionEnd::Fatal(by_server(
-                        "you logged in from somewhere else; this session was closed",
-                    )),
-                    GoodbyeReason::ServerShutdown => {
-                        SessionEnd::Lost(by_server("the server is shutting down"))
-                    }
-                    GoodbyeReason::IdleTimeout => SessionEnd::Lost(by_server("disconnected: idle")),
-                    GoodbyeReason::SlowConsumer => SessionEnd::Lost(by_server(
-                        "disconnected: messages arrived faster than we read them",
-                    )),
-                    GoodbyeReason::ProtocolViolation => {
-                        SessionEnd::Lost(by_server("disconnected: protocol error"))
-                    }
+                    GoodbyeReason::Replaced => SessionEnd::Fatal(by_server),
+                    GoodbyeReason::ServerShutdown
+                    | GoodbyeReason::IdleTimeout
+                    | GoodbyeReason::SlowConsumer
+                    | GoodbyeReason::ProtocolViolation => SessionEnd::Lost(by_server),
                 });
             }
             ServerMessage::Error { code, detail } => {
-                self.notice(NoticeKind::Error, error_text(code, detail.as_str()));
+                let refusal = ServerRefusal {
+                    code,
+                    detail: detail.as_str().to_owned(),
+                };
+                self.notice(NoticeKind::Error, refusal.to_string());
             }
             // Only answers to a login, which happened before the chat.
             ServerMessage::AuthOk { .. } | ServerMessage::AuthFailed { .. } => {}
@@ -691,18 +641,6 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn a_refusal_is_worded_once() {
-        assert_eq!(
-            error_text(ErrorCode::UnknownRecipient, "no such user"),
-            "no such user"
-        );
-        assert_eq!(
-            error_text(ErrorCode::RateLimited, "too many messages"),
-            "slow down: too many messages"
-        );
-        assert_eq!(error_text(ErrorCode::ServerFull, ""), "server full");
-    }
     use crate::address::ServerAddress;
     use crate::known_servers::KnownServers;
 
@@ -798,7 +736,7 @@ mod tests {
             loop {
                 match events.recv().await.expect("the client ended early") {
                     ClientEvent::HistoryDone => break,
-                    ClientEvent::Closed { reason } => panic!("closed before logging in: {reason}"),
+                    ClientEvent::Closed { cause } => panic!("closed before logging in: {cause}"),
                     _ => {}
                 }
             }
@@ -814,7 +752,7 @@ mod tests {
             tokio::select! {
                 _ = typing.tick() => handle.submit("anyone there?"),
                 event = events.recv() => match event {
-                    Some(ClientEvent::Closed { reason }) => break reason,
+                    Some(ClientEvent::Closed { cause }) => break cause,
                     Some(_) => {}
                     None => panic!("the client ended without Closed"),
                 },
@@ -825,8 +763,13 @@ mod tests {
                 silent_since.elapsed()
             );
         };
-        assert_eq!(reason, "the server stopped answering");
-        assert_eq!(handle.close_cause(), Some(CloseCause::ConnectionFailed));
+        assert!(
+            matches!(
+                reason,
+                CloseCause::ConnectionFailed(RetryCause::ServerSilent)
+            ),
+            "{reason:?}"
+        );
         assert!(silent_since.elapsed() >= limits.dead_after);
         tokio::time::timeout(BOUND, server.pings.recv())
             .await

@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 
+use client_core::cause::auth_failure_text;
 use client_core::events::leave_reason_text;
 use client_core::{ChatLine, ClientEvent, ConnectionState, Delivery, NoticeKind};
 
@@ -202,10 +203,10 @@ impl Conversation {
                     *state = SendState::Stored;
                 }
             }
-            Delivery::Failed { reason, .. } => {
+            Delivery::Failed(refusal) => {
                 if let EntryKind::Message { state, .. } = &mut self.entries[index].kind {
                     *state = SendState::Failed {
-                        reason: reason.clone(),
+                        reason: refusal.to_string(),
                     };
                 }
             }
@@ -387,13 +388,14 @@ impl ChatModel {
                 };
                 self.notice_in(self.selected, style, text.clone(), now_ms);
             }
-            ClientEvent::AuthFailed { message, .. } => {
-                self.notice_in(self.selected, NoticeStyle::Error, message.clone(), now_ms);
+            ClientEvent::AuthFailed { reason } => {
+                let text = auth_failure_text(*reason).to_owned();
+                self.notice_in(self.selected, NoticeStyle::Error, text, now_ms);
             }
-            ClientEvent::Closed { reason } => {
-                self.status = Status::Offline(reason.clone());
+            ClientEvent::Closed { cause } => {
+                self.status = Status::Offline(cause.to_string());
                 self.online.clear();
-                let text = format!("Disconnected: {reason}");
+                let text = format!("Disconnected: {cause}");
                 self.notice_in(self.selected, NoticeStyle::Error, text, now_ms);
             }
             // Dialogs, handled by the session.
