@@ -70,6 +70,22 @@ pub fn human(event: &ClientEvent) -> Option<String> {
             chat_line(line)
         }
         ClientEvent::HistoryDone => "-- end of history".into(),
+        ClientEvent::ConnectionLost { cause, unconfirmed } => {
+            let mut text = format!("!! {}", esc(&cause.to_string()));
+            if *unconfirmed > 0 {
+                text.push_str(&format!(
+                    "\n{unconfirmed} message(s) not yet confirmed by the server; \
+                     they will be sent again after reconnecting (never twice)"
+                ));
+            }
+            text
+        }
+        ClientEvent::Delivery {
+            delivery: Delivery::Unconfirmed,
+            ..
+        } => "!! a message was not confirmed by the server before you left; \
+              it may not have been delivered"
+            .into(),
         // Stored: what the user typed stands; a refusal comes as a notice.
         ClientEvent::Delivery { .. } => return None,
         ClientEvent::Notice { text, kind } => match kind {
@@ -128,6 +144,13 @@ pub fn json(event: &ClientEvent) -> Option<String> {
         ClientEvent::Room(line) => line_json("room", line),
         ClientEvent::Direct(line) => line_json("direct", line),
         ClientEvent::HistoryDone => json!({ "type": "history_done" }),
+        ClientEvent::ConnectionLost { cause, unconfirmed } => json!({
+            "type": "connection_lost", "reason": cause.to_string(), "unconfirmed": unconfirmed
+        }),
+        ClientEvent::Delivery {
+            client_id,
+            delivery: Delivery::Unconfirmed,
+        } => json!({ "type": "unconfirmed", "client_id": client_id }),
         ClientEvent::Delivery {
             client_id,
             delivery: Delivery::Stored {

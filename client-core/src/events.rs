@@ -63,6 +63,9 @@ pub enum Delivery {
     },
     /// Refused by the server: nobody received it.
     Failed(ServerRefusal),
+    /// The user left before the server answered (the quit grace ran
+    /// out): it may or may not have been stored.
+    Unconfirmed,
 }
 
 /// Informational or error notices.
@@ -122,6 +125,14 @@ pub enum ClientEvent {
     },
     /// The history replay at login is complete.
     HistoryDone,
+    /// The connection failed or was lost; the client reconnects (a
+    /// `State(Reconnecting)` follows). `unconfirmed` messages typed here
+    /// wait for the server and are sent again after reconnecting, never
+    /// twice.
+    ConnectionLost {
+        cause: CloseCause,
+        unconfirmed: usize,
+    },
     Notice {
         text: String,
         kind: NoticeKind,

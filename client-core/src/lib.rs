@@ -9,6 +9,9 @@
 //! - [`spawn`] starts a client task on a tokio runtime (never the UI thread).
 //! - [`input`] parses `#exit`, `/quit`, `/msg`, `/who`, `/help`.
 //! - [`known_servers`] pins server fingerprints per host:port.
+//! - [`session_policy`] is every decision of a running client, sans-IO
+//!   (liveness, quit grace, reconnect timer, resends, dedupe); the tokio
+//!   task around it only moves bytes, channels and time.
 //! - [`backoff`] spaces reconnects (capped exponential, jittered).
 //! - [`outbox`] keeps sent messages until the server acknowledges them,
 //!   and resends them with the same idempotency key after a reconnect.
@@ -27,6 +30,7 @@ pub mod known_servers;
 pub mod options;
 pub mod outbox;
 mod runner;
+pub mod session_policy;
 
 pub use address::{ServerAddress, DEFAULT_PORT};
 pub use cause::{CloseCause, FatalCause, RetryCause, ServerRefusal};

@@ -35,6 +35,8 @@ pub enum SendState {
     Pending { client_id: u64 },
     /// Refused by the server: nobody received it.
     Failed { reason: String },
+    /// The user left before the server answered: it may not have arrived.
+    Unconfirmed,
 }
 
 /// One thing in a timeline.
@@ -201,6 +203,11 @@ impl Conversation {
                 {
                     *entry_id = *id;
                     *state = SendState::Stored;
+                }
+            }
+            Delivery::Unconfirmed => {
+                if let EntryKind::Message { state, .. } = &mut self.entries[index].kind {
+                    *state = SendState::Unconfirmed;
                 }
             }
             Delivery::Failed(refusal) => {
@@ -387,6 +394,17 @@ impl ChatModel {
                     NoticeKind::Error => NoticeStyle::Error,
                 };
                 self.notice_in(self.selected, style, text.clone(), now_ms);
+            }
+            ClientEvent::ConnectionLost { cause, unconfirmed } => {
+                let text = cause.to_string();
+                self.notice_in(self.selected, NoticeStyle::Error, text, now_ms);
+                if *unconfirmed > 0 {
+                    let text = format!(
+                        "{unconfirmed} message(s) not yet confirmed by the server; \
+                         they will be sent again after reconnecting (never twice)"
+                    );
+                    self.notice_in(self.selected, NoticeStyle::Info, text, now_ms);
+                }
             }
             ClientEvent::AuthFailed { reason } => {
                 let text = auth_failure_text(*reason).to_owned();
