@@ -4,9 +4,8 @@
 use std::time::Duration;
 
 use net::{ClientHandshake, ClientSession, ClientStream, MaybeTlsStream, NetError, SessionEvent};
-use proto_core::message::{
-    AuthFailure, ClientMessage, ErrorCode, Password, ResumeToken, ServerMessage, Username,
-};
+use proto_core::login::{login_step, LoginReply, LoginStep};
+use proto_core::message::{ClientMessage, ErrorCode, Password, ResumeToken, Username};
 use proto_core::{AlertCode, ClientConfig, Error as ProtoError, HandshakeError, ServerTrust};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -70,14 +69,11 @@ pub async fn establish(
         None => None,
     };
     let answer = match resumed {
-        None
-        | Some(ServerMessage::AuthFailed {
-            reason: AuthFailure::ResumeFailed,
-        }) => ask(&mut session, &credentials_message(&options.auth)?).await?,
-        Some(answer) => answer,
+        Some(answer) if !answer.is_expired_resume() => answer,
+        _ => ask(&mut session, &credentials_message(&options.auth)?).await?,
     };
     match answer {
-        ServerMessage::AuthOk {
+        LoginReply::Accepted {
             username,
             resume_token,
             ..
@@ -86,11 +82,11 @@ pub async fn establish(
             username: username.as_str().to_owned(),
             token: resume_token,
         }),
-        ServerMessage::AuthFailed { reason } => {
+        LoginReply::Refused(reason) => {
             let _ = events.send(ClientEvent::AuthFailed { reason });
             Err(FatalCause::AuthFailed(reason).into())
         }
-        ServerMessage::Error { code, detail } => {
+        LoginReply::Error { code, detail } => {
             let refusal = ServerRefusal {
                 code,
                 detail: detail.as_str().to_owned(),
@@ -102,16 +98,12 @@ pub async fn establish(
                 _ => Err(FatalCause::Refused(refusal).into()),
             }
         }
-        ServerMessage::Goodbye { reason } => Err(RetryCause::EndedByServer(reason).into()),
-        other => Err(FatalCause::UnexpectedAnswer { tag: other.tag() }.into()),
+        LoginReply::Goodbye(reason) => Err(RetryCause::EndedByServer(reason).into()),
     }
 }
 
 /// Sends `request` and returns the server's answer (Pings answered).
-async fn ask(
-    session: &mut Session,
-    request: &ClientMessage,
-) -> Result<ServerMessage, AttemptError> {
+async fn ask(session: &mut Session, request: &ClientMessage) -> Result<LoginReply, AttemptError> {
     session
         .send(request)
         .await
@@ -119,10 +111,15 @@ async fn ask(
     timeout(AUTH_TIMEOUT, async {
         loop {
             match session.next_event().await {
-                Ok(SessionEvent::Message(ServerMessage::Ping { nonce })) => {
-                    let _ = session.send(&ClientMessage::Pong { nonce }).await;
-                }
-                Ok(SessionEvent::Message(m)) => return Ok(m),
+                Ok(SessionEvent::Message(m)) => match login_step(m) {
+                    LoginStep::Reply(reply) => return Ok(reply),
+                    LoginStep::Respond(pong) => {
+                        let _ = session.send(&pong).await;
+                    }
+                    LoginStep::Unexpected(other) => {
+                        return Err(FatalCause::UnexpectedAnswer { tag: other.tag() }.into())
+                    }
+                },
                 Ok(SessionEvent::Closed { .. }) => return Err(RetryCause::Closed.into()),
                 Err(e) => return Err(RetryCause::Lost(Arc::new(e)).into()),
             }

@@ -28,6 +28,7 @@
 //! - [`client`], [`server`]: the two state machines.
 //! - [`message`]: chat messages inside records, and their validation.
 //! - [`liveness`]: the Ping/idle policy both sides run.
+//! - [`login`]: what the answer to a login request means (every client).
 //! - [`error`]: why a connection ended.
 #![forbid(unsafe_code)]
 
@@ -42,6 +43,7 @@ pub mod identity;
 pub mod key_exchange;
 pub mod key_schedule;
 pub mod liveness;
+pub mod login;
 pub mod message;
 pub mod record;
 pub mod server;
