@@ -8,10 +8,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use client_core::events::CloseCause;
 use client_core::{
-    AuthRequest, ClientEvent, ClientOptions, Delivery, Fingerprint, KnownServers, ServerAddress,
-    TlsOptions,
+    AuthRequest, ClientEvent, ClientOptions, CloseCause, Delivery, FatalCause, Fingerprint,
+    KnownServers, ServerAddress, TlsOptions,
 };
 use tokio::sync::mpsc;
 use zeroize::Zeroizing;
@@ -62,16 +61,31 @@ Exit status:
   7  --send: the message was refused, or its storage was not confirmed";
 
 impl Exit {
-    fn from_cause(cause: CloseCause) -> Self {
+    fn from_cause(cause: &CloseCause) -> Self {
         match cause {
             CloseCause::Left => Exit::Left,
-            CloseCause::AuthFailed(_) => Exit::AuthFailed,
-            CloseCause::ConnectionFailed => Exit::ConnectionFailed,
-            CloseCause::ServerKeyChanged
-            | CloseCause::ServerKeyDeclined
-            | CloseCause::ServerIdentityUnproven => Exit::ServerIdentity,
+            CloseCause::Fatal(FatalCause::AuthFailed(_) | FatalCause::InvalidUsername(_)) => {
+                Exit::AuthFailed
+            }
+            CloseCause::ConnectionFailed(_) => Exit::ConnectionFailed,
+            CloseCause::Fatal(
+                FatalCause::ServerKeyChanged { .. }
+                | FatalCause::ServerKeyDeclined
+                | FatalCause::ServerIdentityUnproven(_),
+            ) => Exit::ServerIdentity,
             CloseCause::ClosedByServer(_) => Exit::ClosedByServer,
-            CloseCause::Failed => Exit::Failed,
+            CloseCause::Fatal(
+                FatalCause::InvalidPassword(_)
+                | FatalCause::VersionMismatch(_)
+                | FatalCause::Handshake(_)
+                | FatalCause::KnownServers(_)
+                | FatalCause::Pin(_)
+                | FatalCause::TlsSetup(_)
+                | FatalCause::TlsServerName(_)
+                | FatalCause::TlsHandshake(_)
+                | FatalCause::Refused(_)
+                | FatalCause::UnexpectedAnswer { .. },
+            ) => Exit::Failed,
         }
     }
 }
@@ -289,7 +303,7 @@ async fn chat(args: Args, options: ClientOptions) -> Exit {
             },
         }
     }
-    match handle.close_cause().map(Exit::from_cause) {
+    match handle.close_cause().as_ref().map(Exit::from_cause) {
         // Only the server can end a --send run as "left" before it sent.
         Some(Exit::Left) if args.send.is_some() && !sent => Exit::Failed,
         Some(Exit::Left) if args.send.is_some() && !stored => Exit::NotDelivered,

@@ -2,7 +2,8 @@
 //! reach the terminal as a control sequence) and as JSON lines.
 
 use chrono::{Local, TimeZone};
-use client_core::events::leave_reason_text;
+use client_core::cause::auth_failure_text;
+use client_core::events::{key_changed_warning, leave_reason_text};
 use client_core::{ChatLine, ClientEvent, ConnectionState, Delivery, NoticeKind};
 use proto_core::message::escape_for_display as esc;
 use serde_json::json;
@@ -46,9 +47,14 @@ pub fn human(event: &ClientEvent) -> Option<String> {
         }
         ClientEvent::State(ConnectionState::Offline) => return None,
         ClientEvent::TrustQuestion { .. } => return None,
-        ClientEvent::KeyChanged { warning, .. } => warning.clone(),
+        ClientEvent::KeyChanged {
+            server,
+            pinned,
+            presented,
+            known_servers,
+        } => key_changed_warning(server, pinned, presented, known_servers),
         ClientEvent::LoggedIn { username } => format!("-- logged in as {}", esc(username)),
-        ClientEvent::AuthFailed { message, .. } => format!("!! {message}"),
+        ClientEvent::AuthFailed { reason } => format!("!! {}", auth_failure_text(*reason)),
         ClientEvent::Online { users } => {
             let names: Vec<String> = users.iter().map(|u| esc(u)).collect();
             format!("-- online ({}): {}", names.len(), names.join(", "))
@@ -64,13 +70,29 @@ pub fn human(event: &ClientEvent) -> Option<String> {
             chat_line(line)
         }
         ClientEvent::HistoryDone => "-- end of history".into(),
+        ClientEvent::ConnectionLost { cause, unconfirmed } => {
+            let mut text = format!("!! {}", esc(&cause.to_string()));
+            if *unconfirmed > 0 {
+                text.push_str(&format!(
+                    "\n{unconfirmed} message(s) not yet confirmed by the server; \
+                     they will be sent again after reconnecting (never twice)"
+                ));
+            }
+            text
+        }
+        ClientEvent::Delivery {
+            delivery: Delivery::Unconfirmed,
+            ..
+        } => "!! a message was not confirmed by the server before you left; \
+              it may not have been delivered"
+            .into(),
         // Stored: what the user typed stands; a refusal comes as a notice.
         ClientEvent::Delivery { .. } => return None,
         ClientEvent::Notice { text, kind } => match kind {
             NoticeKind::Info => esc_lines(text, ""),
             NoticeKind::Error => format!("!! {}", esc_lines(text, "   ")),
         },
-        ClientEvent::Closed { reason } => format!("-- closed: {}", esc(reason)),
+        ClientEvent::Closed { cause } => format!("-- closed: {}", esc(&cause.to_string())),
     })
 }
 
@@ -110,9 +132,10 @@ pub fn json(event: &ClientEvent) -> Option<String> {
             "pinned": pinned.to_string(), "presented": presented.to_string()
         }),
         ClientEvent::LoggedIn { username } => json!({ "type": "logged_in", "username": username }),
-        ClientEvent::AuthFailed { message, .. } => {
-            json!({ "type": "auth_failed", "message": message })
-        }
+        ClientEvent::AuthFailed { reason } => json!({
+            "type": "auth_failed", "reason": format!("{reason:?}"),
+            "message": auth_failure_text(*reason)
+        }),
         ClientEvent::Online { users } => json!({ "type": "online", "users": users }),
         ClientEvent::Joined { username } => json!({ "type": "joined", "username": username }),
         ClientEvent::Left { username, reason } => json!({
@@ -121,6 +144,13 @@ pub fn json(event: &ClientEvent) -> Option<String> {
         ClientEvent::Room(line) => line_json("room", line),
         ClientEvent::Direct(line) => line_json("direct", line),
         ClientEvent::HistoryDone => json!({ "type": "history_done" }),
+        ClientEvent::ConnectionLost { cause, unconfirmed } => json!({
+            "type": "connection_lost", "reason": cause.to_string(), "unconfirmed": unconfirmed
+        }),
+        ClientEvent::Delivery {
+            client_id,
+            delivery: Delivery::Unconfirmed,
+        } => json!({ "type": "unconfirmed", "client_id": client_id }),
         ClientEvent::Delivery {
             client_id,
             delivery: Delivery::Stored {
@@ -131,15 +161,15 @@ pub fn json(event: &ClientEvent) -> Option<String> {
         }),
         ClientEvent::Delivery {
             client_id,
-            delivery: Delivery::Failed { code, reason },
+            delivery: Delivery::Failed(refusal),
         } => json!({
             "type": "not_delivered", "client_id": client_id,
-            "code": format!("{code:?}"), "reason": reason
+            "code": format!("{:?}", refusal.code), "reason": refusal.to_string()
         }),
         ClientEvent::Notice { text, kind } => json!({
             "type": "notice", "kind": format!("{kind:?}").to_lowercase(), "text": text
         }),
-        ClientEvent::Closed { reason } => json!({ "type": "closed", "reason": reason }),
+        ClientEvent::Closed { cause } => json!({ "type": "closed", "reason": cause.to_string() }),
     };
     Some(terminal_safe_json(&value.to_string()))
 }

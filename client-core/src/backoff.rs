@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use rand_core::{OsRng, RngCore};
+use rand_core::RngCore;
 
 /// The first delay.
 pub const INITIAL: Duration = Duration::from_secs(1);
@@ -23,9 +23,9 @@ impl Backoff {
     }
 
     /// The delay before the next attempt: `min(CAP, INITIAL * 2^n)`, scaled
-    /// by a random factor in [0.5, 1.0].
-    pub fn next_delay(&mut self) -> Duration {
-        let jitter = 0.5 + 0.5 * (f64::from(OsRng.next_u32()) / f64::from(u32::MAX));
+    /// by a random factor in [0.5, 1.0] drawn from `rng`.
+    pub fn next_delay(&mut self, rng: &mut dyn RngCore) -> Duration {
+        let jitter = 0.5 + 0.5 * (f64::from(rng.next_u32()) / f64::from(u32::MAX));
         let d = Self::ceiling(self.attempt).mul_f64(jitter);
         self.attempt = self.attempt.saturating_add(1);
         d
@@ -44,6 +44,8 @@ impl Backoff {
 
 #[cfg(test)]
 mod tests {
+    use rand_core::OsRng;
+
     use super::*;
 
     #[test]
@@ -52,7 +54,7 @@ mod tests {
         let mut ceilings = Vec::new();
         for n in 0..10 {
             let ceiling = Backoff::ceiling(n);
-            let d = b.next_delay();
+            let d = b.next_delay(&mut OsRng);
             assert!(d <= ceiling && d >= ceiling / 2, "{d:?} vs {ceiling:?}");
             ceilings.push(ceiling.as_secs());
         }
@@ -64,7 +66,7 @@ mod tests {
     #[test]
     fn jitter_spreads_clients() {
         let delays: std::collections::HashSet<u128> = (0..20)
-            .map(|_| Backoff { attempt: 5 }.next_delay().as_millis())
+            .map(|_| Backoff { attempt: 5 }.next_delay(&mut OsRng).as_millis())
             .collect();
         assert!(delays.len() > 10);
     }

@@ -4,15 +4,17 @@
 use std::time::Duration;
 
 use net::{ClientHandshake, ClientSession, ClientStream, MaybeTlsStream, NetError, SessionEvent};
-use proto_core::message::{
-    AuthFailure, ClientMessage, ErrorCode, Password, ResumeToken, ServerMessage, Username,
-};
+use proto_core::login::{login_step, LoginReply, LoginStep};
+use proto_core::message::{ClientMessage, ErrorCode, Password, ResumeToken, Username};
 use proto_core::{AlertCode, ClientConfig, Error as ProtoError, HandshakeError, ServerTrust};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 
-use crate::events::{auth_failure_message, key_changed_warning, ClientEvent, CloseCause};
+use std::sync::Arc;
+
+use crate::cause::{FatalCause, RetryCause, ServerRefusal};
+use crate::events::ClientEvent;
 use crate::options::{AuthRequest, ClientOptions};
 
 /// TCP connect, TLS and handshake must each finish within this.
@@ -23,19 +25,25 @@ pub const AUTH_TIMEOUT: Duration = Duration::from_secs(45);
 pub type Session = ClientSession<ClientStream>;
 
 /// How an attempt failed.
-#[derive(Debug)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AttemptError {
     /// Worth trying again later (unreachable, dropped, timed out, full).
-    Retry(String),
-    /// Trying again cannot help (key changed, not trusted, refused login):
-    /// what to tell the user, and why as a type.
-    Fatal(String, CloseCause),
+    #[error("{0}")]
+    Retry(RetryCause),
+    /// Trying again cannot help (key changed, not trusted, refused login).
+    #[error("{0}")]
+    Fatal(FatalCause),
 }
 
-impl AttemptError {
-    /// A fatal failure not covered by a more specific cause.
-    fn failed(reason: impl Into<String>) -> Self {
-        AttemptError::Fatal(reason.into(), CloseCause::Failed)
+impl From<RetryCause> for AttemptError {
+    fn from(cause: RetryCause) -> Self {
+        AttemptError::Retry(cause)
+    }
+}
+
+impl From<FatalCause> for AttemptError {
+    fn from(cause: FatalCause) -> Self {
+        AttemptError::Fatal(cause)
     }
 }
 
@@ -61,14 +69,11 @@ pub async fn establish(
         None => None,
     };
     let answer = match resumed {
-        None
-        | Some(ServerMessage::AuthFailed {
-            reason: AuthFailure::ResumeFailed,
-        }) => ask(&mut session, &credentials_message(&options.auth)?).await?,
-        Some(answer) => answer,
+        Some(answer) if !answer.is_expired_resume() => answer,
+        _ => ask(&mut session, &credentials_message(&options.auth)?).await?,
     };
     match answer {
-        ServerMessage::AuthOk {
+        LoginReply::Accepted {
             username,
             resume_token,
             ..
@@ -77,77 +82,59 @@ pub async fn establish(
             username: username.as_str().to_owned(),
             token: resume_token,
         }),
-        ServerMessage::AuthFailed { reason } => {
-            let _ = events.send(ClientEvent::AuthFailed {
-                reason,
-                message: auth_failure_message(reason).to_owned(),
-            });
-            Err(AttemptError::Fatal(
-                auth_failure_message(reason).to_owned(),
-                CloseCause::AuthFailed(reason),
-            ))
+        LoginReply::Refused(reason) => {
+            let _ = events.send(ClientEvent::AuthFailed { reason });
+            Err(FatalCause::AuthFailed(reason).into())
         }
-        ServerMessage::Error { code, detail } => match code {
-            ErrorCode::RateLimited | ErrorCode::Internal | ErrorCode::ServerFull => Err(
-                AttemptError::Retry(format!("server refused: {}", detail.as_str())),
-            ),
-            _ => Err(AttemptError::failed(format!(
-                "server refused: {}",
-                detail.as_str()
-            ))),
-        },
-        ServerMessage::Goodbye { reason } => Err(AttemptError::Retry(format!(
-            "the server ended the connection ({reason:?})"
-        ))),
-        other => Err(AttemptError::failed(format!(
-            "unexpected answer to login (message type {})",
-            other.tag()
-        ))),
+        LoginReply::Error { code, detail } => {
+            let refusal = ServerRefusal {
+                code,
+                detail: detail.as_str().to_owned(),
+            };
+            match code {
+                ErrorCode::RateLimited | ErrorCode::Internal | ErrorCode::ServerFull => {
+                    Err(RetryCause::Refused(refusal).into())
+                }
+                _ => Err(FatalCause::Refused(refusal).into()),
+            }
+        }
+        LoginReply::Goodbye(reason) => Err(RetryCause::EndedByServer(reason).into()),
     }
 }
 
 /// Sends `request` and returns the server's answer (Pings answered).
-async fn ask(
-    session: &mut Session,
-    request: &ClientMessage,
-) -> Result<ServerMessage, AttemptError> {
+async fn ask(session: &mut Session, request: &ClientMessage) -> Result<LoginReply, AttemptError> {
     session
         .send(request)
         .await
-        .map_err(|e| AttemptError::Retry(format!("connection lost: {e}")))?;
+        .map_err(|e| RetryCause::Lost(Arc::new(e)))?;
     timeout(AUTH_TIMEOUT, async {
         loop {
             match session.next_event().await {
-                Ok(SessionEvent::Message(ServerMessage::Ping { nonce })) => {
-                    let _ = session.send(&ClientMessage::Pong { nonce }).await;
-                }
-                Ok(SessionEvent::Message(m)) => return Ok(m),
-                Ok(SessionEvent::Closed { .. }) => {
-                    return Err(AttemptError::Retry(
-                        "the server closed the connection".into(),
-                    ))
-                }
-                Err(e) => return Err(AttemptError::Retry(format!("connection lost: {e}"))),
+                Ok(SessionEvent::Message(m)) => match login_step(m) {
+                    LoginStep::Reply(reply) => return Ok(reply),
+                    LoginStep::Respond(pong) => {
+                        let _ = session.send(&pong).await;
+                    }
+                    LoginStep::Unexpected(other) => {
+                        return Err(FatalCause::UnexpectedAnswer { tag: other.tag() }.into())
+                    }
+                },
+                Ok(SessionEvent::Closed { .. }) => return Err(RetryCause::Closed.into()),
+                Err(e) => return Err(RetryCause::Lost(Arc::new(e)).into()),
             }
         }
     })
     .await
-    .map_err(|_| AttemptError::Retry("the server did not answer the login".into()))?
+    .map_err(|_| RetryCause::LoginTimedOut)?
 }
 
 /// Turns the user's request into the protocol message, validating first.
 fn credentials_message(req: &AuthRequest) -> Result<ClientMessage, AttemptError> {
-    let username = Username::parse_normalizing(req.username()).map_err(|e| {
-        AttemptError::Fatal(
-            format!(
-                "{}: {e}",
-                auth_failure_message(AuthFailure::InvalidUsername)
-            ),
-            CloseCause::AuthFailed(AuthFailure::InvalidUsername),
-        )
-    })?;
-    let password = Password::new(req.password().to_string())
-        .map_err(|e| AttemptError::failed(format!("invalid password: {e}")))?;
+    let username =
+        Username::parse_normalizing(req.username()).map_err(FatalCause::InvalidUsername)?;
+    let password =
+        Password::new(req.password().to_string()).map_err(FatalCause::InvalidPassword)?;
     Ok(match req {
         AuthRequest::Login { .. } => ClientMessage::Login { username, password },
         AuthRequest::Register { .. } => ClientMessage::Register { username, password },
@@ -161,23 +148,28 @@ async fn open_stream(options: &ClientOptions) -> Result<ClientStream, AttemptErr
         TcpStream::connect((server.host.as_str(), server.port)),
     )
     .await
-    .map_err(|_| AttemptError::Retry(format!("server unreachable: {server} timed out")))?
-    .map_err(|e| AttemptError::Retry(format!("server unreachable: {server}: {e}")))?;
+    .map_err(|_| RetryCause::ConnectTimedOut {
+        server: server.clone(),
+    })?
+    .map_err(|e| RetryCause::Unreachable {
+        server: server.clone(),
+        error: Arc::new(e),
+    })?;
     let _ = tcp.set_nodelay(true);
     let Some(tls) = &options.tls else {
         return Ok(MaybeTlsStream::Plain(tcp));
     };
     let config = net::tls::client_config(tls.ca_file.as_deref())
-        .map_err(|e| AttemptError::failed(format!("TLS setup: {e}")))?;
-    let name = net::tls::server_name(&server.host)
-        .map_err(|e| AttemptError::failed(format!("TLS server name: {e}")))?;
+        .map_err(|e| FatalCause::TlsSetup(Arc::new(e)))?;
+    let name =
+        net::tls::server_name(&server.host).map_err(|e| FatalCause::TlsServerName(Arc::new(e)))?;
     let stream = timeout(
         CONNECT_TIMEOUT,
         net::tls::TlsConnector::from(config).connect(name, tcp),
     )
     .await
-    .map_err(|_| AttemptError::Retry("TLS handshake timed out".into()))?
-    .map_err(|e| AttemptError::failed(format!("TLS handshake failed: {e}")))?;
+    .map_err(|_| RetryCause::TlsTimedOut)?
+    .map_err(|e| FatalCause::TlsHandshake(Arc::new(e)))?;
     Ok(stream.into())
 }
 
@@ -189,7 +181,7 @@ async fn handshake(
     let pinned = options
         .known_servers
         .get(server)
-        .map_err(|e| AttemptError::failed(format!("known servers file: {e}")))?;
+        .map_err(|e| FatalCause::KnownServers(Arc::new(e)))?;
     let trust = match (&options.fingerprint, &pinned) {
         (Some(fp), _) => ServerTrust::Fingerprint(*fp),
         (None, Some(fp)) => ServerTrust::Fingerprint(*fp),
@@ -218,60 +210,48 @@ async fn handshake(
                 pending
                     .accept()
                     .await
-                    .map_err(|e| AttemptError::Retry(format!("handshake failed: {e}")))
+                    .map_err(|e| RetryCause::Handshake(Arc::new(e)).into())
             } else {
                 pending.reject().await;
-                Err(AttemptError::Fatal(
-                    "you did not trust the server's key; nothing was sent".into(),
-                    CloseCause::ServerKeyDeclined,
-                ))
+                Err(FatalCause::ServerKeyDeclined.into())
             }
         }
         Err(NetError::Protocol(ProtoError::ServerKeyChanged {
             expected,
             presented,
         })) => {
-            let path = options.known_servers.path().to_path_buf();
-            let warning = key_changed_warning(server, &expected, &presented, &path);
             let _ = events.send(ClientEvent::KeyChanged {
                 server: server.clone(),
                 pinned: expected,
                 presented,
-                known_servers: path,
-                warning,
+                known_servers: options.known_servers.path().to_path_buf(),
             });
-            Err(AttemptError::Fatal(
-                "the server's key has CHANGED; refused".into(),
-                CloseCause::ServerKeyChanged,
-            ))
+            Err(FatalCause::ServerKeyChanged {
+                pinned: expected,
+                presented,
+            }
+            .into())
         }
         Err(NetError::Protocol(ProtoError::AlertReceived(AlertCode::ServerFull))) => {
-            Err(AttemptError::Retry(
-                "server full: it is at its connection limit; try again later".into(),
-            ))
+            Err(RetryCause::ServerFull.into())
         }
         Err(NetError::Protocol(ProtoError::AlertReceived(AlertCode::RateLimited))) => {
-            Err(AttemptError::Retry(
-                "the server is limiting connections from your address; try again later".into(),
-            ))
+            Err(RetryCause::RateLimited.into())
         }
-        Err(NetError::Protocol(e @ ProtoError::VersionAltered { .. })) => Err(AttemptError::Retry(
-            format!("the connection was tampered with on the way to the server: {e}"),
-        )),
-        Err(NetError::Protocol(ProtoError::UnexpectedEof)) | Err(NetError::Closed) => Err(
-            AttemptError::Retry("the server closed the connection during the handshake".into()),
-        ),
-        Err(NetError::Protocol(e @ ProtoError::VersionMismatch { .. })) => Err(
-            AttemptError::failed(format!("the server speaks another protocol version: {e}")),
-        ),
+        Err(NetError::Protocol(e @ ProtoError::VersionAltered { .. })) => {
+            Err(RetryCause::Tampered(e).into())
+        }
+        Err(NetError::Protocol(ProtoError::UnexpectedEof)) | Err(NetError::Closed) => {
+            Err(RetryCause::ClosedDuringHandshake.into())
+        }
+        Err(NetError::Protocol(e @ ProtoError::VersionMismatch { .. })) => {
+            Err(FatalCause::VersionMismatch(e).into())
+        }
         Err(NetError::Protocol(
             e @ ProtoError::Handshake(HandshakeError::BadSignature | HandshakeError::BadFinished),
-        )) => Err(AttemptError::Fatal(
-            format!("handshake failed, the server could not prove its identity: {e}"),
-            CloseCause::ServerIdentityUnproven,
-        )),
-        Err(NetError::Protocol(e)) => Err(AttemptError::failed(format!("handshake failed: {e}"))),
-        Err(e) => Err(AttemptError::Retry(format!("handshake failed: {e}"))),
+        )) => Err(FatalCause::ServerIdentityUnproven(e).into()),
+        Err(NetError::Protocol(e)) => Err(FatalCause::Handshake(e).into()),
+        Err(e) => Err(RetryCause::Handshake(Arc::new(e)).into()),
     }
 }
 
@@ -279,5 +259,5 @@ fn pin(options: &ClientOptions, fp: &proto_core::Fingerprint) -> Result<(), Atte
     options
         .known_servers
         .pin(&options.server, fp)
-        .map_err(|e| AttemptError::failed(format!("cannot save the server's key: {e}")))
+        .map_err(|e| FatalCause::Pin(Arc::new(e)).into())
 }

@@ -2,11 +2,12 @@
 
 use std::path::PathBuf;
 
-use proto_core::message::{AuthFailure, GoodbyeReason, LeaveReason};
+use proto_core::message::{AuthFailure, LeaveReason};
 use proto_core::Fingerprint;
 use tokio::sync::oneshot;
 
 use crate::address::ServerAddress;
+use crate::cause::{CloseCause, ServerRefusal};
 
 /// The connection's state, for a status line ("reconnecting in 4 s").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,10 +62,10 @@ pub enum Delivery {
         already_shown: bool,
     },
     /// Refused by the server: nobody received it.
-    Failed {
-        code: proto_core::message::ErrorCode,
-        reason: String,
-    },
+    Failed(ServerRefusal),
+    /// The user left before the server answered (the quit grace ran
+    /// out): it may or may not have been stored.
+    Unconfirmed,
 }
 
 /// Informational or error notices.
@@ -86,22 +87,23 @@ pub enum ClientEvent {
         reply: oneshot::Sender<bool>,
     },
     /// The server's key is not the pinned one: the connection was refused
-    /// before anything was sent. Fatal; show `warning` prominently.
+    /// before anything was sent. Fatal; show [`key_changed_warning`]
+    /// prominently.
     KeyChanged {
         server: ServerAddress,
         pinned: Fingerprint,
         presented: Fingerprint,
         known_servers: PathBuf,
-        warning: String,
     },
     /// Logged in (after each connect or reconnect).
     LoggedIn {
         username: String,
     },
-    /// Login or registration refused (fatal at the first login).
+    /// Login or registration refused (fatal at the first login); its
+    /// text is
+    /// [`auth_failure_text`](crate::cause::auth_failure_text).
     AuthFailed {
         reason: AuthFailure,
-        message: String,
     },
     /// Everyone online (pages merged).
     Online {
@@ -123,52 +125,23 @@ pub enum ClientEvent {
     },
     /// The history replay at login is complete.
     HistoryDone,
+    /// The connection failed or was lost; the client reconnects (a
+    /// `State(Reconnecting)` follows). `unconfirmed` messages typed here
+    /// wait for the server and are sent again after reconnecting, never
+    /// twice.
+    ConnectionLost {
+        cause: CloseCause,
+        unconfirmed: usize,
+    },
     Notice {
         text: String,
         kind: NoticeKind,
     },
-    /// The client task ended; no more events follow.
+    /// The client task ended; no more events follow. Show `cause` with
+    /// its `Display`.
     Closed {
-        reason: String,
+        cause: CloseCause,
     },
-}
-
-/// Why a client ended, as a type: for exit statuses, or for a UI that
-/// words it itself ([`ClientEvent::Closed`] carries the text). Read it
-/// with [`ClientHandle::close_cause`](crate::ClientHandle::close_cause).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseCause {
-    /// The user left (quit, or their input ended).
-    Left,
-    /// The server refused the login or registration.
-    AuthFailed(AuthFailure),
-    /// The server could not be reached, or the connection failed or was
-    /// lost and the client does not reconnect (first login, scripts).
-    ConnectionFailed,
-    /// The server's key is not the pinned or given one: refused.
-    ServerKeyChanged,
-    /// The user did not trust a server's key seen for the first time.
-    ServerKeyDeclined,
-    /// The handshake failed where the server proves its identity (a bad
-    /// signature or Finished): an impostor, or the path altered it.
-    ServerIdentityUnproven,
-    /// The server ended the session (another login took it over; or,
-    /// when not reconnecting, shutdown, idle, too slow...).
-    ClosedByServer(GoodbyeReason),
-    /// Anything else retrying cannot help: TLS, the known-servers file,
-    /// another protocol version, a login the server refused outright.
-    Failed,
-}
-
-/// The text shown for a refused login or registration.
-pub fn auth_failure_message(reason: AuthFailure) -> &'static str {
-    match reason {
-        AuthFailure::LoginFailed => "wrong username or password",
-        AuthFailure::NameTaken => "name taken",
-        AuthFailure::InvalidUsername => "invalid username",
-        AuthFailure::WeakPassword => "password too short",
-        AuthFailure::ResumeFailed => "session expired; log in again",
-    }
 }
 
 /// The text shown when someone leaves.

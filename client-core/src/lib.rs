@@ -9,14 +9,20 @@
 //! - [`spawn`] starts a client task on a tokio runtime (never the UI thread).
 //! - [`input`] parses `#exit`, `/quit`, `/msg`, `/who`, `/help`.
 //! - [`known_servers`] pins server fingerprints per host:port.
+//! - [`session_policy`] is every decision of a running client, sans-IO
+//!   (liveness, quit grace, reconnect timer, resends, dedupe); the tokio
+//!   task around it only moves bytes, channels and time.
 //! - [`backoff`] spaces reconnects (capped exponential, jittered).
 //! - [`outbox`] keeps sent messages until the server acknowledges them,
 //!   and resends them with the same idempotency key after a reconnect.
-//! - [`events`] is what the UI receives, with the texts both UIs show.
+//! - [`events`] is what the UI receives.
+//! - [`cause`] says why an attempt failed or a client ended, as types;
+//!   their `Display` is the text both UIs show.
 #![forbid(unsafe_code)]
 
 pub mod address;
 pub mod backoff;
+pub mod cause;
 pub mod connect;
 pub mod events;
 pub mod input;
@@ -24,13 +30,15 @@ pub mod known_servers;
 pub mod options;
 pub mod outbox;
 mod runner;
+pub mod session_policy;
 
 pub use address::{ServerAddress, DEFAULT_PORT};
+pub use cause::{CloseCause, FatalCause, RetryCause, ServerRefusal};
 pub use events::{ChatLine, ClientEvent, ConnectionState, Delivery, NoticeKind};
 pub use input::{parse_input, Input, HELP_TEXT};
 pub use known_servers::KnownServers;
 pub use options::{AuthRequest, ClientOptions, TlsOptions};
 pub use outbox::MAX_PENDING;
-pub use proto_core::message::{AuthFailure, LeaveReason};
+pub use proto_core::message::{AuthFailure, GoodbyeReason, LeaveReason};
 pub use proto_core::Fingerprint;
 pub use runner::{spawn, ClientHandle};

@@ -1,34 +1,23 @@
-//! The client task: connect, log in, relay chat both ways, reconnect with
-//! backoff after a drop, and end on quit or on anything fatal.
+//! The client task: a thin tokio driver around the sans-IO
+//! [`SessionPolicy`]. It runs the connection attempts the policy asks
+//! for, moves messages between the session, the UI and the policy, and
+//! wakes the policy at its `poll_timeout`; it decides nothing itself.
 
-use std::collections::{HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use proto_core::liveness::{Liveness, LivenessAction, SilenceLimits};
-use proto_core::message::{
-    ClientMessage, Conversation, ErrorCode, GoodbyeReason, MessageText, ResumeToken, ServerMessage,
-    Username,
-};
-use tokio::sync::mpsc;
-use tokio::time::{sleep_until, Instant};
-
-use crate::backoff::Backoff;
-use crate::connect::{establish, AttemptError, Established, Session};
-use crate::events::{ChatLine, ClientEvent, CloseCause, ConnectionState, Delivery, NoticeKind};
-use crate::input::{parse_input, Input, HELP_TEXT};
-use crate::options::{AuthRequest, ClientOptions};
-use crate::outbox::Outbox;
 use net::SessionEvent;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
-/// How long leaving waits for the acknowledgement of messages in flight.
-const QUIT_GRACE: Duration = Duration::from_secs(5);
-/// Silence from the server before we ping it ...
-const PING_AFTER: Duration = Duration::from_secs(45);
-/// ... and before we call the connection dead.
-const DEAD_AFTER: Duration = Duration::from_secs(90);
-/// Message ids remembered to drop duplicates (history/live overlap at login).
-const SEEN_IDS: usize = 2048;
+use crate::cause::{CloseCause, RetryCause};
+use crate::connect::{establish, AttemptError, Established, Session};
+use crate::events::{ClientEvent, ConnectionState};
+use crate::input::{parse_input, Input};
+use crate::options::{AuthRequest, ClientOptions};
+use crate::session_policy::{Action, Event, PolicyConfig, SessionPolicy};
 
 /// What the UI asks of the client task.
 #[derive(Debug)]
@@ -49,7 +38,7 @@ impl ClientHandle {
     /// Why the client ended, as a type (`Closed` carries the text). Set
     /// before [`ClientEvent::Closed`] is sent, so `Some` once it arrived.
     pub fn close_cause(&self) -> Option<CloseCause> {
-        self.cause.get().copied()
+        self.cause.get().cloned()
     }
 
     /// What the user typed: a command or a room message.
@@ -88,15 +77,6 @@ pub fn spawn(
     options: ClientOptions,
     runtime: &tokio::runtime::Handle,
 ) -> (ClientHandle, mpsc::UnboundedReceiver<ClientEvent>) {
-    spawn_with(options, runtime, SILENCE_LIMITS)
-}
-
-/// [`spawn`] with other silence limits (tests).
-fn spawn_with(
-    options: ClientOptions,
-    runtime: &tokio::runtime::Handle,
-    limits: SilenceLimits,
-) -> (ClientHandle, mpsc::UnboundedReceiver<ClientEvent>) {
     let (tx, commands) = mpsc::unbounded_channel();
     let (events, rx) = mpsc::unbounded_channel();
     let cause = Arc::new(OnceLock::new());
@@ -105,38 +85,12 @@ fn spawn_with(
         cause: cause.clone(),
     };
     runtime.spawn(async move {
-        let end = Client::new(options, limits, commands, events.clone())
-            .run()
-            .await;
-        let _ = cause.set(end.cause);
+        let end = Driver::new(options, commands, events.clone()).run().await;
+        let _ = cause.set(end.clone());
         let _ = events.send(ClientEvent::State(ConnectionState::Offline));
-        let _ = events.send(ClientEvent::Closed { reason: end.reason });
+        let _ = events.send(ClientEvent::Closed { cause: end });
     });
     (handle, rx)
-}
-
-/// The client's silence limits: ping a quiet server after 45 s, give it
-/// up after 90 s.
-const SILENCE_LIMITS: SilenceLimits = SilenceLimits {
-    ping_after: PING_AFTER,
-    dead_after: DEAD_AFTER,
-};
-
-/// The text shown for a server's `Error` or `SendFailed`.
-fn error_text(code: ErrorCode, detail: &str) -> String {
-    let what = match code {
-        ErrorCode::UnknownRecipient => "no such user",
-        ErrorCode::RateLimited => "slow down",
-        ErrorCode::MessageTooLarge => "message too large",
-        ErrorCode::ServerFull => "server full",
-        _ => "server error",
-    };
-    // The server's detail often says the same ("no such user").
-    if detail.is_empty() || detail == what {
-        what.to_owned()
-    } else {
-        format!("{what}: {detail}")
-    }
 }
 
 fn now_ms() -> u64 {
@@ -146,691 +100,211 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Why the client task ended: the text for `Closed` and its type.
-struct End {
-    reason: String,
-    cause: CloseCause,
+/// A connection attempt in flight.
+type Attempt = Pin<Box<dyn Future<Output = Result<Established, AttemptError>> + Send>>;
+
+/// What woke the driver.
+enum Wake {
+    Command(Option<Command>),
+    Attempt(Result<Established, AttemptError>),
+    AttemptEvent(ClientEvent),
+    Session(Result<SessionEvent<proto_core::message::ServerMessage>, net::NetError>),
+    Timeout,
 }
 
-impl End {
-    fn new(reason: impl Into<String>, cause: CloseCause) -> Self {
-        Self {
-            reason: reason.into(),
-            cause,
-        }
-    }
-
-    fn left() -> Self {
-        Self::new("you left", CloseCause::Left)
-    }
-
-    fn lost() -> Self {
-        Self::new(
-            "connection to the server lost",
-            CloseCause::ConnectionFailed,
-        )
-    }
-
-    fn lost_with(error: impl std::fmt::Display) -> Self {
-        Self::new(
-            format!("connection to the server lost: {error}"),
-            CloseCause::ConnectionFailed,
-        )
-    }
-}
-
-/// How a logged-in session ended.
-enum SessionEnd {
-    Quit,
-    /// Worth reconnecting.
-    Lost(End),
-    Fatal(End),
-}
-
-struct Client {
+struct Driver {
     options: ClientOptions,
     commands: mpsc::UnboundedReceiver<Command>,
+    /// The UI dropped its handle: stop reading commands.
+    commands_closed: bool,
     events: mpsc::UnboundedSender<ClientEvent>,
-    token: Option<ResumeToken>,
-    /// Messages typed here that the server has not acknowledged.
-    outbox: Outbox,
-    me: String,
-    online_pages: Vec<String>,
-    seen: VecDeque<u64>,
-    seen_set: HashSet<u64>,
-    limits: SilenceLimits,
+    policy: SessionPolicy,
+    attempt: Option<Attempt>,
+    /// Events of the attempt in flight (trust question, key changed...).
+    attempt_events: Option<mpsc::UnboundedReceiver<ClientEvent>>,
+    session: Option<Session>,
 }
 
-impl Client {
+impl Driver {
     fn new(
         options: ClientOptions,
-        limits: SilenceLimits,
         commands: mpsc::UnboundedReceiver<Command>,
         events: mpsc::UnboundedSender<ClientEvent>,
     ) -> Self {
+        let policy = SessionPolicy::new(
+            PolicyConfig::new(options.reconnect),
+            Instant::now().into_std(),
+            now_ms(),
+            Box::new(rand_core::OsRng),
+        );
         Self {
             options,
             commands,
+            commands_closed: false,
             events,
-            token: None,
-            outbox: Outbox::new(rand_core::RngCore::next_u64(&mut rand_core::OsRng)),
-            me: String::new(),
-            online_pages: Vec::new(),
-            seen: VecDeque::new(),
-            seen_set: HashSet::new(),
-            limits,
+            policy,
+            attempt: None,
+            attempt_events: None,
+            session: None,
         }
-    }
-
-    fn emit(&self, event: ClientEvent) {
-        let _ = self.events.send(event);
-    }
-
-    fn notice(&self, kind: NoticeKind, text: impl Into<String>) {
-        self.emit(ClientEvent::Notice {
-            text: text.into(),
-            kind,
-        });
     }
 
     /// Returns why the client ended, for the final `Closed` event.
-    async fn run(mut self) -> End {
-        let mut backoff = Backoff::default();
-        let mut logged_in_once = false;
+    async fn run(mut self) -> CloseCause {
+        let mut actions = self.policy.start();
         loop {
-            self.emit(ClientEvent::State(ConnectionState::Connecting));
-            match self.attempt().await {
-                Ok(est) => {
-                    backoff.reset();
-                    logged_in_once = true;
-                    // Later logins use the password, never register again.
-                    if let AuthRequest::Register { username, password } = &self.options.auth {
-                        self.options.auth = AuthRequest::Login {
-                            username: username.clone(),
-                            password: password.clone(),
-                        };
-                    }
-                    self.token = Some(est.token);
-                    self.me = est.username.clone();
-                    self.emit(ClientEvent::State(ConnectionState::Connected));
-                    self.emit(ClientEvent::LoggedIn {
-                        username: est.username,
-                    });
-                    match self.chat(est.session).await {
-                        SessionEnd::Quit => return End::left(),
-                        SessionEnd::Fatal(end) => return end,
-                        SessionEnd::Lost(end) => {
-                            if !self.options.reconnect {
-                                return end;
-                            }
-                            self.notice(NoticeKind::Error, end.reason);
-                            self.note_unacknowledged();
+            if let Some(end) = self.execute(actions).await {
+                return end;
+            }
+            let now = || Instant::now().into_std();
+            actions = match self.wake().await {
+                Wake::Command(None) => {
+                    self.commands_closed = true;
+                    self.policy.handle(Event::Quit, now())
+                }
+                Wake::Command(Some(Command::Quit)) => self.policy.handle(Event::Quit, now()),
+                Wake::Command(Some(Command::Input(input))) => {
+                    self.policy.handle(Event::Input(input), now())
+                }
+                Wake::AttemptEvent(event) => {
+                    let _ = self.events.send(event);
+                    Vec::new()
+                }
+                Wake::Attempt(result) => {
+                    self.attempt = None;
+                    // Whatever the attempt said comes before its outcome.
+                    if let Some(mut rx) = self.attempt_events.take() {
+                        while let Ok(event) = rx.try_recv() {
+                            let _ = self.events.send(event);
                         }
                     }
-                }
-                Err(AttemptError::Fatal(reason, cause)) => return End::new(reason, cause),
-                Err(AttemptError::Retry(reason)) => {
-                    // Before the first login the user is at the login form:
-                    // tell them now instead of retrying forever.
-                    if !logged_in_once || !self.options.reconnect {
-                        return End::new(reason, CloseCause::ConnectionFailed);
-                    }
-                    self.notice(NoticeKind::Error, reason);
-                }
-            }
-            let delay = backoff.next_delay();
-            self.emit(ClientEvent::State(ConnectionState::Reconnecting {
-                in_secs: delay.as_secs().max(1),
-                attempt: backoff.attempt(),
-            }));
-            let until = Instant::now() + delay;
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(until) => break,
-                    cmd = self.commands.recv() => match cmd {
-                        None | Some(Command::Quit) => return End::left(),
-                        Some(Command::Input(input)) => self.offline_input(input),
-                    },
-                }
-            }
-        }
-    }
-
-    /// One [`establish`], its events passed on to the UI as they come.
-    async fn attempt(&mut self) -> Result<Established, AttemptError> {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let result = {
-            let attempt = establish(&self.options, &tx, self.token.take());
-            tokio::pin!(attempt);
-            loop {
-                tokio::select! {
-                    result = &mut attempt => break result,
-                    Some(event) = rx.recv() => self.emit(event),
-                }
-            }
-        };
-        while let Ok(event) = rx.try_recv() {
-            self.emit(event);
-        }
-        result
-    }
-
-    /// Input while offline: local commands answer, messages wait in the
-    /// outbox (shown as pending) for the reconnect.
-    fn offline_input(&mut self, input: Input) {
-        match input {
-            Input::Room(_) | Input::Direct { .. } => {
-                if self.take_message(input).is_some() {
-                    self.notice(
-                        NoticeKind::Info,
-                        "not connected: message queued, it will be sent after reconnecting",
-                    );
-                }
-            }
-            Input::Who => self.notice(NoticeKind::Error, "not connected"),
-            other => self.local_input(other),
-        }
-    }
-
-    /// Validates a typed message, puts it in the outbox and shows it as
-    /// pending; returns what to send, or `None` (and says why) if refused.
-    fn take_message(&mut self, input: Input) -> Option<ClientMessage> {
-        let (to, text) = match input {
-            Input::Room(text) => (None, text),
-            Input::Direct { to, text } => (Some(to), text),
-            _ => return None,
-        };
-        let to = match to.map(|t| Username::parse_normalizing(&t)).transpose() {
-            Ok(to) => to,
-            Err(e) => {
-                self.notice(NoticeKind::Error, format!("not sent: invalid name: {e}"));
-                return None;
-            }
-        };
-        let wire_text = match MessageText::new(&text) {
-            Ok(t) => t,
-            Err(e) => {
-                self.notice(NoticeKind::Error, format!("not sent: {e}"));
-                return None;
-            }
-        };
-        let pending = match self.outbox.push(to, wire_text) {
-            Ok(p) => p,
-            Err(full) => {
-                self.notice(NoticeKind::Error, format!("not sent: {full}"));
-                return None;
-            }
-        };
-        let (client_id, to, wire) = (
-            pending.client_id,
-            pending.to.as_ref().map(|t| t.as_str().to_owned()),
-            pending.wire(),
-        );
-        let line = ChatLine {
-            id: 0,
-            timestamp_ms: now_ms(),
-            from: self.me.clone(),
-            text,
-            history: false,
-            own: true,
-            client_id: Some(client_id),
-            to: to.clone(),
-        };
-        self.emit(match to {
-            None => ClientEvent::Room(line),
-            Some(_) => ClientEvent::Direct(line),
-        });
-        Some(wire)
-    }
-
-    /// Tells the user about messages still waiting for the server.
-    fn note_unacknowledged(&self) {
-        let n = self.outbox.len();
-        if n > 0 {
-            self.notice(
-                NoticeKind::Info,
-                format!(
-                    "{n} message(s) not yet confirmed by the server;                      they will be sent again after reconnecting (never twice)"
-                ),
-            );
-        }
-    }
-
-    /// Inputs answered without the server.
-    fn local_input(&self, input: Input) {
-        match input {
-            Input::Help => self.notice(NoticeKind::Info, HELP_TEXT),
-            Input::Unknown(cmd) => self.notice(
-                NoticeKind::Error,
-                format!("unknown command {cmd}; /help lists the commands (nothing was sent)"),
-            ),
-            Input::Usage(text) => self.notice(NoticeKind::Error, text),
-            _ => {}
-        }
-    }
-
-    fn first_time(&mut self, id: u64) -> bool {
-        if !self.seen_set.insert(id) {
-            return false;
-        }
-        self.seen.push_back(id);
-        if self.seen.len() > SEEN_IDS {
-            if let Some(old) = self.seen.pop_front() {
-                self.seen_set.remove(&old);
-            }
-        }
-        true
-    }
-
-    async fn chat(&mut self, mut session: Session) -> SessionEnd {
-        // Whatever the server has not acknowledged, oldest first, with the
-        // same client ids: it stores and delivers each only once.
-        let resend: Vec<ClientMessage> = self.outbox.unacknowledged().map(|p| p.wire()).collect();
-        for msg in resend {
-            if let Err(e) = session.send(&msg).await {
-                return SessionEnd::Lost(End::lost_with(e));
-            }
-        }
-        let mut liveness = Liveness::new(self.limits, Instant::now().into_std());
-        // Set when the user left while messages were in flight: leave once
-        // they are acknowledged, or at this instant.
-        let mut leaving: Option<Instant> = None;
-        loop {
-            if leaving.is_some() && self.outbox.is_empty() {
-                let _ = session.close(Some(&ClientMessage::Goodbye)).await;
-                return SessionEnd::Quit;
-            }
-            // Only hearing from the server moves this deadline; input
-            // passing through the loop does not.
-            let deadline = match leaving {
-                Some(at) => at.min(Instant::from_std(liveness.poll_timeout())),
-                None => Instant::from_std(liveness.poll_timeout()),
-            };
-            tokio::select! {
-                cmd = self.commands.recv(), if leaving.is_none() => match cmd {
-                    None | Some(Command::Quit) => {
-                        leaving = Some(Instant::now() + QUIT_GRACE);
-                    }
-                    Some(Command::Input(input)) => {
-                        if let Err(end) = self.send_input(&mut session, input).await {
-                            return end;
-                        }
-                    }
-                },
-                event = session.next_event() => {
-                    liveness.handle_heard(Instant::now().into_std());
-                    match event {
-                        Ok(SessionEvent::Message(msg)) => {
-                            if let Some(end) = self.on_message(&mut session, msg).await {
-                                return end;
-                            }
-                        }
-                        Ok(SessionEvent::Closed { .. }) => {
-                            return SessionEnd::Lost(End::lost())
-                        }
-                        Err(e) => return SessionEnd::Lost(End::lost_with(e)),
-                    }
-                }
-                _ = sleep_until(deadline), if leaving.is_some_and(|at| Instant::now() >= at) => {
-                    self.note_unacknowledged();
-                    let _ = session.close(Some(&ClientMessage::Goodbye)).await;
-                    return SessionEnd::Quit;
-                }
-                _ = sleep_until(deadline) => match liveness.handle_timeout(Instant::now().into_std()) {
-                    LivenessAction::Wait => {}
-                    LivenessAction::Ping => {
-                        let ping = ClientMessage::Ping { nonce: now_ms() };
-                        if session.send(&ping).await.is_err() {
-                            return SessionEnd::Lost(End::lost());
-                        }
-                    }
-                    LivenessAction::Dead => {
-                        return SessionEnd::Lost(End::new(
-                            "the server stopped answering",
-                            CloseCause::ConnectionFailed,
-                        ))
-                    }
-                },
-            }
-        }
-    }
-
-    async fn send_input(&mut self, session: &mut Session, input: Input) -> Result<(), SessionEnd> {
-        let msg = match input {
-            input @ (Input::Room(_) | Input::Direct { .. }) => match self.take_message(input) {
-                Some(msg) => msg,
-                None => return Ok(()),
-            },
-            Input::Who => ClientMessage::WhoIsOnline,
-            Input::Quit => return Err(SessionEnd::Quit),
-            other => {
-                self.local_input(other);
-                return Ok(());
-            }
-        };
-        session
-            .send(&msg)
-            .await
-            .map_err(|e| SessionEnd::Lost(End::lost_with(e)))
-    }
-
-    async fn on_message(
-        &mut self,
-        session: &mut Session,
-        msg: ServerMessage,
-    ) -> Option<SessionEnd> {
-        match msg {
-            ServerMessage::RoomMessage {
-                id,
-                timestamp_ms,
-                from,
-                text,
-            } => {
-                if self.first_time(id) {
-                    let own = from.as_str() == self.me;
-                    self.emit(ClientEvent::Room(ChatLine {
-                        id,
-                        timestamp_ms,
-                        from: from.as_str().to_owned(),
-                        to: None,
-                        text: text.as_str().to_owned(),
-                        history: false,
-                        own,
-                        client_id: None,
-                    }));
-                }
-            }
-            ServerMessage::DirectMessage {
-                id,
-                timestamp_ms,
-                from,
-                to,
-                text,
-            } => {
-                if self.first_time(id) {
-                    self.emit(ClientEvent::Direct(ChatLine {
-                        id,
-                        timestamp_ms,
-                        own: from.as_str() == self.me,
-                        from: from.as_str().to_owned(),
-                        to: Some(to.as_str().to_owned()),
-                        text: text.as_str().to_owned(),
-                        history: false,
-                        client_id: None,
-                    }));
-                }
-            }
-            ServerMessage::UserJoined { username } => self.emit(ClientEvent::Joined {
-                username: username.as_str().to_owned(),
-            }),
-            ServerMessage::UserLeft { username, reason } => self.emit(ClientEvent::Left {
-                username: username.as_str().to_owned(),
-                reason,
-            }),
-            ServerMessage::OnlineUsers { more, users } => {
-                self.online_pages
-                    .extend(users.into_vec().into_iter().map(|u| u.as_str().to_owned()));
-                if !more {
-                    let users = std::mem::take(&mut self.online_pages);
-                    self.emit(ClientEvent::Online { users });
-                }
-            }
-            ServerMessage::HistoryBatch { more, entries } => {
-                for e in entries.into_vec() {
-                    if !self.first_time(e.id) {
-                        continue;
-                    }
-                    let from = e.from.as_str().to_owned();
-                    let own = from == self.me;
-                    let line = |to| ChatLine {
-                        id: e.id,
-                        timestamp_ms: e.timestamp_ms,
-                        from: from.clone(),
-                        to,
-                        text: e.text.as_str().to_owned(),
-                        history: true,
-                        own,
-                        client_id: None,
-                    };
-                    match &e.conversation {
-                        Conversation::Room => self.emit(ClientEvent::Room(line(None))),
-                        Conversation::Direct { peer } => {
-                            let to = if own {
-                                peer.as_str().to_owned()
-                            } else {
-                                self.me.clone()
+                    match result {
+                        Ok(est) => {
+                            self.session = Some(est.session);
+                            let event = Event::LoggedIn {
+                                username: est.username,
+                                token: est.token,
                             };
-                            self.emit(ClientEvent::Direct(line(Some(to))));
+                            self.policy.handle(event, now())
                         }
+                        Err(e) => self.policy.handle(Event::AttemptFailed(e), now()),
                     }
                 }
-                if !more {
-                    self.emit(ClientEvent::HistoryDone);
+                Wake::Session(Ok(SessionEvent::Message(msg))) => {
+                    self.policy.handle(Event::Received(msg), now())
                 }
-            }
-            ServerMessage::Ping { nonce } => {
-                if session.send(&ClientMessage::Pong { nonce }).await.is_err() {
-                    return Some(SessionEnd::Lost(End::lost()));
+                Wake::Session(Ok(SessionEvent::Closed { .. })) => {
+                    self.session = None;
+                    self.policy
+                        .handle(Event::ConnectionLost(RetryCause::Closed), now())
                 }
-            }
-            ServerMessage::Pong { .. } => {}
-            ServerMessage::Stored {
-                client_id,
-                id,
-                timestamp_ms,
-            } => {
-                if self.outbox.settle(client_id).is_some() {
-                    let already_shown = !self.first_time(id);
-                    self.emit(ClientEvent::Delivery {
-                        client_id,
-                        delivery: Delivery::Stored {
-                            id,
-                            timestamp_ms,
-                            already_shown,
-                        },
-                    });
+                Wake::Session(Err(e)) => {
+                    self.session = None;
+                    let cause = RetryCause::Lost(Arc::new(e));
+                    self.policy.handle(Event::ConnectionLost(cause), now())
                 }
+                Wake::Timeout => self.policy.handle_timeout(now()),
+            };
+        }
+    }
+
+    /// Waits for the next input: a command, the attempt, the session or
+    /// the policy's timer.
+    async fn wake(&mut self) -> Wake {
+        let deadline = self.policy.poll_timeout().map(Instant::from_std);
+        let Self {
+            commands,
+            commands_closed,
+            attempt,
+            attempt_events,
+            session,
+            ..
+        } = self;
+        let attempt = async {
+            match attempt {
+                Some(attempt) => attempt.await,
+                None => std::future::pending().await,
             }
-            ServerMessage::SendFailed {
-                client_id,
-                code,
-                detail,
-            } => {
-                if let Some(pending) = self.outbox.settle(client_id) {
-                    let reason = error_text(code, detail.as_str());
-                    self.notice(
-                        NoticeKind::Error,
-                        format!("not delivered ({reason}): {}", pending.text.as_str()),
-                    );
-                    self.emit(ClientEvent::Delivery {
-                        client_id,
-                        delivery: Delivery::Failed { code, reason },
-                    });
+        };
+        let attempt_event = async {
+            match attempt_events {
+                Some(rx) => match rx.recv().await {
+                    Some(event) => event,
+                    None => std::future::pending().await,
+                },
+                None => std::future::pending().await,
+            }
+        };
+        let session = async {
+            match session {
+                Some(session) => session.next_event().await,
+                None => std::future::pending().await,
+            }
+        };
+        let timer = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            cmd = commands.recv(), if !*commands_closed => Wake::Command(cmd),
+            event = attempt_event => Wake::AttemptEvent(event),
+            result = attempt => Wake::Attempt(result),
+            event = session => Wake::Session(event),
+            () = timer => Wake::Timeout,
+        }
+    }
+
+    /// Carries out the policy's actions; `Some` when the client ended.
+    async fn execute(&mut self, actions: Vec<Action>) -> Option<CloseCause> {
+        let mut queue = std::collections::VecDeque::from(actions);
+        while let Some(action) = queue.pop_front() {
+            match action {
+                Action::Emit(event) => {
+                    let _ = self.events.send(event);
                 }
-            }
-            ServerMessage::Goodbye { reason } => {
-                let by_server = |text: &str| End::new(text, CloseCause::ClosedByServer(reason));
-                return Some(match reason {
-                    GoodbyeReason::ClientRequest => SessionEnd::Quit,
-                    GoodbyeReason::Replaced => SessionEnd::Fatal(by_server(
-                        "you logged in from somewhere else; this session was closed",
-                    )),
-                    GoodbyeReason::ServerShutdown => {
-                        SessionEnd::Lost(by_server("the server is shutting down"))
+                Action::Connect { resume, register } => self.connect(resume, register),
+                Action::Send(msg) => {
+                    let Some(session) = &mut self.session else {
+                        continue;
+                    };
+                    if let Err(e) = session.send(&msg).await {
+                        self.session = None;
+                        let cause = RetryCause::Lost(Arc::new(e));
+                        let now = Instant::now().into_std();
+                        // What the policy says now replaces the rest.
+                        queue = self.policy.handle(Event::ConnectionLost(cause), now).into();
                     }
-                    GoodbyeReason::IdleTimeout => SessionEnd::Lost(by_server("disconnected: idle")),
-                    GoodbyeReason::SlowConsumer => SessionEnd::Lost(by_server(
-                        "disconnected: messages arrived faster than we read them",
-                    )),
-                    GoodbyeReason::ProtocolViolation => {
-                        SessionEnd::Lost(by_server("disconnected: protocol error"))
+                }
+                Action::CloseSession => {
+                    if let Some(session) = self.session.take() {
+                        let _ = session
+                            .close(Some(&proto_core::message::ClientMessage::Goodbye))
+                            .await;
                     }
-                });
+                }
+                Action::DropSession => self.session = None,
+                Action::Finish(cause) => return Some(cause),
             }
-            ServerMessage::Error { code, detail } => {
-                self.notice(NoticeKind::Error, error_text(code, detail.as_str()));
-            }
-            // Only answers to a login, which happened before the chat.
-            ServerMessage::AuthOk { .. } | ServerMessage::AuthFailed { .. } => {}
         }
         None
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use std::net::SocketAddr;
-    use std::sync::Arc;
-
-    use net::HandshakeOptions;
-    use proto_core::message::HistoryEntries;
-    use proto_core::{Fingerprint, ServerConfig, ServerIdentity};
-    use tokio::net::TcpListener;
-    use tokio::sync::oneshot;
-    use zeroize::Zeroizing;
-
-    use super::*;
-
-    #[test]
-    fn a_refusal_is_worded_once() {
-        assert_eq!(
-            error_text(ErrorCode::UnknownRecipient, "no such user"),
-            "no such user"
-        );
-        assert_eq!(
-            error_text(ErrorCode::RateLimited, "too many messages"),
-            "slow down: too many messages"
-        );
-        assert_eq!(error_text(ErrorCode::ServerFull, ""), "server full");
-    }
-    use crate::address::ServerAddress;
-    use crate::known_servers::KnownServers;
-
-    /// A server that completes the handshake and the login, then never
-    /// sends another byte while still reading whatever the client sends:
-    /// a dead server-to-client path.
-    struct SilentServer {
-        addr: SocketAddr,
-        fingerprint: Fingerprint,
-        /// When it sent its last message.
-        silent_since: oneshot::Receiver<Instant>,
-        /// One `()` per Ping received.
-        pings: mpsc::UnboundedReceiver<()>,
-    }
-
-    async fn server_silent_after_login() -> SilentServer {
-        let identity = Arc::new(ServerIdentity::from_seed(&[9u8; 32]));
-        let fingerprint = identity.public_key().fingerprint();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (went_silent, silent_since) = oneshot::channel();
-        let (pinged, pings) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let opts = HandshakeOptions::new(Duration::from_secs(10), 1);
-            let mut session = net::accept(tcp, ServerConfig::new(identity), &opts)
-                .await
-                .unwrap();
-            let mut went_silent = Some(went_silent);
-            while let Ok(SessionEvent::Message(msg)) = session.next_event().await {
-                match msg {
-                    ClientMessage::Login { username, .. } => {
-                        let welcome = [
-                            ServerMessage::AuthOk {
-                                username,
-                                resume_token: ResumeToken::from_bytes([1; 32]),
-                                token_lifetime_secs: 3600,
-                            },
-                            ServerMessage::HistoryBatch {
-                                more: false,
-                                entries: HistoryEntries::empty(),
-                            },
-                        ];
-                        for m in &welcome {
-                            session.send(m).await.unwrap();
-                        }
-                        if let Some(tx) = went_silent.take() {
-                            let _ = tx.send(Instant::now());
-                        }
-                    }
-                    ClientMessage::Ping { .. } => {
-                        let _ = pinged.send(());
-                    }
-                    _ => {}
-                }
+    fn connect(&mut self, resume: Option<proto_core::message::ResumeToken>, register: bool) {
+        let mut options = self.options.clone();
+        if !register {
+            if let AuthRequest::Register { username, password } = &options.auth {
+                options.auth = AuthRequest::Login {
+                    username: username.clone(),
+                    password: password.clone(),
+                };
             }
-        });
-        SilentServer {
-            addr,
-            fingerprint,
-            silent_since,
-            pings,
         }
-    }
-
-    /// The run loop, not only [`Liveness`]: input must not postpone the
-    /// verdict. Real time with short limits (tokio's paused clock needs
-    /// the `test-util` feature, which this crate's tests do not have).
-    #[tokio::test]
-    async fn a_silent_server_is_declared_dead_while_the_user_keeps_typing() {
-        let limits = SilenceLimits {
-            ping_after: Duration::from_millis(100),
-            dead_after: Duration::from_secs(1),
-        };
-        // A failure bound only; the verdict is due after `dead_after`.
-        const BOUND: Duration = Duration::from_secs(10);
-        let mut server = server_silent_after_login().await;
-        let dir = tempfile::tempdir().unwrap();
-        let address = ServerAddress {
-            host: server.addr.ip().to_string(),
-            port: server.addr.port(),
-        };
-        let auth = AuthRequest::Login {
-            username: "Ann".into(),
-            password: Zeroizing::new("a long enough password".into()),
-        };
-        let mut options = ClientOptions::new(address, auth);
-        options.known_servers = KnownServers::at(dir.path().join("known_servers"));
-        options.fingerprint = Some(server.fingerprint);
-        options.reconnect = false;
-        let (handle, mut events) = spawn_with(options, &tokio::runtime::Handle::current(), limits);
-        let logged_in = async {
-            loop {
-                match events.recv().await.expect("the client ended early") {
-                    ClientEvent::HistoryDone => break,
-                    ClientEvent::Closed { reason } => panic!("closed before logging in: {reason}"),
-                    _ => {}
-                }
-            }
-        };
-        tokio::time::timeout(BOUND, logged_in)
-            .await
-            .expect("no login");
-        let silent_since = server.silent_since.await.unwrap();
-
-        // Far more often than any limit, as a user typing away would.
-        let mut typing = tokio::time::interval(limits.ping_after / 4);
-        let reason = loop {
-            tokio::select! {
-                _ = typing.tick() => handle.submit("anyone there?"),
-                event = events.recv() => match event {
-                    Some(ClientEvent::Closed { reason }) => break reason,
-                    Some(_) => {}
-                    None => panic!("the client ended without Closed"),
-                },
-            }
-            assert!(
-                silent_since.elapsed() < BOUND,
-                "the client still trusted a server silent for {:?}",
-                silent_since.elapsed()
-            );
-        };
-        assert_eq!(reason, "the server stopped answering");
-        assert_eq!(handle.close_cause(), Some(CloseCause::ConnectionFailed));
-        assert!(silent_since.elapsed() >= limits.dead_after);
-        tokio::time::timeout(BOUND, server.pings.recv())
-            .await
-            .expect("the client gave up without pinging")
-            .unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.attempt_events = Some(rx);
+        self.attempt = Some(Box::pin(
+            async move { establish(&options, &tx, resume).await },
+        ));
     }
 }

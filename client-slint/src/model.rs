@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 
+use client_core::cause::auth_failure_text;
 use client_core::events::leave_reason_text;
 use client_core::{ChatLine, ClientEvent, ConnectionState, Delivery, NoticeKind};
 
@@ -34,6 +35,8 @@ pub enum SendState {
     Pending { client_id: u64 },
     /// Refused by the server: nobody received it.
     Failed { reason: String },
+    /// The user left before the server answered: it may not have arrived.
+    Unconfirmed,
 }
 
 /// One thing in a timeline.
@@ -202,10 +205,15 @@ impl Conversation {
                     *state = SendState::Stored;
                 }
             }
-            Delivery::Failed { reason, .. } => {
+            Delivery::Unconfirmed => {
+                if let EntryKind::Message { state, .. } = &mut self.entries[index].kind {
+                    *state = SendState::Unconfirmed;
+                }
+            }
+            Delivery::Failed(refusal) => {
                 if let EntryKind::Message { state, .. } = &mut self.entries[index].kind {
                     *state = SendState::Failed {
-                        reason: reason.clone(),
+                        reason: refusal.to_string(),
                     };
                 }
             }
@@ -387,13 +395,25 @@ impl ChatModel {
                 };
                 self.notice_in(self.selected, style, text.clone(), now_ms);
             }
-            ClientEvent::AuthFailed { message, .. } => {
-                self.notice_in(self.selected, NoticeStyle::Error, message.clone(), now_ms);
+            ClientEvent::ConnectionLost { cause, unconfirmed } => {
+                let text = cause.to_string();
+                self.notice_in(self.selected, NoticeStyle::Error, text, now_ms);
+                if *unconfirmed > 0 {
+                    let text = format!(
+                        "{unconfirmed} message(s) not yet confirmed by the server; \
+                         they will be sent again after reconnecting (never twice)"
+                    );
+                    self.notice_in(self.selected, NoticeStyle::Info, text, now_ms);
+                }
             }
-            ClientEvent::Closed { reason } => {
-                self.status = Status::Offline(reason.clone());
+            ClientEvent::AuthFailed { reason } => {
+                let text = auth_failure_text(*reason).to_owned();
+                self.notice_in(self.selected, NoticeStyle::Error, text, now_ms);
+            }
+            ClientEvent::Closed { cause } => {
+                self.status = Status::Offline(cause.to_string());
                 self.online.clear();
-                let text = format!("Disconnected: {reason}");
+                let text = format!("Disconnected: {cause}");
                 self.notice_in(self.selected, NoticeStyle::Error, text, now_ms);
             }
             // Dialogs, handled by the session.

@@ -3,6 +3,8 @@
 //! trust-on-first-use question, the key-changed warning, and leaving
 //! cleanly. No Slint here; `app` applies the result.
 
+use client_core::cause::auth_failure_text;
+use client_core::events::key_changed_warning;
 use client_core::{ClientEvent, ConnectionState};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,8 +130,18 @@ impl Session {
                     fingerprint: fingerprint.to_string(),
                 });
             }
-            ClientEvent::KeyChanged { warning, .. } => {
-                self.key_warning = Some(warning.clone());
+            ClientEvent::KeyChanged {
+                server,
+                pinned,
+                presented,
+                known_servers,
+            } => {
+                self.key_warning = Some(key_changed_warning(
+                    server,
+                    pinned,
+                    presented,
+                    known_servers,
+                ));
                 self.error = "Refused to connect: the server's identity key has changed".into();
                 self.page = Page::Login;
             }
@@ -139,11 +151,11 @@ impl Session {
                 self.error.clear();
                 self.progress.clear();
             }
-            ClientEvent::AuthFailed { message, .. } => {
-                self.error = message.clone();
+            ClientEvent::AuthFailed { reason } => {
+                self.error = auth_failure_text(*reason).to_owned();
                 self.page = Page::Login;
             }
-            ClientEvent::Closed { reason } => {
+            ClientEvent::Closed { cause } => {
                 let was_quitting = self.quitting;
                 self.stopped();
                 if was_quitting {
@@ -153,11 +165,11 @@ impl Session {
                 // may already have said why, better.
                 if self.error.is_empty() {
                     self.error = if self.page == Page::Chat {
-                        format!("Disconnected: {reason}")
+                        format!("Disconnected: {cause}")
                     } else {
                         // client-core gives up at once when the first
                         // connection fails ("server unreachable: …").
-                        capitalized(reason)
+                        capitalized(&cause.to_string())
                     };
                 }
                 self.page = Page::Login;

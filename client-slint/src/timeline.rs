@@ -106,6 +106,7 @@ pub fn rows<Tz: TimeZone>(conversation: &Conversation, zone: &Tz, today: NaiveDa
                         SendState::Failed { reason } => {
                             format!("Not delivered: {}", escape_for_display(reason))
                         }
+                        SendState::Unconfirmed => "Not confirmed".into(),
                     },
                 });
             }

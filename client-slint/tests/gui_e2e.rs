@@ -166,8 +166,8 @@ impl Peer {
             if want(&event) {
                 return event;
             }
-            if let ClientEvent::Closed { reason } = event {
-                panic!("client closed: {reason}");
+            if let ClientEvent::Closed { cause } = event {
+                panic!("client closed: {cause:?}");
             }
         }
     }

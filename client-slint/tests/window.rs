@@ -190,10 +190,10 @@ fn server_errors_show_on_the_login_screen() {
     fake.send(vec![
         ClientEvent::AuthFailed {
             reason: client_core::AuthFailure::LoginFailed,
-            message: "wrong username or password".into(),
         },
         ClientEvent::Closed {
-            reason: "wrong username or password".into(),
+            cause: client_core::FatalCause::AuthFailed(client_core::AuthFailure::LoginFailed)
+                .into(),
         },
     ]);
     assert!(has_element(&app, "wrong username or password"));
@@ -201,7 +201,11 @@ fn server_errors_show_on_the_login_screen() {
     // And again, for a server that is not there.
     click(&app, "Log in");
     fake.send(vec![ClientEvent::Closed {
-        reason: "server unreachable: 127.0.0.1:7000: Connection refused".into(),
+        cause: client_core::RetryCause::Unreachable {
+            server: "127.0.0.1:7000".parse().unwrap(),
+            error: std::sync::Arc::new(std::io::Error::other("Connection refused")),
+        }
+        .into(),
     }]);
     assert!(has_element(
         &app,
@@ -349,18 +353,24 @@ fn a_changed_key_is_shown_prominently() {
             pinned: Fingerprint([1; 32]),
             presented: Fingerprint([2; 32]),
             known_servers: "/tmp/known_servers".into(),
-            warning: "WARNING: SERVER IDENTIFICATION HAS CHANGED!".into(),
         },
         ClientEvent::Closed {
-            reason: "the server's key has CHANGED; refused".into(),
+            cause: client_core::FatalCause::ServerKeyChanged {
+                pinned: Fingerprint([1; 32]),
+                presented: Fingerprint([2; 32]),
+            }
+            .into(),
         },
     ]);
     assert!(has_element(&app, "key changed warning"));
-    assert_eq!(
-        app.window()
-            .global::<DialogAdapter>()
-            .get_key_changed_warning(),
-        "WARNING: SERVER IDENTIFICATION HAS CHANGED!"
+    let warning = app
+        .window()
+        .global::<DialogAdapter>()
+        .get_key_changed_warning();
+    assert!(
+        warning.contains("SERVER IDENTIFICATION HAS CHANGED!")
+            && warning.contains(&Fingerprint([2; 32]).to_string()),
+        "{warning}"
     );
     assert_eq!(app.window().global::<AppState>().get_page(), Page::Login);
     click(&app, "Close");
@@ -377,7 +387,7 @@ fn closing_the_window_says_goodbye_first() {
     let controller = app.controller();
     assert!(controller.borrow().session().quitting());
     fake.send(vec![ClientEvent::Closed {
-        reason: "you left".into(),
+        cause: client_core::CloseCause::Left,
     }]);
     assert!(!controller.borrow().session().quitting());
 }

@@ -33,6 +33,7 @@
 //!   its configuration, events and handshake states.
 //! - [`message`]: chat messages inside records, and their validation.
 //! - [`liveness`]: the Ping/idle policy both sides run.
+//! - [`login`]: what the answer to a login request means (every client).
 //! - [`error`]: why a connection ended.
 //! - `identity.rs`: server Ed25519 identity, keys, fingerprints, trust.
 //! - Private, and public only with the `internals` feature (test vectors,
@@ -51,6 +52,7 @@ mod server_handshake;
 
 pub mod error;
 pub mod liveness;
+pub mod login;
 pub mod message;
 
 // The cryptography and the wire codecs: only the connection types use them,

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use net::tls::TlsConnector;
 use net::{ClientHandshake, ClientSession, ClientStream, NetError, SessionEvent};
+use proto_core::login::{login_step, LoginReply, LoginStep};
 use proto_core::message::{
     AuthFailure, ClientMessage, ErrorCode, GoodbyeReason, HistoryEntry, LeaveReason, ResumeToken,
     ServerMessage, Username,
@@ -437,16 +438,17 @@ impl TestClient {
 
     // ----- authentication -----
 
-    /// Sends `msg` and reads the answer; on `AuthOk`, also the online
-    /// pages and history batches that must follow it.
+    /// Sends `msg` and reads the answer (proto-core's [`login_step`], as
+    /// every client does; `recv` answers the Pings); on `AuthOk`, also the
+    /// online pages and history batches that must follow it.
     pub async fn authenticate(&mut self, msg: &ClientMessage) -> Result<LoginInfo, AuthFailure> {
         self.send(msg).await;
-        match self.recv().await {
-            ServerMessage::AuthOk {
+        match login_step(self.recv().await) {
+            LoginStep::Reply(LoginReply::Accepted {
                 username,
                 resume_token,
                 token_lifetime_secs,
-            } => {
+            }) => {
                 self.label = username.as_str().to_owned();
                 let online = self.read_online_pages().await;
                 let (history, history_batches) = self.read_history_batches().await;
@@ -459,7 +461,7 @@ impl TestClient {
                     history_batches,
                 })
             }
-            ServerMessage::AuthFailed { reason } => Err(reason),
+            LoginStep::Reply(LoginReply::Refused(reason)) => Err(reason),
             other => panic!(
                 "{}: expected AuthOk or AuthFailed, got {other:?}",
                 self.label

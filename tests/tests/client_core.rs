@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use client_core::{
-    AuthRequest, ClientEvent, ClientHandle, ClientOptions, ConnectionState, KnownServers,
-    LeaveReason, NoticeKind, ServerAddress,
+    AuthRequest, ClientEvent, ClientHandle, ClientOptions, CloseCause, ConnectionState, FatalCause,
+    KnownServers, LeaveReason, NoticeKind, RetryCause, ServerAddress,
 };
 use proto_core::ServerIdentity;
 use tests::{ServerOptions, TestServer, Transport, PASSWORD, RECV_TIMEOUT};
@@ -52,9 +52,9 @@ async fn until<T>(
             .await
             .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
             .unwrap_or_else(|| panic!("the client ended while waiting for {what}"));
-        if let ClientEvent::Closed { reason } = &event {
+        if let ClientEvent::Closed { cause } = &event {
             if what != "Closed" {
-                panic!("the client closed ({reason}) while waiting for {what}");
+                panic!("the client closed ({cause:?}) while waiting for {what}");
             }
         }
         if let Some(t) = pick(event) {
@@ -76,9 +76,9 @@ async fn logged_in(events: &mut Events) -> String {
     name
 }
 
-async fn closed(events: &mut Events) -> String {
+async fn closed(events: &mut Events) -> CloseCause {
     until(events, "Closed", |e| match e {
-        ClientEvent::Closed { reason } => Some(reason),
+        ClientEvent::Closed { cause } => Some(cause),
         _ => None,
     })
     .await
@@ -148,8 +148,11 @@ async fn declining_the_key_sends_nothing_and_pins_nothing() {
     })
     .await;
     reply.send(false).unwrap();
-    let reason = closed(&mut events).await;
-    assert!(reason.contains("did not trust"), "{reason}");
+    let cause = closed(&mut events).await;
+    assert!(
+        matches!(cause, CloseCause::Fatal(FatalCause::ServerKeyDeclined)),
+        "{cause:?}"
+    );
     assert!(!known.exists());
     // Nothing was sent: the name is still free.
     let mut c = server.connect("check").await;
@@ -174,26 +177,37 @@ async fn a_changed_key_is_refused_with_both_fingerprints_and_the_way_out() {
         .unwrap();
 
     let (_h, mut events) = start(options(&server, &known_path, "Cleo", true));
-    let (pinned, presented, warning) = until(&mut events, "KeyChanged", |e| match e {
+    let (pinned, presented, known_servers) = until(&mut events, "KeyChanged", |e| match e {
         ClientEvent::KeyChanged {
             pinned,
             presented,
-            warning,
+            known_servers,
             ..
-        } => Some((pinned, presented, warning)),
+        } => Some((pinned, presented, known_servers)),
         ClientEvent::LoggedIn { .. } => panic!("logged in despite a changed key"),
         _ => None,
     })
     .await;
     assert_eq!(pinned, old);
     assert_eq!(presented, server.fingerprint());
+    assert_eq!(known_servers, known_path);
+    let warning =
+        client_core::events::key_changed_warning(&address, &pinned, &presented, &known_servers);
     assert!(warning.contains("CHANGED"), "{warning}");
     assert!(warning.contains(&old.to_string()) && warning.contains(&presented.to_string()));
     assert!(
         warning.contains(&known_path.display().to_string()),
         "{warning}"
     );
-    closed(&mut events).await;
+    let cause = closed(&mut events).await;
+    assert!(
+        matches!(
+            cause,
+            CloseCause::Fatal(FatalCause::ServerKeyChanged { pinned: p, presented: q })
+                if p == old && q == presented
+        ),
+        "{cause:?}"
+    );
     // The pin was not replaced, and no account was created.
     assert_eq!(
         KnownServers::at(known_path).get(&address).unwrap(),
@@ -241,7 +255,8 @@ async fn commands_work_and_exit_is_seen_by_the_others() {
 
     h.submit("#exit");
     bob.expect_user_left("Dana", LeaveReason::Exit).await;
-    assert_eq!(closed(&mut events).await, "you left");
+    let cause = closed(&mut events).await;
+    assert!(matches!(cause, CloseCause::Left), "{cause:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -333,8 +348,8 @@ async fn a_token_the_server_lost_falls_back_to_the_password_without_alarming_the
         .expect("restart on the same address");
     let name = until(&mut events, "LoggedIn after the restart", |e| match e {
         ClientEvent::LoggedIn { username } => Some(username),
-        ClientEvent::AuthFailed { message, .. } => {
-            panic!("the user was shown a login failure ({message}) for an expired token")
+        ClientEvent::AuthFailed { reason } => {
+            panic!("the user was shown a login failure ({reason:?}) for an expired token")
         }
         _ => None,
     })
@@ -356,6 +371,9 @@ async fn a_full_server_is_reported_as_full() {
     let mut o = options(&server, &dir.path().join("known_servers"), "Judy", true);
     o.fingerprint = Some(server.fingerprint());
     let (_h, mut events) = start(o);
-    let reason = closed(&mut events).await;
-    assert!(reason.contains("server full"), "{reason}");
+    let cause = closed(&mut events).await;
+    assert!(
+        matches!(cause, CloseCause::ConnectionFailed(RetryCause::ServerFull)),
+        "{cause:?}"
+    );
 }

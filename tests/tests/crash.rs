@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use net::SessionEvent;
+use proto_core::login::{login_step, LoginReply, LoginStep};
 use proto_core::message::{AuthFailure, ClientMessage, GoodbyeReason, ServerMessage};
 use tests::server_process::{run_to_exit, write_config_with};
 use tests::{
@@ -80,19 +81,20 @@ async fn register_and_chat(
     }
     let deadline = Instant::now() + RECV_TIMEOUT;
     loop {
-        match client.next_event_until(deadline).await {
-            Some(Ok(SessionEvent::Message(ServerMessage::AuthOk { .. }))) => {
+        let Some(Ok(SessionEvent::Message(msg))) = client.next_event_until(deadline).await else {
+            return Outcome::NotAcknowledged;
+        };
+        match login_step(msg) {
+            LoginStep::Reply(LoginReply::Accepted { .. }) => {
                 let _ = acks.send((name.clone(), secret.clone()));
                 break;
             }
-            Some(Ok(SessionEvent::Message(ServerMessage::AuthFailed { reason }))) => {
-                return Outcome::Refused(reason)
+            LoginStep::Reply(LoginReply::Refused(reason)) => return Outcome::Refused(reason),
+            LoginStep::Reply(_) => return Outcome::NotAcknowledged,
+            LoginStep::Respond(pong) => {
+                let _ = client.try_send(&pong).await;
             }
-            Some(Ok(SessionEvent::Message(ServerMessage::Ping { nonce }))) => {
-                let _ = client.try_send(&ClientMessage::Pong { nonce }).await;
-            }
-            Some(Ok(SessionEvent::Message(_))) => {}
-            _ => return Outcome::NotAcknowledged,
+            LoginStep::Unexpected(_) => {}
         }
     }
     // Chat (one message per 50 ms at most, as the workload), reading

@@ -311,10 +311,10 @@ fn a_refused_own_message_stays_visible_and_says_why() {
             typed(5, "too fast"),
             ClientEvent::Delivery {
                 client_id: 5,
-                delivery: Delivery::Failed {
+                delivery: Delivery::Failed(client_core::ServerRefusal {
                     code: proto_core::message::ErrorCode::RateLimited,
-                    reason: "slow down".into(),
-                },
+                    detail: "too many messages".into(),
+                }),
             },
         ],
     );
@@ -323,7 +323,7 @@ fn a_refused_own_message_stays_visible_and_says_why() {
         [(
             0,
             SendState::Failed {
-                reason: "slow down".into()
+                reason: "slow down: too many messages".into()
             }
         )]
     );

@@ -1,4 +1,10 @@
-use client_core::{AuthFailure, ClientEvent, ConnectionState, Fingerprint, ServerAddress};
+use std::sync::Arc;
+
+use client_core::cause::auth_failure_text;
+use client_core::{
+    AuthFailure, ClientEvent, CloseCause, ConnectionState, FatalCause, Fingerprint, GoodbyeReason,
+    RetryCause, ServerAddress,
+};
 use tokio::sync::oneshot;
 
 use super::*;
@@ -31,26 +37,30 @@ fn a_refused_login_is_shown_in_place() {
     let mut session = started();
     session.handle_event(&ClientEvent::AuthFailed {
         reason: AuthFailure::LoginFailed,
-        message: "wrong username or password".into(),
     });
     session.handle_event(&ClientEvent::Closed {
-        reason: "wrong username or password".into(),
+        cause: FatalCause::AuthFailed(AuthFailure::LoginFailed).into(),
     });
     assert_eq!(session.page(), Page::Login);
-    assert_eq!(session.error(), "wrong username or password");
+    assert_eq!(
+        session.error(),
+        auth_failure_text(AuthFailure::LoginFailed),
+        "the refusal, once"
+    );
     assert!(!session.busy(), "the form can be used again");
 }
 
 #[test]
 fn an_unreachable_server_is_shown_in_place() {
     let mut session = started();
-    session.handle_event(&ClientEvent::Closed {
-        reason: "server unreachable: localhost:7878: Connection refused".into(),
+    let cause = CloseCause::ConnectionFailed(RetryCause::Unreachable {
+        server: server(),
+        error: Arc::new(std::io::ErrorKind::ConnectionRefused.into()),
     });
-    assert_eq!(
-        session.error(),
-        "Server unreachable: localhost:7878: Connection refused"
-    );
+    session.handle_event(&ClientEvent::Closed {
+        cause: cause.clone(),
+    });
+    assert_eq!(session.error(), capitalized(&cause.to_string()));
     assert_eq!(session.page(), Page::Login);
 }
 
@@ -70,7 +80,7 @@ fn the_trust_question_shows_the_fingerprint_until_answered() {
     session.trust_answered(false);
     assert!(session.trust_prompt().is_none());
     session.handle_event(&ClientEvent::Closed {
-        reason: "not trusted".into(),
+        cause: FatalCause::ServerKeyDeclined.into(),
     });
     assert_eq!(session.error(), "Server not trusted: nothing was sent");
 }
@@ -78,20 +88,19 @@ fn the_trust_question_shows_the_fingerprint_until_answered() {
 #[test]
 fn a_changed_key_is_a_prominent_warning_and_stops() {
     let mut session = started();
+    let (pinned, presented) = (Fingerprint([1; 32]), Fingerprint([2; 32]));
     session.handle_event(&ClientEvent::KeyChanged {
         server: server(),
-        pinned: Fingerprint([1; 32]),
-        presented: Fingerprint([2; 32]),
+        pinned,
+        presented,
         known_servers: "/tmp/known".into(),
-        warning: "WARNING: SERVER IDENTIFICATION HAS CHANGED!".into(),
     });
     session.handle_event(&ClientEvent::Closed {
-        reason: "the server's key has CHANGED; refused".into(),
+        cause: FatalCause::ServerKeyChanged { pinned, presented }.into(),
     });
-    assert_eq!(
-        session.key_warning(),
-        Some("WARNING: SERVER IDENTIFICATION HAS CHANGED!")
-    );
+    let warning = session.key_warning().expect("a warning");
+    assert!(warning.contains("HAS CHANGED"), "{warning}");
+    assert!(warning.contains(&pinned.to_string()) && warning.contains(&presented.to_string()));
     assert!(session.error().contains("identity key has changed"));
     assert!(!session.busy());
     session.key_warning_dismissed();
@@ -104,14 +113,12 @@ fn losing_a_logged_in_session_returns_to_the_login_page_with_the_reason() {
     session.handle_event(&ClientEvent::LoggedIn {
         username: "a".into(),
     });
+    let cause = CloseCause::ClosedByServer(GoodbyeReason::Replaced);
     session.handle_event(&ClientEvent::Closed {
-        reason: "you logged in from somewhere else".into(),
+        cause: cause.clone(),
     });
     assert_eq!(session.page(), Page::Login);
-    assert_eq!(
-        session.error(),
-        "Disconnected: you logged in from somewhere else"
-    );
+    assert_eq!(session.error(), format!("Disconnected: {cause}"));
 }
 
 #[test]
@@ -123,7 +130,7 @@ fn quitting_waits_for_closed_then_exits() {
     assert!(session.quit_requested(), "a goodbye is under way");
     assert_eq!(
         session.handle_event(&ClientEvent::Closed {
-            reason: "you left".into()
+            cause: CloseCause::Left
         }),
         Effect::Exit
     );

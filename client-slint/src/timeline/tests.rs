@@ -172,10 +172,10 @@ fn own_messages_say_whether_they_are_sending_or_were_not_delivered() {
         },
         ClientEvent::Delivery {
             client_id: 3,
-            delivery: client_core::Delivery::Failed {
+            delivery: client_core::Delivery::Failed(client_core::ServerRefusal {
                 code: proto_core::message::ErrorCode::RateLimited,
-                reason: "slow down".into(),
-            },
+                detail: "too many messages".into(),
+            }),
         },
     ]);
     let rows = rows(model.selected(), &Utc, today());
@@ -189,7 +189,7 @@ fn own_messages_say_whether_they_are_sending_or_were_not_delivered() {
         [
             ("on its way", "Sending…"),
             ("stored", ""),
-            ("refused", "Not delivered: slow down"),
+            ("refused", "Not delivered: slow down: too many messages"),
         ]
     );
 }

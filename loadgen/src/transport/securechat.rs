@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use net::{ClientHandshake, ClientSession, ClientStream, SessionEvent};
+use proto_core::login::{login_step, LoginReply, LoginStep};
 use proto_core::message::{
     AuthFailure, ClientMessage, ErrorCode, MessageText, ResumeToken, ServerMessage,
 };
@@ -344,20 +345,40 @@ enum AuthReply {
     Failed(AuthFailure),
 }
 
-/// Sends an authentication request and waits for its answer.
+/// Sends an authentication request and waits for its answer (read with
+/// proto-core's [`login_step`], as every client does).
 async fn request(session: &mut Session, msg: &ClientMessage) -> Result<AuthReply, TransportError> {
     session.send(msg).await.map_err(TransportError::Session)?;
     loop {
-        match next_message(session).await? {
-            ServerMessage::AuthOk { resume_token, .. } => return Ok(AuthReply::Ok(resume_token)),
-            ServerMessage::AuthFailed { reason } => return Ok(AuthReply::Failed(reason)),
-            ServerMessage::Error { code, detail } => {
+        let event = session
+            .next_event()
+            .await
+            .map_err(TransportError::Session)?;
+        let msg = match event {
+            SessionEvent::Message(msg) => msg,
+            SessionEvent::Closed { clean } => {
+                return Err(TransportError::Closed(closed_reason(clean)))
+            }
+        };
+        match login_step(msg) {
+            LoginStep::Reply(LoginReply::Accepted { resume_token, .. }) => {
+                return Ok(AuthReply::Ok(resume_token))
+            }
+            LoginStep::Reply(LoginReply::Refused(reason)) => return Ok(AuthReply::Failed(reason)),
+            LoginStep::Reply(LoginReply::Error { code, detail }) => {
                 return Err(TransportError::Auth(format!(
                     "server error {code:?}: {}",
                     detail.as_str()
                 )))
             }
-            _ => {}
+            LoginStep::Reply(LoginReply::Goodbye(reason)) => {
+                return Err(TransportError::Closed(format!("goodbye {reason:?}")))
+            }
+            LoginStep::Respond(pong) => {
+                session.send(&pong).await.map_err(TransportError::Session)?
+            }
+            // Nothing else may come first; a stray message is not the answer.
+            LoginStep::Unexpected(_) => {}
         }
     }
 }
