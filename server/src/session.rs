@@ -245,13 +245,14 @@ where
                 Action::Store {
                     destination,
                     message,
+                    posting,
                 } => {
                     if std::mem::take(&mut queued) {
                         self.flush().await?;
                     }
                     let answer = match self.shared.history.append(destination, message).await {
-                        Ok(stored) => Event::Stored(stored),
-                        Err(_) => Event::StoreFailed,
+                        Ok(stored) => Event::Stored { stored, posting },
+                        Err(_) => Event::StoreFailed { posting },
                     };
                     self.policy.handle(answer, now());
                 }

@@ -10,8 +10,12 @@
 //! 1. feed what happened with [`SessionPolicy::handle`];
 //! 2. drain [`SessionPolicy::poll_action`] until `None`, performing each
 //!    action in order. [`Action::Authenticate`] and [`Action::Store`] are
-//!    questions: the answer goes back through `handle` before the driver
-//!    reads the next client message, so at most one is in flight;
+//!    questions whose answer goes back through `handle`. The driver here
+//!    awaits each answer before it reads the next client message, as the
+//!    server always did; the policy relies on that only for the login
+//!    phase (one attempt checked at a time). A `Store` carries its
+//!    [`Posting`] out and its answer carries it back, so the policy keeps
+//!    nothing per message in flight;
 //! 3. sleep until [`SessionPolicy::poll_timeout`] (or the next input), then
 //!    call [`SessionPolicy::handle_timeout`]; a wake-up that comes early
 //!    does nothing, so the driver may re-arm its timer lazily.
@@ -81,9 +85,9 @@ pub enum Event {
     /// The answer to [`Action::Authenticate`].
     Authenticated(Result<LoggedIn, AuthError>),
     /// The answer to [`Action::Store`]: written (or a resend recognised).
-    Stored(Stored),
+    Stored { stored: Stored, posting: Posting },
     /// The answer to [`Action::Store`]: not written.
-    StoreFailed,
+    StoreFailed { posting: Posting },
     /// The hub ends this session.
     Kicked(Kick),
     /// A newcomer took this connection's place among the not-logged-in.
@@ -123,10 +127,12 @@ pub enum Action {
     /// recent history). The chat phase has begun.
     LogIn(LoggedIn),
     /// Store a message; answer with [`Event::Stored`] or
-    /// [`Event::StoreFailed`]. Nobody receives it before the answer.
+    /// [`Event::StoreFailed`], handing `posting` back. Nobody receives the
+    /// message before the answer.
     Store {
         destination: Destination,
         message: NewMessage,
+        posting: Posting,
     },
     /// Deliver to everyone online but this session's user.
     Broadcast(ServerMessage),
@@ -213,9 +219,10 @@ struct Me {
     canonical: String,
 }
 
-/// A message waiting for the history's answer.
+/// A message waiting for the history's answer: what delivering and
+/// acknowledging it needs. Opaque to the driver, which hands it back.
 #[derive(Debug)]
-struct Posting {
+pub struct Posting {
     client_id: Option<u64>,
     text: MessageText,
     /// Canonical and display name of a direct message's recipient.
@@ -226,6 +233,8 @@ struct Posting {
 enum Phase {
     LoggingIn {
         deadline: Instant,
+        /// For the silence clock that starts at login.
+        silence: SilenceLimits,
         /// An [`Action::Authenticate`] is out: the auth timeout waits for
         /// its answer (a throttled login may take 30 s), so a login in
         /// progress is never cut.
@@ -234,7 +243,6 @@ enum Phase {
     Chatting {
         me: Me,
         liveness: Liveness,
-        posting: Option<Posting>,
     },
     Ended,
 }
@@ -252,7 +260,6 @@ enum Admission {
 pub struct SessionPolicy<D> {
     directory: D,
     phase: Phase,
-    silence: SilenceLimits,
     /// Login-phase requests, apart so logging in costs no chat budget.
     auth_bucket: TokenBucket,
     /// Chat messages (room, direct, who-is-online).
@@ -269,11 +276,11 @@ impl<D: Directory> SessionPolicy<D> {
             directory,
             phase: Phase::LoggingIn {
                 deadline: now + limits.auth_timeout,
+                silence: SilenceLimits {
+                    ping_after: limits.ping_interval,
+                    dead_after: limits.idle_timeout,
+                },
                 checking: false,
-            },
-            silence: SilenceLimits {
-                ping_after: limits.ping_interval,
-                dead_after: limits.idle_timeout,
             },
             auth_bucket: TokenBucket::new(AUTH_ATTEMPTS_PER_SECOND, AUTH_ATTEMPT_BURST, now),
             chat_bucket: TokenBucket::new(limits.messages_per_second, limits.message_burst, now),
@@ -291,7 +298,14 @@ impl<D: Directory> SessionPolicy<D> {
     /// The next thing to do, in order.
     #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        let action = self.actions.pop_front();
+        if action.is_none() && self.actions.capacity() > 0 {
+            // An idle session holds no queue: thousands of them would keep
+            // half a KiB each. The cost is one allocation per client
+            // message, never one per delivery (those bypass the policy).
+            self.actions = VecDeque::new();
+        }
+        action
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is next due; `None`
@@ -303,6 +317,7 @@ impl<D: Directory> SessionPolicy<D> {
             Phase::LoggingIn {
                 deadline,
                 checking: false,
+                ..
             } => Some(*deadline),
             Phase::LoggingIn { checking: true, .. } | Phase::Ended => None,
             Phase::Chatting { liveness, .. } => Some(liveness.poll_timeout()),
@@ -315,6 +330,7 @@ impl<D: Directory> SessionPolicy<D> {
             Phase::LoggingIn {
                 deadline,
                 checking: false,
+                ..
             } if now >= *deadline => self.close(End::AuthTimeout),
             Phase::LoggingIn { .. } | Phase::Ended => {}
             Phase::Chatting { liveness, .. } => match liveness.handle_timeout(now) {
@@ -350,8 +366,8 @@ impl<D: Directory> SessionPolicy<D> {
                 self.close(end);
             }
             Event::Authenticated(answer) => self.authenticated(answer, now),
-            Event::Stored(stored) => self.stored(Some(stored)),
-            Event::StoreFailed => self.stored(None),
+            Event::Stored { stored, posting } => self.stored(Some(stored), posting),
+            Event::StoreFailed { posting } => self.stored(None, posting),
             Event::Kicked(Kick::SlowConsumer) => self.close(End::SlowConsumer),
             Event::Kicked(Kick::Replaced) => self.close(End::Replaced),
             Event::Evicted => {
@@ -437,10 +453,14 @@ impl<D: Directory> SessionPolicy<D> {
     }
 
     fn authenticated(&mut self, answer: Result<LoggedIn, AuthError>, now: Instant) {
-        let Phase::LoggingIn { checking, .. } = &mut self.phase else {
+        let Phase::LoggingIn {
+            checking, silence, ..
+        } = &mut self.phase
+        else {
             return;
         };
         *checking = false;
+        let silence = *silence;
         match answer {
             // Past the auth timeout too: the attempt was made in time.
             Ok(me) => {
@@ -449,8 +469,7 @@ impl<D: Directory> SessionPolicy<D> {
                         username: me.username.clone(),
                         canonical: me.canonical.clone(),
                     },
-                    liveness: Liveness::new(self.silence, now),
-                    posting: None,
+                    liveness: Liveness::new(silence, now),
                 };
                 self.actions.push_back(Action::LogIn(me));
             }
@@ -544,32 +563,27 @@ impl<D: Directory> SessionPolicy<D> {
             text: text.as_str().to_owned(),
             client_id,
         };
-        if let Phase::Chatting { posting, .. } = &mut self.phase {
-            *posting = Some(Posting {
-                client_id,
-                text,
-                recipient,
-            });
-        }
         self.actions.push_back(Action::Store {
             destination,
             message,
+            posting: Posting {
+                client_id,
+                text,
+                recipient,
+            },
         });
     }
 
     /// The history's answer: deliver (unless a resend), then acknowledge.
-    fn stored(&mut self, stored: Option<Stored>) {
-        let Phase::Chatting { me, posting, .. } = &mut self.phase else {
+    fn stored(&mut self, stored: Option<Stored>, posting: Posting) {
+        let Phase::Chatting { me, .. } = &self.phase else {
             return;
         };
-        let Some(Posting {
+        let Posting {
             client_id,
             text,
             recipient,
-        }) = posting.take()
-        else {
-            return;
-        };
+        } = posting;
         let Some(stored) = stored else {
             return self.refuse(
                 client_id,
@@ -696,12 +710,34 @@ mod tests {
         })
     }
 
-    fn stored(id: u64) -> Event {
-        Event::Stored(Stored {
-            id,
-            timestamp_ms: 1_000 + id,
-            is_new: true,
-        })
+    /// The history's answer to `store`: written as `id`.
+    fn stored(store: Action, id: u64, is_new: bool) -> Event {
+        let Action::Store { posting, .. } = store else {
+            panic!("not a Store: {store:?}");
+        };
+        Event::Stored {
+            stored: Stored {
+                id,
+                timestamp_ms: 1_000 + id,
+                is_new,
+            },
+            posting,
+        }
+    }
+
+    /// The history's answer to `store`: not written.
+    fn store_failed(store: Action) -> Event {
+        let Action::Store { posting, .. } = store else {
+            panic!("not a Store: {store:?}");
+        };
+        Event::StoreFailed { posting }
+    }
+
+    /// The one action queued, which must be a Store.
+    fn only_store(p: &mut Policy) -> Action {
+        let mut actions = drain(p);
+        assert!(matches!(actions[..], [Action::Store { .. }]), "{actions:?}");
+        actions.remove(0)
     }
 
     type Policy = SessionPolicy<Names>;
@@ -1038,9 +1074,9 @@ mod tests {
             p.handle(send_room(id), start);
             for a in drain(&mut p) {
                 match a {
-                    Action::Store { .. } => {
+                    store @ Action::Store { .. } => {
                         stores += 1;
-                        p.handle(stored(id), start);
+                        p.handle(stored(store, id, true), start);
                         assert!(matches!(
                             drain(&mut p)[..],
                             [
@@ -1059,8 +1095,8 @@ mod tests {
         // 1/RATE s later, exactly one more.
         let later = start + ms(1000 / u64::from(RATE));
         p.handle(send_room(11), later);
-        assert!(matches!(drain(&mut p)[..], [Action::Store { .. }]));
-        p.handle(stored(11), later);
+        let store = only_store(&mut p);
+        p.handle(stored(store, 11, true), later);
         drain(&mut p);
         p.handle(send_room(12), later);
         assert!(is_send_failed(
@@ -1079,8 +1115,8 @@ mod tests {
                 Event::Client(ClientMessage::RoomMessage { text: text("hi") }),
                 start,
             );
-            assert!(matches!(drain(&mut p)[..], [Action::Store { .. }]));
-            p.handle(stored(1), start);
+            let store = only_store(&mut p);
+            p.handle(stored(store, 1, true), start);
             // Stored, delivered, and no acknowledgement: it had no id.
             assert!(matches!(drain(&mut p)[..], [Action::Broadcast(_)]));
         }
@@ -1115,8 +1151,8 @@ mod tests {
         drain(&mut p);
         for id in 1..=u64::from(RATE) {
             p.handle(send_room(id), start);
-            assert!(matches!(drain(&mut p)[..], [Action::Store { .. }]), "{id}");
-            p.handle(stored(id), start);
+            let store = only_store(&mut p);
+            p.handle(stored(store, id, true), start);
             drain(&mut p);
         }
     }
@@ -1133,13 +1169,14 @@ mod tests {
             }),
             start,
         );
-        let actions = drain(&mut p);
-        let [Action::Store {
+        let store = only_store(&mut p);
+        let Action::Store {
             destination: Destination::Direct { a, b },
             message,
-        }] = &actions[..]
+            ..
+        } = &store
         else {
-            panic!("{actions:?}");
+            panic!("{store:?}");
         };
         assert_eq!((a.as_str(), b.as_str()), ("alice", "bob"));
         assert_eq!(
@@ -1147,7 +1184,7 @@ mod tests {
             ("Alice", Some("Bob"))
         );
         assert_eq!(message.client_id, Some(9));
-        p.handle(stored(4), start);
+        p.handle(stored(store, 4, true), start);
         let actions = drain(&mut p);
         assert!(
             matches!(
@@ -1193,8 +1230,8 @@ mod tests {
         let start = Instant::now();
         let mut p = chatting(start);
         p.handle(send_room(3), start);
-        drain(&mut p);
-        p.handle(Event::StoreFailed, start);
+        let store = only_store(&mut p);
+        p.handle(store_failed(store), start);
         let actions = drain(&mut p);
         assert!(
             matches!(&actions[..], [a] if is_send_failed(a, 3, ErrorCode::Internal)),
@@ -1207,15 +1244,8 @@ mod tests {
         let start = Instant::now();
         let mut p = chatting(start);
         p.handle(send_room(3), start);
-        drain(&mut p);
-        p.handle(
-            Event::Stored(Stored {
-                id: 17,
-                timestamp_ms: 5,
-                is_new: false,
-            }),
-            start,
-        );
+        let store = only_store(&mut p);
+        p.handle(stored(store, 17, false), start);
         assert!(matches!(
             drain(&mut p)[..],
             [Action::Send(ServerMessage::Stored {
@@ -1259,10 +1289,10 @@ mod tests {
         let mut p = chatting(start);
         // The client's last word, at start: a message whose storing is slow.
         p.handle(send_room(1), start);
-        drain(&mut p);
+        let store = only_store(&mut p);
         // The history answers 25 s later and the ack goes out: that is us
         // sending, not the client speaking.
-        p.handle(stored(1), start + secs(25));
+        p.handle(stored(store, 1, true), start + secs(25));
         assert!(!drain(&mut p).is_empty());
         // Nor does our own Ping.
         assert_eq!(p.poll_timeout(), Some(start + PING_INTERVAL));
@@ -1310,6 +1340,16 @@ mod tests {
             drain(&mut p)[..],
             [Action::Send(ServerMessage::Pong { nonce: 42 })]
         ));
+    }
+
+    #[test]
+    fn a_session_with_nothing_to_do_holds_no_action_queue() {
+        let start = Instant::now();
+        let mut p = chatting(start);
+        p.handle(Event::Client(ClientMessage::Ping { nonce: 1 }), start);
+        assert!(p.actions.capacity() > 0);
+        drain(&mut p);
+        assert_eq!(p.actions.capacity(), 0);
     }
 
     // ---- ends ----
