@@ -18,7 +18,9 @@
 //!    nothing per message in flight;
 //! 3. sleep until [`SessionPolicy::poll_timeout`] (or the next input), then
 //!    call [`SessionPolicy::handle_timeout`]; a wake-up that comes early
-//!    does nothing, so the driver may re-arm its timer lazily.
+//!    does nothing, so the driver may re-arm its timer lazily. After an
+//!    input, a timeout already due is handled at once too, so a client
+//!    that keeps the socket busy cannot starve the timer.
 //!
 //! Messages the hub delivers to this session never pass through here: they
 //! go from the outbox to the socket in the driver, and sending cannot
