@@ -5,7 +5,10 @@
 //! - [`app`] — [`start`] opens the data directory, keys and stores, binds,
 //!   and returns a [`RunningServer`]; [`RunningServer::shutdown`] ends it.
 //! - [`listener`] — the accept loop: admission limits, TLS, handshake.
-//! - [`session`] — one connection: login phase, chat loop, leaving.
+//! - [`session`] — one connection: a tokio driver that moves bytes, channel
+//!   messages and time for [`session::policy`], the sans-IO decisions (login
+//!   phase and its rate limit, auth timeout, chat rate, ping and idle via
+//!   `proto_core::liveness`, why a session ends).
 //! - [`hub`] — who is online; broadcast and direct delivery into bounded
 //!   per-session outboxes.
 //! - [`accounts`] — register/login/resume over the credential store, with

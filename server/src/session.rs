@@ -1,97 +1,62 @@
-//! One client connection after its handshake: the login phase, then the
-//! chat loop that reads the client, drains its outbox with coalesced
-//! writes, pings it when idle, and ends it for the reasons in [`End`].
+//! One client connection after its handshake: a thin tokio driver around
+//! [`policy::SessionPolicy`], which makes every decision (login phase, rate
+//! limits, auth timeout, ping and idle, why the session ends). The driver
+//! only moves bytes, channel messages and time: it reads the client, the
+//! hub's kick, the shutdown signal and the not-logged-in pool; feeds them to
+//! the policy with the time; performs the policy's actions (writes, the
+//! accounts and history calls, hub delivery); and sleeps until the policy's
+//! next timeout.
+//!
+//! Messages the hub delivers go from the outbox to the socket here, without
+//! the policy: write coalescing is about bytes (seal what is queued, one
+//! write), so it stays in the driver, and the delivery hot path costs no
+//! more than a `select!` branch.
+
+pub mod policy;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use net::{NetError, ServerSession, SessionEvent};
 use proto_core::message::{
-    ClientMessage, Conversation as WireConversation, ErrorCode, ErrorDetail, GoodbyeReason,
-    HistoryEntry as WireEntry, LeaveReason, MessageText, ServerMessage, Username,
+    Conversation as WireConversation, HistoryEntry as WireEntry, MessageText, ServerMessage,
+    Username,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::time::{timeout, Instant};
 
-use crate::accounts::{Accounts, AuthError, LoggedIn};
+use crate::accounts::{AuthError, LoggedIn};
 use crate::clock::now_ms;
 use crate::config::ServerLimits;
-use crate::history::{Destination, History, NewMessage, Recent};
-use crate::hub::{Hub, Kick, Registration, SessionControl, SessionId};
-use crate::rate_limit::TokenBucket;
+use crate::history::{History, Recent};
+use crate::hub::{Hub, Kick, Outgoing, Registration, SessionControl, SessionId};
 use crate::storage::Conversation;
 use crate::unauthenticated_pool::PoolSlot;
+use policy::{Action, AuthRequest, Directory, Disconnect, End, Event, SessionPolicy};
 
 /// Outbox messages sealed into one write at most.
 const MAX_COALESCE: usize = 256;
-/// Refused messages in a row before a flooding client is cut off.
-const MAX_VIOLATIONS_IN_A_ROW: u32 = 100;
-/// Login-phase requests per second per connection (each may cost an
-/// Argon2id run), sustained and in a burst.
-const AUTH_ATTEMPTS_PER_SECOND: u32 = 1;
-const AUTH_ATTEMPT_BURST: u32 = 5;
 
 /// What every session shares.
 pub struct Shared {
     pub hub: Hub,
-    pub accounts: Accounts,
+    pub accounts: crate::accounts::Accounts,
     pub history: History,
     pub limits: ServerLimits,
     pub history_replay: usize,
     pub shutdown: watch::Receiver<bool>,
 }
 
-/// Why a logged-in session ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
-    /// The client said goodbye (`#exit`).
-    Exit,
-    /// The connection broke or closed without a goodbye.
-    Dropped,
-    /// The client broke the protocol or flooded refused messages.
-    Violation,
-    /// The client did not read fast enough.
-    SlowConsumer,
-    /// Another connection logged in as the same user.
-    Replaced,
-    /// Nothing heard for `idle_timeout`.
-    Idle,
-    /// The server is stopping.
-    Shutdown,
-}
-
-impl End {
-    fn goodbye(self) -> Option<GoodbyeReason> {
-        match self {
-            End::Exit => Some(GoodbyeReason::ClientRequest),
-            End::Dropped => None,
-            End::Violation => Some(GoodbyeReason::ProtocolViolation),
-            End::SlowConsumer => Some(GoodbyeReason::SlowConsumer),
-            End::Replaced => Some(GoodbyeReason::Replaced),
-            End::Idle => Some(GoodbyeReason::IdleTimeout),
-            End::Shutdown => Some(GoodbyeReason::ServerShutdown),
-        }
-    }
-
-    fn leave_reason(self) -> LeaveReason {
-        match self {
-            End::Exit => LeaveReason::Exit,
-            End::Dropped => LeaveReason::Dropped,
-            End::Shutdown => LeaveReason::ServerShutdown,
-            End::Violation | End::SlowConsumer | End::Replaced | End::Idle => {
-                LeaveReason::Disconnected
-            }
-        }
+impl Directory for Shared {
+    fn display_name(&self, canonical: &str) -> Option<Username> {
+        self.accounts.display_name(canonical)
     }
 }
 
-fn error(code: ErrorCode, detail: &str) -> ServerMessage {
-    ServerMessage::Error {
-        code,
-        detail: ErrorDetail::new(detail).unwrap_or_else(|_| ErrorDetail::empty()),
-    }
+/// The policy's clock: tokio's, so paused-time tests move it too.
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
 }
 
 /// Runs a session from the end of its handshake to its close.
@@ -103,576 +68,371 @@ pub async fn run<S>(
     session: ServerSession<S>,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    mut unauthenticated: PoolSlot,
+    unauthenticated: PoolSlot,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let mut conn = Conn {
-        session,
-        shared: Arc::clone(&shared),
-        shutdown: shared.shutdown.clone(),
-        bucket: TokenBucket::new(
-            shared.limits.messages_per_second,
-            shared.limits.message_burst,
-            std::time::Instant::now(),
-        ),
-        auth_bucket: TokenBucket::new(
-            AUTH_ATTEMPTS_PER_SECOND,
-            AUTH_ATTEMPT_BURST,
-            std::time::Instant::now(),
-        ),
-        violations: 0,
-        peer,
-    };
-    if *conn.shutdown.borrow() {
-        conn.close(Some(GoodbyeReason::ServerShutdown)).await;
+    let shutdown = shared.shutdown.clone();
+    if *shutdown.borrow() {
+        let goodbye = End::Shutdown.last_word();
+        let _ = session.close(goodbye.as_ref()).await;
         return;
     }
-    let me = conn.authenticate(&mut unauthenticated).await;
-    drop(unauthenticated);
-    match me {
-        Some(me) => conn.chat(me).await,
-        None => tracing::debug!(conn = %conn.session.id(), "session ended before login"),
+    let policy = SessionPolicy::new(&shared.limits, Arc::clone(&shared), now());
+    let mut driver = Driver {
+        session,
+        policy,
+        shared,
+        shutdown,
+        peer,
+        place: Some(unauthenticated),
+        chat: None,
+        outbox: None,
+    };
+    let end = driver.drive().await;
+    driver.finish(end).await;
+}
+
+/// What a logged-in session holds.
+struct Chat {
+    me: LoggedIn,
+    session_id: SessionId,
+    control: Arc<SessionControl>,
+}
+
+struct Driver<S> {
+    session: ServerSession<S>,
+    policy: SessionPolicy<Arc<Shared>>,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+    peer: SocketAddr,
+    /// Until login.
+    place: Option<PoolSlot>,
+    /// From login.
+    chat: Option<Chat>,
+    outbox: Option<mpsc::Receiver<Outgoing>>,
+}
+
+async fn kicked(control: Option<&SessionControl>) -> Kick {
+    match control {
+        Some(control) => control.kicked().await,
+        None => std::future::pending().await,
     }
 }
 
-struct Conn<S> {
-    session: ServerSession<S>,
-    shared: Arc<Shared>,
-    shutdown: watch::Receiver<bool>,
-    /// Chat messages (room, direct, who-is-online).
-    bucket: TokenBucket,
-    /// Login-phase requests, apart so logging in costs no chat budget.
-    auth_bucket: TokenBucket,
-    violations: u32,
-    peer: SocketAddr,
+async fn evicted(place: Option<&mut PoolSlot>) {
+    match place {
+        Some(place) => place.evicted().await,
+        None => std::future::pending().await,
+    }
 }
 
-/// The login phase's verdict on one event.
-enum Step {
-    Continue,
-    LoggedIn(LoggedIn),
-    Stop(Option<GoodbyeReason>),
+async fn delivered(outbox: Option<&mut mpsc::Receiver<Outgoing>>) -> Option<Outgoing> {
+    match outbox {
+        Some(outbox) => outbox.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
-impl<S> Conn<S>
+impl<S> Driver<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    fn limits(&self) -> &ServerLimits {
-        &self.shared.limits
+    /// Until the policy (or a failed write) ends the session.
+    async fn drive(&mut self) -> End {
+        let timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(timer);
+        // The deadline the timer is set to. Traffic moves the idle deadline
+        // later on every message; the timer is not reset for that: it fires
+        // at the old deadline, the policy does nothing, and it is re-armed.
+        let mut armed: Option<std::time::Instant> = None;
+        loop {
+            if let Err(end) = self.perform().await {
+                return end;
+            }
+            match self.policy.poll_timeout() {
+                None => armed = None,
+                Some(at) if armed.is_none_or(|a| at < a) => {
+                    timer.as_mut().reset(Instant::from_std(at));
+                    armed = Some(at);
+                }
+                Some(_) => {}
+            }
+            let event = tokio::select! {
+                biased;
+                kick = kicked(self.chat.as_ref().map(|c| &*c.control)) => Event::Kicked(kick),
+                _ = self.shutdown.changed() => Event::Shutdown,
+                first = delivered(self.outbox.as_mut()) => {
+                    let Some(first) = first else { return End::Dropped };
+                    if let Err(end) = self.write_outbox(&first).await {
+                        return end;
+                    }
+                    continue;
+                }
+                () = evicted(self.place.as_mut()) => Event::Evicted,
+                event = self.session.next_event() => self.disconnect_or_message(event),
+                () = &mut timer, if armed.is_some() => {
+                    armed = None;
+                    self.policy.handle_timeout(now());
+                    continue;
+                }
+            };
+            let now = now();
+            self.policy.handle(event, now);
+            // A client that keeps the socket busy must not starve the timer
+            // branch (it comes last in the biased select).
+            if self.policy.poll_timeout().is_some_and(|at| at <= now) {
+                self.policy.handle_timeout(now);
+            }
+        }
     }
 
-    /// Queues `msgs` and writes them, within the write timeout.
-    async fn send(&mut self, msgs: &[ServerMessage]) -> Result<(), End> {
-        for m in msgs {
-            self.session.queue(m).map_err(|_| End::Violation)?;
+    fn disconnect_or_message(
+        &self,
+        event: Result<SessionEvent<proto_core::message::ClientMessage>, NetError>,
+    ) -> Event {
+        let how = match event {
+            Ok(SessionEvent::Message(msg)) => return Event::Client(msg),
+            Ok(SessionEvent::Closed { clean: true }) => Disconnect::Clean,
+            Ok(SessionEvent::Closed { clean: false }) => Disconnect::Dropped,
+            Err(NetError::Protocol(e)) if e.came_from_peer() => {
+                tracing::debug!(conn = %self.session.id(), error = %e, "client aborted the session");
+                Disconnect::PeerAborted
+            }
+            Err(NetError::Protocol(e)) => {
+                tracing::debug!(conn = %self.session.id(), error = %e, "protocol violation");
+                Disconnect::Violated
+            }
+            Err(_) => Disconnect::Dropped,
+        };
+        Event::Disconnected(how)
+    }
+
+    /// Performs the policy's actions in order. Writes are queued and sent
+    /// with one flush before anything that waits, and at the end.
+    async fn perform(&mut self) -> Result<(), End> {
+        let mut queued = false;
+        while let Some(action) = self.policy.poll_action() {
+            match action {
+                Action::Send(msg) => {
+                    self.session.queue(&msg).map_err(|_| End::Violation)?;
+                    queued = true;
+                }
+                Action::Ping => {
+                    let ping = ServerMessage::Ping { nonce: now_ms() };
+                    self.session.queue(&ping).map_err(|_| End::Violation)?;
+                    queued = true;
+                }
+                Action::SendOnlineUsers => {
+                    for page in ServerMessage::online_users_pages(self.shared.hub.online()) {
+                        self.session.queue(&page).map_err(|_| End::Violation)?;
+                    }
+                    queued = true;
+                }
+                Action::Authenticate(request) => {
+                    if std::mem::take(&mut queued) {
+                        self.flush().await?;
+                    }
+                    let answer = authenticate(&self.shared, self.peer, request).await;
+                    self.policy.handle(Event::Authenticated(answer), now());
+                }
+                Action::LogIn(me) => {
+                    if std::mem::take(&mut queued) {
+                        self.flush().await?;
+                    }
+                    self.log_in(me).await?;
+                }
+                Action::Store {
+                    destination,
+                    message,
+                    posting,
+                } => {
+                    if std::mem::take(&mut queued) {
+                        self.flush().await?;
+                    }
+                    let answer = match self.shared.history.append(destination, message).await {
+                        Ok(stored) => Event::Stored { stored, posting },
+                        Err(_) => Event::StoreFailed { posting },
+                    };
+                    self.policy.handle(answer, now());
+                }
+                Action::Broadcast(msg) => {
+                    if let Some(chat) = &self.chat {
+                        self.shared.hub.broadcast(&chat.me.canonical, &msg);
+                    }
+                }
+                Action::Deliver { to, message } => {
+                    self.shared.hub.send_to(&to, &message);
+                }
+                // What is queued goes out with the close.
+                Action::Close(end) => return Err(end),
+            }
         }
-        self.flush().await
+        if queued {
+            self.flush().await?;
+        }
+        Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), End> {
-        match timeout(self.limits().write_timeout, self.session.flush()).await {
+        match timeout(self.shared.limits.write_timeout, self.session.flush()).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(End::Dropped),
             Err(_) => Err(End::SlowConsumer),
         }
     }
 
-    /// Closes with a goodbye (best effort, bounded by net's close timeout).
-    async fn close(self, reason: Option<GoodbyeReason>) {
-        let goodbye = reason.map(|reason| ServerMessage::Goodbye { reason });
-        let _ = self.session.close(goodbye.as_ref()).await;
-    }
-
-    /// A chat message (or auth attempt) spends a token; refusals in a row
-    /// beyond a bound mean a flood.
-    fn admit(&mut self) -> Result<bool, End> {
-        let now = std::time::Instant::now();
-        let ok = self.bucket.try_take(now);
-        self.count_refusals(ok)
-    }
-
-    /// Like [`admit`](Self::admit), for login-phase requests.
-    fn admit_auth(&mut self) -> Result<bool, End> {
-        let now = std::time::Instant::now();
-        let ok = self.auth_bucket.try_take(now);
-        self.count_refusals(ok)
-    }
-
-    fn count_refusals(&mut self, admitted: bool) -> Result<bool, End> {
-        if admitted {
-            self.violations = 0;
-            return Ok(true);
-        }
-        self.violations += 1;
-        if self.violations >= MAX_VIOLATIONS_IN_A_ROW {
-            return Err(End::Violation);
-        }
-        Ok(false)
-    }
-
-    /// Until a login succeeds, the client gives up, the auth timeout, or a
-    /// newcomer takes this connection's place among the not-logged-in.
-    async fn authenticate(&mut self, place: &mut PoolSlot) -> Option<LoggedIn> {
-        let deadline = Instant::now() + self.limits().auth_timeout;
-        loop {
-            let event = tokio::select! {
-                ev = self.session.next_event() => ev,
-                () = place.evicted() => {
-                    tracing::debug!(conn = %self.session.id(), "evicted before logging in: not-logged-in connections at their cap");
-                    let _ = timeout(
-                        net::CLOSE_TIMEOUT,
-                        self.session.send(&error(
-                            ErrorCode::ServerFull,
-                            "server full: too many connections waiting to log in; try again",
-                        )),
-                    )
-                    .await;
-                    return None;
-                }
-                _ = sleep_until(deadline) => {
-                    self.goodbye_now(GoodbyeReason::IdleTimeout).await;
-                    return None;
-                }
-                _ = self.shutdown.changed() => {
-                    self.goodbye_now(GoodbyeReason::ServerShutdown).await;
-                    return None;
-                }
-            };
-            let step = match event {
-                Ok(SessionEvent::Message(msg)) => self.auth_step(msg).await,
-                Ok(SessionEvent::Closed { .. }) | Err(_) => return None,
-            };
-            match step {
-                Ok(Step::Continue) => {}
-                Ok(Step::LoggedIn(me)) => return Some(me),
-                Ok(Step::Stop(reason)) => {
-                    if let Some(reason) = reason {
-                        self.goodbye_now(reason).await;
-                    }
-                    return None;
-                }
-                Err(end) => {
-                    if let Some(reason) = end.goodbye() {
-                        self.goodbye_now(reason).await;
-                    }
-                    return None;
-                }
-            }
-        }
-    }
-
-    /// Sends a goodbye and close_notify without consuming the connection
-    /// (the caller drops it right after).
-    async fn goodbye_now(&mut self, reason: GoodbyeReason) {
-        let _ = timeout(
-            net::CLOSE_TIMEOUT,
-            self.session.send(&ServerMessage::Goodbye { reason }),
-        )
-        .await;
-    }
-
-    async fn auth_step(&mut self, msg: ClientMessage) -> Result<Step, End> {
-        let shared = Arc::clone(&self.shared);
-        let accounts: &Accounts = &shared.accounts;
-        let costly = matches!(
-            msg,
-            ClientMessage::Register { .. } | ClientMessage::Login { .. }
-        );
-        if costly && !self.admit_auth()? {
-            self.send(&[error(
-                ErrorCode::RateLimited,
-                "too many attempts; slow down",
-            )])
-            .await?;
-            return Ok(Step::Continue);
-        }
-        let attempt = match msg {
-            ClientMessage::Register { username, password } => {
-                accounts.register(&username, password).await
-            }
-            ClientMessage::Login { username, password } => {
-                accounts.login(&username, password, self.peer.ip()).await
-            }
-            ClientMessage::Resume { token } => accounts.resume(&token),
-            ClientMessage::Ping { nonce } => {
-                self.send(&[ServerMessage::Pong { nonce }]).await?;
-                return Ok(Step::Continue);
-            }
-            ClientMessage::Pong { .. } => return Ok(Step::Continue),
-            ClientMessage::Goodbye => return Ok(Step::Stop(Some(GoodbyeReason::ClientRequest))),
-            ClientMessage::RoomMessage { .. }
-            | ClientMessage::DirectMessage { .. }
-            | ClientMessage::SendRoom { .. }
-            | ClientMessage::SendDirect { .. }
-            | ClientMessage::WhoIsOnline => {
-                if !self.admit_auth()? {
-                    return Ok(Step::Continue);
-                }
-                self.send(&[error(ErrorCode::NotLoggedIn, "log in or register first")])
-                    .await?;
-                return Ok(Step::Continue);
-            }
-        };
-        match attempt {
-            Ok(me) => Ok(Step::LoggedIn(me)),
-            Err(AuthError::Failed(reason)) => {
-                self.send(&[ServerMessage::AuthFailed { reason }]).await?;
-                Ok(Step::Continue)
-            }
-            Err(AuthError::Internal) => {
-                self.send(&[error(
-                    ErrorCode::Internal,
-                    "the server could not complete that",
-                )])
-                .await?;
-                Ok(Step::Continue)
-            }
-        }
-    }
-
-    /// The logged-in phase, from the greeting to the leave notice.
-    async fn chat(mut self, me: LoggedIn) {
-        let shared = Arc::clone(&self.shared);
-        let (tx, mut outbox) = mpsc::channel(self.limits().outbox_capacity);
+    /// Gives back the place among the not-logged-in, joins the hub and
+    /// greets.
+    async fn log_in(&mut self, me: LoggedIn) -> Result<(), End> {
+        self.place = None;
+        let (tx, outbox) = mpsc::channel(self.shared.limits.outbox_capacity);
         let control = Arc::new(SessionControl::default());
         let session_id = SessionId(self.session.id().0);
         tracing::info!(conn = %self.session.id(), user = %me.canonical, "logged in");
-        shared.hub.join(Registration {
+        self.shared.hub.join(Registration {
             canonical: me.canonical.clone(),
             display: me.username.clone(),
             session: session_id,
             outbox: tx,
             control: Arc::clone(&control),
         });
-        let token = me.token.clone();
-        let end = match self.greet(&me).await {
-            Ok(()) => self.chat_loop(&me, &mut outbox, &control).await,
-            Err(end) => end,
-        };
-        if end == End::Exit {
-            shared.accounts.revoke(&token);
-        }
-        shared
-            .hub
-            .leave(&me.canonical, session_id, end.leave_reason());
-        tracing::info!(conn = %self.session.id(), user = %me.canonical, why = ?end, "left");
-        self.close(end.goodbye()).await;
-    }
-
-    /// AuthOk, who is online, and the recent history.
-    async fn greet(&mut self, me: &LoggedIn) -> Result<(), End> {
-        let mut msgs = vec![ServerMessage::AuthOk {
-            username: me.username.clone(),
-            resume_token: me.token.clone(),
-            token_lifetime_secs: self.shared.accounts.token_lifetime_secs(),
-        }];
-        msgs.extend(ServerMessage::online_users_pages(self.shared.hub.online()));
-        let recent = match self
-            .shared
-            .history
-            .recent(me.canonical.clone(), self.shared.history_replay)
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "history could not be read for replay");
-                Vec::new()
-            }
-        };
-        msgs.extend(ServerMessage::history_batches(self.wire_history(recent)));
-        self.send(&msgs).await
-    }
-
-    fn wire_history(&self, recent: Recent) -> Vec<WireEntry> {
-        let mut out = Vec::new();
-        for (conversation, entries) in recent {
-            let wire_conv = match conversation {
-                Conversation::Room => WireConversation::Room,
-                Conversation::Direct { partner } => {
-                    match self.shared.accounts.display_name(&partner) {
-                        Some(peer) => WireConversation::Direct { peer },
-                        None => continue,
-                    }
-                }
-            };
-            for e in entries {
-                // Entries were valid when written; skip any that no longer are.
-                let (Ok(from), Ok(text)) = (Username::new(&e.from), MessageText::new(&e.text))
-                else {
-                    continue;
-                };
-                out.push(WireEntry {
-                    id: e.id,
-                    timestamp_ms: e.timestamp_ms,
-                    conversation: wire_conv.clone(),
-                    from,
-                    text,
-                });
-            }
-        }
-        out
-    }
-
-    async fn chat_loop(
-        &mut self,
-        me: &LoggedIn,
-        outbox: &mut mpsc::Receiver<crate::hub::Outgoing>,
-        control: &SessionControl,
-    ) -> End {
-        let limits = self.limits().clone();
-        let mut last_heard = Instant::now();
-        let mut pinged = false;
-        let timer = tokio::time::sleep(limits.ping_interval);
-        tokio::pin!(timer);
-        loop {
-            tokio::select! {
-                biased;
-                kick = control.kicked() => {
-                    return match kick {
-                        Kick::SlowConsumer => End::SlowConsumer,
-                        Kick::Replaced => End::Replaced,
-                    };
-                }
-                _ = self.shutdown.changed() => return End::Shutdown,
-                first = outbox.recv() => {
-                    let Some(first) = first else { return End::Dropped };
-                    // A write blocked on a client that stopped reading
-                    // yields to a kick at once, not after write_timeout.
-                    let written = tokio::select! {
-                        biased;
-                        kick = control.kicked() => Err(match kick {
-                            Kick::SlowConsumer => End::SlowConsumer,
-                            Kick::Replaced => End::Replaced,
-                        }),
-                        r = self.write_outbox(&first, outbox) => r,
-                    };
-                    if let Err(end) = written {
-                        return end;
-                    }
-                }
-                event = self.session.next_event() => {
-                    last_heard = Instant::now();
-                    pinged = false;
-                    let msg = match event {
-                        Ok(SessionEvent::Message(msg)) => msg,
-                        Ok(SessionEvent::Closed { clean: true }) => return End::Exit,
-                        Ok(SessionEvent::Closed { clean: false }) => return End::Dropped,
-                        // The client ended the session with an alert: it found
-                        // something wrong (e.g. a record tampered on the way to
-                        // it), which is not its own violation.
-                        Err(NetError::Protocol(e)) if e.came_from_peer() => {
-                            tracing::debug!(conn = %self.session.id(), error = %e, "client aborted the session");
-                            return End::Dropped;
-                        }
-                        Err(NetError::Protocol(e)) => {
-                            tracing::debug!(conn = %self.session.id(), error = %e, "protocol violation");
-                            return End::Violation;
-                        }
-                        Err(_) => return End::Dropped,
-                    };
-                    if let Err(end) = self.handle(me, msg).await {
-                        return end;
-                    }
-                }
-                () = &mut timer => {
-                    // The timer is re-armed lazily: traffic only updates
-                    // `last_heard`, and the deadline is checked here.
-                    let now = Instant::now();
-                    if now >= last_heard + limits.idle_timeout {
-                        return End::Idle;
-                    }
-                    if !pinged && now >= last_heard + limits.ping_interval {
-                        pinged = true;
-                        if let Err(end) = self.send(&[ServerMessage::Ping { nonce: now_ms() }]).await {
-                            return end;
-                        }
-                    }
-                    let next = if pinged {
-                        last_heard + limits.idle_timeout
-                    } else {
-                        last_heard + limits.ping_interval
-                    };
-                    timer.as_mut().reset(next.max(now + Duration::from_millis(10)));
-                }
-            }
-        }
-    }
-
-    /// Seals `first` and whatever else is already queued, then one write.
-    async fn write_outbox(
-        &mut self,
-        first: &crate::hub::Outgoing,
-        outbox: &mut mpsc::Receiver<crate::hub::Outgoing>,
-    ) -> Result<(), End> {
-        self.session
-            .queue_encoded(first)
-            .map_err(|_| End::Violation)?;
-        for _ in 1..MAX_COALESCE {
-            match outbox.try_recv() {
-                Ok(next) => self
-                    .session
-                    .queue_encoded(&next)
-                    .map_err(|_| End::Violation)?,
-                Err(_) => break,
-            }
+        let greeting = greeting(&self.shared, &me).await;
+        self.outbox = Some(outbox);
+        self.chat = Some(Chat {
+            me,
+            session_id,
+            control,
+        });
+        for msg in &greeting {
+            self.session.queue(msg).map_err(|_| End::Violation)?;
         }
         self.flush().await
     }
 
-    async fn handle(&mut self, me: &LoggedIn, msg: ClientMessage) -> Result<(), End> {
-        match msg {
-            ClientMessage::RoomMessage { text } => self.post(me, None, text, None).await,
-            ClientMessage::SendRoom { client_id, text } => {
-                self.post(me, None, text, Some(client_id)).await
-            }
-            ClientMessage::DirectMessage { to, text } => self.post(me, Some(to), text, None).await,
-            ClientMessage::SendDirect {
-                client_id,
-                to,
-                text,
-            } => self.post(me, Some(to), text, Some(client_id)).await,
-            ClientMessage::WhoIsOnline => {
-                if !self.admit()? {
-                    return self
-                        .refuse(None, ErrorCode::RateLimited, "too many requests; slow down")
-                        .await;
-                }
-                let pages = ServerMessage::online_users_pages(self.shared.hub.online());
-                self.send(&pages).await
-            }
-            ClientMessage::Ping { nonce } => self.send(&[ServerMessage::Pong { nonce }]).await,
-            ClientMessage::Pong { .. } => Ok(()),
-            ClientMessage::Goodbye => Err(End::Exit),
-            ClientMessage::Register { .. }
-            | ClientMessage::Login { .. }
-            | ClientMessage::Resume { .. } => {
-                self.send(&[error(ErrorCode::AlreadyLoggedIn, "already logged in")])
-                    .await
-            }
-        }
-    }
-
-    /// A room message (`to` = None) or a direct message: stored, then
-    /// delivered, then acknowledged with `Stored` when the client sent a
-    /// `client_id`. A refusal is `SendFailed` (or `Error` for the version-1
-    /// messages without an id) and nobody receives the message.
-    async fn post(
-        &mut self,
-        me: &LoggedIn,
-        to: Option<Username>,
-        text: MessageText,
-        client_id: Option<u64>,
-    ) -> Result<(), End> {
-        if !self.admit()? {
-            return self
-                .refuse(
-                    client_id,
-                    ErrorCode::RateLimited,
-                    "too many messages; this one was not delivered",
-                )
-                .await;
-        }
-        let (destination, recipient) = match to {
-            None => (Destination::Room, None),
-            Some(to) => {
-                let to_canonical = to.canonical();
-                if to_canonical == me.canonical {
-                    return self
-                        .refuse(
-                            client_id,
-                            ErrorCode::InvalidMessage,
-                            "you cannot send a direct message to yourself",
-                        )
-                        .await;
-                }
-                let Some(to_display) = self.shared.accounts.display_name(&to_canonical) else {
-                    return self
-                        .refuse(client_id, ErrorCode::UnknownRecipient, "no such user")
-                        .await;
-                };
-                let destination = Destination::Direct {
-                    a: me.canonical.clone(),
-                    b: to_canonical.clone(),
-                };
-                (destination, Some((to_canonical, to_display)))
-            }
+    /// Seals `first` and whatever else is already queued, then one write.
+    /// A write blocked on a client that stopped reading yields to a kick at
+    /// once, not after `write_timeout`.
+    async fn write_outbox(&mut self, first: &Outgoing) -> Result<(), End> {
+        let Self {
+            session,
+            outbox,
+            chat,
+            shared,
+            ..
+        } = self;
+        let (Some(outbox), Some(chat)) = (outbox.as_mut(), chat.as_ref()) else {
+            return Ok(());
         };
-        let message = NewMessage {
-            from: me.username.as_str().to_owned(),
-            to: recipient.as_ref().map(|(_, d)| d.as_str().to_owned()),
-            text: text.as_str().to_owned(),
-            client_id,
-        };
-        let stored = match self.shared.history.append(destination, message).await {
-            Ok(stored) => stored,
-            Err(_) => {
-                return self
-                    .refuse(
-                        client_id,
-                        ErrorCode::Internal,
-                        "the server could not store this message; it was not delivered",
-                    )
-                    .await
-            }
-        };
-        if stored.is_new {
-            match recipient {
-                None => {
-                    self.shared.hub.broadcast(
-                        &me.canonical,
-                        &ServerMessage::RoomMessage {
-                            id: stored.id,
-                            timestamp_ms: stored.timestamp_ms,
-                            from: me.username.clone(),
-                            text,
-                        },
-                    );
-                }
-                Some((to_canonical, to_display)) => {
-                    self.shared.hub.send_to(
-                        &to_canonical,
-                        &ServerMessage::DirectMessage {
-                            id: stored.id,
-                            timestamp_ms: stored.timestamp_ms,
-                            from: me.username.clone(),
-                            to: to_display,
-                            text,
-                        },
-                    );
-                }
+        session.queue_encoded(first).map_err(|_| End::Violation)?;
+        for _ in 1..MAX_COALESCE {
+            match outbox.try_recv() {
+                Ok(next) => session.queue_encoded(&next).map_err(|_| End::Violation)?,
+                Err(_) => break,
             }
         }
-        match client_id {
-            Some(client_id) => {
-                self.send(&[ServerMessage::Stored {
-                    client_id,
-                    id: stored.id,
-                    timestamp_ms: stored.timestamp_ms,
-                }])
-                .await
-            }
-            None => Ok(()),
-        }
-    }
-
-    /// Tells the sender its message was not stored.
-    async fn refuse(
-        &mut self,
-        client_id: Option<u64>,
-        code: ErrorCode,
-        detail: &str,
-    ) -> Result<(), End> {
-        let detail = ErrorDetail::new(detail).unwrap_or_else(|_| ErrorDetail::empty());
-        let msg = match client_id {
-            Some(client_id) => ServerMessage::SendFailed {
-                client_id,
-                code,
-                detail,
+        let write_timeout = shared.limits.write_timeout;
+        tokio::select! {
+            biased;
+            kick = chat.control.kicked() => Err(match kick {
+                Kick::SlowConsumer => End::SlowConsumer,
+                Kick::Replaced => End::Replaced,
+            }),
+            written = timeout(write_timeout, session.flush()) => match written {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(End::Dropped),
+                Err(_) => Err(End::SlowConsumer),
             },
-            None => ServerMessage::Error { code, detail },
-        };
-        self.send(&[msg]).await
+        }
     }
+
+    /// Says the last word and closes: after login with close_notify, once
+    /// the hub has been told; before it, the last word alone, within
+    /// net's close timeout (the connection is dropped right after).
+    async fn finish(self, end: End) {
+        let conn = self.session.id();
+        let Some(chat) = self.chat else {
+            tracing::debug!(%conn, why = ?end, "session ended before login");
+            if let Some(word) = end.last_word() {
+                let mut session = self.session;
+                let _ = timeout(net::CLOSE_TIMEOUT, session.send(&word)).await;
+            }
+            return;
+        };
+        if end == End::Exit {
+            self.shared.accounts.revoke(&chat.me.token);
+        }
+        self.shared
+            .hub
+            .leave(&chat.me.canonical, chat.session_id, end.leave_reason());
+        tracing::info!(%conn, user = %chat.me.canonical, why = ?end, "left");
+        let _ = self.session.close(end.last_word().as_ref()).await;
+    }
+}
+
+async fn authenticate(
+    shared: &Shared,
+    peer: SocketAddr,
+    request: AuthRequest,
+) -> Result<LoggedIn, AuthError> {
+    let accounts = &shared.accounts;
+    match request {
+        AuthRequest::Register { username, password } => {
+            accounts.register(&username, password).await
+        }
+        AuthRequest::Login { username, password } => {
+            accounts.login(&username, password, peer.ip()).await
+        }
+        AuthRequest::Resume { token } => accounts.resume(&token),
+    }
+}
+
+/// AuthOk, who is online, and the recent history.
+async fn greeting(shared: &Shared, me: &LoggedIn) -> Vec<ServerMessage> {
+    let mut msgs = vec![ServerMessage::AuthOk {
+        username: me.username.clone(),
+        resume_token: me.token.clone(),
+        token_lifetime_secs: shared.accounts.token_lifetime_secs(),
+    }];
+    msgs.extend(ServerMessage::online_users_pages(shared.hub.online()));
+    let recent = match shared
+        .history
+        .recent(me.canonical.clone(), shared.history_replay)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "history could not be read for replay");
+            Vec::new()
+        }
+    };
+    msgs.extend(ServerMessage::history_batches(wire_history(shared, recent)));
+    msgs
+}
+
+fn wire_history(shared: &Shared, recent: Recent) -> Vec<WireEntry> {
+    let mut out = Vec::new();
+    for (conversation, entries) in recent {
+        let wire_conv = match conversation {
+            Conversation::Room => WireConversation::Room,
+            Conversation::Direct { partner } => match shared.accounts.display_name(&partner) {
+                Some(peer) => WireConversation::Direct { peer },
+                None => continue,
+            },
+        };
+        for e in entries {
+            // Entries were valid when written; skip any that no longer are.
+            let (Ok(from), Ok(text)) = (Username::new(&e.from), MessageText::new(&e.text)) else {
+                continue;
+            };
+            out.push(WireEntry {
+                id: e.id,
+                timestamp_ms: e.timestamp_ms,
+                conversation: wire_conv.clone(),
+                from,
+                text,
+            });
+        }
+    }
+    out
 }
