@@ -11,7 +11,7 @@ use std::sync::Arc;
 use proto_core::frame::{decode_header, Decoded, HEADER_LEN, MAX_FRAME_BODY};
 use proto_core::hello::{Transcript, SIGNATURE_BYTES};
 use proto_core::key_exchange::ClientShares;
-use proto_core::key_schedule::{HandshakeSecrets, TrafficKeys};
+use proto_core::key_schedule::{next_traffic_secret, HandshakeSecrets, TrafficKeys};
 use proto_core::message::ClientMessage;
 use proto_core::*;
 use rand_core::{CryptoRng, RngCore};
@@ -82,12 +82,22 @@ fn first_message() -> ClientMessage {
     ClientMessage::Ping { nonce: 1 }
 }
 
-fn compute_vectors() -> String {
+/// The scripted handshake and first message, with the client's limits.
+struct Handshaken {
+    identity: Arc<ServerIdentity>,
+    client: ClientConnection,
+    server: ServerConnection,
+    ch: Vec<u8>,
+    flight: Vec<u8>,
+    cf: Vec<u8>,
+    first: Vec<u8>,
+}
+
+fn handshake(client_limits: Limits) -> Handshaken {
     let identity = Arc::new(ServerIdentity::from_seed(&[SERVER_IDENTITY_SEED; 32]));
-    let mut client = ClientConnection::new(
-        ClientConfig::new(ServerTrust::Pinned(identity.public_key())),
-        Box::new(ScriptedRng::new(CLIENT_DRAWS)),
-    );
+    let mut config = ClientConfig::new(ServerTrust::Pinned(identity.public_key()));
+    config.limits = client_limits;
+    let mut client = ClientConnection::new(config, Box::new(ScriptedRng::new(CLIENT_DRAWS)));
     let mut server = ServerConnection::new(
         ServerConfig::new(identity.clone()),
         Box::new(ScriptedRng::new(SERVER_DRAWS)),
@@ -106,7 +116,27 @@ fn compute_vectors() -> String {
     let mut first = Vec::new();
     client.drain_transmit(&mut first);
     server.handle_input(&first).unwrap();
+    Handshaken {
+        identity,
+        client,
+        server,
+        ch,
+        flight,
+        cf,
+        first,
+    }
+}
 
+fn compute_vectors() -> String {
+    let Handshaken {
+        identity,
+        mut client,
+        server: _,
+        ch,
+        flight,
+        cf,
+        first,
+    } = handshake(Limits::default());
     let server_frames = frames(&flight);
     let (sh, server_finished) = (&server_frames[0], &server_frames[1]);
 
@@ -168,6 +198,50 @@ fn compute_vectors() -> String {
     let leaving = frames(&leaving);
     line("goodbye_record", &leaving[0]);
     line("close_notify_record", &leaving[1]);
+
+    // The same session with a client whose generation holds 2 records
+    // (key_update.max_records = 2): the Finished (record 0) and the Ping
+    // (record 1) fill generation 0, so before sealing the Goodbye it seals a
+    // KeyUpdate (record 2, the last of generation 0, client_iv_2), switches
+    // to generation 1 and seals the Goodbye there (record 3, client_iv_3).
+    let mut limits = Limits::default();
+    limits.key_update.max_records = 2;
+    let Handshaken {
+        mut client,
+        mut server,
+        first: first_again,
+        ..
+    } = handshake(limits);
+    assert_eq!(
+        first_again, first,
+        "the limit changes nothing before it is reached"
+    );
+    client.send(&ClientMessage::Goodbye).unwrap();
+    let mut updated = Vec::new();
+    client.drain_transmit(&mut updated);
+    let updated = frames(&updated);
+    assert_eq!(updated.len(), 2, "a KeyUpdate record, then the Goodbye");
+    let mut received = Vec::new();
+    server.handle_input(&updated.concat()).unwrap();
+    while let Some(event) = server.poll_event() {
+        received.push(event);
+    }
+    // The server opens the KeyUpdate, switches, and reads the Goodbye.
+    assert_eq!(
+        received,
+        [
+            ServerEvent::Connected,
+            ServerEvent::Message(first_message()),
+            ServerEvent::Message(ClientMessage::Goodbye)
+        ]
+    );
+    let secret_1 = next_traffic_secret(&secrets.client_traffic);
+    let ck1 = TrafficKeys::from_traffic_secret(&secret_1);
+    line("key_update_record", &updated[0]);
+    line("client_traffic_secret_1", &secret_1[..]);
+    line("client_enc_key_1", &ck1.enc[..]);
+    line("client_mac_key_1", &ck1.mac[..]);
+    line("goodbye_record_generation_1", &updated[1]);
     writeln!(
         out,
         "server_fingerprint = {}",

@@ -989,3 +989,73 @@ fn a_list_count_the_rest_cannot_hold_at_the_smallest_item_size_is_truncated() {
     // The same with one user decodes.
     assert!(ServerMessage::decode(&unhex("14 00 0001 0001 61")).is_ok());
 }
+
+/// PROTOCOL.md §7 "Which error is reported": the order of checks when a
+/// field breaks several rules at once.
+#[test]
+fn when_several_rules_are_broken_the_published_order_decides_the_error() {
+    let client = |h: &str| ClientMessage::decode(&unhex(h)).unwrap_err();
+    // The length prefix is checked before the bytes are read or decoded:
+    // 4 097 bytes announced and not even present.
+    assert_eq!(
+        client("10 1001 ff"),
+        MessageError::TooLong {
+            field: "text",
+            max: MAX_TEXT_BYTES
+        }
+    );
+    // Then the bytes must be there, then be UTF-8, before any text rule.
+    assert_eq!(client("10 0003 0909"), MessageError::Truncated);
+    assert_eq!(
+        client("10 0002 09ff"),
+        MessageError::InvalidUtf8 { field: "text" }
+    );
+    // MessageText: a forbidden character wins over blank (TAB is both).
+    assert_eq!(
+        client("10 0002 0920"),
+        MessageError::InvalidText(TextError::ForbiddenChar { code_point: 0x09 })
+    );
+    // ... and the first forbidden character in the text is the one named.
+    assert_eq!(
+        MessageText::new("a\u{202E}b\u{1b}").unwrap_err(),
+        TextError::ForbiddenChar { code_point: 0x202E }
+    );
+    // Too long wins over a forbidden character (constructor: empty, too
+    // long, forbidden, blank).
+    let long_with_esc = format!("\u{1b}{}", "a".repeat(MAX_TEXT_BYTES));
+    assert_eq!(
+        MessageText::new(&long_with_esc).unwrap_err(),
+        TextError::TooLong {
+            max: MAX_TEXT_BYTES
+        }
+    );
+    // ErrorDetail: too long, then forbidden; empty and blank are allowed.
+    let long_detail = format!("\u{1b}{}", " ".repeat(MAX_ERROR_DETAIL_BYTES));
+    assert_eq!(
+        ErrorDetail::new(&long_detail).unwrap_err(),
+        TextError::TooLong {
+            max: MAX_ERROR_DETAIL_BYTES
+        }
+    );
+    assert!(ErrorDetail::new("").is_ok() && ErrorDetail::new("  ").is_ok());
+    // Password: empty, too long, then NUL.
+    let long_with_nul = format!("\0{}", "a".repeat(1024));
+    assert_eq!(
+        Password::new(long_with_nul).unwrap_err(),
+        PasswordError::TooLong { max: 1024 }
+    );
+    // Username: the length prefix, then UTF-8, then empty, too long, not
+    // NFC, forbidden character ("e" + U+0301 is not NFC and the space is
+    // forbidden: not NFC is reported).
+    assert_eq!(
+        client("11 0081 61"),
+        MessageError::TooLong {
+            field: "username",
+            max: 128
+        }
+    );
+    assert_eq!(
+        Username::new("e\u{301} x").unwrap_err(),
+        UsernameError::NotNfc
+    );
+}
