@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use net::{ClientHandshake, ClientSession, ClientStream, MaybeTlsStream, NetError, SessionEvent};
+use net::{ClientHandshake, ClientLink, ClientStream, LinkEvent, MaybeTlsStream, NetError};
 use proto_core::login::{login_step, LoginReply, LoginStep};
 use proto_core::message::{ClientMessage, ErrorCode, Password, ResumeToken, Username};
 use proto_core::{AlertCode, ClientConfig, Error as ProtoError, HandshakeError, ServerTrust};
@@ -22,7 +22,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// The server may hold a login up to 30 s when it is being guessed at.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(45);
 
-pub type Session = ClientSession<ClientStream>;
+pub type Link = ClientLink<ClientStream>;
 
 /// How an attempt failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -49,7 +49,7 @@ impl From<FatalCause> for AttemptError {
 
 /// A logged-in session.
 pub struct Established {
-    pub session: Session,
+    pub link: Link,
     pub username: String,
     pub token: ResumeToken,
 }
@@ -78,7 +78,7 @@ pub async fn establish(
             resume_token,
             ..
         } => Ok(Established {
-            session,
+            link: session,
             username: username.as_str().to_owned(),
             token: resume_token,
         }),
@@ -103,7 +103,7 @@ pub async fn establish(
 }
 
 /// Sends `request` and returns the server's answer (Pings answered).
-async fn ask(session: &mut Session, request: &ClientMessage) -> Result<LoginReply, AttemptError> {
+async fn ask(session: &mut Link, request: &ClientMessage) -> Result<LoginReply, AttemptError> {
     session
         .send(request)
         .await
@@ -111,7 +111,7 @@ async fn ask(session: &mut Session, request: &ClientMessage) -> Result<LoginRepl
     timeout(AUTH_TIMEOUT, async {
         loop {
             match session.next_event().await {
-                Ok(SessionEvent::Message(m)) => match login_step(m) {
+                Ok(LinkEvent::Message(m)) => match login_step(m) {
                     LoginStep::Reply(reply) => return Ok(reply),
                     LoginStep::Respond(pong) => {
                         let _ = session.send(&pong).await;
@@ -120,7 +120,7 @@ async fn ask(session: &mut Session, request: &ClientMessage) -> Result<LoginRepl
                         return Err(FatalCause::UnexpectedAnswer { tag: other.tag() }.into())
                     }
                 },
-                Ok(SessionEvent::Closed { .. }) => return Err(RetryCause::Closed.into()),
+                Ok(LinkEvent::Closed { .. }) => return Err(RetryCause::Closed.into()),
                 Err(e) => return Err(RetryCause::Lost(Arc::new(e)).into()),
             }
         }
@@ -176,7 +176,7 @@ async fn open_stream(options: &ClientOptions) -> Result<ClientStream, AttemptErr
 async fn handshake(
     options: &ClientOptions,
     events: &mpsc::UnboundedSender<ClientEvent>,
-) -> Result<Session, AttemptError> {
+) -> Result<Link, AttemptError> {
     let server = &options.server;
     let pinned = options
         .known_servers

@@ -8,12 +8,12 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use net::SessionEvent;
+use net::LinkEvent;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::cause::{CloseCause, RetryCause};
-use crate::connect::{establish, AttemptError, Established, Session};
+use crate::connect::{establish, AttemptError, Established, Link};
 use crate::events::{ClientEvent, ConnectionState};
 use crate::input::{parse_input, Input};
 use crate::options::{AuthRequest, ClientOptions};
@@ -108,7 +108,7 @@ enum Wake {
     Command(Option<Command>),
     Attempt(Result<Established, AttemptError>),
     AttemptEvent(ClientEvent),
-    Session(Result<SessionEvent<proto_core::message::ServerMessage>, net::NetError>),
+    Link(Result<LinkEvent<proto_core::message::ServerMessage>, net::NetError>),
     Timeout,
 }
 
@@ -122,7 +122,7 @@ struct Driver {
     attempt: Option<Attempt>,
     /// Events of the attempt in flight (trust question, key changed...).
     attempt_events: Option<mpsc::UnboundedReceiver<ClientEvent>>,
-    session: Option<Session>,
+    session: Option<Link>,
 }
 
 impl Driver {
@@ -180,7 +180,7 @@ impl Driver {
                     }
                     match result {
                         Ok(est) => {
-                            self.session = Some(est.session);
+                            self.session = Some(est.link);
                             let event = Event::LoggedIn {
                                 username: est.username,
                                 token: est.token,
@@ -190,15 +190,15 @@ impl Driver {
                         Err(e) => self.policy.handle(Event::AttemptFailed(e), now()),
                     }
                 }
-                Wake::Session(Ok(SessionEvent::Message(msg))) => {
+                Wake::Link(Ok(LinkEvent::Message(msg))) => {
                     self.policy.handle(Event::Received(msg), now())
                 }
-                Wake::Session(Ok(SessionEvent::Closed { .. })) => {
+                Wake::Link(Ok(LinkEvent::Closed { .. })) => {
                     self.session = None;
                     self.policy
                         .handle(Event::ConnectionLost(RetryCause::Closed), now())
                 }
-                Wake::Session(Err(e)) => {
+                Wake::Link(Err(e)) => {
                     self.session = None;
                     let cause = RetryCause::Lost(Arc::new(e));
                     self.policy.handle(Event::ConnectionLost(cause), now())
@@ -251,7 +251,7 @@ impl Driver {
             cmd = commands.recv(), if !*commands_closed => Wake::Command(cmd),
             event = attempt_event => Wake::AttemptEvent(event),
             result = attempt => Wake::Attempt(result),
-            event = session => Wake::Session(event),
+            event = session => Wake::Link(event),
             () = timer => Wake::Timeout,
         }
     }

@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 
 use crate::backend::{route_input, ChatBackend, Connector, Deliver, Outgoing};
 use crate::model::ChatModel;
-use crate::session::{capitalized, Effect, Session};
+use crate::screens::{capitalized, Effect, Screens};
 use crate::ui::{ChatAdapter, DialogAdapter, LoginAdapter, MainWindow};
 use crate::view::ChatView;
 
@@ -60,7 +60,7 @@ impl App {
                 window: window.as_weak(),
                 me: me.clone(),
                 connector,
-                session: Session::new(),
+                screens: Screens::new(),
                 model: ChatModel::new(),
                 view: ChatView::new(&window),
                 client: None,
@@ -168,7 +168,7 @@ fn wire_callbacks(window: &MainWindow, controller: &Rc<RefCell<Controller>>) {
         }
     });
     dialogs.on_key_changed_dismissed(with(|c| {
-        c.session.key_warning_dismissed();
+        c.screens.key_warning_dismissed();
         c.refresh();
     }));
 
@@ -181,12 +181,12 @@ fn wire_callbacks(window: &MainWindow, controller: &Rc<RefCell<Controller>>) {
     });
 }
 
-/// The UI thread's state: session, chat model, view, running client.
+/// The UI thread's state: screens, chat model, view, running client.
 pub struct Controller {
     window: slint::Weak<MainWindow>,
     me: Weak<RefCell<Controller>>,
     connector: Box<dyn Connector>,
-    session: Session,
+    screens: Screens,
     model: ChatModel,
     view: ChatView,
     client: Option<Box<dyn ChatBackend>>,
@@ -198,8 +198,8 @@ pub struct Controller {
 }
 
 impl Controller {
-    pub fn session(&self) -> &Session {
-        &self.session
+    pub fn screens(&self) -> &Screens {
+        &self.screens
     }
 
     pub fn model(&self) -> &ChatModel {
@@ -208,7 +208,7 @@ impl Controller {
 
     /// The login screen's buttons: validate the form, start a client.
     pub fn start(&mut self, register: bool) {
-        if self.session.busy() {
+        if self.screens.busy() {
             return;
         }
         let Some(window) = self.window.upgrade() else {
@@ -218,7 +218,7 @@ impl Controller {
         let options = match self.options_from_form(&login, register) {
             Ok(options) => options,
             Err(message) => {
-                self.session.form_error(message);
+                self.screens.form_error(message);
                 self.refresh();
                 return;
             }
@@ -237,7 +237,7 @@ impl Controller {
             c.handle_events(events);
             true
         });
-        self.session.started(&options.server.to_string());
+        self.screens.started(&options.server.to_string());
         self.model = ChatModel::new();
         self.pending_sends = self.settings.send_after_login.clone();
         self.client = Some(self.connector.connect(options, deliver));
@@ -280,7 +280,7 @@ impl Controller {
         let now = now_ms();
         for event in events {
             self.model.handle_event(&event, now);
-            match self.session.handle_event(&event) {
+            match self.screens.handle_event(&event) {
                 Effect::Nothing => {}
                 Effect::Exit => {
                     self.client = None;
@@ -344,14 +344,14 @@ impl Controller {
         if let Some(reply) = self.trust_reply.take() {
             let _ = reply.send(trusted);
         }
-        self.session.trust_answered(trusted);
+        self.screens.trust_answered(trusted);
         self.refresh();
     }
 
     /// Close button, `/quit`, SIGTERM: say goodbye, then end the program
     /// when `Closed` arrives or after [`GOODBYE_TIMEOUT`].
     pub fn quit(&mut self) {
-        if self.session.quit_requested() {
+        if self.screens.quit_requested() {
             if let Some(client) = &self.client {
                 client.quit();
             }
@@ -368,7 +368,7 @@ impl Controller {
 
     pub fn refresh(&mut self) {
         if let Some(window) = self.window.upgrade() {
-            self.view.update(&window, &self.session, &self.model);
+            self.view.update(&window, &self.screens, &self.model);
         }
     }
 }

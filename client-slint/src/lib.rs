@@ -8,7 +8,7 @@
 //!   fed with `ClientEvent`s, no Slint.
 //! - [`timeline`]: a conversation as display rows (day separators, the
 //!   "earlier messages" heading, the read marker).
-//! - [`session`]: which page shows, login errors in place, the trust and
+//! - [`screens`]: which page shows, login errors in place, the trust and
 //!   key-changed dialogs, leaving cleanly.
 //! - [`backend`]: the only way to the network (`Connector`, `ChatBackend`),
 //!   faked in tests; [`backend::route_input`] decides where typed text goes.
@@ -25,7 +25,7 @@ pub mod app;
 pub mod backend;
 pub mod model;
 pub mod screen_probe;
-pub mod session;
+pub mod screens;
 pub mod timeline;
 pub mod view;
 

@@ -29,7 +29,7 @@ pub enum Effect {
 }
 
 #[derive(Debug)]
-pub struct Session {
+pub struct Screens {
     page: Page,
     /// A client is running (connecting or connected).
     running: bool,
@@ -43,13 +43,13 @@ pub struct Session {
     key_warning: Option<String>,
 }
 
-impl Default for Session {
+impl Default for Screens {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Session {
+impl Screens {
     pub fn new() -> Self {
         Self {
             page: Page::Login,

@@ -8,7 +8,7 @@ use proto_core::message::escape_for_display;
 use slint::{ComponentHandle, Model, ModelRc, SharedString, VecModel};
 
 use crate::model::{ChatModel, NoticeStyle};
-use crate::session::{Page as SessionPage, Session};
+use crate::screens::{Page as ScreensPage, Screens};
 use crate::timeline::{self, Row, RowKind as TimelineKind};
 use crate::ui::{
     AppState, ChatAdapter, ConversationItem, DialogAdapter, LoginAdapter, MainWindow, Page,
@@ -45,28 +45,28 @@ impl ChatView {
         view
     }
 
-    /// Shows `session` (page, login form, dialogs) and `model` (the chat).
-    pub fn update(&mut self, window: &MainWindow, session: &Session, model: &ChatModel) {
-        self.update_session(window, session);
+    /// Shows `screens` (page, login form, dialogs) and `model` (the chat).
+    pub fn update(&mut self, window: &MainWindow, screens: &Screens, model: &ChatModel) {
+        self.update_screens(window, screens);
         self.update_chat(window, model);
     }
 
-    fn update_session(&self, window: &MainWindow, session: &Session) {
-        window.global::<AppState>().set_page(match session.page() {
-            SessionPage::Login => Page::Login,
-            SessionPage::Chat => Page::Chat,
+    fn update_screens(&self, window: &MainWindow, screens: &Screens) {
+        window.global::<AppState>().set_page(match screens.page() {
+            ScreensPage::Login => Page::Login,
+            ScreensPage::Chat => Page::Chat,
         });
         let login = window.global::<LoginAdapter>();
-        login.set_error(session.error().into());
-        login.set_progress(session.progress().into());
+        login.set_error(screens.error().into());
+        login.set_progress(screens.progress().into());
         let was_busy = login.get_busy();
-        login.set_busy(session.busy());
-        if was_busy && !session.busy() {
+        login.set_busy(screens.busy());
+        if was_busy && !screens.busy() {
             // Back to the form after a failure: ready to retype.
             login.set_focus_request(login.get_focus_request().wrapping_add(1));
         }
         let dialogs = window.global::<DialogAdapter>();
-        match session.trust_prompt() {
+        match screens.trust_prompt() {
             Some(prompt) => {
                 dialogs.set_trust_server(prompt.server.as_str().into());
                 dialogs.set_trust_fingerprint(prompt.fingerprint.as_str().into());
@@ -74,7 +74,7 @@ impl ChatView {
             }
             None => dialogs.set_trust_visible(false),
         }
-        dialogs.set_key_changed_warning(session.key_warning().unwrap_or_default().into());
+        dialogs.set_key_changed_warning(screens.key_warning().unwrap_or_default().into());
     }
 
     fn update_chat(&mut self, window: &MainWindow, model: &ChatModel) {

@@ -385,11 +385,11 @@ fn closing_the_window_says_goodbye_first() {
         .dispatch_event(WindowEvent::CloseRequested);
     assert_eq!(fake.calls(), ["quit"]);
     let controller = app.controller();
-    assert!(controller.borrow().session().quitting());
+    assert!(controller.borrow().screens().quitting());
     fake.send(vec![ClientEvent::Closed {
         cause: client_core::CloseCause::Left,
     }]);
-    assert!(!controller.borrow().session().quitting());
+    assert!(!controller.borrow().screens().quitting());
 }
 
 #[test]

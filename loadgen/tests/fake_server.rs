@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::Parser;
 use loadgen::cli::Cli;
 use loadgen::report::Report;
-use net::{HandshakeOptions, SessionEvent};
+use net::{HandshakeOptions, LinkEvent};
 use proto_core::message::{
     AuthFailure, BoundedList, ClientMessage, GoodbyeReason, ResumeToken, ServerMessage, Username,
 };
@@ -81,7 +81,7 @@ async fn serve(tcp: TcpStream, config: ServerConfig, opts: HandshakeOptions, roo
             }
             ev = session.next_event() => {
                 let msg = match ev {
-                    Ok(SessionEvent::Message(msg)) => msg,
+                    Ok(LinkEvent::Message(msg)) => msg,
                     _ => break,
                 };
                 let mut replies = Vec::new();

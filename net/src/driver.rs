@@ -41,7 +41,7 @@ const SHRUNK_OUT_CAPACITY: usize = 0;
 
 /// What a session reports to its application.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SessionEvent<M> {
+pub enum LinkEvent<M> {
     /// A message from the peer.
     Message(M),
     /// The session ended. `clean` only if the peer sent close_notify before
@@ -69,30 +69,30 @@ impl fmt::Display for ConnId {
 
 /// How a side's events look to a session: messages and the end, with the
 /// handshake's events left to the handshake. Implemented for both sides.
-pub trait SessionSide: Side {
+pub trait LinkSide: Side {
     /// What the peer sends.
     type Incoming: Send;
     /// The session's view of an event; `None` for a handshake event.
-    fn session_event(event: Self::Event) -> Option<SessionEvent<Self::Incoming>>;
+    fn link_event(event: Self::Event) -> Option<LinkEvent<Self::Incoming>>;
 }
 
-impl SessionSide for ServerSide {
+impl LinkSide for ServerSide {
     type Incoming = ClientMessage;
-    fn session_event(event: ServerEvent) -> Option<SessionEvent<ClientMessage>> {
+    fn link_event(event: ServerEvent) -> Option<LinkEvent<ClientMessage>> {
         match event {
-            ServerEvent::Message(m) => Some(SessionEvent::Message(m)),
-            ServerEvent::Closed => Some(SessionEvent::Closed { clean: true }),
+            ServerEvent::Message(m) => Some(LinkEvent::Message(m)),
+            ServerEvent::Closed => Some(LinkEvent::Closed { clean: true }),
             ServerEvent::Connected => None,
         }
     }
 }
 
-impl SessionSide for ClientSide {
+impl LinkSide for ClientSide {
     type Incoming = ServerMessage;
-    fn session_event(event: ClientEvent) -> Option<SessionEvent<ServerMessage>> {
+    fn link_event(event: ClientEvent) -> Option<LinkEvent<ServerMessage>> {
         match event {
-            ClientEvent::Message(m) => Some(SessionEvent::Message(m)),
-            ClientEvent::Closed => Some(SessionEvent::Closed { clean: true }),
+            ClientEvent::Message(m) => Some(LinkEvent::Message(m)),
+            ClientEvent::Closed => Some(LinkEvent::Closed { clean: true }),
             ClientEvent::Connected { .. } | ClientEvent::ServerKeyUnknown(_) => None,
         }
     }
@@ -124,7 +124,7 @@ pub(crate) struct Driver<S, Sd: Side> {
 impl<S, Sd> Driver<S, Sd>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
-    Sd: SessionSide,
+    Sd: LinkSide,
 {
     pub(crate) fn new(stream: S, core: Box<Connection<Sd>>, id: ConnId) -> Self {
         let mut d = Self {
@@ -182,13 +182,13 @@ where
 
     /// The next message or the end of the session. Cancel-safe: the only
     /// await is a single `read`, and its bytes reach the core at once.
-    pub(crate) async fn next_event(&mut self) -> Result<SessionEvent<Sd::Incoming>, NetError> {
+    pub(crate) async fn next_event(&mut self) -> Result<LinkEvent<Sd::Incoming>, NetError> {
         loop {
             if let Some(e) = &self.failed {
                 return Err(NetError::Protocol(e.clone()));
             }
-            if let Some(ev) = self.poll_session_event() {
-                if matches!(ev, SessionEvent::Closed { .. }) {
+            if let Some(ev) = self.poll_link_event() {
+                if matches!(ev, LinkEvent::Closed { .. }) {
                     tracing::debug!(conn = %self.id, "peer sent close_notify");
                     self.ended = true;
                 }
@@ -200,10 +200,10 @@ where
             if !self.read_some().await? {
                 self.ended = true;
                 return match self.core.handle_eof() {
-                    Ok(()) => Ok(SessionEvent::Closed { clean: true }),
+                    Ok(()) => Ok(LinkEvent::Closed { clean: true }),
                     Err(proto_core::Error::UnexpectedEof) => {
                         tracing::debug!(conn = %self.id, "connection dropped without close_notify");
-                        Ok(SessionEvent::Closed { clean: false })
+                        Ok(LinkEvent::Closed { clean: false })
                     }
                     Err(e) => Err(NetError::Protocol(e)),
                 };
@@ -212,8 +212,8 @@ where
     }
 
     /// The next event a session shows; handshake events are skipped.
-    fn poll_session_event(&mut self) -> Option<SessionEvent<Sd::Incoming>> {
-        std::iter::from_fn(|| self.core.poll_event()).find_map(Sd::session_event)
+    fn poll_link_event(&mut self) -> Option<LinkEvent<Sd::Incoming>> {
+        std::iter::from_fn(|| self.core.poll_event()).find_map(Sd::link_event)
     }
 
     /// The next handshake event, reading as needed; the expensive step

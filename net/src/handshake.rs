@@ -14,8 +14,8 @@ use tokio::sync::Semaphore;
 
 use crate::driver::{ConnId, Driver};
 use crate::error::NetError;
+use crate::link::{ClientLink, Link, ServerLink};
 use crate::offload::Offload;
-use crate::session::{ClientSession, ServerSession, Session};
 use crate::session_rng;
 
 /// Limits on handshakes, shared by every connection of a server.
@@ -55,7 +55,7 @@ pub async fn accept<S>(
     stream: S,
     config: ServerConfig,
     opts: &HandshakeOptions,
-) -> Result<ServerSession<S>, NetError>
+) -> Result<ServerLink<S>, NetError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -81,7 +81,7 @@ async fn server_handshake<S>(
     config: ServerConfig,
     opts: &HandshakeOptions,
     id: ConnId,
-) -> Result<ServerSession<S>, NetError>
+) -> Result<ServerLink<S>, NetError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -92,7 +92,7 @@ where
         .next_handshake_event(&opts.offload, Some(&opts.cpu_permits))
         .await?;
     match ev {
-        ServerEvent::Connected => Ok(Session { driver }),
+        ServerEvent::Connected => Ok(Link { driver }),
         ServerEvent::Closed => Err(NetError::Closed),
         ServerEvent::Message(_) => {
             Err(proto_core::Error::InvalidState("message before Connected").into())
@@ -103,7 +103,7 @@ where
 /// How a client handshake ended.
 pub enum ClientHandshake<S> {
     /// The server proved the pinned key (or fingerprint): ready.
-    Connected(ClientSession<S>),
+    Connected(ClientLink<S>),
     /// First contact: the server proved possession of a key we have never
     /// seen. Ask the user (show [`PendingTrust::fingerprint`]), pin it, then
     /// [`PendingTrust::accept`]; or [`PendingTrust::reject`]. Nothing has
@@ -175,7 +175,7 @@ where
     let driver = Driver::new(stream, core, id); // ClientHello staged
     let (driver, ev) = driver.next_handshake_event(offload, None).await?;
     match ev {
-        ClientEvent::Connected { .. } => Ok(ClientHandshake::Connected(Session { driver })),
+        ClientEvent::Connected { .. } => Ok(ClientHandshake::Connected(Link { driver })),
         ClientEvent::ServerKeyUnknown(server_key) => {
             Ok(ClientHandshake::NeedsTrust(PendingTrust {
                 driver,
@@ -214,7 +214,7 @@ where
     /// Trusts the key (the caller pins it) and finishes the handshake.
     /// The server's own handshake deadline keeps running meanwhile, so a
     /// slow decision can end in a closed connection.
-    pub async fn accept(mut self) -> Result<ClientSession<S>, NetError> {
+    pub async fn accept(mut self) -> Result<ClientLink<S>, NetError> {
         if let Err(e) = self.driver.core.accept_server_key() {
             return Err(self.driver.fail(e).await);
         }
@@ -231,7 +231,7 @@ where
         while let Some(ev) = driver.core.poll_event() {
             if matches!(ev, ClientEvent::Connected { .. }) {
                 tracing::debug!(conn = %driver.id, "server key accepted; client handshake complete");
-                return Ok(Session { driver });
+                return Ok(Link { driver });
             }
         }
         Err(proto_core::Error::InvalidState("accepted key did not connect").into())

@@ -11,26 +11,26 @@
 //!   [`Offload`] — tokio's blocking pool unless the caller injects another.
 //! - Server: [`accept`] runs the handshake under a deadline, the expensive
 //!   ClientHello step behind a semaphore ([`HandshakeOptions`]), and
-//!   returns a [`ServerSession`].
+//!   returns a [`ServerLink`].
 //! - Client: [`connect`] (or [`connect_with_offload`]) returns
 //!   [`ClientHandshake::Connected`] for a pinned server, or
 //!   [`ClientHandshake::NeedsTrust`] on first contact, whose
 //!   [`PendingTrust::accept`] / [`PendingTrust::reject`] finish it.
-//! - Both sides: one [`Session`] type (`ServerSession`, `ClientSession`).
+//! - Both sides: one [`Link`] type (`ServerLink`, `ClientLink`).
 //!   `next_event()` is cancel-safe (its only await is one
 //!   read; everything else is buffered in the session), so it can sit in a
 //!   `tokio::select!` against an outbox. `queue*()` only seals records into
 //!   a buffer; `flush()` writes all of them with one `write` call: the
 //!   per-write syscall costs more than the record crypto, so fan-out
 //!   coalesces (BENCHMARKS.md).
-//! - End of stream is [`SessionEvent::Closed`]`{ clean }`: clean only after
+//! - End of stream is [`LinkEvent::Closed`]`{ clean }`: clean only after
 //!   the peer's close_notify, since a TCP FIN can be forged (threat N3).
 //!
 //! ## Table of contents
 //! - [`session_rng()`]: one OS-seeded ChaCha20 generator per connection.
 //! - `handshake.rs` — [`accept`], [`HandshakeOptions`], [`connect`],
 //!   [`ClientHandshake`], [`PendingTrust`].
-//! - `session.rs` — [`Session`]: queue, flush, next event, close.
+//! - `link.rs` — [`Link`]: queue, flush, next event, close.
 //! - `driver.rs` — one stream, one core and the buffers between them.
 //! - [`Offload`] — where the expensive handshake step runs.
 //! - [`error`] — [`NetError`].
@@ -44,8 +44,8 @@
 
 mod driver;
 mod handshake;
+mod link;
 mod offload;
-mod session;
 mod session_rng;
 
 pub mod error;
@@ -54,13 +54,13 @@ pub mod stream;
 #[cfg(feature = "tls")]
 pub mod tls;
 
-pub use driver::{ConnId, SessionEvent, SessionSide, CLOSE_TIMEOUT};
+pub use driver::{ConnId, LinkEvent, LinkSide, CLOSE_TIMEOUT};
 pub use error::NetError;
 pub use handshake::{
     accept, connect, connect_with_offload, ClientHandshake, HandshakeOptions, PendingTrust,
 };
+pub use link::{ClientLink, Link, ServerLink};
 pub use offload::{Offload, OffloadJob};
-pub use session::{ClientSession, ServerSession, Session};
 pub use session_rng::session_rng;
 #[cfg(feature = "tls")]
 pub use stream::{ClientStream, MaybeTlsStream, ServerStream};

@@ -1,9 +1,9 @@
-//! [`Session`]: an established connection, either side.
+//! [`Link`]: an established connection, either side.
 
 use proto_core::{ClientSide, EncodedServerMessage, ServerKey, ServerSide};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::driver::{ConnId, Driver, SessionEvent, SessionSide};
+use crate::driver::{ConnId, Driver, LinkEvent, LinkSide};
 use crate::error::NetError;
 
 /// An established session on either side.
@@ -12,19 +12,19 @@ use crate::error::NetError;
 /// outbox; for outgoing messages [`queue`](Self::queue) all that is ready,
 /// then [`flush`](Self::flush) once; a server cuts the client off when
 /// [`pending_bytes`](Self::pending_bytes) grows past its limit.
-pub struct Session<S, Sd: SessionSide> {
+pub struct Link<S, Sd: LinkSide> {
     pub(crate) driver: Driver<S, Sd>,
 }
 
 /// An established server-side session (from [`crate::accept`]).
-pub type ServerSession<S> = Session<S, ServerSide>;
+pub type ServerLink<S> = Link<S, ServerSide>;
 /// An established client-side session (from [`crate::connect`]).
-pub type ClientSession<S> = Session<S, ClientSide>;
+pub type ClientLink<S> = Link<S, ClientSide>;
 
-impl<S, Sd> Session<S, Sd>
+impl<S, Sd> Link<S, Sd>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
-    Sd: SessionSide,
+    Sd: LinkSide,
 {
     /// This connection's id in the logs.
     pub fn id(&self) -> ConnId {
@@ -37,7 +37,7 @@ where
     }
 
     /// The next message from the peer, or `Closed`. Cancel-safe.
-    pub async fn next_event(&mut self) -> Result<SessionEvent<Sd::Incoming>, NetError> {
+    pub async fn next_event(&mut self) -> Result<LinkEvent<Sd::Incoming>, NetError> {
         self.driver.next_event().await
     }
 
@@ -79,7 +79,7 @@ where
     }
 }
 
-impl<S> Session<S, ServerSide>
+impl<S> Link<S, ServerSide>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -91,7 +91,7 @@ where
     }
 }
 
-impl<S> Session<S, ClientSide> {
+impl<S> Link<S, ClientSide> {
     /// The server's identity key, as verified by the handshake.
     pub fn server_key(&self) -> ServerKey {
         self.driver

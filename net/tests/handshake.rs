@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fixtures::*;
-use net::{ClientHandshake, HandshakeOptions, NetError, SessionEvent};
+use net::{ClientHandshake, HandshakeOptions, LinkEvent, NetError};
 use proto_core::message::{ClientMessage, ServerMessage};
 use proto_core::{ClientConfig, Error, PeerMisbehaved, ServerIdentity, ServerTrust};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,7 +25,7 @@ async fn pinned_client_and_server_exchange_ping_and_goodbye_both_ways() {
         .unwrap();
     assert_eq!(
         server.next_event().await.unwrap(),
-        SessionEvent::Message(ClientMessage::Ping { nonce: 1 })
+        LinkEvent::Message(ClientMessage::Ping { nonce: 1 })
     );
     server
         .send(&ServerMessage::Ping { nonce: 2 })
@@ -33,7 +33,7 @@ async fn pinned_client_and_server_exchange_ping_and_goodbye_both_ways() {
         .unwrap();
     assert_eq!(
         client.next_event().await.unwrap(),
-        SessionEvent::Message(ServerMessage::Ping { nonce: 2 })
+        LinkEvent::Message(ServerMessage::Ping { nonce: 2 })
     );
 
     server
@@ -44,13 +44,13 @@ async fn pinned_client_and_server_exchange_ping_and_goodbye_both_ways() {
         .unwrap();
     assert_eq!(
         client.next_event().await.unwrap(),
-        SessionEvent::Message(ServerMessage::Goodbye {
+        LinkEvent::Message(ServerMessage::Goodbye {
             reason: proto_core::message::GoodbyeReason::ClientRequest
         })
     );
     assert_eq!(
         client.next_event().await.unwrap(),
-        SessionEvent::Closed { clean: true }
+        LinkEvent::Closed { clean: true }
     );
     assert!(matches!(client.next_event().await, Err(NetError::Closed)));
 }
@@ -61,11 +61,11 @@ async fn client_goodbye_and_close_reach_the_server_as_a_clean_close() {
     client.close(Some(&ClientMessage::Goodbye)).await.unwrap();
     assert_eq!(
         server.next_event().await.unwrap(),
-        SessionEvent::Message(ClientMessage::Goodbye)
+        LinkEvent::Message(ClientMessage::Goodbye)
     );
     assert_eq!(
         server.next_event().await.unwrap(),
-        SessionEvent::Closed { clean: true }
+        LinkEvent::Closed { clean: true }
     );
     assert!(matches!(server.next_event().await, Err(NetError::Closed)));
 }
@@ -76,7 +76,7 @@ async fn eof_without_close_notify_is_reported_as_an_unclean_close() {
     drop(client);
     assert_eq!(
         server.next_event().await.unwrap(),
-        SessionEvent::Closed { clean: false }
+        LinkEvent::Closed { clean: false }
     );
     assert!(matches!(server.next_event().await, Err(NetError::Closed)));
 }
@@ -110,11 +110,11 @@ async fn first_use_asks_for_trust_then_connects_after_accept() {
         .unwrap();
     assert_eq!(
         server.await.unwrap(),
-        SessionEvent::Message(ClientMessage::Ping { nonce: 8 })
+        LinkEvent::Message(ClientMessage::Ping { nonce: 8 })
     );
     assert_eq!(
         client.next_event().await.unwrap(),
-        SessionEvent::Message(ServerMessage::Ping { nonce: 9 })
+        LinkEvent::Message(ServerMessage::Ping { nonce: 9 })
     );
 }
 
@@ -164,7 +164,7 @@ async fn handshake_and_messages_work_over_loopback_tcp() {
     let server = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
         let mut session = net::accept(tcp, server_config(), &options()).await.unwrap();
-        while let SessionEvent::Message(ClientMessage::Ping { nonce }) =
+        while let LinkEvent::Message(ClientMessage::Ping { nonce }) =
             session.next_event().await.unwrap()
         {
             session.send(&ServerMessage::Ping { nonce }).await.unwrap();
@@ -181,11 +181,11 @@ async fn handshake_and_messages_work_over_loopback_tcp() {
         client.send(&ClientMessage::Ping { nonce }).await.unwrap();
         assert_eq!(
             client.next_event().await.unwrap(),
-            SessionEvent::Message(ServerMessage::Ping { nonce })
+            LinkEvent::Message(ServerMessage::Ping { nonce })
         );
     }
     client.close(Some(&ClientMessage::Goodbye)).await.unwrap();
-    assert_eq!(server.await.unwrap(), SessionEvent::Closed { clean: true });
+    assert_eq!(server.await.unwrap(), LinkEvent::Closed { clean: true });
 }
 
 #[tokio::test(start_paused = true)]
@@ -358,7 +358,7 @@ async fn one_cpu_permit_still_lets_concurrent_handshakes_complete() {
     for t in tasks {
         assert_eq!(
             t.await.unwrap(),
-            SessionEvent::Message(ClientMessage::Ping { nonce: 5 })
+            LinkEvent::Message(ClientMessage::Ping { nonce: 5 })
         );
     }
     assert_eq!(opts.cpu_permits.available_permits(), 1);

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use fixtures::*;
-use net::{NetError, SessionEvent};
+use net::{LinkEvent, NetError};
 use proto_core::message::{ClientMessage, ServerMessage};
 use proto_core::{EncodedServerMessage, Error, PeerMisbehaved};
 use tokio::io::AsyncWriteExt;
@@ -34,7 +34,7 @@ async fn a_thousand_queued_messages_go_out_in_one_write() {
     for nonce in 0..1000 {
         assert_eq!(
             client.next_event().await.unwrap(),
-            SessionEvent::Message(ServerMessage::Ping { nonce })
+            LinkEvent::Message(ServerMessage::Ping { nonce })
         );
     }
 }
@@ -53,7 +53,7 @@ async fn a_pre_encoded_broadcast_message_reaches_every_session() {
     for (client, _) in &mut pairs {
         assert_eq!(
             client.next_event().await.unwrap(),
-            SessionEvent::Message(ServerMessage::Ping { nonce: 77 })
+            LinkEvent::Message(ServerMessage::Ping { nonce: 77 })
         );
     }
 }
@@ -100,7 +100,7 @@ async fn an_interrupted_flush_resumes_without_losing_or_repeating_bytes() {
         let mut got = Vec::new();
         while got.len() < 200 {
             match client.next_event().await.unwrap() {
-                SessionEvent::Message(ServerMessage::Ping { nonce }) => got.push(nonce),
+                LinkEvent::Message(ServerMessage::Ping { nonce }) => got.push(nonce),
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -133,8 +133,8 @@ async fn next_event_is_cancel_safe_when_raced_against_a_timer() {
     loop {
         tokio::select! {
             ev = client.next_event() => match ev.unwrap() {
-                SessionEvent::Message(ServerMessage::Ping { nonce }) => got.push(nonce),
-                SessionEvent::Closed { clean } => { assert!(clean); break; }
+                LinkEvent::Message(ServerMessage::Ping { nonce }) => got.push(nonce),
+                LinkEvent::Closed { clean } => { assert!(clean); break; }
                 other => panic!("unexpected {other:?}"),
             },
             _ = tokio::time::sleep(Duration::from_micros(10)) => cancelled += 1,
@@ -155,9 +155,9 @@ async fn a_server_loop_can_select_reads_against_an_outbox() {
         loop {
             tokio::select! {
                 ev = server.next_event() => match ev.unwrap() {
-                    SessionEvent::Message(ClientMessage::Ping { .. }) => received += 1,
-                    SessionEvent::Message(_) => {}
-                    SessionEvent::Closed { clean } => return (received, clean),
+                    LinkEvent::Message(ClientMessage::Ping { .. }) => received += 1,
+                    LinkEvent::Message(_) => {}
+                    LinkEvent::Closed { clean } => return (received, clean),
                 },
                 Some(msg) = outbox.recv() => {
                     server.queue(&msg).unwrap();
@@ -176,7 +176,7 @@ async fn a_server_loop_can_select_reads_against_an_outbox() {
     for nonce in 0..50 {
         assert_eq!(
             client.next_event().await.unwrap(),
-            SessionEvent::Message(ServerMessage::Ping { nonce })
+            LinkEvent::Message(ServerMessage::Ping { nonce })
         );
     }
     client.close(Some(&ClientMessage::Goodbye)).await.unwrap();
@@ -280,7 +280,7 @@ async fn a_goodbye_answered_with_close_ends_the_client_session_cleanly_over_tcp(
     });
     assert_eq!(
         server.next_event().await.unwrap(),
-        SessionEvent::Message(ClientMessage::Goodbye)
+        LinkEvent::Message(ClientMessage::Goodbye)
     );
     server
         .close(Some(&ServerMessage::Goodbye {
@@ -291,10 +291,10 @@ async fn a_goodbye_answered_with_close_ends_the_client_session_cleanly_over_tcp(
     assert_eq!(
         client_reader.await.unwrap(),
         vec![
-            SessionEvent::Message(ServerMessage::Goodbye {
+            LinkEvent::Message(ServerMessage::Goodbye {
                 reason: proto_core::message::GoodbyeReason::ClientRequest
             }),
-            SessionEvent::Closed { clean: true }
+            LinkEvent::Closed { clean: true }
         ]
     );
 }

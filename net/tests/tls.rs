@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use fixtures::*;
 use net::tls::{self, ReloadableTlsAcceptor, TlsConnector, TlsError};
-use net::{ClientHandshake, ClientSession, ClientStream, ServerStream, SessionEvent};
+use net::{ClientHandshake, ClientLink, ClientStream, LinkEvent, ServerStream};
 use proto_core::message::{ClientMessage, ServerMessage};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -63,7 +63,7 @@ async fn start_tls_server(acceptor: Arc<ReloadableTlsAcceptor>) -> std::net::Soc
                     .await
                     .unwrap();
                 assert!(session.get_ref().is_tls());
-                while let Ok(SessionEvent::Message(ClientMessage::Ping { nonce })) =
+                while let Ok(LinkEvent::Message(ClientMessage::Ping { nonce })) =
                     session.next_event().await
                 {
                     session.send(&ServerMessage::Ping { nonce }).await.unwrap();
@@ -77,7 +77,7 @@ async fn start_tls_server(acceptor: Arc<ReloadableTlsAcceptor>) -> std::net::Soc
 async fn tls_client(
     addr: std::net::SocketAddr,
     ca: &Path,
-) -> Result<(ClientSession<ClientStream>, Vec<u8>), std::io::Error> {
+) -> Result<(ClientLink<ClientStream>, Vec<u8>), std::io::Error> {
     let connector = TlsConnector::from(tls::client_config(Some(ca)).unwrap());
     let tcp = TcpStream::connect(addr).await?;
     let tls = connector
@@ -94,11 +94,11 @@ async fn tls_client(
     Ok((session, presented))
 }
 
-async fn ping(session: &mut ClientSession<ClientStream>, nonce: u64) {
+async fn ping(session: &mut ClientLink<ClientStream>, nonce: u64) {
     session.send(&ClientMessage::Ping { nonce }).await.unwrap();
     assert_eq!(
         session.next_event().await.unwrap(),
-        SessionEvent::Message(ServerMessage::Ping { nonce })
+        LinkEvent::Message(ServerMessage::Ping { nonce })
     );
 }
 

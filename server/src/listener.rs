@@ -209,7 +209,7 @@ async fn handshake(
     shared: &Shared,
     cpu_permits: Arc<Semaphore>,
     deadline: Instant,
-) -> Option<net::ServerSession<ServerStream>> {
+) -> Option<net::ServerLink<ServerStream>> {
     let stream: ServerStream = match tls {
         None => MaybeTlsStream::Plain(tcp),
         Some(tls) => {

@@ -17,7 +17,7 @@ pub mod policy;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use net::{NetError, ServerSession, SessionEvent};
+use net::{LinkEvent, NetError, ServerLink};
 use proto_core::message::{
     Conversation as WireConversation, HistoryEntry as WireEntry, MessageText, ServerMessage,
     Username,
@@ -65,7 +65,7 @@ fn now() -> std::time::Instant {
 /// it is given back at login, and the connection is closed if a newcomer
 /// evicts it first.
 pub async fn run<S>(
-    session: ServerSession<S>,
+    session: ServerLink<S>,
     peer: SocketAddr,
     shared: Arc<Shared>,
     unauthenticated: PoolSlot,
@@ -101,7 +101,7 @@ struct Chat {
 }
 
 struct Driver<S> {
-    session: ServerSession<S>,
+    session: ServerLink<S>,
     policy: SessionPolicy<Arc<Shared>>,
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
@@ -189,12 +189,12 @@ where
 
     fn disconnect_or_message(
         &self,
-        event: Result<SessionEvent<proto_core::message::ClientMessage>, NetError>,
+        event: Result<LinkEvent<proto_core::message::ClientMessage>, NetError>,
     ) -> Event {
         let how = match event {
-            Ok(SessionEvent::Message(msg)) => return Event::Client(msg),
-            Ok(SessionEvent::Closed { clean: true }) => Disconnect::Clean,
-            Ok(SessionEvent::Closed { clean: false }) => Disconnect::Dropped,
+            Ok(LinkEvent::Message(msg)) => return Event::Client(msg),
+            Ok(LinkEvent::Closed { clean: true }) => Disconnect::Clean,
+            Ok(LinkEvent::Closed { clean: false }) => Disconnect::Dropped,
             Err(NetError::Protocol(e)) if e.came_from_peer() => {
                 tracing::debug!(conn = %self.session.id(), error = %e, "client aborted the session");
                 Disconnect::PeerAborted

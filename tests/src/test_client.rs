@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use net::tls::TlsConnector;
-use net::{ClientHandshake, ClientSession, ClientStream, NetError, SessionEvent};
+use net::{ClientHandshake, ClientLink, ClientStream, LinkEvent, NetError};
 use proto_core::login::{login_step, LoginReply, LoginStep};
 use proto_core::message::{
     AuthFailure, ClientMessage, ErrorCode, GoodbyeReason, HistoryEntry, LeaveReason, ResumeToken,
@@ -77,7 +77,7 @@ pub enum SessionEnd {
 /// One connected client.
 pub struct TestClient {
     label: String,
-    session: ClientSession<ClientStream>,
+    session: ClientLink<ClientStream>,
     next_nonce: u64,
 }
 
@@ -144,7 +144,7 @@ impl TestClient {
     }
 
     /// The session, for what the helpers do not cover.
-    pub fn session(&mut self) -> &mut ClientSession<ClientStream> {
+    pub fn session(&mut self) -> &mut ClientLink<ClientStream> {
         &mut self.session
     }
 
@@ -203,7 +203,7 @@ impl TestClient {
     pub async fn next_event_until(
         &mut self,
         deadline: Instant,
-    ) -> Option<Result<SessionEvent<ServerMessage>, NetError>> {
+    ) -> Option<Result<LinkEvent<ServerMessage>, NetError>> {
         timeout_at(deadline, self.session.next_event()).await.ok()
     }
 
@@ -218,11 +218,11 @@ impl TestClient {
         let deadline = Instant::now() + RECV_TIMEOUT;
         loop {
             match self.next_event_until(deadline).await {
-                Some(Ok(SessionEvent::Message(ServerMessage::Ping { nonce }))) => {
+                Some(Ok(LinkEvent::Message(ServerMessage::Ping { nonce }))) => {
                     self.answer_ping(nonce).await
                 }
-                Some(Ok(SessionEvent::Message(msg))) => return msg,
-                Some(Ok(SessionEvent::Closed { clean })) => panic!(
+                Some(Ok(LinkEvent::Message(msg))) => return msg,
+                Some(Ok(LinkEvent::Closed { clean })) => panic!(
                     "{}: the session closed (clean: {clean}) while a message was expected",
                     self.label
                 ),
@@ -242,14 +242,14 @@ impl TestClient {
         loop {
             match self.next_event_until(deadline).await {
                 None => return,
-                Some(Ok(SessionEvent::Message(ServerMessage::Ping { nonce }))) => {
+                Some(Ok(LinkEvent::Message(ServerMessage::Ping { nonce }))) => {
                     self.answer_ping(nonce).await
                 }
-                Some(Ok(SessionEvent::Message(msg))) => panic!(
+                Some(Ok(LinkEvent::Message(msg))) => panic!(
                     "{}: expected no message for {duration:?}, got {msg:?}",
                     self.label
                 ),
-                Some(Ok(SessionEvent::Closed { clean })) => panic!(
+                Some(Ok(LinkEvent::Closed { clean })) => panic!(
                     "{}: expected the session to stay open, it closed (clean: {clean})",
                     self.label
                 ),
@@ -285,8 +285,8 @@ impl TestClient {
         let deadline = Instant::now() + END_BOUND;
         loop {
             match self.next_event_until(deadline).await {
-                Some(Ok(SessionEvent::Message(msg))) => seen.push(msg),
-                Some(Ok(SessionEvent::Closed { clean })) => {
+                Some(Ok(LinkEvent::Message(msg))) => seen.push(msg),
+                Some(Ok(LinkEvent::Closed { clean })) => {
                     return (seen, SessionEnd::Closed { clean })
                 }
                 Some(Err(e)) => return (seen, SessionEnd::Error(e)),

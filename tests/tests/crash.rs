@@ -6,7 +6,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use net::SessionEvent;
+use net::LinkEvent;
 use proto_core::login::{login_step, LoginReply, LoginStep};
 use proto_core::message::{AuthFailure, ClientMessage, GoodbyeReason, ServerMessage};
 use tests::server_process::{run_to_exit, write_config_with};
@@ -81,7 +81,7 @@ async fn register_and_chat(
     }
     let deadline = Instant::now() + RECV_TIMEOUT;
     loop {
-        let Some(Ok(SessionEvent::Message(msg))) = client.next_event_until(deadline).await else {
+        let Some(Ok(LinkEvent::Message(msg))) = client.next_event_until(deadline).await else {
             return Outcome::NotAcknowledged;
         };
         match login_step(msg) {
@@ -114,13 +114,11 @@ async fn register_and_chat(
         loop {
             match client.next_event_until(pace).await {
                 None => break,
-                Some(Ok(SessionEvent::Message(ServerMessage::Ping { nonce }))) => {
+                Some(Ok(LinkEvent::Message(ServerMessage::Ping { nonce }))) => {
                     let _ = client.try_send(&ClientMessage::Pong { nonce }).await;
                 }
-                Some(Ok(SessionEvent::Message(_))) => {}
-                Some(Ok(SessionEvent::Closed { .. })) | Some(Err(_)) => {
-                    return Outcome::Acknowledged
-                }
+                Some(Ok(LinkEvent::Message(_))) => {}
+                Some(Ok(LinkEvent::Closed { .. })) | Some(Err(_)) => return Outcome::Acknowledged,
             }
         }
     }
@@ -386,18 +384,16 @@ async fn storm_sender(
         loop {
             match client.next_event_until(pace).await {
                 None => break,
-                Some(Ok(SessionEvent::Message(ServerMessage::Stored {
-                    client_id, id, ..
-                }))) => {
+                Some(Ok(LinkEvent::Message(ServerMessage::Stored { client_id, id, .. }))) => {
                     if let Some(words) = texts.remove(&client_id) {
                         let _ = acks.send((id, name.clone(), words));
                     }
                 }
-                Some(Ok(SessionEvent::Message(ServerMessage::Ping { nonce }))) => {
+                Some(Ok(LinkEvent::Message(ServerMessage::Ping { nonce }))) => {
                     let _ = client.try_send(&ClientMessage::Pong { nonce }).await;
                 }
-                Some(Ok(SessionEvent::Message(_))) => {}
-                Some(Ok(SessionEvent::Closed { .. })) | Some(Err(_)) => return,
+                Some(Ok(LinkEvent::Message(_))) => {}
+                Some(Ok(LinkEvent::Closed { .. })) | Some(Err(_)) => return,
             }
         }
     }
@@ -407,15 +403,13 @@ async fn storm_sender(
 async fn storm_watcher(mut client: TestClient, seen: mpsc::UnboundedSender<(u64, String, String)>) {
     loop {
         match client.next_event_until(Instant::now() + RECV_TIMEOUT).await {
-            Some(Ok(SessionEvent::Message(ServerMessage::RoomMessage {
-                id, from, text, ..
-            }))) => {
+            Some(Ok(LinkEvent::Message(ServerMessage::RoomMessage { id, from, text, .. }))) => {
                 let _ = seen.send((id, from.as_str().to_owned(), text.as_str().to_owned()));
             }
-            Some(Ok(SessionEvent::Message(ServerMessage::Ping { nonce }))) => {
+            Some(Ok(LinkEvent::Message(ServerMessage::Ping { nonce }))) => {
                 let _ = client.try_send(&ClientMessage::Pong { nonce }).await;
             }
-            Some(Ok(SessionEvent::Message(_))) => {}
+            Some(Ok(LinkEvent::Message(_))) => {}
             _ => return,
         }
     }

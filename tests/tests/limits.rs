@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use net::{NetError, SessionEvent};
+use net::{LinkEvent, NetError};
 use proto_core::message::{ClientMessage, ErrorCode, GoodbyeReason, LeaveReason, ServerMessage};
 use proto_core::AlertCode;
 use tests::{
@@ -213,14 +213,14 @@ async fn an_idle_client_is_disconnected_while_one_that_answers_pings_stays() {
         let deadline = Instant::now() + RECV_TIMEOUT;
         loop {
             match idle.next_event_until(deadline).await {
-                Some(Ok(SessionEvent::Message(ServerMessage::Ping { .. }))) => pings += 1,
-                Some(Ok(SessionEvent::Message(ServerMessage::Goodbye { reason }))) => {
+                Some(Ok(LinkEvent::Message(ServerMessage::Ping { .. }))) => pings += 1,
+                Some(Ok(LinkEvent::Message(ServerMessage::Goodbye { reason }))) => {
                     assert_eq!(reason, GoodbyeReason::IdleTimeout);
                     idle.expect_closed().await;
                     break;
                 }
-                Some(Ok(SessionEvent::Message(other))) => panic!("Idle got {other:?}"),
-                Some(Ok(SessionEvent::Closed { clean })) => {
+                Some(Ok(LinkEvent::Message(other))) => panic!("Idle got {other:?}"),
+                Some(Ok(LinkEvent::Closed { clean })) => {
                     panic!("Idle was closed (clean: {clean}) without Goodbye IdleTimeout")
                 }
                 Some(Err(e)) => panic!("Idle's session failed without Goodbye IdleTimeout: {e}"),

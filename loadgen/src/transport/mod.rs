@@ -43,7 +43,7 @@ pub enum TransportError {
     #[error("login: {0}")]
     Auth(String),
     #[error("session: {0}")]
-    Session(net::NetError),
+    Link(net::NetError),
     #[error("timed out: {0}")]
     Timeout(&'static str),
     #[error("connection closed: {0}")]

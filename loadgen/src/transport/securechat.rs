@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use net::{ClientHandshake, ClientSession, ClientStream, SessionEvent};
+use net::{ClientHandshake, ClientLink, ClientStream, LinkEvent};
 use proto_core::login::{login_step, LoginReply, LoginStep};
 use proto_core::message::{
     AuthFailure, ClientMessage, ErrorCode, MessageText, ResumeToken, ServerMessage,
@@ -21,7 +21,7 @@ use crate::transport::dialer::Dialer;
 pub use crate::transport::dialer::TlsOptions;
 use crate::transport::{ChatConnection, ChatEvent, JoinInfo, Transport, TransportError};
 
-type Session = ClientSession<ClientStream>;
+type Link = ClientLink<ClientStream>;
 
 /// Where and how to reach the server.
 #[derive(Debug, Clone)]
@@ -76,13 +76,13 @@ impl Target {
 
     /// TCP connect (from client `index`'s source address), TLS if
     /// configured, and the protocol handshake, under the handshake timeout.
-    pub async fn handshake(&self, index: usize) -> Result<Session, TransportError> {
+    pub async fn handshake(&self, index: usize) -> Result<Link, TransportError> {
         tokio::time::timeout(self.handshake_timeout, self.handshake_inner(index))
             .await
             .map_err(|_| TransportError::Timeout("handshake"))?
     }
 
-    async fn handshake_inner(&self, index: usize) -> Result<Session, TransportError> {
+    async fn handshake_inner(&self, index: usize) -> Result<Link, TransportError> {
         let stream = self.dialer.connect(index).await?;
         let config = ClientConfig::new(self.trust);
         let session =
@@ -194,7 +194,7 @@ impl SecureChat {
     /// password; registers when the account does not exist.
     async fn authenticate(
         &self,
-        session: &mut Session,
+        session: &mut Link,
         account: &Account,
         memory: &mut Memory,
         info: &mut JoinInfo,
@@ -336,7 +336,7 @@ impl Transport for SecureChat {
         .await
         .map_err(|_| TransportError::Timeout("login"))??;
         info.login = logged_in_from.elapsed();
-        Ok((Conn { session }, info))
+        Ok((Conn { link: session }, info))
     }
 }
 
@@ -347,16 +347,13 @@ enum AuthReply {
 
 /// Sends an authentication request and waits for its answer (read with
 /// proto-core's [`login_step`], as every client does).
-async fn request(session: &mut Session, msg: &ClientMessage) -> Result<AuthReply, TransportError> {
-    session.send(msg).await.map_err(TransportError::Session)?;
+async fn request(session: &mut Link, msg: &ClientMessage) -> Result<AuthReply, TransportError> {
+    session.send(msg).await.map_err(TransportError::Link)?;
     loop {
-        let event = session
-            .next_event()
-            .await
-            .map_err(TransportError::Session)?;
+        let event = session.next_event().await.map_err(TransportError::Link)?;
         let msg = match event {
-            SessionEvent::Message(msg) => msg,
-            SessionEvent::Closed { clean } => {
+            LinkEvent::Message(msg) => msg,
+            LinkEvent::Closed { clean } => {
                 return Err(TransportError::Closed(closed_reason(clean)))
             }
         };
@@ -374,9 +371,7 @@ async fn request(session: &mut Session, msg: &ClientMessage) -> Result<AuthReply
             LoginStep::Reply(LoginReply::Goodbye(reason)) => {
                 return Err(TransportError::Closed(format!("goodbye {reason:?}")))
             }
-            LoginStep::Respond(pong) => {
-                session.send(&pong).await.map_err(TransportError::Session)?
-            }
+            LoginStep::Respond(pong) => session.send(&pong).await.map_err(TransportError::Link)?,
             // Nothing else may come first; a stray message is not the answer.
             LoginStep::Unexpected(_) => {}
         }
@@ -385,7 +380,7 @@ async fn request(session: &mut Session, msg: &ClientMessage) -> Result<AuthReply
 
 /// Reads the user list and history pages that follow a login, up to the
 /// last history batch.
-async fn read_login_burst(session: &mut Session) -> Result<(), TransportError> {
+async fn read_login_burst(session: &mut Link) -> Result<(), TransportError> {
     loop {
         if let ServerMessage::HistoryBatch { more: false, .. } = next_message(session).await? {
             return Ok(());
@@ -395,22 +390,18 @@ async fn read_login_burst(session: &mut Session) -> Result<(), TransportError> {
 
 /// The next server message during login, answering pings and turning
 /// Goodbye / end of stream into errors.
-async fn next_message(session: &mut Session) -> Result<ServerMessage, TransportError> {
+async fn next_message(session: &mut Link) -> Result<ServerMessage, TransportError> {
     loop {
-        match session
-            .next_event()
-            .await
-            .map_err(TransportError::Session)?
-        {
-            SessionEvent::Message(ServerMessage::Ping { nonce }) => session
+        match session.next_event().await.map_err(TransportError::Link)? {
+            LinkEvent::Message(ServerMessage::Ping { nonce }) => session
                 .send(&ClientMessage::Pong { nonce })
                 .await
-                .map_err(TransportError::Session)?,
-            SessionEvent::Message(ServerMessage::Goodbye { reason }) => {
+                .map_err(TransportError::Link)?,
+            LinkEvent::Message(ServerMessage::Goodbye { reason }) => {
                 return Err(TransportError::Closed(format!("goodbye {reason:?}")))
             }
-            SessionEvent::Message(msg) => return Ok(msg),
-            SessionEvent::Closed { clean } => {
+            LinkEvent::Message(msg) => return Ok(msg),
+            LinkEvent::Closed { clean } => {
                 return Err(TransportError::Closed(closed_reason(clean)))
             }
         }
@@ -427,37 +418,28 @@ fn closed_reason(clean: bool) -> String {
 
 /// A logged-in SecureChat session in the room.
 pub struct Conn {
-    session: Session,
+    link: Link,
 }
 
 impl ChatConnection for Conn {
     async fn send_room(&mut self, text: &str) -> Result<(), TransportError> {
         let text = MessageText::new(text).map_err(|e| TransportError::Auth(e.to_string()))?;
-        self.session
+        self.link
             .send(&ClientMessage::RoomMessage { text })
             .await
-            .map_err(TransportError::Session)
+            .map_err(TransportError::Link)
     }
 
     async fn next_event(&mut self) -> Result<ChatEvent, TransportError> {
         // A pong whose flush lost a select! race is still queued: send it.
-        if self.session.pending_bytes() > 0 {
-            self.session
-                .flush()
-                .await
-                .map_err(TransportError::Session)?;
+        if self.link.pending_bytes() > 0 {
+            self.link.flush().await.map_err(TransportError::Link)?;
         }
         loop {
-            let event = self
-                .session
-                .next_event()
-                .await
-                .map_err(TransportError::Session)?;
+            let event = self.link.next_event().await.map_err(TransportError::Link)?;
             let msg = match event {
-                SessionEvent::Message(msg) => msg,
-                SessionEvent::Closed { clean } => {
-                    return Ok(ChatEvent::Closed(closed_reason(clean)))
-                }
+                LinkEvent::Message(msg) => msg,
+                LinkEvent::Closed { clean } => return Ok(ChatEvent::Closed(closed_reason(clean))),
             };
             match msg {
                 ServerMessage::RoomMessage { text, .. } => {
@@ -465,13 +447,10 @@ impl ChatConnection for Conn {
                 }
                 ServerMessage::Ping { nonce } => {
                     // Queue first, so a cancelled flush loses nothing.
-                    self.session
+                    self.link
                         .queue(&ClientMessage::Pong { nonce })
-                        .map_err(TransportError::Session)?;
-                    self.session
-                        .flush()
-                        .await
-                        .map_err(TransportError::Session)?;
+                        .map_err(TransportError::Link)?;
+                    self.link.flush().await.map_err(TransportError::Link)?;
                 }
                 ServerMessage::Error {
                     code: ErrorCode::RateLimited,
@@ -489,6 +468,6 @@ impl ChatConnection for Conn {
     }
 
     async fn close(self) {
-        let _ = self.session.close(Some(&ClientMessage::Goodbye)).await;
+        let _ = self.link.close(Some(&ClientMessage::Goodbye)).await;
     }
 }
