@@ -9,12 +9,15 @@
 //! memory or slowing the room.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 
+use atomic_waker::AtomicWaker;
 use proto_core::message::{LeaveReason, ServerMessage, Username};
 use proto_core::EncodedServerMessage;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 
 /// One encoded message on its way to one or many outboxes.
 pub type Outgoing = Arc<EncodedServerMessage>;
@@ -26,33 +29,73 @@ pub enum Kick {
     SlowConsumer,
     /// The same user logged in on another connection.
     Replaced,
+    /// The server is stopping.
+    Shutdown,
+}
+
+impl Kick {
+    const ALL: [Kick; 3] = [Kick::SlowConsumer, Kick::Replaced, Kick::Shutdown];
+
+    fn code(self) -> u8 {
+        match self {
+            Kick::SlowConsumer => 1,
+            Kick::Replaced => 2,
+            Kick::Shutdown => 3,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Kick> {
+        Kick::ALL.into_iter().find(|k| k.code() == code)
+    }
 }
 
 /// How the hub tells a session task to end.
+///
+/// Polled on every wake-up of a logged-in session (each delivery), so a
+/// poll is two atomic operations: an earlier `Notify` registered and
+/// removed a waiter on every wake-up, about 9% of the server's CPU in the
+/// latency room (BENCHMARKS.md, "Issue 11: the hot path").
 #[derive(Debug, Default)]
 pub struct SessionControl {
-    notify: Notify,
-    kick: Mutex<Option<Kick>>,
+    /// 0 while running, then the first [`Kick`]'s code.
+    kick: AtomicU8,
+    waker: AtomicWaker,
 }
 
 impl SessionControl {
     /// Asks the session to end; the first reason wins.
     pub fn kick(&self, reason: Kick) {
-        let mut slot = self.kick.lock().unwrap_or_else(PoisonError::into_inner);
-        if slot.is_none() {
-            *slot = Some(reason);
-            self.notify.notify_one();
+        if self
+            .kick
+            .compare_exchange(0, reason.code(), Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.waker.wake();
+        }
+    }
+
+    /// The reason, once [`kick`](Self::kick) has been called.
+    pub fn kicked_already(&self) -> Option<Kick> {
+        Kick::from_code(self.kick.load(Ordering::Acquire))
+    }
+
+    /// Ready once kicked. Only the session's own task may poll it (one
+    /// waker is kept).
+    pub fn poll_kicked(&self, cx: &mut Context<'_>) -> Poll<Kick> {
+        if let Some(kick) = self.kicked_already() {
+            return Poll::Ready(kick);
+        }
+        self.waker.register(cx.waker());
+        // A kick between the check and the registration woke nobody.
+        match self.kicked_already() {
+            Some(kick) => Poll::Ready(kick),
+            None => Poll::Pending,
         }
     }
 
     /// Resolves once [`kick`](Self::kick) has been called; gives the reason.
     pub async fn kicked(&self) -> Kick {
-        loop {
-            if let Some(k) = *self.kick.lock().unwrap_or_else(PoisonError::into_inner) {
-                return k;
-            }
-            self.notify.notified().await;
-        }
+        poll_fn(|cx| self.poll_kicked(cx)).await
     }
 }
 
@@ -116,6 +159,10 @@ impl Hub {
             outbox: reg.outbox,
             control: reg.control,
         };
+        if self.shutting_down.load(Ordering::Acquire) {
+            // Logged in as the server stops: it gets the goodbye too.
+            member.control.kick(Kick::Shutdown);
+        }
         match members.insert(reg.canonical.clone(), member) {
             Some(old) => old.control.kick(Kick::Replaced),
             None => {
@@ -144,7 +191,7 @@ impl Hub {
         let Some(member) = members.remove(canonical) else {
             return;
         };
-        if self.shutting_down.load(Ordering::Relaxed) {
+        if self.shutting_down.load(Ordering::Acquire) {
             return;
         }
         let msg = Arc::new(EncodedServerMessage::new(&ServerMessage::UserLeft {
@@ -197,9 +244,13 @@ impl Hub {
         self.members().is_empty()
     }
 
-    /// From now on departures are not announced.
+    /// From now on departures are not announced, and every logged-in
+    /// session (now or joining later) is kicked with [`Kick::Shutdown`].
     pub fn begin_shutdown(&self) {
-        self.shutting_down.store(true, Ordering::Relaxed);
+        self.shutting_down.store(true, Ordering::Release);
+        for member in self.members().values() {
+            member.control.kick(Kick::Shutdown);
+        }
     }
 }
 
@@ -297,6 +348,25 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[tokio::test]
+    async fn shutdown_kicks_every_member_and_anyone_who_logs_in_after_it() {
+        let hub = Hub::new();
+        let before = join(&hub, "Ann", 1, 16);
+        hub.begin_shutdown();
+        let after = join(&hub, "Bob", 2, 16);
+        assert_eq!(before.control.kicked().await, Kick::Shutdown);
+        assert_eq!(after.control.kicked().await, Kick::Shutdown);
+    }
+
+    #[test]
+    fn the_first_kick_wins_and_is_seen_without_waiting() {
+        let control = SessionControl::default();
+        assert_eq!(control.kicked_already(), None);
+        control.kick(Kick::SlowConsumer);
+        control.kick(Kick::Shutdown);
+        assert_eq!(control.kicked_already(), Some(Kick::SlowConsumer));
     }
 
     #[test]

@@ -161,7 +161,9 @@ where
             let event = tokio::select! {
                 biased;
                 kick = kicked(self.chat.as_ref().map(|c| &*c.control)) => Event::Kicked(kick),
-                _ = self.shutdown.changed() => Event::Shutdown,
+                // Once logged in, the hub's kick carries the shutdown: it
+                // costs two atomics per wake-up, the watch a shared lock.
+                _ = self.shutdown.changed(), if self.chat.is_none() => Event::Shutdown,
                 first = delivered(self.outbox.as_mut()) => {
                     let Some(first) = first else { return End::Dropped };
                     if let Err(end) = self.write_outbox(&first).await {
@@ -337,6 +339,7 @@ where
             kick = chat.control.kicked() => Err(match kick {
                 Kick::SlowConsumer => End::SlowConsumer,
                 Kick::Replaced => End::Replaced,
+                Kick::Shutdown => End::Shutdown,
             }),
             written = timeout(write_timeout, session.flush()) => match written {
                 Ok(Ok(())) => Ok(()),

@@ -372,6 +372,7 @@ impl<D: Directory> SessionPolicy<D> {
             Event::StoreFailed { posting } => self.stored(None, posting),
             Event::Kicked(Kick::SlowConsumer) => self.close(End::SlowConsumer),
             Event::Kicked(Kick::Replaced) => self.close(End::Replaced),
+            Event::Kicked(Kick::Shutdown) => self.close(End::Shutdown),
             Event::Evicted => {
                 if matches!(self.phase, Phase::LoggingIn { .. }) {
                     self.close(End::Evicted);
@@ -1392,6 +1393,14 @@ mod tests {
             assert!(is_goodbye(end, reason));
             assert_eq!(end.leave_reason(), LeaveReason::Disconnected);
         }
+        // The hub's shutdown kick ends a logged-in session as a shutdown.
+        let mut p = chatting(start);
+        p.handle(Event::Kicked(Kick::Shutdown), start);
+        let actions = drain(&mut p);
+        assert!(
+            matches!(actions[..], [Action::Close(End::Shutdown)]),
+            "{actions:?}"
+        );
     }
 
     #[test]
