@@ -147,7 +147,7 @@ impl RecordSealer {
         let ct_start = out.len();
         out.push(content_type as u8);
         out.extend_from_slice(payload);
-        cfb_mode::Encryptor::<Aes256Enc>::inner_iv_init(self.keys.cipher.clone(), (&iv).into())
+        cfb_mode::Encryptor::<&Aes256Enc>::inner_iv_init(&self.keys.cipher, (&iv).into())
             .encrypt(&mut out[ct_start..]);
         let tag = self.keys.tag(self.seq, &out[start..]);
         out.extend_from_slice(tag.as_ref());
@@ -211,7 +211,7 @@ impl RecordOpener {
         self.scratch.clear();
         self.scratch
             .extend_from_slice(&authenticated[HEADER_LEN + IV_LEN..]);
-        cfb_mode::Decryptor::<Aes256Enc>::inner_iv_init(self.keys.cipher.clone(), (&iv).into())
+        cfb_mode::Decryptor::<&Aes256Enc>::inner_iv_init(&self.keys.cipher, (&iv).into())
             .decrypt(&mut self.scratch);
         self.seq += 1;
         self.keys.records += 1;
