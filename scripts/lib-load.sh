@@ -11,6 +11,8 @@
 #   LOAD_SERVER_TOML     server config to use instead of the generated one
 #   LOAD_SERVER_CPUS     pin the server to these CPUs (taskset list)
 #   LOAD_CLIENT_CPUS     pin the load generator likewise
+#   LOAD_SERVER_WORKERS  the server's tokio worker threads (TOKIO_WORKER_THREADS;
+#                        default: one per core)
 
 server_bin=target/release/securechat-server
 load_bin=target/release/securechat-load
@@ -118,6 +120,7 @@ securechat_start() {
     local cmd=("$server_bin" "${args[@]}")
     [[ -n "${LOAD_SERVER_CPUS:-}" ]] && cmd=(taskset -c "$LOAD_SERVER_CPUS" "${cmd[@]}")
     # taskset execs the server, so $! is the server's own pid.
+    [[ -n "${LOAD_SERVER_WORKERS:-}" ]] && cmd=(env "TOKIO_WORKER_THREADS=$LOAD_SERVER_WORKERS" "${cmd[@]}")
     "${cmd[@]}" >"$work/server.out" 2>"$work/server.log" &
     sc_pid=$!
     local line="" _
