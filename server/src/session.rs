@@ -14,8 +14,10 @@
 
 pub mod policy;
 
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 
 use net::{LinkEvent, NetError, ServerLink};
 use proto_core::message::{
@@ -333,6 +335,14 @@ where
                 Err(_) => break,
             }
         }
+        // Most writes finish at once: only one that would block needs the
+        // write timer (a tokio Sleep clones the runtime's shared handle)
+        // and the race with a kick.
+        let flush = session.flush();
+        tokio::pin!(flush);
+        if let Poll::Ready(written) = poll_fn(|cx| Poll::Ready(flush.as_mut().poll(cx))).await {
+            return written.map_err(|_| End::Dropped);
+        }
         let write_timeout = shared.limits.write_timeout;
         tokio::select! {
             biased;
@@ -341,7 +351,7 @@ where
                 Kick::Replaced => End::Replaced,
                 Kick::Shutdown => End::Shutdown,
             }),
-            written = timeout(write_timeout, session.flush()) => match written {
+            written = timeout(write_timeout, flush) => match written {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(_)) => Err(End::Dropped),
                 Err(_) => Err(End::SlowConsumer),
