@@ -235,6 +235,31 @@ impl TestClient {
         }
     }
 
+    /// Waits for `n` Pings from the server and answers each; fails the
+    /// test on any other message, on a close, or after [`RECV_TIMEOUT`].
+    pub async fn answer_pings(&mut self, n: usize) {
+        let deadline = Instant::now() + RECV_TIMEOUT;
+        for seen in 0..n {
+            match self.next_event_until(deadline).await {
+                Some(Ok(LinkEvent::Message(ServerMessage::Ping { nonce }))) => {
+                    self.answer_ping(nonce).await
+                }
+                Some(Ok(LinkEvent::Message(msg))) => {
+                    panic!("{}: expected Ping {}, got {msg:?}", self.label, seen + 1)
+                }
+                Some(Ok(LinkEvent::Closed { clean })) => panic!(
+                    "{}: closed (clean: {clean}) after answering {seen} Pings",
+                    self.label
+                ),
+                Some(Err(e)) => panic!("{}: failed after answering {seen} Pings: {e}", self.label),
+                None => panic!(
+                    "{}: only {seen} of {n} Pings within {RECV_TIMEOUT:?}",
+                    self.label
+                ),
+            }
+        }
+    }
+
     /// Answers Pings for `duration` and fails the test if anything else
     /// arrives or the session ends.
     pub async fn assert_no_message_within(&mut self, duration: Duration) {

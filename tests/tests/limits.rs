@@ -202,7 +202,7 @@ async fn an_idle_client_is_disconnected_while_one_that_answers_pings_stays() {
         ping_interval: Duration::from_secs(1),
         ..test_limits()
     };
-    let server = TestServer::start_with(server_with(limits)).await;
+    let server = TestServer::start_with(server_with(limits.clone())).await;
     let mut c = server.group(&["Active", "Idle"]).await;
     let mut idle = c.pop().expect("idle");
     let mut active = c.pop().expect("active");
@@ -236,10 +236,15 @@ async fn an_idle_client_is_disconnected_while_one_that_answers_pings_stays() {
     let active_side = active.expect_user_left("Idle", LeaveReason::Disconnected);
     tokio::join!(idle_side, active_side);
 
-    // Longer than idle_timeout again: answering Pings keeps Active online.
-    active
-        .assert_no_message_within(Duration::from_secs(3))
-        .await;
+    // Answering Pings keeps Active online: three Pings, each sent after
+    // ping_interval of silence, span more than idle_timeout.
+    let since = Instant::now();
+    active.answer_pings(3).await;
+    assert!(
+        since.elapsed() >= limits.idle_timeout,
+        "three Pings came within {:?}, less than the idle timeout",
+        since.elapsed()
+    );
     active.sync().await;
     assert_eq!(
         active.who_is_online().await,
