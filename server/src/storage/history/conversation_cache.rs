@@ -9,12 +9,15 @@
 //! open log's write buffer (at most `log_file::WRITE_BUFFER_KEPT`, 4 KiB, per open file
 //! between appends, so at most `max_open_files` × 4 KiB; unbounded only under
 //! `Durability::Buffered`, which the server does not use).
-//! Evicting a log writes what it buffered and closes it (fsyncing it first if it was
-//! written since the last fsync); nothing else is lost, since everything it held is
+//! Evicting a log writes what it buffered and closes it; if it was written since the
+//! last fsync, its handle waits for the periodic sync instead (at most
+//! [`MAX_UNSYNCED_CLOSED`], then a close fsyncs at once); nothing else is lost, since everything it held is
 //! in its file and the next use loads it again (resend keys included).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fs::File;
 use std::mem::size_of;
+use std::path::PathBuf;
 
 use zeroize::Zeroizing;
 
@@ -30,6 +33,9 @@ const LOG_BYTES: usize = size_of::<(String, (CachedLog, usize))>() + 2 * size_of
 const ENTRY_BYTES: usize = size_of::<HistoryEntry>();
 /// Bytes counted per partner besides the name (held twice: in order and as a set).
 const PARTNER_BYTES: usize = 2 * size_of::<String>();
+/// Closed logs whose fsync waits for the periodic sync, at most; beyond it
+/// a close fsyncs at once.
+pub(super) const MAX_UNSYNCED_CLOSED: usize = 64;
 
 /// One loaded log and what is kept of it.
 pub(super) struct CachedLog {
@@ -174,6 +180,9 @@ pub(super) struct ConversationCache {
     lru: BTreeMap<u64, String>,
     open_lru: BTreeMap<u64, String>,
     clock: u64,
+    /// Handles of logs closed with writes not yet fsynced, for the periodic
+    /// sync (on the blocking pool) to fsync and drop.
+    unsynced_closed: Vec<(PathBuf, File)>,
 }
 
 impl ConversationCache {
@@ -185,6 +194,7 @@ impl ConversationCache {
             lru: BTreeMap::new(),
             open_lru: BTreeMap::new(),
             clock: 0,
+            unsynced_closed: Vec::new(),
         }
     }
 
@@ -262,8 +272,9 @@ impl ConversationCache {
             return Ok(());
         };
         let flushed = cached.log.flush(false);
-        cached.log.close();
+        let unsynced = cached.log.close();
         self.open_lru.remove(&cached.last_used);
+        self.keep_for_sync(unsynced);
         flushed
     }
 
@@ -279,9 +290,30 @@ impl ConversationCache {
                 if let Err(e) = cached.log.flush(false) {
                     tracing::error!(error = %e, "writing an evicted history log failed");
                 }
-                cached.log.close();
+                let unsynced = cached.log.close();
+                self.keep_for_sync(unsynced);
             }
         }
+    }
+
+    /// Keeps a closed log's handle for the next periodic sync. Beyond
+    /// [`MAX_UNSYNCED_CLOSED`] (a cache thrashing faster than the sync
+    /// runs) it is fsynced here instead, so open descriptors stay bounded.
+    fn keep_for_sync(&mut self, unsynced: Option<(PathBuf, File)>) {
+        let Some((path, file)) = unsynced else {
+            return;
+        };
+        if self.unsynced_closed.len() < MAX_UNSYNCED_CLOSED {
+            self.unsynced_closed.push((path, file));
+        } else if let Err(e) = file.sync_data() {
+            tracing::warn!(path = %path.display(), error = %e, "fsync at close failed");
+        }
+    }
+
+    /// The handles kept by [`keep_for_sync`](Self::keep_for_sync), to fsync
+    /// and drop.
+    pub(super) fn take_unsynced_closed(&mut self) -> Vec<(PathBuf, File)> {
+        std::mem::take(&mut self.unsynced_closed)
     }
 
     fn touch(&mut self, id: &str) {

@@ -290,20 +290,17 @@ impl LogFile {
         Ok(copy)
     }
 
-    /// Closes the handle; what was written since the last fsync is fsynced first, since
-    /// the periodic sync only reaches open files.
-    pub(super) fn close(&mut self) {
+    /// Closes the log's handle. If something was written since the last fsync, the
+    /// handle is returned instead of closed, for the caller to fsync (then drop) off
+    /// the writer's path; `None` when there is nothing to sync.
+    #[must_use = "a returned handle still needs its fsync"]
+    pub(super) fn close(&mut self) -> Option<(PathBuf, File)> {
         if self.pending.is_empty() {
             self.pending = Vec::new();
         }
-        if let Some(file) = self.file.take() {
-            if self.dirty {
-                if let Err(e) = file.sync_data() {
-                    tracing::warn!(path = %self.path.display(), error = %e, "fsync at close failed");
-                }
-            }
-        }
-        self.dirty = false;
+        let file = self.file.take();
+        let dirty = std::mem::take(&mut self.dirty);
+        file.filter(|_| dirty).map(|file| (self.path.clone(), file))
     }
 }
 
@@ -356,7 +353,9 @@ mod tests {
             )
             .unwrap();
         }
-        log.close();
+        if let Some((_, file)) = log.close() {
+            file.sync_data().unwrap();
+        }
     }
 
     fn write_room(dir: &Path, n: u64) -> PathBuf {
@@ -592,8 +591,23 @@ mod tests {
         log.append(&rng, &[b'x'; 65_000], Durability::WriteThrough)
             .unwrap();
         assert!(log.pending.capacity() <= WRITE_BUFFER_KEPT);
-        log.close();
+        let _ = log.close();
         assert_eq!(log.pending.capacity(), 0, "a closed log keeps no buffer");
+    }
+
+    #[test]
+    fn closing_hands_out_the_handle_only_when_a_write_awaits_its_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("room.log");
+        let mut log = loaded(&path);
+        assert!(log.close().is_none(), "nothing written: nothing to sync");
+        let mut log = loaded(&path);
+        log.append(&SystemRandom::new(), b"m", Durability::WriteThrough)
+            .unwrap();
+        let (synced_path, file) = log.close().expect("written since the last fsync");
+        assert_eq!(synced_path, path);
+        file.sync_data().unwrap();
+        assert!(log.close().is_none(), "handed out once");
     }
 
     #[test]

@@ -16,8 +16,9 @@
 //! append (survives kill -9 of the server). The server fsyncs what was written every
 //! `history_sync_ms` (default 1 s; [`HistoryStore::take_unsynced`], off the writer) and
 //! at shutdown ([`HistoryStore::flush`]); a log whose handle is closed (handle cap) or
-//! that is evicted from the cache is fsynced as it is closed if it was written since. So
-//! a power loss or kernel crash loses at most about a second. Measured before this
+//! that is evicted from the cache while written since the last fsync hands its handle to
+//! that same periodic sync (at most 64 waiting; beyond, the close fsyncs at once). So a
+//! power loss or kernel crash loses at most about a second. Measured before this
 //! module was split (release, ~60-byte messages, 2026-12-01, a throwaway harness over
 //! this API, not kept): write-through ~650k appends/s; the first load and replay of a
 //! 100k-record log ~49 ms (every record is parsed for the resend keys), a cached replay

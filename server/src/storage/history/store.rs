@@ -218,6 +218,11 @@ impl HistoryStore {
     /// Tries every log; returns the first error.
     pub fn flush(&mut self) -> Result<(), HistoryError> {
         let mut first_error = None;
+        for (path, file) in self.cache.take_unsynced_closed() {
+            if let Err(source) = file.sync_data() {
+                first_error.get_or_insert(HistoryError::Io { path, source });
+            }
+        }
         let mut failed = Vec::new();
         for (id, log) in self.cache.logs_mut() {
             if let Err(e) = log.flush(true) {
@@ -234,12 +239,21 @@ impl HistoryStore {
     /// Duplicates of the file handles written since the last fsync, so that
     /// the caller can fsync them elsewhere while appends go on (an fsync
     /// through a duplicate descriptor covers every write made before it);
-    /// those logs then count as synced. Closed and evicted logs were synced
-    /// as they were closed.
+    /// those logs then count as synced. Logs closed or evicted since the
+    /// last call with writes not yet fsynced come with their own handles.
     pub fn take_unsynced(&mut self) -> Result<Vec<(PathBuf, File)>, HistoryError> {
-        let mut files = Vec::new();
+        let mut files = self.cache.take_unsynced_closed();
         for (_, log) in self.cache.logs_mut() {
-            files.extend(log.take_unsynced()?);
+            match log.take_unsynced() {
+                Ok(file) => files.extend(file),
+                Err(e) => {
+                    // What was already taken is not left unsynced.
+                    for (_, file) in files {
+                        let _ = file.sync_data();
+                    }
+                    return Err(e);
+                }
+            }
         }
         Ok(files)
     }
@@ -834,6 +848,27 @@ mod tests {
             room_texts(dir.path(), &KEY).unwrap(),
             ["first", "second", "third"]
         );
+    }
+
+    #[test]
+    fn an_evicted_log_written_since_the_last_fsync_waits_for_the_periodic_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = HistoryStore::open_with_config(dir.path(), &KEY, with_cache(0)).unwrap();
+        store.append_room(&keyed(1, "Ann", 42, "one")).unwrap();
+        assert_eq!(store.cache_stats(), CacheStats::default(), "evicted");
+        let unsynced = store.take_unsynced().unwrap();
+        assert_eq!(
+            unsynced.len(),
+            1,
+            "the evicted room's handle, not fsynced inline"
+        );
+        for (_, file) in unsynced {
+            file.sync_data().unwrap();
+        }
+        assert!(store.take_unsynced().unwrap().is_empty(), "handed out once");
+        // Evicted with nothing new written: nothing waits.
+        let _ = store.recent_for_user("ann", 10).unwrap();
+        assert!(store.take_unsynced().unwrap().is_empty());
     }
 
     #[test]
