@@ -263,15 +263,9 @@ where
         offload: &Offload,
         permit: Option<OwnedSemaphorePermit>,
     ) -> Result<Self, NetError> {
-        let Self {
-            stream,
-            core,
-            id,
-            out,
-            written,
-            failed,
-            ended,
-        } = self;
+        let mut driver = self;
+        // The core goes to the worker; the driver waits for it, partly moved.
+        let core = driver.core;
         let (core, result) = offload
             .run(move || {
                 let _permit = permit;
@@ -280,15 +274,7 @@ where
                 (core, result)
             })
             .await?;
-        let mut driver = Self {
-            stream,
-            core,
-            id,
-            out,
-            written,
-            failed,
-            ended,
-        };
+        driver.core = core;
         driver.stage();
         match result {
             Ok(()) => Ok(driver),
