@@ -58,36 +58,16 @@ pub mod message;
 // The cryptography and the wire codecs: only the connection types use them,
 // so nothing outside can build a record or a hello by hand (`internals`
 // opens them for test vectors, fuzzing and benches).
-#[cfg(not(feature = "internals"))]
-mod ffdhe;
-#[cfg(feature = "internals")]
-#[doc(hidden)]
-pub mod ffdhe;
-#[cfg(not(feature = "internals"))]
-mod frame;
-#[cfg(feature = "internals")]
-#[doc(hidden)]
-pub mod frame;
-#[cfg(not(feature = "internals"))]
-mod hello;
-#[cfg(feature = "internals")]
-#[doc(hidden)]
-pub mod hello;
-#[cfg(not(feature = "internals"))]
-mod key_exchange;
-#[cfg(feature = "internals")]
-#[doc(hidden)]
-pub mod key_exchange;
-#[cfg(not(feature = "internals"))]
-mod key_schedule;
-#[cfg(feature = "internals")]
-#[doc(hidden)]
-pub mod key_schedule;
-#[cfg(not(feature = "internals"))]
-mod record;
-#[cfg(feature = "internals")]
-#[doc(hidden)]
-pub mod record;
+macro_rules! internal_modules {
+    ($($name:ident),* $(,)?) => {$(
+        #[cfg(not(feature = "internals"))]
+        mod $name;
+        #[cfg(feature = "internals")]
+        #[doc(hidden)]
+        pub mod $name;
+    )*};
+}
+internal_modules!(ffdhe, frame, hello, key_exchange, key_schedule, record);
 
 #[cfg(feature = "internals")]
 #[doc(hidden)]
