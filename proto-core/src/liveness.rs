@@ -48,12 +48,6 @@ impl Liveness {
         }
     }
 
-    /// The limits this clock runs with.
-    #[must_use]
-    pub fn limits(&self) -> SilenceLimits {
-        self.limits
-    }
-
     /// Anything arrived from the peer.
     pub fn handle_heard(&mut self, now: Instant) {
         if now > self.last_heard {

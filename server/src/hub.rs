@@ -159,12 +159,15 @@ impl Hub {
             outbox: reg.outbox,
             control: reg.control,
         };
-        if self.shutting_down.load(Ordering::Acquire) {
-            // Logged in as the server stops: it gets the goodbye too.
+        let shutting_down = self.shutting_down.load(Ordering::Acquire);
+        if shutting_down {
+            // Logged in as the server stops: it gets the goodbye too, and
+            // nobody is told it joined (as nobody is told who leaves).
             member.control.kick(Kick::Shutdown);
         }
         match members.insert(reg.canonical.clone(), member) {
             Some(old) => old.control.kick(Kick::Replaced),
+            None if shutting_down => {}
             None => {
                 let joined = ServerMessage::UserJoined { username: display };
                 let msg = Arc::new(EncodedServerMessage::new(&joined));
@@ -358,6 +361,11 @@ mod tests {
         let after = join(&hub, "Bob", 2, 16);
         assert_eq!(before.control.kicked().await, Kick::Shutdown);
         assert_eq!(after.control.kicked().await, Kick::Shutdown);
+        let mut before = before;
+        assert!(
+            before.rx.try_recv().is_err(),
+            "a join during shutdown is not announced"
+        );
     }
 
     #[test]

@@ -260,32 +260,6 @@ impl TestClient {
         }
     }
 
-    /// Answers Pings for `duration` and fails the test if anything else
-    /// arrives or the session ends.
-    pub async fn assert_no_message_within(&mut self, duration: Duration) {
-        let deadline = Instant::now() + duration;
-        loop {
-            match self.next_event_until(deadline).await {
-                None => return,
-                Some(Ok(LinkEvent::Message(ServerMessage::Ping { nonce }))) => {
-                    self.answer_ping(nonce).await
-                }
-                Some(Ok(LinkEvent::Message(msg))) => panic!(
-                    "{}: expected no message for {duration:?}, got {msg:?}",
-                    self.label
-                ),
-                Some(Ok(LinkEvent::Closed { clean })) => panic!(
-                    "{}: expected the session to stay open, it closed (clean: {clean})",
-                    self.label
-                ),
-                Some(Err(e)) => panic!(
-                    "{}: expected the session to stay open, it failed: {e}",
-                    self.label
-                ),
-            }
-        }
-    }
-
     /// Proves the server has answered everything sent so far and sent this
     /// client nothing else meanwhile: a Ping whose Pong must be the very
     /// next message.
