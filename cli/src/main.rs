@@ -19,14 +19,18 @@ mod render;
 
 /// Environment variable a script can put the password in.
 const PASSWORD_ENV: &str = "SECURECHAT_PASSWORD";
+/// With `--change-password`: the new password.
+const NEW_PASSWORD_ENV: &str = "SECURECHAT_NEW_PASSWORD";
 
 /// The exit statuses; README.md ("Chatting from a terminal") and `--help`
 /// list them too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Exit {
-    /// Left normally: `/quit`, `#exit`, end of input; `--send`: sent.
+    /// Left normally: `/quit`, `#exit`, end of input; `--send`: sent;
+    /// `--change-password`: changed.
     Left = 0,
-    /// The server refused the login or registration.
+    /// The server refused the login or registration; `--change-password`:
+    /// the password did not change.
     AuthFailed = 1,
     /// Bad arguments (clap exits with 2 too), or no password to use.
     Usage = 2,
@@ -50,8 +54,9 @@ enum Exit {
 
 const EXIT_STATUS_HELP: &str = "\
 Exit status:
-  0  left normally (/quit, #exit, end of input; --send: sent)
-  1  login or registration refused
+  0  left normally (/quit, #exit, end of input; --send: sent;
+     --change-password: changed)
+  1  login or registration refused; --change-password: not changed
   2  usage error: bad arguments, or no password
   3  server unreachable, or the connection failed or was lost
   4  server identity refused: changed key, wrong --fingerprint, not trusted,
@@ -76,6 +81,7 @@ impl Exit {
             CloseCause::ClosedByServer(_) => Exit::ClosedByServer,
             CloseCause::Fatal(
                 FatalCause::InvalidPassword(_)
+                | FatalCause::InvalidStretch
                 | FatalCause::VersionMismatch(_)
                 | FatalCause::Handshake(_)
                 | FatalCause::KnownServers(_)
@@ -148,17 +154,47 @@ struct Args {
     /// Print events as JSON lines.
     #[arg(long)]
     json: bool,
+    /// Log in, change the password, then leave (exit 0 if changed, 1 if
+    /// not). The new password is the second line of standard input with
+    /// --password-stdin, else $SECURECHAT_NEW_PASSWORD, else asked twice
+    /// without echo. Other devices must log in again with the new one.
+    #[arg(long, conflicts_with_all = ["send", "register"])]
+    change_password: bool,
+}
+
+fn read_stdin_password(what: &str) -> anyhow::Result<Zeroizing<String>> {
+    let mut line = Zeroizing::new(String::new());
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .with_context(|| format!("reading the {what}"))?;
+    Ok(Zeroizing::new(
+        line.trim_end_matches(['\r', '\n']).to_owned(),
+    ))
+}
+
+/// The new password of `--change-password`.
+fn read_new_password(args: &Args) -> anyhow::Result<Zeroizing<String>> {
+    if args.password_stdin {
+        return read_stdin_password("new password");
+    }
+    if let Ok(p) = std::env::var(NEW_PASSWORD_ENV) {
+        return Ok(Zeroizing::new(p));
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no new password: use a terminal, ${NEW_PASSWORD_ENV} or --password-stdin");
+    }
+    let first = Zeroizing::new(rpassword::prompt_password("new password: ")?);
+    let again = Zeroizing::new(rpassword::prompt_password("new password again: ")?);
+    if first != again {
+        bail!("the two new passwords differ");
+    }
+    Ok(first)
 }
 
 fn read_password(args: &Args) -> anyhow::Result<Zeroizing<String>> {
     if args.password_stdin {
-        let mut line = Zeroizing::new(String::new());
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .context("reading the password")?;
-        let trimmed = Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned());
-        return Ok(trimmed);
+        return read_stdin_password("password");
     }
     if let Ok(p) = std::env::var(PASSWORD_ENV) {
         return Ok(Zeroizing::new(p));
@@ -184,6 +220,11 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<Exit> {
     let args = Args::parse();
     let password = read_password(&args)?;
+    let new_password = if args.change_password {
+        Some(read_new_password(&args)?)
+    } else {
+        None
+    };
     let auth = if args.register {
         AuthRequest::Register {
             username: args.user.clone(),
@@ -203,12 +244,12 @@ fn run() -> anyhow::Result<Exit> {
     if let Some(path) = &args.known_servers {
         options.known_servers = KnownServers::at(path.clone());
     }
-    options.reconnect = args.send.is_none();
+    options.reconnect = args.send.is_none() && !args.change_password;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()?;
-    Ok(runtime.block_on(chat(args, options)))
+    Ok(runtime.block_on(chat(args, options, new_password)))
 }
 
 /// Standard input line by line, read on a thread of its own, started at
@@ -247,10 +288,15 @@ fn read_stdin() -> mpsc::Receiver<String> {
     rx
 }
 
-async fn chat(args: Args, options: ClientOptions) -> Exit {
+async fn chat(args: Args, options: ClientOptions, new_password: Option<Zeroizing<String>>) -> Exit {
+    let old_password = options.auth.password().clone();
     let (handle, mut events) = client_core::spawn(options, &tokio::runtime::Handle::current());
-    // Interactive input: lines from stdin (not in --send mode).
-    let interactive = args.send.is_none();
+    // Interactive input: lines from stdin (not in --send or
+    // --change-password mode).
+    let interactive = args.send.is_none() && new_password.is_none();
+    let mut new_password = new_password;
+    // --change-password: None until the server answered.
+    let mut changed: Option<bool> = None;
     let mut stdin = StdinLines::default();
     // Read chat lines only once logged in: before that, stdin answers the
     // trust question.
@@ -276,6 +322,9 @@ async fn chat(args: Args, options: ClientOptions) -> Exit {
                         let _ = reply.send(yes);
                     }
                     ClientEvent::HistoryDone => {
+                        if let Some(new) = new_password.take() {
+                            handle.change_password(old_password.clone(), new);
+                        }
                         if let (Some(text), false) = (&args.send, sent) {
                             sent = true;
                             match &args.to {
@@ -289,6 +338,14 @@ async fn chat(args: Args, options: ClientOptions) -> Exit {
                         stdin_open = interactive && !args.password_stdin;
                     }
                     ClientEvent::Delivery { delivery: Delivery::Stored { .. }, .. } => stored = true,
+                    ClientEvent::PasswordChanged => {
+                        changed = Some(true);
+                        handle.quit();
+                    }
+                    ClientEvent::PasswordChangeFailed { .. } => {
+                        changed = Some(false);
+                        handle.quit();
+                    }
                     ClientEvent::Closed { .. } => break,
                     _ => {}
                 }
@@ -304,6 +361,7 @@ async fn chat(args: Args, options: ClientOptions) -> Exit {
         }
     }
     match handle.close_cause().as_ref().map(Exit::from_cause) {
+        Some(Exit::Left) if args.change_password && changed != Some(true) => Exit::AuthFailed,
         // Only the server can end a --send run as "left" before it sent.
         Some(Exit::Left) if args.send.is_some() && !sent => Exit::Failed,
         Some(Exit::Left) if args.send.is_some() && !stored => Exit::NotDelivered,

@@ -55,6 +55,12 @@ pub fn human(event: &ClientEvent) -> Option<String> {
         } => key_changed_warning(server, pinned, presented, known_servers),
         ClientEvent::LoggedIn { username } => format!("-- logged in as {}", esc(username)),
         ClientEvent::AuthFailed { reason } => format!("!! {}", auth_failure_text(*reason)),
+        ClientEvent::PasswordChanged => {
+            "-- password changed; other devices must log in again with the new one".into()
+        }
+        ClientEvent::PasswordChangeFailed { reason } => {
+            format!("!! password not changed: {}", esc(&reason.to_string()))
+        }
         ClientEvent::Online { users } => {
             let names: Vec<String> = users.iter().map(|u| esc(u)).collect();
             format!("-- online ({}): {}", names.len(), names.join(", "))
@@ -135,6 +141,11 @@ pub fn json(event: &ClientEvent) -> Option<String> {
         ClientEvent::AuthFailed { reason } => json!({
             "type": "auth_failed", "reason": format!("{reason:?}"),
             "message": auth_failure_text(*reason)
+        }),
+        ClientEvent::PasswordChanged => json!({ "type": "password_changed" }),
+        ClientEvent::PasswordChangeFailed { reason } => json!({
+            "type": "password_change_failed", "reason": format!("{reason:?}"),
+            "message": reason.to_string()
         }),
         ClientEvent::Online { users } => json!({ "type": "online", "users": users }),
         ClientEvent::Joined { username } => json!({ "type": "joined", "username": username }),

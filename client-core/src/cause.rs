@@ -27,6 +27,33 @@ pub struct ServerRefusal {
     pub detail: String,
 }
 
+/// Why a password change did not happen. The old password still works.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordChangeError {
+    /// The current password is wrong (checked on this device: the
+    /// server's proof did not verify; nothing was sent).
+    #[error("the current password is wrong")]
+    WrongPassword,
+    #[error(
+        "the new password is too short (at least {} characters)",
+        proto_core::login::MIN_PASSWORD_CHARS
+    )]
+    TooShort,
+    #[error("invalid password: {0}")]
+    Invalid(PasswordError),
+    /// Not logged in right now (offline or reconnecting).
+    #[error("not connected; try again once connected")]
+    NotConnected,
+    #[error("a password change is already in progress")]
+    InProgress,
+    /// The connection dropped before the server confirmed it.
+    #[error("the connection was lost before the server confirmed the change")]
+    Interrupted,
+    /// The server refused it (`AuthFailed`, or an `Error`).
+    #[error("refused by the server: {0}")]
+    Refused(String),
+}
+
 impl std::fmt::Display for ServerRefusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let what = match self.code {
@@ -101,6 +128,9 @@ pub enum FatalCause {
     InvalidUsername(UsernameError),
     #[error("invalid password: {0}")]
     InvalidPassword(PasswordError),
+    /// The password's key stretching could not run (its parameters).
+    #[error("the password could not be stretched (Argon2id parameters)")]
+    InvalidStretch,
     /// The server's key is not the pinned or given one: refused before
     /// anything was sent.
     #[error("the server's key has CHANGED; refused")]

@@ -4,9 +4,11 @@
 use std::time::Duration;
 
 use net::{ClientHandshake, ClientLink, ClientStream, LinkEvent, MaybeTlsStream, NetError};
-use proto_core::login::{login_step, LoginReply, LoginStep};
-use proto_core::message::{ClientMessage, ErrorCode, Password, ResumeToken, Username};
+use proto_core::login::{login_step, ExchangeStep, LoginReply, LoginStep, PasswordExchange};
+use proto_core::message::{AuthFailure, ClientMessage, ErrorCode, Password, ResumeToken, Username};
+use proto_core::opaque::ExportKey;
 use proto_core::{AlertCode, ClientConfig, Error as ProtoError, HandshakeError, ServerTrust};
+use rand_core::OsRng;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
@@ -52,6 +54,10 @@ pub struct Established {
     pub link: Link,
     pub username: String,
     pub token: ResumeToken,
+    /// OPAQUE's export key when this login used the password over OPAQUE
+    /// (not after a resume, nor the one-time login that migrates an
+    /// account made before OPAQUE).
+    pub export_key: Option<ExportKey>,
 }
 
 /// Connects, verifies the server (asking the user at first contact through
@@ -68,9 +74,9 @@ pub async fn establish(
         Some(token) => Some(ask(&mut session, &ClientMessage::Resume { token }).await?),
         None => None,
     };
-    let answer = match resumed {
-        Some(answer) if !answer.is_expired_resume() => answer,
-        _ => ask(&mut session, &credentials_message(&options.auth)?).await?,
+    let (answer, export_key) = match resumed {
+        Some(answer) if !answer.is_expired_resume() => (answer, None),
+        _ => password_exchange(&mut session, options).await?,
     };
     match answer {
         LoginReply::Accepted {
@@ -81,6 +87,7 @@ pub async fn establish(
             link: session,
             username: username.as_str().to_owned(),
             token: resume_token,
+            export_key,
         }),
         LoginReply::Refused(reason) => {
             let _ = events.send(ClientEvent::AuthFailed { reason });
@@ -129,16 +136,74 @@ async fn ask(session: &mut Link, request: &ClientMessage) -> Result<LoginReply, 
     .map_err(|_| RetryCause::LoginTimedOut)?
 }
 
-/// Turns the user's request into the protocol message, validating first.
-fn credentials_message(req: &AuthRequest) -> Result<ClientMessage, AttemptError> {
+/// Registers or logs in with the password over OPAQUE (the password never
+/// leaves this process; see `proto_core::login::PasswordExchange`). The
+/// key stretching runs on a blocking thread, off the event loop.
+async fn password_exchange(
+    session: &mut Link,
+    options: &ClientOptions,
+) -> Result<(LoginReply, Option<ExportKey>), AttemptError> {
+    let req = &options.auth;
     let username =
         Username::parse_normalizing(req.username()).map_err(FatalCause::InvalidUsername)?;
     let password =
         Password::new(req.password().to_string()).map_err(FatalCause::InvalidPassword)?;
-    Ok(match req {
-        AuthRequest::Login { .. } => ClientMessage::Login { username, password },
-        AuthRequest::Register { .. } => ClientMessage::Register { username, password },
+    let ksf = options
+        .stretch
+        .argon2id()
+        .map_err(|_| FatalCause::InvalidStretch)?;
+    let binding = session.channel_binding().clone();
+    let (mut exchange, first) = match req {
+        AuthRequest::Login { .. } => {
+            PasswordExchange::login(&mut OsRng, username, password, ksf, binding)
+        }
+        AuthRequest::Register { .. } => {
+            match PasswordExchange::register(&mut OsRng, username, password, ksf, binding) {
+                Ok(started) => started,
+                Err(reason) => return Ok((LoginReply::Refused(reason), None)),
+            }
+        }
+    };
+    session
+        .send(&first)
+        .await
+        .map_err(|e| RetryCause::Lost(Arc::new(e)))?;
+    timeout(AUTH_TIMEOUT, async {
+        loop {
+            let msg = match session.next_event().await {
+                Ok(LinkEvent::Message(m)) => m,
+                Ok(LinkEvent::Closed { .. }) => return Err(RetryCause::Closed.into()),
+                Err(e) => return Err(RetryCause::Lost(Arc::new(e)).into()),
+            };
+            let step = if PasswordExchange::<proto_core::opaque::Argon2id>::is_expensive(&msg) {
+                let (back, step) = tokio::task::spawn_blocking(move || {
+                    let step = exchange.handle(&mut OsRng, msg);
+                    (exchange, step)
+                })
+                .await
+                .map_err(|_| FatalCause::InvalidStretch)?;
+                exchange = back;
+                step
+            } else {
+                exchange.handle(&mut OsRng, msg)
+            };
+            match step {
+                ExchangeStep::Send(next) => session
+                    .send(&next)
+                    .await
+                    .map_err(|e| RetryCause::Lost(Arc::new(e)))?,
+                ExchangeStep::Done(reply, export_key) => return Ok((reply, export_key)),
+                ExchangeStep::Refused => {
+                    return Ok((LoginReply::Refused(AuthFailure::LoginFailed), None))
+                }
+                ExchangeStep::Unexpected(other) => {
+                    return Err(FatalCause::UnexpectedAnswer { tag: other.tag() }.into())
+                }
+            }
+        }
     })
+    .await
+    .map_err(|_| RetryCause::LoginTimedOut)?
 }
 
 async fn open_stream(options: &ClientOptions) -> Result<ClientStream, AttemptError> {

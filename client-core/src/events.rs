@@ -105,6 +105,13 @@ pub enum ClientEvent {
     AuthFailed {
         reason: AuthFailure,
     },
+    /// The password changed; every other device must log in again with
+    /// the new one (their resume tokens were revoked).
+    PasswordChanged,
+    /// The password did not change.
+    PasswordChangeFailed {
+        reason: crate::cause::PasswordChangeError,
+    },
     /// Everyone online (pages merged).
     Online {
         users: Vec<String>,

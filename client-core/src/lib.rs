@@ -33,7 +33,7 @@ mod runner;
 pub mod session_policy;
 
 pub use address::{ServerAddress, DEFAULT_PORT};
-pub use cause::{CloseCause, FatalCause, RetryCause, ServerRefusal};
+pub use cause::{CloseCause, FatalCause, PasswordChangeError, RetryCause, ServerRefusal};
 pub use events::{ChatLine, ClientEvent, ConnectionState, Delivery, NoticeKind};
 pub use input::{parse_input, Input, HELP_TEXT};
 pub use known_servers::KnownServers;

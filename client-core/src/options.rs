@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use proto_core::opaque::Stretch;
 use proto_core::Fingerprint;
 use zeroize::Zeroizing;
 
@@ -70,6 +71,10 @@ pub struct ClientOptions {
     pub auth: AuthRequest,
     /// Reconnect after a dropped connection (off for one-shot scripts).
     pub reconnect: bool,
+    /// The password's key stretching (Argon2id). Part of every account's
+    /// OPAQUE record: leave it at [`Stretch::RECOMMENDED`], which every
+    /// SecureChat client uses; a test may lower it for accounts it makes.
+    pub stretch: Stretch,
 }
 
 impl ClientOptions {
@@ -82,6 +87,7 @@ impl ClientOptions {
             known_servers: KnownServers::default_location(),
             auth,
             reconnect: true,
+            stretch: Stretch::RECOMMENDED,
         }
     }
 }

@@ -12,7 +12,13 @@ use net::LinkEvent;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::cause::{CloseCause, RetryCause};
+use proto_core::login::{ChangeStep, LoginReply, PasswordChange};
+use proto_core::message::{Password, ServerMessage, Username};
+use proto_core::opaque::{Argon2id, ExportKey};
+use rand_core::OsRng;
+use zeroize::Zeroizing;
+
+use crate::cause::{auth_failure_text, CloseCause, PasswordChangeError, RetryCause, ServerRefusal};
 use crate::connect::{establish, AttemptError, Established, Link};
 use crate::events::{ClientEvent, ConnectionState};
 use crate::input::{parse_input, Input};
@@ -20,10 +26,23 @@ use crate::options::{AuthRequest, ClientOptions};
 use crate::session_policy::{Action, Event, PolicyConfig, SessionPolicy};
 
 /// What the UI asks of the client task.
-#[derive(Debug)]
 enum Command {
     Input(Input),
+    ChangePassword {
+        old: Zeroizing<String>,
+        new: Zeroizing<String>,
+    },
     Quit,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Input(input) => f.debug_tuple("Input").field(input).finish(),
+            Command::ChangePassword { .. } => f.write_str("ChangePassword(<redacted>)"),
+            Command::Quit => f.write_str("Quit"),
+        }
+    }
 }
 
 /// The UI's side of a running client. Cheap to clone; every call returns
@@ -66,6 +85,14 @@ impl ClientHandle {
         let _ = self.tx.send(Command::Input(Input::Who));
     }
 
+    /// Changes the account's password (the current one is required);
+    /// answered by `PasswordChanged` or `PasswordChangeFailed`. Other
+    /// devices' sessions are not ended, but their resume tokens are
+    /// revoked: they log in again with the new password.
+    pub fn change_password(&self, old: Zeroizing<String>, new: Zeroizing<String>) {
+        let _ = self.tx.send(Command::ChangePassword { old, new });
+    }
+
     /// Leaves cleanly (goodbye to the server), then `Closed`.
     pub fn quit(&self) {
         let _ = self.tx.send(Command::Quit);
@@ -101,12 +128,12 @@ fn now_ms() -> u64 {
 }
 
 /// A connection attempt in flight.
-type Attempt = Pin<Box<dyn Future<Output = Result<Established, AttemptError>> + Send>>;
+type Attempt = Pin<Box<dyn Future<Output = Result<Box<Established>, AttemptError>> + Send>>;
 
 /// What woke the driver.
 enum Wake {
     Command(Option<Command>),
-    Attempt(Result<Established, AttemptError>),
+    Attempt(Result<Box<Established>, AttemptError>),
     AttemptEvent(ClientEvent),
     Link(Result<LinkEvent<proto_core::message::ServerMessage>, net::NetError>),
     Timeout,
@@ -123,6 +150,14 @@ struct Driver {
     /// Events of the attempt in flight (trust question, key changed...).
     attempt_events: Option<mpsc::UnboundedReceiver<ClientEvent>>,
     session: Option<Link>,
+    /// Who is logged in on `session`.
+    username: Option<String>,
+    /// OPAQUE's export key, kept in memory for as long as the client runs
+    /// (from the last password login or change; a resume keeps it). Later
+    /// work derives a key-backup key from it; nothing stores it.
+    export_key: Option<ExportKey>,
+    /// A password change waiting for the server.
+    change: Option<PasswordChange>,
 }
 
 impl Driver {
@@ -146,6 +181,9 @@ impl Driver {
             attempt: None,
             attempt_events: None,
             session: None,
+            username: None,
+            export_key: None,
+            change: None,
         }
     }
 
@@ -166,6 +204,9 @@ impl Driver {
                 Wake::Command(Some(Command::Input(input))) => {
                     self.policy.handle(Event::Input(input), now())
                 }
+                Wake::Command(Some(Command::ChangePassword { old, new })) => {
+                    self.start_password_change(old, new).await
+                }
                 Wake::AttemptEvent(event) => {
                     let _ = self.events.send(event);
                     Vec::new()
@@ -180,7 +221,12 @@ impl Driver {
                     }
                     match result {
                         Ok(est) => {
+                            let est = *est;
                             self.session = Some(est.link);
+                            self.username = Some(est.username.clone());
+                            if est.export_key.is_some() {
+                                self.export_key = est.export_key;
+                            }
                             let event = Event::LoggedIn {
                                 username: est.username,
                                 token: est.token,
@@ -190,15 +236,18 @@ impl Driver {
                         Err(e) => self.policy.handle(Event::AttemptFailed(e), now()),
                     }
                 }
-                Wake::Link(Ok(LinkEvent::Message(msg))) => {
-                    self.policy.handle(Event::Received(msg), now())
-                }
+                Wake::Link(Ok(LinkEvent::Message(msg))) => match self.password_change(msg).await {
+                    Some(msg) => self.policy.handle(Event::Received(msg), now()),
+                    None => Vec::new(),
+                },
                 Wake::Link(Ok(LinkEvent::Closed { .. })) => {
+                    self.interrupt_password_change();
                     self.session = None;
                     self.policy
                         .handle(Event::ConnectionLost(RetryCause::Closed), now())
                 }
                 Wake::Link(Err(e)) => {
+                    self.interrupt_password_change();
                     self.session = None;
                     let cause = RetryCause::Lost(Arc::new(e));
                     self.policy.handle(Event::ConnectionLost(cause), now())
@@ -303,8 +352,142 @@ impl Driver {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         self.attempt_events = Some(rx);
-        self.attempt = Some(Box::pin(
-            async move { establish(&options, &tx, resume).await },
-        ));
+        self.attempt = Some(Box::pin(async move {
+            establish(&options, &tx, resume).await.map(Box::new)
+        }));
+    }
+
+    fn emit(&self, event: ClientEvent) {
+        let _ = self.events.send(event);
+    }
+
+    fn password_change_failed(&self, reason: PasswordChangeError) {
+        self.emit(ClientEvent::PasswordChangeFailed { reason });
+    }
+
+    /// Starts a password change on the logged-in session.
+    async fn start_password_change(
+        &mut self,
+        old: Zeroizing<String>,
+        new: Zeroizing<String>,
+    ) -> Vec<Action> {
+        if self.change.is_some() {
+            self.password_change_failed(PasswordChangeError::InProgress);
+            return Vec::new();
+        }
+        let (Some(session), Some(username)) = (&mut self.session, &self.username) else {
+            self.password_change_failed(PasswordChangeError::NotConnected);
+            return Vec::new();
+        };
+        let passwords = Password::new(old.to_string())
+            .and_then(|old| Ok((old, Password::new(new.to_string())?)));
+        let (old, new) = match passwords {
+            Ok(pair) => pair,
+            Err(e) => {
+                self.password_change_failed(PasswordChangeError::Invalid(e));
+                return Vec::new();
+            }
+        };
+        let (Ok(username), Ok(ksf)) = (Username::new(username), self.options.stretch.argon2id())
+        else {
+            self.password_change_failed(PasswordChangeError::NotConnected);
+            return Vec::new();
+        };
+        let binding = session.channel_binding().clone();
+        match PasswordChange::start(&mut OsRng, &username, old, new, ksf, binding) {
+            Ok((change, first)) => {
+                if let Err(e) = session.send(&first).await {
+                    self.session = None;
+                    self.password_change_failed(PasswordChangeError::Interrupted);
+                    let cause = RetryCause::Lost(Arc::new(e));
+                    return self
+                        .policy
+                        .handle(Event::ConnectionLost(cause), Instant::now().into_std());
+                }
+                self.change = Some(change);
+            }
+            Err(_) => self.password_change_failed(PasswordChangeError::TooShort),
+        }
+        Vec::new()
+    }
+
+    /// Offers `msg` to the password change in progress; gives it back if it
+    /// is not the change's.
+    async fn password_change(&mut self, msg: ServerMessage) -> Option<ServerMessage> {
+        let mut change = self.change.take()?;
+        let step = if PasswordChange::<Argon2id>::is_expensive(&msg) {
+            // Two Argon2id runs: off the event loop.
+            match tokio::task::spawn_blocking(move || {
+                let step = change.handle(&mut OsRng, msg);
+                (change, step)
+            })
+            .await
+            {
+                Ok((back, step)) => {
+                    change = back;
+                    step
+                }
+                Err(_) => {
+                    self.password_change_failed(PasswordChangeError::Interrupted);
+                    return None;
+                }
+            }
+        } else {
+            change.handle(&mut OsRng, msg)
+        };
+        match step {
+            ChangeStep::Send(next) => {
+                if let Some(session) = &mut self.session {
+                    if session.send(&next).await.is_ok() {
+                        self.change = Some(change);
+                        return None;
+                    }
+                }
+                self.password_change_failed(PasswordChangeError::Interrupted);
+                None
+            }
+            ChangeStep::Changed {
+                resume_token,
+                export_key,
+                ..
+            } => {
+                self.export_key = Some(export_key);
+                // Reconnects log in with the new password from now on.
+                let password = Zeroizing::new(change.new_password().expose().to_owned());
+                let username = self.options.auth.username().to_owned();
+                self.options.auth = AuthRequest::Login { username, password };
+                let now = Instant::now().into_std();
+                let _ = self.policy.handle(Event::TokenReplaced(resume_token), now);
+                self.emit(ClientEvent::PasswordChanged);
+                None
+            }
+            ChangeStep::WrongPassword => {
+                self.password_change_failed(PasswordChangeError::WrongPassword);
+                None
+            }
+            ChangeStep::Failed(reply) => {
+                let text = match reply {
+                    LoginReply::Refused(reason) => auth_failure_text(reason).to_owned(),
+                    LoginReply::Error { code, detail } => ServerRefusal {
+                        code,
+                        detail: detail.as_str().to_owned(),
+                    }
+                    .to_string(),
+                    LoginReply::Accepted { .. } | LoginReply::Goodbye(_) => String::new(),
+                };
+                self.password_change_failed(PasswordChangeError::Refused(text));
+                None
+            }
+            ChangeStep::NotMine(msg) => {
+                self.change = Some(change);
+                Some(msg)
+            }
+        }
+    }
+
+    fn interrupt_password_change(&mut self) {
+        if self.change.take().is_some() {
+            self.password_change_failed(PasswordChangeError::Interrupted);
+        }
     }
 }

@@ -58,6 +58,9 @@ pub enum Event {
     },
     /// The attempt asked for by [`Action::Connect`] failed.
     AttemptFailed(AttemptError),
+    /// The password changed: this is the session's token now (the old one
+    /// was revoked with every other).
+    TokenReplaced(ResumeToken),
     /// A message from the server.
     Received(ServerMessage),
     /// The connection closed or failed (reading or writing).
@@ -222,6 +225,7 @@ impl SessionPolicy {
             Event::Input(input) => self.input(input, now, &mut out),
             Event::LoggedIn { username, token } => self.logged_in(username, token, now, &mut out),
             Event::AttemptFailed(error) => self.attempt_failed(error, now, &mut out),
+            Event::TokenReplaced(token) => self.token = Some(token),
             Event::Received(msg) => {
                 if let State::Online { liveness, .. } = &mut self.state {
                     liveness.handle_heard(now);
@@ -655,8 +659,15 @@ impl SessionPolicy {
                 };
                 notice(out, NoticeKind::Error, refusal.to_string());
             }
-            // Only answers to a login, which happened before the chat.
-            ServerMessage::AuthOk { .. } | ServerMessage::AuthFailed { .. } => {}
+            // Only answers to a login, which happened before the chat,
+            // or to a password change, which the driver handles.
+            ServerMessage::AuthOk { .. }
+            | ServerMessage::AuthFailed { .. }
+            | ServerMessage::RegisterResponse { .. }
+            | ServerMessage::LoginResponse { .. }
+            | ServerMessage::LegacyLoginRequired
+            | ServerMessage::ChangePasswordResponse { .. }
+            | ServerMessage::PasswordChanged { .. } => {}
         }
     }
 

@@ -410,6 +410,16 @@ impl ChatModel {
                 let text = auth_failure_text(*reason).to_owned();
                 self.notice_in(self.selected, NoticeStyle::Error, text, now_ms);
             }
+            ClientEvent::PasswordChanged => {
+                let text = "Password changed. Your other devices must log in again with the \
+                            new one."
+                    .to_owned();
+                self.notice_in(self.selected, NoticeStyle::Info, text, now_ms);
+            }
+            ClientEvent::PasswordChangeFailed { reason } => {
+                let text = format!("Password not changed: {reason}");
+                self.notice_in(self.selected, NoticeStyle::Error, text, now_ms);
+            }
             ClientEvent::Closed { cause } => {
                 self.status = Status::Offline(cause.to_string());
                 self.online.clear();

@@ -92,7 +92,7 @@ where
         .next_handshake_event(&opts.offload, Some(&opts.cpu_permits))
         .await?;
     match ev {
-        ServerEvent::Connected => Ok(Link { driver }),
+        ServerEvent::Connected => Ok(Link::established(driver)),
         ServerEvent::Closed => Err(NetError::Closed),
         ServerEvent::Message(_) => {
             Err(proto_core::Error::InvalidState("message before Connected").into())
@@ -175,7 +175,7 @@ where
     let driver = Driver::new(stream, core, id); // ClientHello staged
     let (driver, ev) = driver.next_handshake_event(offload, None).await?;
     match ev {
-        ClientEvent::Connected { .. } => Ok(ClientHandshake::Connected(Link { driver })),
+        ClientEvent::Connected { .. } => Ok(ClientHandshake::Connected(Link::established(driver))),
         ClientEvent::ServerKeyUnknown(server_key) => {
             Ok(ClientHandshake::NeedsTrust(PendingTrust {
                 driver,
@@ -231,7 +231,7 @@ where
         while let Some(ev) = driver.core.poll_event() {
             if matches!(ev, ClientEvent::Connected { .. }) {
                 tracing::debug!(conn = %driver.id, "server key accepted; client handshake complete");
-                return Ok(Link { driver });
+                return Ok(Link::established(driver));
             }
         }
         Err(proto_core::Error::InvalidState("accepted key did not connect").into())

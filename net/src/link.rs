@@ -1,6 +1,6 @@
 //! [`Link`]: an established connection, either side.
 
-use proto_core::{ClientSide, EncodedServerMessage, ServerKey, ServerSide};
+use proto_core::{ChannelBinding, ClientSide, EncodedServerMessage, ServerKey, ServerSide};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::driver::{ConnId, Driver, LinkEvent, LinkSide};
@@ -14,12 +14,30 @@ use crate::error::NetError;
 /// [`pending_bytes`](Self::pending_bytes) grows past its limit.
 pub struct Link<S, Sd: LinkSide> {
     pub(crate) driver: Driver<S, Sd>,
+    binding: ChannelBinding,
 }
 
 /// An established server-side session (from [`crate::accept`]).
 pub type ServerLink<S> = Link<S, ServerSide>;
 /// An established client-side session (from [`crate::connect`]).
 pub type ClientLink<S> = Link<S, ClientSide>;
+
+impl<S, Sd: LinkSide> Link<S, Sd> {
+    /// Wraps a driver whose handshake has just completed.
+    pub(crate) fn established(driver: Driver<S, Sd>) -> Self {
+        let binding = driver
+            .core
+            .channel_binding()
+            .expect("a completed handshake has derived its channel binding");
+        Self { driver, binding }
+    }
+
+    /// This connection's channel binding: what an OPAQUE login is bound
+    /// to, so that it cannot be relayed into another connection.
+    pub fn channel_binding(&self) -> &ChannelBinding {
+        &self.binding
+    }
+}
 
 impl<S, Sd> Link<S, Sd>
 where

@@ -234,6 +234,7 @@ impl ClientSide {
         transcript.add(&frame[unsigned_len..]);
         common.sealer = Some(RecordSealer::new(secrets.client_traffic.clone()));
         common.opener = Some(RecordOpener::new(secrets.server_traffic.clone()));
+        common.exporter = Some(secrets.exporter.clone());
         self.state = State::ExpectServerFinished {
             server_key: sh.identity,
             transcript,

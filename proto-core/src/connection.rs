@@ -14,9 +14,32 @@ use crate::frame::{
     MIN_FRAME_BODY,
 };
 use crate::hello::PROTOCOL_VERSION;
+use crate::key_schedule::Secret;
 use crate::record::{
     ContentType, KeyUpdatePolicy, RecordOpener, RecordSealer, IV_LEN, RECORD_OVERHEAD,
 };
+
+/// A secret unique to one connection, known to its two ends only: what
+/// binds an OPAQUE login to the connection it ran over.
+#[derive(Clone)]
+pub struct ChannelBinding(Secret);
+
+impl ChannelBinding {
+    /// A binding from raw bytes (tests, and the fuzz targets).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(zeroize::Zeroizing::new(bytes))
+    }
+
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ChannelBinding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ChannelBinding(<redacted>)")
+    }
+}
 
 /// Limits shared by both sides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,6 +304,20 @@ impl<S: Side> Connection<S> {
         self.inner.side.is_established()
     }
 
+    /// This connection's channel binding, once the handshake is complete:
+    /// a secret both ends derive from the handshake and nobody else knows
+    /// (docs/PROTOCOL.md §Key schedule, `exporter`).
+    pub fn channel_binding(&self) -> Option<ChannelBinding> {
+        if !self.is_established() {
+            return None;
+        }
+        self.inner
+            .common
+            .exporter
+            .as_ref()
+            .map(|secret| ChannelBinding(secret.clone()))
+    }
+
     /// Encrypts and queues a message. Refused until the handshake is
     /// complete, so no credential can leave before the key is trusted.
     pub fn send(&mut self, msg: &S::Outgoing) -> Result<(), Error> {
@@ -329,6 +366,7 @@ pub struct CommonState {
     pub(crate) limits: Limits,
     pub(crate) sealer: Option<RecordSealer>,
     pub(crate) opener: Option<RecordOpener>,
+    pub(crate) exporter: Option<Secret>,
     outgoing: Vec<u8>,
     error: Option<Error>,
     pub(crate) peer_closed: bool,
@@ -342,6 +380,7 @@ impl CommonState {
             limits: limits.clamped(),
             sealer: None,
             opener: None,
+            exporter: None,
             outgoing: Vec::new(),
             error: None,
             peer_closed: false,

@@ -55,6 +55,9 @@ pub struct HandshakeSecrets {
     pub server_traffic: Secret,
     pub client_finished: Secret,
     pub server_finished: Secret,
+    /// The connection's channel binding (docs/PROTOCOL.md §Key schedule):
+    /// OPAQUE's context, so a login cannot be relayed to another connection.
+    pub exporter: Secret,
 }
 
 impl HandshakeSecrets {
@@ -67,6 +70,7 @@ impl HandshakeSecrets {
             server_traffic: expand_label(&prk, b"s traffic", th_sig),
             client_finished: expand_label(&prk, b"c finished", th_sig),
             server_finished: expand_label(&prk, b"s finished", th_sig),
+            exporter: expand_label(&prk, b"exporter", th_sig),
         }
     }
 }

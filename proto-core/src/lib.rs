@@ -34,6 +34,8 @@
 //! - [`message`]: chat messages inside records, and their validation.
 //! - [`liveness`]: the Ping/idle policy both sides run.
 //! - [`login`]: what the answer to a login request means (every client).
+//! - [`opaque`]: OPAQUE (RFC 9807) password registration and login, both
+//!   sides, bound to the connection's [`ChannelBinding`].
 //! - [`error`]: why a connection ended.
 //! - `identity.rs`: server Ed25519 identity, keys, fingerprints, trust.
 //! - Private, and public only with the `internals` feature (test vectors,
@@ -54,6 +56,7 @@ pub mod error;
 pub mod liveness;
 pub mod login;
 pub mod message;
+pub mod opaque;
 
 // The cryptography and the wire codecs: only the connection types use them,
 // so nothing outside can build a record or a hello by hand (`internals`
@@ -74,7 +77,7 @@ internal_modules!(ffdhe, frame, hello, key_exchange, key_schedule, record);
 pub mod fuzz_targets;
 
 pub use client_handshake::{ClientConfig, ClientConnection, ClientEvent, ClientSide};
-pub use connection::{plaintext_alert_frame, Connection, Limits, Side};
+pub use connection::{plaintext_alert_frame, ChannelBinding, Connection, Limits, Side};
 pub use error::{AlertCode, Error, HandshakeError, PeerMisbehaved};
 pub use identity::{Fingerprint, ServerIdentity, ServerKey, ServerTrust};
 pub use record::KeyUpdatePolicy;

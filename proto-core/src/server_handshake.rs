@@ -193,6 +193,7 @@ impl ServerSide {
         let secrets = HandshakeSecrets::derive(&th_sig, &shares.ikm);
         common.sealer = Some(RecordSealer::new(secrets.server_traffic.clone()));
         common.opener = Some(RecordOpener::new(secrets.client_traffic.clone()));
+        common.exporter = Some(secrets.exporter.clone());
         let server_finished = finished_mac(&secrets.server_finished, &transcript.current());
         common.seal(ContentType::Finished, &server_finished)?;
         transcript.add(&server_finished);

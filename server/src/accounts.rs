@@ -1,13 +1,27 @@
-//! Registration, password login and resume, in front of the encrypted
-//! credential store: Argon2id off the async runtime behind a semaphore,
-//! brute-force throttling, and resume tokens.
+//! Registration, login, password change and resume, in front of the
+//! encrypted credential store: OPAQUE (RFC 9807, through
+//! `proto_core::opaque`) so that no password reaches the server, the
+//! one-time migration of accounts made before it, brute-force throttling,
+//! and resume tokens.
+//!
+//! An OPAQUE exchange takes two client messages. The server's answer to the
+//! first is a [`Pending`] the session keeps and hands back with the second;
+//! nothing about it is stored.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use proto_core::message::{AuthFailure, Password, ResumeToken, Username};
+use proto_core::message::{AuthFailure, Password, ResumeToken, ServerMessage, Username};
+use proto_core::opaque::{
+    OpaqueError, PasswordRecord, ServerKeys, ServerLoginState, Stretch,
+    CREDENTIAL_FINALIZATION_LEN, CREDENTIAL_REQUEST_LEN, REGISTRATION_REQUEST_LEN,
+    REGISTRATION_UPLOAD_LEN,
+};
+use proto_core::ChannelBinding;
+use rand_core::OsRng;
 use ring::rand::SystemRandom;
 use tokio::sync::Semaphore;
 
@@ -17,8 +31,7 @@ use crate::login_throttle::LoginThrottle;
 use crate::resume_tokens::ResumeTokens;
 use crate::storage::token_file::StoredToken;
 use crate::storage::{
-    dummy_phc, hash_password_with, verify_login, CredentialStore, PasswordParams, PhcString,
-    RegisterError,
+    dummy_phc, verify_login, Credential, CredentialStore, PasswordParams, PhcString, RegisterError,
 };
 
 /// A successful register, login or resume.
@@ -32,15 +45,42 @@ pub struct LoggedIn {
     pub token: ResumeToken,
 }
 
-/// Why an authentication attempt did not log anyone in.
+/// Why an authentication step did not succeed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// Told to the client as `AuthFailed { reason }`.
     #[error("authentication failed: {0:?}")]
     Failed(AuthFailure),
+    /// An OPAQUE message that does not decode (bad point): `Error InvalidMessage`.
+    #[error("malformed OPAQUE message")]
+    Malformed,
+    /// A finish without its start, or after another start.
+    #[error("no matching exchange in progress")]
+    OutOfOrder,
+    /// A request the server no longer serves: `Error Unsupported`.
+    #[error("unsupported: {0}")]
+    Unsupported(Unsupported),
     /// The server could not complete it (disk, randomness): `Error Internal`.
     #[error("internal error during authentication")]
     Internal,
+}
+
+/// Which request is no longer served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsupported {
+    /// The version-1 `Register`, which carried the password.
+    PasswordRegistration,
+    /// A password change before the account's first OPAQUE login.
+    LegacyPasswordChange,
+}
+
+impl fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Unsupported::PasswordRegistration => "password registration",
+            Unsupported::LegacyPasswordChange => "password change of a legacy account",
+        })
+    }
 }
 
 impl From<AuthFailure> for AuthError {
@@ -49,34 +89,82 @@ impl From<AuthFailure> for AuthError {
     }
 }
 
+/// What the session does after an authentication step.
+#[derive(Debug)]
+pub enum AuthAnswer {
+    /// Logged in (or registered): the chat phase begins.
+    LoggedIn(LoggedIn),
+    /// Send `reply`; keep `pending` for the client's next message.
+    Continue {
+        reply: ServerMessage,
+        pending: Option<Pending>,
+    },
+    /// The password changed: send `reply` (`PasswordChanged`).
+    PasswordChanged { reply: ServerMessage },
+}
+
+/// An OPAQUE exchange the server answered, waiting for the client's finish
+/// on the same connection.
+pub struct Pending(PendingKind);
+
+enum PendingKind {
+    Registration {
+        username: Username,
+    },
+    Login {
+        canonical: String,
+        ip: IpAddr,
+        state: ServerLoginState,
+        /// False for an unknown user: the finish can never succeed.
+        real: bool,
+    },
+    ChangePassword {
+        canonical: String,
+        ip: IpAddr,
+        state: ServerLoginState,
+    },
+}
+
+impl fmt::Debug for Pending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match &self.0 {
+            PendingKind::Registration { .. } => "Pending(Registration)",
+            PendingKind::Login { .. } => "Pending(Login)",
+            PendingKind::ChangePassword { .. } => "Pending(ChangePassword)",
+        })
+    }
+}
+
 struct KnownAccount {
     display: Username,
-    phc: Arc<str>,
+    credential: Arc<Credential>,
 }
 
 /// Settings of [`Accounts`].
 #[derive(Debug, Clone)]
 pub struct AccountsConfig {
-    /// Argon2id costs of new password hashes (and of the unknown-user dummy).
+    /// Argon2id costs of the unknown-user dummy that a version-1 `Login`
+    /// verifies (so it costs what a legacy account costs).
     pub password_hashing: PasswordParams,
+    /// Expensive account work (OPAQUE answers, legacy Argon2id checks) at once.
     pub hash_workers: usize,
-    pub min_password_chars: usize,
     pub token_lifetime: Duration,
 }
 
 /// The account service shared by every connection.
 pub struct Accounts {
-    /// Written only on the blocking pool (each registration fsyncs).
+    /// Written only on the blocking pool (each write fsyncs).
     store: Arc<Mutex<CredentialStore>>,
     /// Read from async code: never waits for the disk.
     known: RwLock<HashMap<String, KnownAccount>>,
+    keys: Arc<ServerKeys>,
     hash_permits: Arc<Semaphore>,
-    /// One password check at a time per account (parallel guesses queue).
+    /// One attempt at a time per account (parallel guesses queue).
     attempts: AttemptQueues,
     throttle: Mutex<LoginThrottle>,
     tokens: Mutex<ResumeTokens>,
     rng: SystemRandom,
-    /// Verified for unknown users, so they cost what a real account costs.
+    /// Verified for a version-1 login of an account without a legacy hash.
     dummy: Arc<PhcString>,
     config: AccountsConfig,
 }
@@ -85,9 +173,25 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+fn opaque_error(e: OpaqueError) -> AuthError {
+    match e {
+        OpaqueError::Malformed => AuthError::Malformed,
+        OpaqueError::Stretch => AuthError::Internal,
+        OpaqueError::AuthenticationFailed | OpaqueError::Reflected => {
+            AuthFailure::LoginFailed.into()
+        }
+    }
+}
+
 impl Accounts {
-    /// Wraps an opened store; `tokens` is the snapshot from the last graceful stop.
-    pub fn new(store: CredentialStore, tokens: Vec<StoredToken>, config: AccountsConfig) -> Self {
+    /// Wraps an opened store and the server's OPAQUE keys; `tokens` is the
+    /// snapshot from the last graceful stop.
+    pub fn new(
+        store: CredentialStore,
+        tokens: Vec<StoredToken>,
+        keys: ServerKeys,
+        config: AccountsConfig,
+    ) -> Self {
         let mut known = HashMap::new();
         for account in store.accounts() {
             // An entry that no longer parses (rules tightened) can't log in.
@@ -96,16 +200,16 @@ impl Accounts {
                     account.canonical.clone(),
                     KnownAccount {
                         display,
-                        phc: Arc::from(account.phc.as_str()),
+                        credential: Arc::new(account.credential.clone()),
                     },
                 );
             }
         }
-        // Hashed once now, with the costs new accounts get.
         let dummy = Arc::new(dummy_phc(config.password_hashing));
         Self {
             store: Arc::new(Mutex::new(store)),
             known: RwLock::new(known),
+            keys: Arc::new(keys),
             hash_permits: Arc::new(Semaphore::new(config.hash_workers.max(1))),
             attempts: AttemptQueues::default(),
             throttle: Mutex::new(LoginThrottle::default()),
@@ -124,6 +228,16 @@ impl Accounts {
             .len()
     }
 
+    /// Accounts still holding a pre-OPAQUE Argon2id hash.
+    pub fn legacy_count(&self) -> usize {
+        self.known
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter(|a| a.credential.is_legacy())
+            .count()
+    }
+
     /// The registered display name of `canonical`, if the account exists.
     pub fn display_name(&self, canonical: &str) -> Option<Username> {
         self.known
@@ -133,34 +247,72 @@ impl Accounts {
             .map(|a| a.display.clone())
     }
 
+    fn credential(&self, canonical: &str) -> Option<Arc<Credential>> {
+        self.known
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(canonical)
+            .map(|a| Arc::clone(&a.credential))
+    }
+
     /// Live resume tokens, for the snapshot written at shutdown.
     pub fn token_snapshot(&self) -> Vec<StoredToken> {
         lock(&self.tokens).snapshot(now_ms())
     }
 
-    /// Creates an account and logs it in. Exactly one of any number of
-    /// concurrent registrations of a name (in any letter case) succeeds.
-    pub async fn register(
+    // ------------------------------------------------------ registration
+
+    /// The version-1 `Register`: refused, it carried the password.
+    pub fn register_with_password(&self) -> Result<AuthAnswer, AuthError> {
+        Err(AuthError::Unsupported(Unsupported::PasswordRegistration))
+    }
+
+    /// `RegisterStart`: evaluates the blinded password under the name's
+    /// OPRF key. Nothing is stored until the finish.
+    pub fn register_start(
         &self,
         username: &Username,
-        password: Password,
-    ) -> Result<LoggedIn, AuthError> {
-        if password.expose().chars().count() < self.config.min_password_chars {
-            return Err(AuthFailure::WeakPassword.into());
-        }
+        request: &[u8; REGISTRATION_REQUEST_LEN],
+    ) -> Result<AuthAnswer, AuthError> {
         let canonical = username.canonical();
         if self.display_name(&canonical).is_some() {
             return Err(AuthFailure::NameTaken.into());
         }
-        let params = self.config.password_hashing;
-        let phc = self
-            .hashing(move || hash_password_with(params, password.expose().as_bytes()))
-            .await?
-            .map_err(|_| AuthError::Internal)?
-            .into_string();
+        let response = self
+            .keys
+            .registration_response(request, &canonical)
+            .map_err(opaque_error)?;
+        Ok(AuthAnswer::Continue {
+            reply: ServerMessage::RegisterResponse {
+                response: Box::new(response),
+            },
+            pending: Some(Pending(PendingKind::Registration {
+                username: username.clone(),
+            })),
+        })
+    }
+
+    /// `RegisterFinish`: stores the record and logs the account in. Exactly
+    /// one of any number of concurrent registrations of a name (in any
+    /// letter case) succeeds.
+    pub async fn register_finish(
+        &self,
+        pending: Option<Pending>,
+        upload: &[u8; REGISTRATION_UPLOAD_LEN],
+    ) -> Result<AuthAnswer, AuthError> {
+        let Some(Pending(PendingKind::Registration { username })) = pending else {
+            return Err(AuthError::OutOfOrder);
+        };
+        let record = PasswordRecord::from_upload(upload).map_err(opaque_error)?;
+        let canonical = username.canonical();
+        let credential = Credential::Opaque(record);
         let store = Arc::clone(&self.store);
-        let (c, d, p) = (canonical.clone(), username.as_str().to_owned(), phc.clone());
-        let stored = tokio::task::spawn_blocking(move || lock(&store).register(&c, &d, p))
+        let (c, d, cred) = (
+            canonical.clone(),
+            username.as_str().to_owned(),
+            credential.clone(),
+        );
+        let stored = tokio::task::spawn_blocking(move || lock(&store).register(&c, &d, cred))
             .await
             .map_err(|_| AuthError::Internal)?;
         match stored {
@@ -171,67 +323,300 @@ impl Accounts {
                 return Err(AuthError::Internal);
             }
         }
+        self.remember(&canonical, username, credential);
+        tracing::info!(user = %canonical, "account registered");
+        self.logged_in(canonical).map(AuthAnswer::LoggedIn)
+    }
+
+    fn remember(&self, canonical: &str, display: Username, credential: Credential) {
         self.known
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(
-                canonical.clone(),
+                canonical.to_owned(),
                 KnownAccount {
-                    display: username.clone(),
-                    phc: Arc::from(phc.as_str()),
+                    display,
+                    credential: Arc::new(credential),
                 },
             );
-        tracing::info!(user = %canonical, "account registered");
-        self.logged_in(canonical)
     }
 
-    /// Checks a password. Unknown user and wrong password give the same
-    /// answer after the same work (a dummy hash is verified); repeated
-    /// failures wait longer before the check (see `login_throttle`), and
-    /// checks on one account take turns (see `attempt_queue`), so the delay
-    /// is computed after every earlier attempt has been counted.
-    pub async fn login(
+    // ------------------------------------------------------------- login
+
+    /// `LoginStart`: answers with KE2, from a fake record for an unknown
+    /// user (same bytes, same work). The answer lets the client test one
+    /// password guess offline, so it is counted as a failed attempt now;
+    /// a valid finish takes that back. Attempts on one account take turns
+    /// (see `attempt_queue`) and wait out the throttle's delay first (see
+    /// `login_throttle`), so N parallel guesses take as long as N
+    /// sequential ones.
+    pub async fn login_start(
+        &self,
+        username: &Username,
+        request: &[u8; CREDENTIAL_REQUEST_LEN],
+        ip: IpAddr,
+        binding: &ChannelBinding,
+    ) -> Result<AuthAnswer, AuthError> {
+        let canonical = username.canonical();
+        let _turn = self.attempts.turn(&canonical, ip).await;
+        self.wait_out_throttle(&canonical, ip).await;
+        let record = match self.credential(&canonical).as_deref() {
+            Some(Credential::LegacyPhc(_)) => {
+                return Ok(AuthAnswer::Continue {
+                    reply: ServerMessage::LegacyLoginRequired,
+                    pending: None,
+                })
+            }
+            Some(Credential::Opaque(record)) => Some(record.clone()),
+            None => None,
+        };
+        let real = record.is_some();
+        let (keys, request, binding, name) = (
+            Arc::clone(&self.keys),
+            *request,
+            binding.clone(),
+            canonical.clone(),
+        );
+        let (state, response) = self
+            .offloaded(move || {
+                keys.login_start(&mut OsRng, record.as_ref(), &request, &name, &binding)
+            })
+            .await?
+            .map_err(opaque_error)?;
+        lock(&self.throttle).record_failure(&canonical, ip, Instant::now());
+        Ok(AuthAnswer::Continue {
+            reply: ServerMessage::LoginResponse {
+                response: Box::new(response),
+            },
+            pending: Some(Pending(PendingKind::Login {
+                canonical,
+                ip,
+                state,
+                real,
+            })),
+        })
+    }
+
+    /// `LoginFinish`: checks KE3. A failure was already counted.
+    pub fn login_finish(
+        &self,
+        pending: Option<Pending>,
+        finalization: &[u8; CREDENTIAL_FINALIZATION_LEN],
+        binding: &ChannelBinding,
+    ) -> Result<AuthAnswer, AuthError> {
+        let Some(Pending(PendingKind::Login {
+            canonical,
+            ip,
+            state,
+            real,
+        })) = pending
+        else {
+            return Err(AuthError::OutOfOrder);
+        };
+        let verified = state.finish(finalization, &canonical, binding).is_ok();
+        if !(verified && real) {
+            self.log_failure(ip);
+            return Err(AuthFailure::LoginFailed.into());
+        }
+        lock(&self.throttle).record_finished_login(&canonical, ip);
+        self.logged_in(canonical).map(AuthAnswer::LoggedIn)
+    }
+
+    /// The version-1 `Login`, with the password: served only for accounts
+    /// that still hold an Argon2id hash. A success replaces the hash with
+    /// an OPAQUE record made from the password at once (the one time the
+    /// server sees it), so the account never logs in this way again. Any
+    /// other account answers `LoginFailed` after the same work (a dummy
+    /// hash is verified), throttled and queued like every attempt.
+    pub async fn legacy_login(
         &self,
         username: &Username,
         password: Password,
         ip: IpAddr,
-    ) -> Result<LoggedIn, AuthError> {
+    ) -> Result<AuthAnswer, AuthError> {
         let canonical = username.canonical();
         let _turn = self.attempts.turn(&canonical, ip).await;
-        let delay = lock(&self.throttle).delay_for(&canonical, ip, Instant::now());
+        self.wait_out_throttle(&canonical, ip).await;
+        let credential = self.credential(&canonical);
+        let phc: Option<String> = match credential.as_deref() {
+            Some(Credential::LegacyPhc(phc)) => Some(phc.clone()),
+            _ => None,
+        };
+        let dummy = Arc::clone(&self.dummy);
+        let keys = Arc::clone(&self.keys);
+        let name = canonical.clone();
+        let migrated = self
+            .offloaded(move || {
+                if !verify_login(phc.as_deref(), &dummy, password.expose().as_bytes()) {
+                    return Ok(None);
+                }
+                let stretch = Stretch::RECOMMENDED.argon2id()?;
+                keys.register_with_password(
+                    &mut OsRng,
+                    password.expose().as_bytes(),
+                    &name,
+                    &stretch,
+                )
+                .map(Some)
+            })
+            .await?
+            .map_err(|_| AuthError::Internal)?;
+        let Some(record) = migrated else {
+            lock(&self.throttle).record_failure(&canonical, ip, Instant::now());
+            self.log_failure(ip);
+            return Err(AuthFailure::LoginFailed.into());
+        };
+        lock(&self.throttle).record_success(&canonical);
+        self.replace_credential(&canonical, Credential::Opaque(record))
+            .await?;
+        tracing::info!(
+            user = %canonical,
+            legacy_left = self.legacy_count(),
+            "account migrated to OPAQUE; its Argon2id hash is deleted"
+        );
+        self.logged_in(canonical).map(AuthAnswer::LoggedIn)
+    }
+
+    async fn wait_out_throttle(&self, canonical: &str, ip: IpAddr) {
+        let delay = lock(&self.throttle).delay_for(canonical, ip, Instant::now());
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        let phc: Option<Arc<str>> = self
-            .known
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&canonical)
-            .map(|a| Arc::clone(&a.phc));
-        let dummy = Arc::clone(&self.dummy);
-        let ok = self
-            .hashing(move || verify_login(phc.as_deref(), &dummy, password.expose().as_bytes()))
-            .await?;
-        let mut throttle = lock(&self.throttle);
-        if !ok {
-            throttle.record_failure(&canonical, ip, Instant::now());
-            tracing::info!(
-                %ip,
-                failures_total = throttle.total_failures(),
-                "login failed"
-            );
-            return Err(AuthFailure::LoginFailed.into());
-        }
-        throttle.record_success(&canonical);
-        drop(throttle);
-        self.logged_in(canonical)
     }
 
+    fn log_failure(&self, ip: IpAddr) {
+        tracing::info!(
+            %ip,
+            failures_total = lock(&self.throttle).total_failures(),
+            "login failed"
+        );
+    }
+
+    async fn replace_credential(
+        &self,
+        canonical: &str,
+        credential: Credential,
+    ) -> Result<(), AuthError> {
+        let store = Arc::clone(&self.store);
+        let (c, cred) = (canonical.to_owned(), credential.clone());
+        let written =
+            tokio::task::spawn_blocking(move || lock(&store).replace_credential(&c, cred))
+                .await
+                .map_err(|_| AuthError::Internal)?;
+        if let Err(e) = written {
+            tracing::error!(error = %e, "a new credential could not be stored");
+            return Err(AuthError::Internal);
+        }
+        if let Some(account) = self
+            .known
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(canonical)
+        {
+            account.credential = Arc::new(credential);
+        }
+        Ok(())
+    }
+
+    // --------------------------------------------------- password change
+
+    /// `ChangePasswordStart` from the logged-in `canonical`: KE2 for the old
+    /// password (counted and throttled like a login) and the registration
+    /// response for the new one.
+    pub async fn change_password_start(
+        &self,
+        canonical: &str,
+        request: &[u8; CREDENTIAL_REQUEST_LEN],
+        registration_request: &[u8; REGISTRATION_REQUEST_LEN],
+        ip: IpAddr,
+        binding: &ChannelBinding,
+    ) -> Result<AuthAnswer, AuthError> {
+        let _turn = self.attempts.turn(canonical, ip).await;
+        self.wait_out_throttle(canonical, ip).await;
+        let record = match self.credential(canonical).as_deref() {
+            Some(Credential::Opaque(record)) => record.clone(),
+            Some(Credential::LegacyPhc(_)) => {
+                return Err(AuthError::Unsupported(Unsupported::LegacyPasswordChange))
+            }
+            None => return Err(AuthError::Internal),
+        };
+        let registration_response = self
+            .keys
+            .registration_response(registration_request, canonical)
+            .map_err(opaque_error)?;
+        let (keys, request, binding, name) = (
+            Arc::clone(&self.keys),
+            *request,
+            binding.clone(),
+            canonical.to_owned(),
+        );
+        let (state, response) = self
+            .offloaded(move || {
+                keys.login_start(&mut OsRng, Some(&record), &request, &name, &binding)
+            })
+            .await?
+            .map_err(opaque_error)?;
+        lock(&self.throttle).record_failure(canonical, ip, Instant::now());
+        Ok(AuthAnswer::Continue {
+            reply: ServerMessage::ChangePasswordResponse {
+                response: Box::new(response),
+                registration_response: Box::new(registration_response),
+            },
+            pending: Some(Pending(PendingKind::ChangePassword {
+                canonical: canonical.to_owned(),
+                ip,
+                state,
+            })),
+        })
+    }
+
+    /// `ChangePasswordFinish`: the old password's KE3 must verify; then the
+    /// new record replaces the old one and every resume token of the
+    /// account is revoked (the other devices log in again with the new
+    /// password). This session gets a new token.
+    pub async fn change_password_finish(
+        &self,
+        pending: Option<Pending>,
+        finalization: &[u8; CREDENTIAL_FINALIZATION_LEN],
+        upload: &[u8; REGISTRATION_UPLOAD_LEN],
+        binding: &ChannelBinding,
+    ) -> Result<AuthAnswer, AuthError> {
+        let Some(Pending(PendingKind::ChangePassword {
+            canonical,
+            ip,
+            state,
+        })) = pending
+        else {
+            return Err(AuthError::OutOfOrder);
+        };
+        if state.finish(finalization, &canonical, binding).is_err() {
+            self.log_failure(ip);
+            return Err(AuthFailure::LoginFailed.into());
+        }
+        lock(&self.throttle).record_finished_login(&canonical, ip);
+        let record = PasswordRecord::from_upload(upload).map_err(opaque_error)?;
+        self.replace_credential(&canonical, Credential::Opaque(record))
+            .await?;
+        lock(&self.tokens).revoke_all(&canonical);
+        tracing::info!(user = %canonical, "password changed; resume tokens revoked");
+        let me = self.logged_in(canonical)?;
+        Ok(AuthAnswer::PasswordChanged {
+            reply: ServerMessage::PasswordChanged {
+                resume_token: me.token,
+                token_lifetime_secs: self.token_lifetime_secs(),
+            },
+        })
+    }
+
+    // ------------------------------------------------------------ tokens
+
     /// Redeems a resume token (one use) and issues the next one.
-    pub fn resume(&self, token: &ResumeToken) -> Result<LoggedIn, AuthError> {
+    pub fn resume(&self, token: &ResumeToken) -> Result<AuthAnswer, AuthError> {
         let user = lock(&self.tokens).redeem(token, now_ms());
         match user {
-            Some(canonical) if self.display_name(&canonical).is_some() => self.logged_in(canonical),
+            Some(canonical) if self.display_name(&canonical).is_some() => {
+                self.logged_in(canonical).map(AuthAnswer::LoggedIn)
+            }
             _ => Err(AuthFailure::ResumeFailed.into()),
         }
     }
@@ -256,9 +641,10 @@ impl Accounts {
         })
     }
 
-    /// Runs Argon2id work on the blocking pool at background priority (see
-    /// the `background-cpu` crate), at most `hash_workers` at once.
-    async fn hashing<T: Send + 'static>(
+    /// Runs expensive account work (OPAQUE answers, Argon2id) on the
+    /// blocking pool at background priority (see the `background-cpu`
+    /// crate), at most `hash_workers` at once.
+    async fn offloaded<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, AuthError> {
@@ -281,122 +667,4 @@ impl Accounts {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::login_throttle::MAX_DELAY;
-
-    fn accounts(dir: &std::path::Path) -> Arc<Accounts> {
-        let store = CredentialStore::open(dir.join("accounts.json.enc"), &[9; 32]).unwrap();
-        Arc::new(Accounts::new(
-            store,
-            Vec::new(),
-            AccountsConfig {
-                password_hashing: PasswordParams::default(),
-                hash_workers: 2,
-                min_password_chars: 8,
-                token_lifetime: Duration::from_secs(60),
-            },
-        ))
-    }
-
-    fn name(s: &str) -> Username {
-        Username::new(s).unwrap()
-    }
-
-    fn pw(s: &str) -> Password {
-        Password::new(s.to_owned()).unwrap()
-    }
-
-    fn ip(i: u8) -> IpAddr {
-        IpAddr::from([10, 0, 0, i])
-    }
-
-    /// Accounts with "alice" registered and enough failures on her account
-    /// to put its delay at the cap.
-    async fn alice_at_the_cap(dir: &std::path::Path) -> Arc<Accounts> {
-        let accounts = accounts(dir);
-        accounts
-            .register(&name("alice"), pw("correct horse"))
-            .await
-            .unwrap();
-        for _ in 0..10 {
-            let r = accounts
-                .login(&name("alice"), pw("wrong guess"), ip(1))
-                .await;
-            assert!(matches!(
-                r,
-                Err(AuthError::Failed(AuthFailure::LoginFailed))
-            ));
-        }
-        accounts
-    }
-
-    /// Parallel guesses used to compute their delays on arrival, before
-    /// the earlier ones were counted, and wait them out side by side: 60
-    /// guesses at the 30 s cap were all checked in 32 s.
-    #[tokio::test(start_paused = true)]
-    async fn parallel_guesses_take_as_long_as_sequential_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let accounts = alice_at_the_cap(dir.path()).await;
-        const GUESSES: u32 = 8;
-        let start = tokio::time::Instant::now();
-        let guesses: Vec<_> = (0..GUESSES)
-            .map(|i| {
-                let accounts = Arc::clone(&accounts);
-                tokio::spawn(async move {
-                    let guess = pw(&format!("guess number {i}"));
-                    accounts
-                        .login(&name("alice"), guess, ip(2 + (i % 4) as u8))
-                        .await
-                })
-            })
-            .collect();
-        for g in guesses {
-            assert!(g.await.unwrap().is_err());
-        }
-        let elapsed = start.elapsed();
-        assert!(
-            elapsed >= MAX_DELAY * GUESSES,
-            "{GUESSES} parallel guesses took {elapsed:?}; sequential ones take {:?}",
-            MAX_DELAY * GUESSES
-        );
-    }
-
-    /// The owner of an account under attack still logs in, after at most
-    /// one attempt per attacking address (plus its own delay).
-    #[tokio::test(start_paused = true)]
-    async fn the_owner_gets_in_behind_one_attempt_per_attacking_address() {
-        let dir = tempfile::tempdir().unwrap();
-        let accounts = alice_at_the_cap(dir.path()).await;
-        // Twenty guesses queued from two addresses.
-        let guesses: Vec<_> = (0..20)
-            .map(|i| {
-                let accounts = Arc::clone(&accounts);
-                tokio::spawn(async move {
-                    let guess = pw(&format!("guess number {i}"));
-                    accounts
-                        .login(&name("alice"), guess, ip(2 + (i % 2) as u8))
-                        .await
-                })
-            })
-            .collect();
-        tokio::task::yield_now().await;
-        let start = tokio::time::Instant::now();
-        let me = accounts
-            .login(
-                &name("alice"),
-                pw("correct horse"),
-                IpAddr::from([192, 0, 2, 7]),
-            )
-            .await;
-        assert!(me.is_ok(), "the owner must get in");
-        let waited = start.elapsed();
-        assert!(
-            waited <= MAX_DELAY * 3 + Duration::from_secs(1),
-            "the owner waited {waited:?} behind twenty guesses from two addresses"
-        );
-        for g in guesses {
-            let _ = g.await.unwrap();
-        }
-    }
-}
+mod tests;

@@ -18,7 +18,7 @@ use crate::history::{self, HistoryTask};
 use crate::hub::Hub;
 use crate::listener::Listener;
 use crate::session::Shared;
-use crate::storage::token_file;
+use crate::storage::{opaque_key_file, token_file};
 use crate::storage::{
     CredentialStore, DataDir, DataDirError, HistoryConfig, HistoryError, HistoryStore,
     KeyFileError, StoreError,
@@ -127,13 +127,25 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             Vec::new()
         }
     };
+    let (opaque_keys, generated) =
+        opaque_key_file::load_or_generate(&dir.opaque_key_path(), &storage_key)?;
+    if generated {
+        tracing::info!("generated the OPAQUE server key (back it up with the data directory)");
+    }
+    let legacy = store.legacy_count();
+    if legacy > 0 {
+        tracing::info!(
+            accounts = legacy,
+            "accounts still hold a pre-OPAQUE Argon2id hash; each is replaced at its next password login"
+        );
+    }
     let accounts = Accounts::new(
         store,
         tokens,
+        opaque_keys,
         AccountsConfig {
             password_hashing: config.password_hashing,
             hash_workers: config.limits.hash_workers,
-            min_password_chars: config.limits.min_password_chars,
             token_lifetime: config.token_lifetime,
         },
     );

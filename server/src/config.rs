@@ -128,10 +128,9 @@ pub struct ServerLimits {
     pub handshake_burst_per_ip: u32,
     /// Handshake cryptography running at once (on the blocking pool).
     pub handshake_workers: usize,
-    /// Argon2id computations running at once (19 MiB each).
+    /// Expensive account work at once: OPAQUE answers (~0.3 ms each) and
+    /// the legacy logins' Argon2id checks (19 MiB each).
     pub hash_workers: usize,
-    /// Shortest password accepted at registration, in characters.
-    pub min_password_chars: usize,
 }
 
 impl Default for ServerLimits {
@@ -157,7 +156,6 @@ impl Default for ServerLimits {
             handshake_burst_per_ip: 30,
             handshake_workers: half_the_cores,
             hash_workers: half_the_cores,
-            min_password_chars: 8,
         }
     }
 }
@@ -212,6 +210,8 @@ pub struct FileLimits {
     pub handshake_burst_per_ip: Option<u32>,
     pub handshake_workers: Option<usize>,
     pub hash_workers: Option<usize>,
+    /// Accepted and ignored (with a warning): with OPAQUE the server never
+    /// sees a password, so clients enforce the minimum (8 characters).
     pub min_password_chars: Option<usize>,
 }
 
@@ -296,7 +296,12 @@ impl FileConfig {
         set(&mut l.handshake_burst_per_ip, f.handshake_burst_per_ip);
         set(&mut l.handshake_workers, f.handshake_workers);
         set(&mut l.hash_workers, f.hash_workers);
-        set(&mut l.min_password_chars, f.min_password_chars);
+        if f.min_password_chars.is_some() {
+            tracing::warn!(
+                "[limits] min_password_chars is ignored: the server never sees passwords \
+                 (OPAQUE); clients refuse passwords shorter than 8 characters"
+            );
+        }
     }
 }
 

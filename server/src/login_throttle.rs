@@ -100,6 +100,18 @@ impl LoginThrottle {
         self.accounts.remove(account);
     }
 
+    /// An OPAQUE login was counted as a failure when the server answered
+    /// (the answer lets the client test one guess offline) and then
+    /// finished correctly: the account's count is cleared, and the address
+    /// gets back the one failure this attempt was charged.
+    pub fn record_finished_login(&mut self, account: &str, ip: IpAddr) {
+        self.accounts.remove(account);
+        if let Some(f) = self.addresses.get_mut(&ip) {
+            f.count = f.count.saturating_sub(1);
+        }
+        self.total_failures = self.total_failures.saturating_sub(1);
+    }
+
     /// Failed logins since start (for the log).
     pub fn total_failures(&self) -> u64 {
         self.total_failures

@@ -103,6 +103,15 @@ impl ResumeTokens {
         self.remove(&hash(token));
     }
 
+    /// Revokes every token of `user` (a password change).
+    pub fn revoke_all(&mut self, user: &str) {
+        if let Some(list) = self.by_user.remove(user) {
+            for h in list {
+                self.by_hash.remove(&h);
+            }
+        }
+    }
+
     fn remove(&mut self, h: &TokenHash) -> Option<Entry> {
         let entry = self.by_hash.remove(h)?;
         if let Some(list) = self.by_user.get_mut(&entry.user) {

@@ -24,11 +24,12 @@ use proto_core::message::{
     Conversation as WireConversation, HistoryEntry as WireEntry, MessageText, ServerMessage,
     Username,
 };
+use proto_core::ChannelBinding;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{timeout, Instant};
 
-use crate::accounts::{AuthError, LoggedIn};
+use crate::accounts::{AuthAnswer, AuthError, LoggedIn};
 use crate::clock::now_ms;
 use crate::config::ServerLimits;
 use crate::history::{History, Recent};
@@ -237,7 +238,13 @@ where
                     if std::mem::take(&mut queued) {
                         self.flush().await?;
                     }
-                    let answer = authenticate(&self.shared, self.peer, request).await;
+                    let answer = authenticate(
+                        &self.shared,
+                        self.peer,
+                        self.session.channel_binding(),
+                        request,
+                    )
+                    .await;
                     self.policy.handle(Event::Authenticated(answer), now());
                 }
                 Action::LogIn(me) => {
@@ -386,17 +393,48 @@ where
 async fn authenticate(
     shared: &Shared,
     peer: SocketAddr,
+    binding: &ChannelBinding,
     request: AuthRequest,
-) -> Result<LoggedIn, AuthError> {
+) -> Result<AuthAnswer, AuthError> {
     let accounts = &shared.accounts;
+    let ip = peer.ip();
     match request {
-        AuthRequest::Register { username, password } => {
-            accounts.register(&username, password).await
+        AuthRequest::PasswordRegister => accounts.register_with_password(),
+        AuthRequest::RegisterStart { username, request } => {
+            accounts.register_start(&username, &request)
         }
-        AuthRequest::Login { username, password } => {
-            accounts.login(&username, password, peer.ip()).await
+        AuthRequest::RegisterFinish { pending, upload } => {
+            accounts.register_finish(pending, &upload).await
+        }
+        AuthRequest::LoginStart { username, request } => {
+            accounts.login_start(&username, &request, ip, binding).await
+        }
+        AuthRequest::LoginFinish {
+            pending,
+            finalization,
+        } => accounts.login_finish(pending, &finalization, binding),
+        AuthRequest::LegacyLogin { username, password } => {
+            accounts.legacy_login(&username, password, ip).await
         }
         AuthRequest::Resume { token } => accounts.resume(&token),
+        AuthRequest::ChangePasswordStart {
+            canonical,
+            request,
+            registration_request,
+        } => {
+            accounts
+                .change_password_start(&canonical, &request, &registration_request, ip, binding)
+                .await
+        }
+        AuthRequest::ChangePasswordFinish {
+            pending,
+            finalization,
+            upload,
+        } => {
+            accounts
+                .change_password_finish(pending, &finalization, &upload, binding)
+                .await
+        }
     }
 }
 

@@ -6,6 +6,10 @@ use crate::message::text::MAX_TEXT_WIRE_BYTES;
 use crate::message::username::MAX_USERNAME_WIRE_BYTES;
 use crate::message::MAX_MESSAGE_BYTES;
 use crate::message::{MessageError, MessageText, Password, ResumeToken, Username};
+use crate::opaque::{
+    CREDENTIAL_FINALIZATION_LEN, CREDENTIAL_REQUEST_LEN, REGISTRATION_REQUEST_LEN,
+    REGISTRATION_UPLOAD_LEN,
+};
 
 /// Largest `Register`/`Login`: tag + username + password = 1 157 bytes.
 pub(crate) const MAX_CREDENTIALS_BYTES: usize =
@@ -22,18 +26,53 @@ const _: () = assert!(MAX_CLIENT_DIRECT_MESSAGE_BYTES <= MAX_MESSAGE_BYTES);
 /// message (SECURITY.md M5), so no client message names its sender.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientMessage {
-    /// 0x01: create an account and log in.
+    /// 0x01: create an account with the password in the message (version
+    /// 1). Refused now (`Error Unsupported`): the password must not reach
+    /// the server; [`RegisterStart`](Self::RegisterStart) replaces it.
     Register {
         username: Username,
         password: Password,
     },
-    /// 0x02: log in.
+    /// 0x02: log in with the password in the message (version 1). Accepted
+    /// only for an account the server still holds an Argon2id hash for
+    /// (it answers `LegacyLoginRequired` to `LoginStart`); the login
+    /// migrates the account to OPAQUE.
     Login {
         username: Username,
         password: Password,
     },
     /// 0x03: log in with a token from an earlier `AuthOk`.
     Resume { token: ResumeToken },
+    /// 0x04: OPAQUE registration, first message: the blinded password.
+    RegisterStart {
+        username: Username,
+        request: Box<[u8; REGISTRATION_REQUEST_LEN]>,
+    },
+    /// 0x05: OPAQUE registration, last message: the record to store. The
+    /// server answers `AuthOk` (created and logged in) or `AuthFailed`.
+    RegisterFinish {
+        upload: Box<[u8; REGISTRATION_UPLOAD_LEN]>,
+    },
+    /// 0x06: OPAQUE login, first message (KE1).
+    LoginStart {
+        username: Username,
+        request: Box<[u8; CREDENTIAL_REQUEST_LEN]>,
+    },
+    /// 0x07: OPAQUE login, last message (KE3): `AuthOk` or `AuthFailed`.
+    LoginFinish {
+        finalization: Box<[u8; CREDENTIAL_FINALIZATION_LEN]>,
+    },
+    /// 0x08: change the password (logged in): a login with the old
+    /// password (KE1) and a registration of the new one, together.
+    ChangePasswordStart {
+        request: Box<[u8; CREDENTIAL_REQUEST_LEN]>,
+        registration_request: Box<[u8; REGISTRATION_REQUEST_LEN]>,
+    },
+    /// 0x09: the old password's KE3 and the new password's record.
+    ChangePasswordFinish {
+        finalization: Box<[u8; CREDENTIAL_FINALIZATION_LEN]>,
+        upload: Box<[u8; REGISTRATION_UPLOAD_LEN]>,
+    },
     /// 0x10: say something in the room, without an acknowledgement (the
     /// version-1 form; [`SendRoom`](Self::SendRoom) is preferred).
     RoomMessage { text: MessageText },
@@ -63,6 +102,12 @@ pub(crate) mod tag {
     pub const REGISTER: u8 = 0x01;
     pub const LOGIN: u8 = 0x02;
     pub const RESUME: u8 = 0x03;
+    pub const REGISTER_START: u8 = 0x04;
+    pub const REGISTER_FINISH: u8 = 0x05;
+    pub const LOGIN_START: u8 = 0x06;
+    pub const LOGIN_FINISH: u8 = 0x07;
+    pub const CHANGE_PASSWORD_START: u8 = 0x08;
+    pub const CHANGE_PASSWORD_FINISH: u8 = 0x09;
     pub const ROOM_MESSAGE: u8 = 0x10;
     pub const DIRECT_MESSAGE: u8 = 0x11;
     pub const WHO_IS_ONLINE: u8 = 0x12;
@@ -117,6 +162,28 @@ impl ClientMessage {
             tag::RESUME => Self::Resume {
                 token: ResumeToken::decode(&mut r)?,
             },
+            tag::REGISTER_START => Self::RegisterStart {
+                username: Username::decode(&mut r)?,
+                request: Box::new(r.array()?),
+            },
+            tag::REGISTER_FINISH => Self::RegisterFinish {
+                upload: Box::new(r.array()?),
+            },
+            tag::LOGIN_START => Self::LoginStart {
+                username: Username::decode(&mut r)?,
+                request: Box::new(r.array()?),
+            },
+            tag::LOGIN_FINISH => Self::LoginFinish {
+                finalization: Box::new(r.array()?),
+            },
+            tag::CHANGE_PASSWORD_START => Self::ChangePasswordStart {
+                request: Box::new(r.array()?),
+                registration_request: Box::new(r.array()?),
+            },
+            tag::CHANGE_PASSWORD_FINISH => Self::ChangePasswordFinish {
+                finalization: Box::new(r.array()?),
+                upload: Box::new(r.array()?),
+            },
             tag::ROOM_MESSAGE => Self::RoomMessage {
                 text: MessageText::decode(&mut r)?,
             },
@@ -149,6 +216,12 @@ impl ClientMessage {
             Self::Register { .. } => tag::REGISTER,
             Self::Login { .. } => tag::LOGIN,
             Self::Resume { .. } => tag::RESUME,
+            Self::RegisterStart { .. } => tag::REGISTER_START,
+            Self::RegisterFinish { .. } => tag::REGISTER_FINISH,
+            Self::LoginStart { .. } => tag::LOGIN_START,
+            Self::LoginFinish { .. } => tag::LOGIN_FINISH,
+            Self::ChangePasswordStart { .. } => tag::CHANGE_PASSWORD_START,
+            Self::ChangePasswordFinish { .. } => tag::CHANGE_PASSWORD_FINISH,
             Self::RoomMessage { .. } => tag::ROOM_MESSAGE,
             Self::DirectMessage { .. } => tag::DIRECT_MESSAGE,
             Self::WhoIsOnline => tag::WHO_IS_ONLINE,
@@ -168,6 +241,30 @@ impl ClientMessage {
                 password.encode(out);
             }
             Self::Resume { token } => token.encode(out),
+            Self::RegisterStart { username, request } => {
+                username.encode(out);
+                out.put(&request[..]);
+            }
+            Self::RegisterFinish { upload } => out.put(&upload[..]),
+            Self::LoginStart { username, request } => {
+                username.encode(out);
+                out.put(&request[..]);
+            }
+            Self::LoginFinish { finalization } => out.put(&finalization[..]),
+            Self::ChangePasswordStart {
+                request,
+                registration_request,
+            } => {
+                out.put(&request[..]);
+                out.put(&registration_request[..]);
+            }
+            Self::ChangePasswordFinish {
+                finalization,
+                upload,
+            } => {
+                out.put(&finalization[..]);
+                out.put(&upload[..]);
+            }
             Self::RoomMessage { text } => text.encode(out),
             Self::DirectMessage { to, text } => {
                 to.encode(out);

@@ -27,7 +27,7 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], MessageError> {
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], MessageError> {
         let (head, tail) = self
             .rest
             .split_first_chunk::<N>()

@@ -113,6 +113,10 @@ wire_enum! {
         AlreadyLoggedIn = 6,
         ServerFull = 7,
         Internal = 8,
+        /// A request this server no longer serves: the version-1
+        /// `Register` (which carried the password), or a password change
+        /// before the account's first OPAQUE login.
+        Unsupported = 9,
     }
 }
 
@@ -139,7 +143,7 @@ mod tests {
         assert_eq!(LeaveReason::from_wire(5), None);
         assert_eq!(GoodbyeReason::from_wire(7), None);
         assert_eq!(ErrorCode::from_wire(0), None);
-        assert_eq!(ErrorCode::from_wire(9), None);
+        assert_eq!(ErrorCode::from_wire(10), None);
         assert_eq!(ErrorCode::from_wire(0x0101), None);
     }
 
@@ -152,6 +156,6 @@ mod tests {
         let bye: Vec<u8> = GoodbyeReason::ALL.iter().map(|v| v.to_wire()).collect();
         assert_eq!(bye, [1, 2, 3, 4, 5, 6]);
         let codes: Vec<u16> = ErrorCode::ALL.iter().map(|v| v.to_wire()).collect();
-        assert_eq!(codes, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(codes, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
     }
 }

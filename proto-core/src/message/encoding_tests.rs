@@ -161,6 +161,89 @@ fn server_auth_messages_have_the_published_layout() {
 }
 
 #[test]
+fn opaque_client_messages_have_the_published_layout() {
+    assert_client_vector(
+        ClientMessage::RegisterStart {
+            username: user("alice"),
+            request: Box::new([0x11; 32]),
+        },
+        &format!("04 0005 616c696365 {}", "11".repeat(32)),
+    );
+    assert_client_vector(
+        ClientMessage::RegisterFinish {
+            upload: Box::new([0x22; 192]),
+        },
+        &format!("05 {}", "22".repeat(192)),
+    );
+    assert_client_vector(
+        ClientMessage::LoginStart {
+            username: user("alice"),
+            request: Box::new([0x33; 96]),
+        },
+        &format!("06 0005 616c696365 {}", "33".repeat(96)),
+    );
+    assert_client_vector(
+        ClientMessage::LoginFinish {
+            finalization: Box::new([0x44; 64]),
+        },
+        &format!("07 {}", "44".repeat(64)),
+    );
+    assert_client_vector(
+        ClientMessage::ChangePasswordStart {
+            request: Box::new([0x33; 96]),
+            registration_request: Box::new([0x11; 32]),
+        },
+        &format!("08 {}{}", "33".repeat(96), "11".repeat(32)),
+    );
+    assert_client_vector(
+        ClientMessage::ChangePasswordFinish {
+            finalization: Box::new([0x44; 64]),
+            upload: Box::new([0x22; 192]),
+        },
+        &format!("09 {}{}", "44".repeat(64), "22".repeat(192)),
+    );
+    // A field one byte short is truncated, one byte long is trailing.
+    let short = unhex(&format!("07 {}", "44".repeat(63)));
+    assert_eq!(ClientMessage::decode(&short), Err(MessageError::Truncated));
+    let long = unhex(&format!("07 {}", "44".repeat(65)));
+    assert_eq!(
+        ClientMessage::decode(&long),
+        Err(MessageError::TrailingBytes { count: 1 })
+    );
+}
+
+#[test]
+fn opaque_server_messages_have_the_published_layout() {
+    assert_server_vector(
+        ServerMessage::RegisterResponse {
+            response: Box::new([0x55; 64]),
+        },
+        &format!("03 {}", "55".repeat(64)),
+    );
+    assert_server_vector(
+        ServerMessage::LoginResponse {
+            response: Box::new([0x66; 320]),
+        },
+        &format!("04 {}", "66".repeat(320)),
+    );
+    assert_server_vector(ServerMessage::LegacyLoginRequired, "05");
+    assert_server_vector(
+        ServerMessage::ChangePasswordResponse {
+            response: Box::new([0x66; 320]),
+            registration_response: Box::new([0x55; 64]),
+        },
+        &format!("06 {}{}", "66".repeat(320), "55".repeat(64)),
+    );
+    assert_server_vector(
+        ServerMessage::PasswordChanged {
+            resume_token: ResumeToken::from_bytes([0x11; 32]),
+            token_lifetime_secs: 86_400,
+        },
+        &format!("07 {} 00015180", "11".repeat(32)),
+    );
+}
+
+#[test]
 fn server_room_and_direct_messages_have_the_published_layout() {
     assert_server_vector(
         ServerMessage::RoomMessage {
@@ -272,13 +355,13 @@ fn empty_input_is_truncated() {
 
 #[test]
 fn unknown_tags_are_rejected() {
-    for tag in [0x00, 0x04, 0x15, 0x16, 0x22, 0x31, 0x40, 0xff] {
+    for tag in [0x00, 0x0a, 0x15, 0x16, 0x22, 0x31, 0x40, 0xff] {
         assert_eq!(
             ClientMessage::decode(&[tag]),
             Err(MessageError::UnknownTag(tag))
         );
     }
-    for tag in [0x00, 0x03, 0x18, 0x22, 0x31, 0x41, 0xff] {
+    for tag in [0x00, 0x08, 0x18, 0x22, 0x31, 0x41, 0xff] {
         assert_eq!(
             ServerMessage::decode(&[tag]),
             Err(MessageError::UnknownTag(tag))
@@ -437,7 +520,7 @@ fn unknown_enum_values_are_rejected() {
         ("02 06", "auth failure", 6),
         ("13 0001 61 05", "leave reason", 5),
         ("30 00", "goodbye reason", 0),
-        ("40 0009 0000", "error code", 9),
+        ("40 000a 0000", "error code", 10),
         (
             "15 00 0001 0000000000000001 0000000000000001 02 000000000000",
             "conversation",
@@ -772,6 +855,38 @@ fn client_message_strategy() -> impl Strategy<Value = ClientMessage> {
         (username_strategy(), password_strategy())
             .prop_map(|(username, password)| ClientMessage::Login { username, password }),
         token_strategy().prop_map(|token| ClientMessage::Resume { token }),
+        (username_strategy(), any::<[u8; 32]>()).prop_map(|(username, request)| {
+            ClientMessage::RegisterStart {
+                username,
+                request: Box::new(request),
+            }
+        }),
+        proptest::collection::vec(any::<u8>(), 192).prop_map(|v| ClientMessage::RegisterFinish {
+            upload: Box::new(v.try_into().unwrap()),
+        }),
+        (
+            username_strategy(),
+            proptest::collection::vec(any::<u8>(), 96)
+        )
+            .prop_map(|(username, v)| ClientMessage::LoginStart {
+                username,
+                request: Box::new(v.try_into().unwrap()),
+            }),
+        proptest::collection::vec(any::<u8>(), 64).prop_map(|v| ClientMessage::LoginFinish {
+            finalization: Box::new(v.try_into().unwrap()),
+        }),
+        proptest::collection::vec(any::<u8>(), 128).prop_map(|v| {
+            ClientMessage::ChangePasswordStart {
+                request: Box::new(v[..96].try_into().unwrap()),
+                registration_request: Box::new(v[96..].try_into().unwrap()),
+            }
+        }),
+        proptest::collection::vec(any::<u8>(), 256).prop_map(|v| {
+            ClientMessage::ChangePasswordFinish {
+                finalization: Box::new(v[..64].try_into().unwrap()),
+                upload: Box::new(v[64..].try_into().unwrap()),
+            }
+        }),
         text_strategy().prop_map(|text| ClientMessage::RoomMessage { text }),
         (username_strategy(), text_strategy())
             .prop_map(|(to, text)| ClientMessage::DirectMessage { to, text }),
@@ -801,6 +916,27 @@ fn server_message_strategy() -> impl Strategy<Value = ServerMessage> {
             }
         ),
         select(AuthFailure::ALL.to_vec()).prop_map(|reason| ServerMessage::AuthFailed { reason }),
+        proptest::collection::vec(any::<u8>(), 64).prop_map(|v| {
+            ServerMessage::RegisterResponse {
+                response: Box::new(v.try_into().unwrap()),
+            }
+        }),
+        proptest::collection::vec(any::<u8>(), 320).prop_map(|v| ServerMessage::LoginResponse {
+            response: Box::new(v.try_into().unwrap()),
+        }),
+        Just(ServerMessage::LegacyLoginRequired),
+        proptest::collection::vec(any::<u8>(), 384).prop_map(|v| {
+            ServerMessage::ChangePasswordResponse {
+                response: Box::new(v[..320].try_into().unwrap()),
+                registration_response: Box::new(v[320..].try_into().unwrap()),
+            }
+        }),
+        (token_strategy(), any::<u32>()).prop_map(|(resume_token, token_lifetime_secs)| {
+            ServerMessage::PasswordChanged {
+                resume_token,
+                token_lifetime_secs,
+            }
+        }),
         (
             any::<u64>(),
             any::<u64>(),

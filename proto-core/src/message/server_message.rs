@@ -7,6 +7,7 @@ use crate::message::{
     AuthFailure, BoundedList, ErrorCode, ErrorDetail, GoodbyeReason, LeaveReason, MessageError,
     MessageText, ResumeToken, Username, MAX_MESSAGE_BYTES,
 };
+use crate::opaque::{CREDENTIAL_RESPONSE_LEN, REGISTRATION_RESPONSE_LEN};
 
 /// Most usernames in one `OnlineUsers`: the largest count whose worst case
 /// (every name 128 bytes) fits [`MAX_MESSAGE_BYTES`]:
@@ -135,6 +136,31 @@ pub enum ServerMessage {
     },
     /// 0x02: authentication failed; the session stays unauthenticated.
     AuthFailed { reason: AuthFailure },
+    /// 0x03: the answer to `RegisterStart`.
+    RegisterResponse {
+        response: Box<[u8; REGISTRATION_RESPONSE_LEN]>,
+    },
+    /// 0x04: the answer to `LoginStart` (KE2). Unknown users get one made
+    /// from a fake record: same length, same cost.
+    LoginResponse {
+        response: Box<[u8; CREDENTIAL_RESPONSE_LEN]>,
+    },
+    /// 0x05: the answer to `LoginStart` for an account the server still
+    /// holds an Argon2id hash for (made before OPAQUE): log in once with
+    /// the version-1 `Login`, which replaces the hash with an OPAQUE record.
+    LegacyLoginRequired,
+    /// 0x06: the answer to `ChangePasswordStart`: KE2 for the old password
+    /// and the registration response for the new one.
+    ChangePasswordResponse {
+        response: Box<[u8; CREDENTIAL_RESPONSE_LEN]>,
+        registration_response: Box<[u8; REGISTRATION_RESPONSE_LEN]>,
+    },
+    /// 0x07: the new password is stored. Every resume token of the account
+    /// was revoked; this session's new one is here.
+    PasswordChanged {
+        resume_token: ResumeToken,
+        token_lifetime_secs: u32,
+    },
     /// 0x10: a room message (`from` is set by the server from the session).
     RoomMessage {
         id: u64,
@@ -194,6 +220,11 @@ pub enum ServerMessage {
 pub(crate) mod tag {
     pub const AUTH_OK: u8 = 0x01;
     pub const AUTH_FAILED: u8 = 0x02;
+    pub const REGISTER_RESPONSE: u8 = 0x03;
+    pub const LOGIN_RESPONSE: u8 = 0x04;
+    pub const LEGACY_LOGIN_REQUIRED: u8 = 0x05;
+    pub const CHANGE_PASSWORD_RESPONSE: u8 = 0x06;
+    pub const PASSWORD_CHANGED: u8 = 0x07;
     pub const ROOM_MESSAGE: u8 = 0x10;
     pub const DIRECT_MESSAGE: u8 = 0x11;
     pub const USER_JOINED: u8 = 0x12;
@@ -247,6 +278,21 @@ impl ServerMessage {
             },
             tag::AUTH_FAILED => Self::AuthFailed {
                 reason: AuthFailure::decode(&mut r)?,
+            },
+            tag::REGISTER_RESPONSE => Self::RegisterResponse {
+                response: Box::new(r.array()?),
+            },
+            tag::LOGIN_RESPONSE => Self::LoginResponse {
+                response: Box::new(r.array()?),
+            },
+            tag::LEGACY_LOGIN_REQUIRED => Self::LegacyLoginRequired,
+            tag::CHANGE_PASSWORD_RESPONSE => Self::ChangePasswordResponse {
+                response: Box::new(r.array()?),
+                registration_response: Box::new(r.array()?),
+            },
+            tag::PASSWORD_CHANGED => Self::PasswordChanged {
+                resume_token: ResumeToken::decode(&mut r)?,
+                token_lifetime_secs: r.u32()?,
             },
             tag::ROOM_MESSAGE => Self::RoomMessage {
                 id: r.u64()?,
@@ -360,6 +406,11 @@ impl ServerMessage {
         match self {
             Self::AuthOk { .. } => tag::AUTH_OK,
             Self::AuthFailed { .. } => tag::AUTH_FAILED,
+            Self::RegisterResponse { .. } => tag::REGISTER_RESPONSE,
+            Self::LoginResponse { .. } => tag::LOGIN_RESPONSE,
+            Self::LegacyLoginRequired => tag::LEGACY_LOGIN_REQUIRED,
+            Self::ChangePasswordResponse { .. } => tag::CHANGE_PASSWORD_RESPONSE,
+            Self::PasswordChanged { .. } => tag::PASSWORD_CHANGED,
             Self::RoomMessage { .. } => tag::ROOM_MESSAGE,
             Self::DirectMessage { .. } => tag::DIRECT_MESSAGE,
             Self::UserJoined { .. } => tag::USER_JOINED,
@@ -388,6 +439,23 @@ impl ServerMessage {
                 out.u32(*token_lifetime_secs);
             }
             Self::AuthFailed { reason } => reason.encode(out),
+            Self::RegisterResponse { response } => out.put(&response[..]),
+            Self::LoginResponse { response } => out.put(&response[..]),
+            Self::LegacyLoginRequired => {}
+            Self::ChangePasswordResponse {
+                response,
+                registration_response,
+            } => {
+                out.put(&response[..]);
+                out.put(&registration_response[..]);
+            }
+            Self::PasswordChanged {
+                resume_token,
+                token_lifetime_secs,
+            } => {
+                resume_token.encode(out);
+                out.u32(*token_lifetime_secs);
+            }
             Self::RoomMessage {
                 id,
                 timestamp_ms,

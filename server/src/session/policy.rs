@@ -36,8 +36,12 @@ use proto_core::message::{
     ClientMessage, ErrorCode, ErrorDetail, GoodbyeReason, LeaveReason, MessageText, Password,
     ResumeToken, ServerMessage, Username,
 };
+use proto_core::opaque::{
+    CREDENTIAL_FINALIZATION_LEN, CREDENTIAL_REQUEST_LEN, REGISTRATION_REQUEST_LEN,
+    REGISTRATION_UPLOAD_LEN,
+};
 
-use crate::accounts::{AuthError, LoggedIn};
+use crate::accounts::{AuthAnswer, AuthError, LoggedIn, Pending, Unsupported};
 use crate::config::ServerLimits;
 use crate::history::{Destination, NewMessage, Stored};
 use crate::hub::Kick;
@@ -85,7 +89,7 @@ pub enum Event {
     /// The connection is gone; nothing more will come from it.
     Disconnected(Disconnect),
     /// The answer to [`Action::Authenticate`].
-    Authenticated(Result<LoggedIn, AuthError>),
+    Authenticated(Result<AuthAnswer, AuthError>),
     /// The answer to [`Action::Store`]: written (or a resend recognised).
     Stored { stored: Stored, posting: Posting },
     /// The answer to [`Action::Store`]: not written.
@@ -98,19 +102,46 @@ pub enum Event {
     Shutdown,
 }
 
-/// A login-phase request to check, by the accounts service.
+/// An authentication step for the accounts service. A finish carries the
+/// `pending` its start left (None if there was none: out of order).
 #[derive(Debug)]
 pub enum AuthRequest {
-    Register {
+    /// The version-1 `Register` (refused: it carried the password).
+    PasswordRegister,
+    RegisterStart {
         username: Username,
-        password: Password,
+        request: Box<[u8; REGISTRATION_REQUEST_LEN]>,
     },
-    Login {
+    RegisterFinish {
+        pending: Option<Pending>,
+        upload: Box<[u8; REGISTRATION_UPLOAD_LEN]>,
+    },
+    LoginStart {
+        username: Username,
+        request: Box<[u8; CREDENTIAL_REQUEST_LEN]>,
+    },
+    LoginFinish {
+        pending: Option<Pending>,
+        finalization: Box<[u8; CREDENTIAL_FINALIZATION_LEN]>,
+    },
+    /// The version-1 `Login` (served for legacy accounts: it migrates them).
+    LegacyLogin {
         username: Username,
         password: Password,
     },
     Resume {
         token: ResumeToken,
+    },
+    /// Logged in as `canonical`.
+    ChangePasswordStart {
+        canonical: String,
+        request: Box<[u8; CREDENTIAL_REQUEST_LEN]>,
+        registration_request: Box<[u8; REGISTRATION_REQUEST_LEN]>,
+    },
+    ChangePasswordFinish {
+        pending: Option<Pending>,
+        finalization: Box<[u8; CREDENTIAL_FINALIZATION_LEN]>,
+        upload: Box<[u8; REGISTRATION_UPLOAD_LEN]>,
     },
 }
 
@@ -207,6 +238,27 @@ impl End {
     }
 }
 
+/// What the client is told when an authentication step fails.
+fn auth_error(e: AuthError) -> ServerMessage {
+    match e {
+        AuthError::Failed(reason) => ServerMessage::AuthFailed { reason },
+        AuthError::Malformed => error(ErrorCode::InvalidMessage, "malformed OPAQUE message"),
+        AuthError::OutOfOrder => error(
+            ErrorCode::InvalidMessage,
+            "no matching registration, login or password change in progress",
+        ),
+        AuthError::Unsupported(Unsupported::PasswordRegistration) => error(
+            ErrorCode::Unsupported,
+            "registration with the password is no longer accepted: update your client",
+        ),
+        AuthError::Unsupported(Unsupported::LegacyPasswordChange) => error(
+            ErrorCode::Unsupported,
+            "log in with your password once before changing it",
+        ),
+        AuthError::Internal => error(ErrorCode::Internal, "the server could not complete that"),
+    }
+}
+
 fn error(code: ErrorCode, detail: &str) -> ServerMessage {
     ServerMessage::Error {
         code,
@@ -241,10 +293,14 @@ enum Phase {
         /// its answer (a throttled login may take 30 s), so a login in
         /// progress is never cut.
         checking: bool,
+        /// An OPAQUE exchange waiting for the client's finish.
+        pending: Option<Pending>,
     },
     Chatting {
         me: Me,
         liveness: Liveness,
+        /// A password change waiting for the client's finish.
+        pending: Option<Pending>,
     },
     Ended,
 }
@@ -283,6 +339,7 @@ impl<D: Directory> SessionPolicy<D> {
                     dead_after: limits.idle_timeout,
                 },
                 checking: false,
+                pending: None,
             },
             auth_bucket: TokenBucket::new(AUTH_ATTEMPTS_PER_SECOND, AUTH_ATTEMPT_BURST, now),
             chat_bucket: TokenBucket::new(limits.messages_per_second, limits.message_burst, now),
@@ -411,24 +468,57 @@ impl<D: Directory> SessionPolicy<D> {
         Admission::Refused
     }
 
+    /// The exchange the client's finish belongs to, taken: a finish is
+    /// checked against it once, and any other request abandons it.
+    fn take_pending(&mut self) -> Option<Pending> {
+        match &mut self.phase {
+            Phase::LoggingIn { pending, .. } | Phase::Chatting { pending, .. } => pending.take(),
+            Phase::Ended => None,
+        }
+    }
+
     fn login_message(&mut self, msg: ClientMessage, now: Instant) {
+        // Pings and their answers may come between a start and its finish;
+        // any other message ends an unfinished exchange (its start was
+        // counted as a failed attempt already).
+        match msg {
+            ClientMessage::Ping { nonce } => return self.send(ServerMessage::Pong { nonce }),
+            ClientMessage::Pong { .. } => return,
+            _ => {}
+        }
+        let pending = self.take_pending();
         let request = match msg {
-            ClientMessage::Register { username, password } => {
-                AuthRequest::Register { username, password }
-            }
+            ClientMessage::Register { .. } => AuthRequest::PasswordRegister,
             ClientMessage::Login { username, password } => {
-                AuthRequest::Login { username, password }
+                AuthRequest::LegacyLogin { username, password }
+            }
+            ClientMessage::RegisterStart { username, request } => {
+                AuthRequest::RegisterStart { username, request }
+            }
+            ClientMessage::LoginStart { username, request } => {
+                AuthRequest::LoginStart { username, request }
+            }
+            // Finishes cost no token: their start paid, and they are cheap.
+            ClientMessage::RegisterFinish { upload } => {
+                return self.authenticate(AuthRequest::RegisterFinish { pending, upload });
+            }
+            ClientMessage::LoginFinish { finalization } => {
+                return self.authenticate(AuthRequest::LoginFinish {
+                    pending,
+                    finalization,
+                });
             }
             // A token check is cheap: no Argon2id, no token.
             ClientMessage::Resume { token } => AuthRequest::Resume { token },
-            ClientMessage::Ping { nonce } => return self.send(ServerMessage::Pong { nonce }),
-            ClientMessage::Pong { .. } => return,
+            ClientMessage::Ping { .. } | ClientMessage::Pong { .. } => return,
             ClientMessage::Goodbye => return self.close(End::Exit),
             ClientMessage::RoomMessage { .. }
             | ClientMessage::DirectMessage { .. }
             | ClientMessage::SendRoom { .. }
             | ClientMessage::SendDirect { .. }
-            | ClientMessage::WhoIsOnline => {
+            | ClientMessage::WhoIsOnline
+            | ClientMessage::ChangePasswordStart { .. }
+            | ClientMessage::ChangePasswordFinish { .. } => {
                 // Answered while tokens last, then ignored: a flood gets
                 // no echo.
                 if let Admission::Admitted = self.admit(true, now) {
@@ -449,38 +539,69 @@ impl<D: Directory> SessionPolicy<D> {
                 Admission::Flood => return,
             }
         }
+        self.authenticate(request);
+    }
+
+    fn authenticate(&mut self, request: AuthRequest) {
         if let Phase::LoggingIn { checking, .. } = &mut self.phase {
             *checking = true;
         }
         self.actions.push_back(Action::Authenticate(request));
     }
 
-    fn authenticated(&mut self, answer: Result<LoggedIn, AuthError>, now: Instant) {
-        let Phase::LoggingIn {
-            checking, silence, ..
-        } = &mut self.phase
-        else {
-            return;
+    fn authenticated(&mut self, answer: Result<AuthAnswer, AuthError>, now: Instant) {
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(e) => {
+                if let Phase::LoggingIn { checking, .. } = &mut self.phase {
+                    *checking = false;
+                }
+                return self.send(auth_error(e));
+            }
         };
-        *checking = false;
-        let silence = *silence;
-        match answer {
-            // Past the auth timeout too: the attempt was made in time.
-            Ok(me) => {
+        match (&mut self.phase, answer) {
+            (
+                Phase::LoggingIn {
+                    checking, silence, ..
+                },
+                AuthAnswer::LoggedIn(me),
+            ) => {
+                *checking = false;
+                // Past the auth timeout too: the attempt was made in time.
+                let silence = *silence;
                 self.phase = Phase::Chatting {
                     me: Me {
                         username: me.username.clone(),
                         canonical: me.canonical.clone(),
                     },
                     liveness: Liveness::new(silence, now),
+                    pending: None,
                 };
                 self.actions.push_back(Action::LogIn(me));
             }
-            Err(AuthError::Failed(reason)) => self.send(ServerMessage::AuthFailed { reason }),
-            Err(AuthError::Internal) => self.send(error(
-                ErrorCode::Internal,
-                "the server could not complete that",
-            )),
+            (
+                Phase::LoggingIn {
+                    checking,
+                    pending: slot,
+                    ..
+                },
+                AuthAnswer::Continue { reply, pending },
+            ) => {
+                *checking = false;
+                *slot = pending;
+                self.send(reply);
+            }
+            (Phase::Chatting { pending: slot, .. }, AuthAnswer::Continue { reply, pending }) => {
+                *slot = pending;
+                self.send(reply);
+            }
+            (Phase::Chatting { .. }, AuthAnswer::PasswordChanged { reply }) => self.send(reply),
+            // Not an answer this phase asked for.
+            (Phase::LoggingIn { checking, .. }, _) => {
+                *checking = false;
+                self.send(auth_error(AuthError::Internal));
+            }
+            (Phase::Chatting { .. }, AuthAnswer::LoggedIn(_)) | (Phase::Ended, _) => {}
         }
     }
 
@@ -506,9 +627,49 @@ impl<D: Directory> SessionPolicy<D> {
             ClientMessage::Ping { nonce } => self.send(ServerMessage::Pong { nonce }),
             ClientMessage::Pong { .. } => {}
             ClientMessage::Goodbye => self.close(End::Exit),
+            ClientMessage::ChangePasswordStart {
+                request,
+                registration_request,
+            } => {
+                self.take_pending();
+                match self.admit(true, now) {
+                    Admission::Admitted => {}
+                    Admission::Refused => {
+                        return self.send(error(
+                            ErrorCode::RateLimited,
+                            "too many attempts; slow down",
+                        ))
+                    }
+                    Admission::Flood => return,
+                }
+                let Phase::Chatting { me, .. } = &self.phase else {
+                    return;
+                };
+                let canonical = me.canonical.clone();
+                self.authenticate(AuthRequest::ChangePasswordStart {
+                    canonical,
+                    request,
+                    registration_request,
+                });
+            }
+            ClientMessage::ChangePasswordFinish {
+                finalization,
+                upload,
+            } => {
+                let pending = self.take_pending();
+                self.authenticate(AuthRequest::ChangePasswordFinish {
+                    pending,
+                    finalization,
+                    upload,
+                });
+            }
             ClientMessage::Register { .. }
             | ClientMessage::Login { .. }
-            | ClientMessage::Resume { .. } => {
+            | ClientMessage::Resume { .. }
+            | ClientMessage::RegisterStart { .. }
+            | ClientMessage::RegisterFinish { .. }
+            | ClientMessage::LoginStart { .. }
+            | ClientMessage::LoginFinish { .. } => {
                 self.send(error(ErrorCode::AlreadyLoggedIn, "already logged in"));
             }
         }
@@ -762,7 +923,10 @@ mod tests {
         let mut p = new_policy(start);
         p.handle(login("Alice"), start);
         assert!(matches!(drain(&mut p)[..], [Action::Authenticate(_)]));
-        p.handle(Event::Authenticated(Ok(logged_in("Alice"))), start);
+        p.handle(
+            Event::Authenticated(Ok(AuthAnswer::LoggedIn(logged_in("Alice")))),
+            start,
+        );
         assert!(matches!(drain(&mut p)[..], [Action::LogIn(_)]));
         p
     }
@@ -849,7 +1013,7 @@ mod tests {
         assert!(drain(&mut p).is_empty());
         // The login throttle held the answer for 30 s.
         p.handle(
-            Event::Authenticated(Ok(logged_in("Alice"))),
+            Event::Authenticated(Ok(AuthAnswer::LoggedIn(logged_in("Alice")))),
             start + secs(49),
         );
         assert!(matches!(drain(&mut p)[..], [Action::LogIn(_)]));
@@ -889,7 +1053,7 @@ mod tests {
         let mut checked = 0;
         for _ in 0..5 {
             p.handle(login("Alice"), start);
-            if let [Action::Authenticate(AuthRequest::Login { .. })] = drain(&mut p)[..] {
+            if let [Action::Authenticate(AuthRequest::LegacyLogin { .. })] = drain(&mut p)[..] {
                 checked += 1;
             }
             p.handle(
@@ -910,7 +1074,7 @@ mod tests {
         p.handle(login("Alice"), start + secs(1));
         assert!(matches!(
             drain(&mut p)[..],
-            [Action::Authenticate(AuthRequest::Login { .. })]
+            [Action::Authenticate(AuthRequest::LegacyLogin { .. })]
         ));
     }
 
@@ -920,15 +1084,15 @@ mod tests {
         let mut p = new_policy(start);
         for _ in 0..5 {
             p.handle(
-                Event::Client(ClientMessage::Register {
+                Event::Client(ClientMessage::RegisterStart {
                     username: name("Carol"),
-                    password: Password::new("correct horse".to_owned()).unwrap(),
+                    request: Box::new([0; 32]),
                 }),
                 start,
             );
             assert!(matches!(
                 drain(&mut p)[..],
-                [Action::Authenticate(AuthRequest::Register { .. })]
+                [Action::Authenticate(AuthRequest::RegisterStart { .. })]
             ));
             p.handle(
                 Event::Authenticated(Err(AuthError::Failed(AuthFailure::NameTaken))),
@@ -1150,7 +1314,10 @@ mod tests {
         }
         p.handle(login("Alice"), start);
         drain(&mut p);
-        p.handle(Event::Authenticated(Ok(logged_in("Alice"))), start);
+        p.handle(
+            Event::Authenticated(Ok(AuthAnswer::LoggedIn(logged_in("Alice")))),
+            start,
+        );
         drain(&mut p);
         for id in 1..=u64::from(RATE) {
             p.handle(send_room(id), start);

@@ -3,7 +3,11 @@
 //! File format: `"SCACCT1\n"` (8 bytes) || 12-byte random nonce || AES-256-GCM
 //! ciphertext || 16-byte tag, with AAD = magic || the file's name and key =
 //! `HKDF-SHA256(storage key, info "securechat accounts v1")`. The plaintext is
-//! `{"version":1,"accounts":[{"username","key","phc","created_ms"}]}`.
+//! `{"version":2,"accounts":[{"username","key","opaque","created_ms"}]}`, where
+//! `opaque` is the account's OPAQUE password record (192 bytes, base64). An
+//! account made before OPAQUE has `"phc"` (its Argon2id PHC string) instead,
+//! until its next password login replaces it (version 1 files hold only
+//! those, and are read as such; the next write is version 2).
 //!
 //! A missing file is an empty store. A file that fails to authenticate or parse is
 //! [`StoreError::Corrupt`]: it is never overwritten, and the server refuses to start.
@@ -27,6 +31,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use proto_core::opaque::{PasswordRecord, REGISTRATION_UPLOAD_LEN};
 use ring::rand::SystemRandom;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -39,43 +46,104 @@ use crate::storage::sealing::SealedFile;
 /// First bytes of the file; also names the format version.
 pub const MAGIC: &[u8; 8] = b"SCACCT1\n";
 const KEY_INFO: &[u8] = b"securechat accounts v1";
-const FORMAT_VERSION: u64 = 1;
+const FORMAT_VERSION: u64 = 2;
+/// Files written before OPAQUE: every account has a `phc`.
+const LEGACY_FORMAT_VERSION: u64 = 1;
+
+/// How an account proves its password.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// An OPAQUE password record: the server cannot test a guess against
+    /// it without a client running the protocol.
+    Opaque(PasswordRecord),
+    /// An Argon2id PHC string from before OPAQUE, kept until the account's
+    /// next password login (which replaces it).
+    LegacyPhc(String),
+}
+
+impl Credential {
+    pub fn is_legacy(&self) -> bool {
+        matches!(self, Credential::LegacyPhc(_))
+    }
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Credential::Opaque(_) => "Opaque(<redacted>)",
+            Credential::LegacyPhc(_) => "LegacyPhc(<redacted>)",
+        })
+    }
+}
 
 /// One registered account.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
     /// The name as the user typed it, for display.
     pub username: String,
     /// The canonical (case-folded) name the store is keyed by.
-    #[serde(rename = "key")]
     pub canonical: String,
-    /// Argon2id PHC string.
-    pub phc: String,
+    pub credential: Credential,
     /// Registration time, milliseconds since the Unix epoch.
     pub created_ms: u64,
 }
 
-impl fmt::Debug for Account {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Account")
-            .field("username", &self.username)
-            .field("canonical", &self.canonical)
-            .field("phc", &"<redacted>")
-            .field("created_ms", &self.created_ms)
-            .finish()
+/// An account as the file holds it: exactly one of `opaque` and `phc`.
+#[derive(Serialize, Deserialize)]
+struct AccountOnDisk {
+    username: String,
+    key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    opaque: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    phc: Option<String>,
+    created_ms: u64,
+}
+
+impl AccountOnDisk {
+    fn from_account(a: &Account) -> Self {
+        let (opaque, phc) = match &a.credential {
+            Credential::Opaque(record) => (Some(BASE64.encode(record.to_bytes())), None),
+            Credential::LegacyPhc(phc) => (None, Some(phc.clone())),
+        };
+        Self {
+            username: a.username.clone(),
+            key: a.canonical.clone(),
+            opaque,
+            phc,
+            created_ms: a.created_ms,
+        }
+    }
+
+    fn into_account(self) -> Option<Account> {
+        let credential = match (self.opaque, self.phc) {
+            (Some(record), None) => {
+                let bytes = Zeroizing::new(BASE64.decode(record).ok()?);
+                let upload: [u8; REGISTRATION_UPLOAD_LEN] = bytes.as_slice().try_into().ok()?;
+                Credential::Opaque(PasswordRecord::from_upload(&upload).ok()?)
+            }
+            (None, Some(phc)) => Credential::LegacyPhc(phc),
+            _ => return None,
+        };
+        Some(Account {
+            username: self.username,
+            canonical: self.key,
+            credential,
+            created_ms: self.created_ms,
+        })
     }
 }
 
 #[derive(Serialize)]
-struct FileContentsRef<'a> {
+struct FileContentsRef {
     version: u64,
-    accounts: Vec<&'a Account>,
+    accounts: Vec<AccountOnDisk>,
 }
 
 #[derive(Deserialize)]
 struct FileContents {
     version: u64,
-    accounts: Vec<Account>,
+    accounts: Vec<AccountOnDisk>,
 }
 
 /// The accounts, in memory, mirrored to the encrypted file on every change.
@@ -127,7 +195,7 @@ impl CredentialStore {
         &mut self,
         canonical: &str,
         display: &str,
-        phc: String,
+        credential: Credential,
     ) -> Result<(), RegisterError> {
         if self.accounts.contains_key(canonical) {
             return Err(RegisterError::NameTaken);
@@ -135,7 +203,7 @@ impl CredentialStore {
         let account = Account {
             username: display.to_owned(),
             canonical: canonical.to_owned(),
-            phc,
+            credential,
             created_ms: now_ms(),
         };
         self.accounts.insert(canonical.to_owned(), account);
@@ -144,6 +212,35 @@ impl CredentialStore {
             return Err(e.into());
         }
         Ok(())
+    }
+
+    /// Replaces an account's credential (a new password, or the migration
+    /// of a legacy hash) and persists the store before returning `Ok`; the
+    /// old credential is then gone from the file. On error nothing changed.
+    pub fn replace_credential(
+        &mut self,
+        canonical: &str,
+        credential: Credential,
+    ) -> Result<(), StoreError> {
+        let Some(account) = self.accounts.get_mut(canonical) else {
+            return Err(StoreError::UnknownAccount);
+        };
+        let old = std::mem::replace(&mut account.credential, credential);
+        if let Err(e) = self.persist() {
+            if let Some(account) = self.accounts.get_mut(canonical) {
+                account.credential = old;
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Accounts still holding a pre-OPAQUE Argon2id hash.
+    pub fn legacy_count(&self) -> usize {
+        self.accounts
+            .values()
+            .filter(|a| a.credential.is_legacy())
+            .count()
     }
 
     /// The account registered under the canonical name, if any.
@@ -177,14 +274,18 @@ impl CredentialStore {
         };
         let plaintext = self.sealed.open(&mut bytes).ok_or_else(corrupt)?;
         let contents: FileContents = serde_json::from_slice(plaintext).map_err(|_| corrupt())?;
-        if contents.version != FORMAT_VERSION {
+        if contents.version != FORMAT_VERSION && contents.version != LEGACY_FORMAT_VERSION {
             return Err(StoreError::UnsupportedVersion {
                 path: self.path.clone(),
                 found: contents.version,
             });
         }
         let mut accounts = HashMap::with_capacity(contents.accounts.len());
-        for account in contents.accounts {
+        for on_disk in contents.accounts {
+            let account = on_disk.into_account().ok_or_else(corrupt)?;
+            if contents.version == LEGACY_FORMAT_VERSION && !account.credential.is_legacy() {
+                return Err(corrupt());
+            }
             if accounts
                 .insert(account.canonical.clone(), account)
                 .is_some()
@@ -200,7 +301,10 @@ impl CredentialStore {
         sorted.sort_unstable_by(|a, b| a.canonical.cmp(&b.canonical));
         let contents = FileContentsRef {
             version: FORMAT_VERSION,
-            accounts: sorted,
+            accounts: sorted
+                .into_iter()
+                .map(AccountOnDisk::from_account)
+                .collect(),
         };
         let plaintext =
             Zeroizing::new(serde_json::to_vec(&contents).map_err(|e| StoreError::Io {
@@ -227,11 +331,91 @@ mod tests {
     // Registration does not look at the hash; a real one is tested in password.rs.
     const PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
 
+    fn legacy() -> Credential {
+        Credential::LegacyPhc(PHC.to_owned())
+    }
+
+    fn record(byte: u8) -> Credential {
+        use proto_core::opaque::{ClientRegistrationState, ServerKeys, Stretch};
+        use rand_core::OsRng;
+        let server = ServerKeys::generate(&mut OsRng);
+        let (client, request) = ClientRegistrationState::start(&mut OsRng, &[byte; 12]).unwrap();
+        let response = server.registration_response(&request, "alice").unwrap();
+        let ksf = Stretch {
+            memory_kib: 8,
+            passes: 1,
+            lanes: 1,
+        }
+        .argon2id()
+        .unwrap();
+        let (upload, _) = client
+            .finish(&mut OsRng, &[byte; 12], &response, "alice", &ksf)
+            .unwrap();
+        Credential::Opaque(PasswordRecord::from_upload(&upload).unwrap())
+    }
+
+    #[test]
+    fn a_replaced_credential_is_gone_from_the_file_and_records_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = store_with_alice(dir.path());
+        let mut store = CredentialStore::open(&path, &KEY).unwrap();
+        assert_eq!(store.legacy_count(), 2);
+        let new = record(1);
+        store.replace_credential("alice", new.clone()).unwrap();
+        assert!(matches!(
+            store.replace_credential("nobody", record(2)),
+            Err(StoreError::UnknownAccount)
+        ));
+        let store = CredentialStore::open(&path, &KEY).unwrap();
+        assert_eq!(store.get("alice").unwrap().credential, new);
+        assert_eq!(store.legacy_count(), 1);
+        assert_eq!(store.get("bob").unwrap().credential, legacy());
+    }
+
+    #[test]
+    fn a_version_1_file_is_read_as_legacy_hashes_and_rewritten_as_version_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("accounts.json.enc");
+        let sealed = SealedFile::new(&KEY, KEY_INFO, MAGIC, &path).unwrap();
+        let v1 = format!(
+            r#"{{"version":1,"accounts":[{{"username":"Alice","key":"alice","phc":"{PHC}","created_ms":5}}]}}"#
+        );
+        fs::write(
+            &path,
+            sealed.seal(&SystemRandom::new(), v1.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        let mut store = CredentialStore::open(&path, &KEY).unwrap();
+        assert_eq!(store.get("alice").unwrap().credential, legacy());
+        store.replace_credential("alice", record(3)).unwrap();
+        let mut bytes = Zeroizing::new(fs::read(&path).unwrap());
+        let plaintext = String::from_utf8(sealed.open(&mut bytes).unwrap().to_vec()).unwrap();
+        assert!(plaintext.starts_with(r#"{"version":2,"#), "{plaintext}");
+        assert!(
+            !plaintext.contains("argon2"),
+            "the hash is gone: {plaintext}"
+        );
+        // A version-1 file with an OPAQUE record cannot have been written by
+        // a version-1 server: corrupt.
+        let forged = plaintext.replace(r#""version":2"#, r#""version":1"#);
+        fs::write(
+            &path,
+            sealed
+                .seal(&SystemRandom::new(), forged.as_bytes())
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(matches!(
+            CredentialStore::open(&path, &KEY),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+
     fn store_with_alice(dir: &Path) -> PathBuf {
         let path = dir.join("accounts.json.enc");
         let mut store = CredentialStore::open(&path, &KEY).unwrap();
-        store.register("alice", "Alice", PHC.to_owned()).unwrap();
-        store.register("bob", "Bob", PHC.to_owned()).unwrap();
+        store.register("alice", "Alice", legacy()).unwrap();
+        store.register("bob", "Bob", legacy()).unwrap();
         path
     }
 
@@ -252,7 +436,7 @@ mod tests {
         assert_eq!(store.len(), 2);
         let alice = store.get("alice").unwrap();
         assert_eq!(alice.username, "Alice");
-        assert_eq!(alice.phc, PHC);
+        assert_eq!(alice.credential, legacy());
         assert!(alice.created_ms > 0);
         assert!(store.get("Alice").is_none(), "keyed by the canonical name");
     }
@@ -263,7 +447,7 @@ mod tests {
         let path = store_with_alice(dir.path());
         let mut store = CredentialStore::open(&path, &KEY).unwrap();
         assert!(matches!(
-            store.register("alice", "ALICE", "other".into()),
+            store.register("alice", "ALICE", legacy()),
             Err(RegisterError::NameTaken)
         ));
         assert_eq!(store.get("alice").unwrap().username, "Alice");
@@ -346,7 +530,7 @@ mod tests {
         let path = dir.path().join("missing").join("accounts.json.enc");
         let mut store = CredentialStore::open(&path, &KEY).unwrap();
         assert!(matches!(
-            store.register("alice", "Alice", PHC.into()),
+            store.register("alice", "Alice", legacy()),
             Err(RegisterError::Store(StoreError::Io { .. }))
         ));
         assert!(store.get("alice").is_none());
@@ -363,11 +547,11 @@ mod tests {
                 let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
                 std::thread::spawn(move || {
                     barrier.wait();
-                    let result = store.lock().unwrap().register(
-                        "carol",
-                        &format!("Carol{i}"),
-                        PHC.to_owned(),
-                    );
+                    let result =
+                        store
+                            .lock()
+                            .unwrap()
+                            .register("carol", &format!("Carol{i}"), legacy());
                     result.is_ok()
                 })
             })

@@ -6,6 +6,8 @@
 //! <data dir>/
 //!   identity.key          32 raw bytes: the server's Ed25519 identity seed
 //!   storage.key           32 raw bytes: root key for everything encrypted below (HKDF)
+//!   opaque_server.key.enc the OPAQUE server secret (OPRF seed, AKE key pair), sealed under
+//!                         storage.key (see opaque_key_file)
 //!   accounts.json.enc     the credential store, one AES-256-GCM blob (see credential_store)
 //!   resume_tokens.enc     only between a graceful stop and the next start: SHA-256 of live
 //!                         resume tokens, sealed the same way (see token_file)
@@ -35,6 +37,7 @@ use crate::storage::key_files::{self, LoadedKey};
 pub const IDENTITY_KEY_FILE: &str = "identity.key";
 pub const STORAGE_KEY_FILE: &str = "storage.key";
 pub const ACCOUNTS_FILE: &str = "accounts.json.enc";
+pub const OPAQUE_KEY_FILE: &str = "opaque_server.key.enc";
 pub const CHAT_HISTORIES_DIR: &str = "chat_histories";
 pub const RESUME_TOKENS_FILE: &str = "resume_tokens.enc";
 
@@ -62,6 +65,7 @@ impl DataDir {
         for name in [
             IDENTITY_KEY_FILE,
             STORAGE_KEY_FILE,
+            OPAQUE_KEY_FILE,
             ACCOUNTS_FILE,
             RESUME_TOKENS_FILE,
         ] {
@@ -89,6 +93,10 @@ impl DataDir {
 
     pub fn accounts_path(&self) -> PathBuf {
         self.root.join(ACCOUNTS_FILE)
+    }
+
+    pub fn opaque_key_path(&self) -> PathBuf {
+        self.root.join(OPAQUE_KEY_FILE)
     }
 
     pub fn resume_tokens_path(&self) -> PathBuf {

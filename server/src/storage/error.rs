@@ -81,6 +81,8 @@ pub enum StoreError {
     UnsupportedVersion { path: PathBuf, found: u64 },
     #[error("a cryptographic primitive failed (OS randomness or key derivation)")]
     Crypto,
+    #[error("no such account")]
+    UnknownAccount,
 }
 
 /// Why a registration was not accepted.

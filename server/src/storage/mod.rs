@@ -7,11 +7,12 @@ pub mod data_dir;
 pub mod error;
 pub mod history;
 pub mod key_files;
+pub mod opaque_key_file;
 pub mod password;
 mod sealing;
 pub mod token_file;
 
-pub use credential_store::{Account, CredentialStore};
+pub use credential_store::{Account, Credential, CredentialStore};
 pub use data_dir::DataDir;
 pub use error::{
     DataDirError, HistoryError, KeyFileError, PasswordError, RegisterError, StorageError,
@@ -60,16 +61,21 @@ mod tests {
 
         let mut accounts = CredentialStore::open(dir.accounts_path(), &storage_key.secret).unwrap();
         let phc = hash_password(password.as_bytes()).unwrap();
-        accounts.register(user, display, phc.into_string()).unwrap();
+        accounts
+            .register(user, display, Credential::LegacyPhc(phc.into_string()))
+            .unwrap();
         accounts
             .register(
                 peer,
                 "Quixotic",
-                hash_password(b"other").unwrap().into_string(),
+                Credential::LegacyPhc(hash_password(b"other").unwrap().into_string()),
             )
             .unwrap();
+        let Credential::LegacyPhc(stored) = &accounts.get(user).unwrap().credential else {
+            panic!("registered with a hash");
+        };
         assert!(verify_login(
-            accounts.get(user).map(|a| a.phc.as_str()),
+            Some(stored.as_str()),
             &dummy_phc(PasswordParams::default()),
             password.as_bytes()
         ));

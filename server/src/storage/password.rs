@@ -54,6 +54,14 @@ impl Default for PasswordParams {
     }
 }
 
+/// The cheapest costs Argon2id accepts: for the server's own unit tests.
+#[cfg(test)]
+pub const TEST_PASSWORD_HASHING: PasswordParams = PasswordParams {
+    m_cost_kib: 8,
+    t_cost: 1,
+    p_cost: 1,
+};
+
 impl PasswordParams {
     /// Refuses costs Argon2 cannot run, or that [`verify_password`] would
     /// refuse to verify later (so no account could ever log in).
