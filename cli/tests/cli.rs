@@ -293,3 +293,60 @@ async fn a_session_taken_over_by_another_login_exits_with_5() {
     assert_eq!(exits(&mut child).await.code(), Some(5));
     drop(stdin);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_password_replaces_it_and_the_old_one_stops_working() {
+    let server = TestServer::start(Transport::Plain).await;
+    let dir = tempfile::tempdir().unwrap();
+    let known = dir.path().join("known");
+    let run = |args: &[&str], stdin: Option<&'static [u8]>| {
+        let mut c = cli(&server, &known, "Hal");
+        c.args(args);
+        async move {
+            if let Some(input) = stdin {
+                c.stdin(Stdio::piped()).stdout(Stdio::piped());
+                let mut child = c.spawn().unwrap();
+                child.stdin.take().unwrap().write_all(input).await.unwrap();
+                let out = tokio::time::timeout(RECV_TIMEOUT * 2, child.wait_with_output())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                (
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout).into_owned(),
+                )
+            } else {
+                let out = tokio::time::timeout(RECV_TIMEOUT * 2, c.output())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                (
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout).into_owned(),
+                )
+            }
+        }
+    };
+    let (status, _) = run(&["--register", "--send", "first"], None).await;
+    assert!(status.success());
+    // The wrong current password cannot even log in: exit 1, nothing changed.
+    let wrong: &'static [u8] = b"not the password\na new password\n";
+    let (status, out) = run(&["--change-password", "--password-stdin"], Some(wrong)).await;
+    assert_eq!(status.code(), Some(1), "{out}");
+    assert!(!out.contains("password changed"), "{out}");
+    // The right one (the first line of standard input is the current one).
+    let right = format!("{PASSWORD}\na new password\n").into_bytes().leak();
+    let (status, out) = run(&["--change-password", "--password-stdin"], Some(right)).await;
+    assert_eq!(status.code(), Some(0), "{out}");
+    assert!(out.contains("password changed"), "{out}");
+    // SECURECHAT_PASSWORD still holds the old one: refused now.
+    let (status, _) = run(&["--send", "with the old password"], None).await;
+    assert_eq!(status.code(), Some(1));
+    let new: &'static [u8] = b"a new password\n";
+    let (status, out) = run(
+        &["--password-stdin", "--send", "with the new one"],
+        Some(new),
+    )
+    .await;
+    assert_eq!(status.code(), Some(0), "{out}");
+}

@@ -414,7 +414,9 @@ impl Driver {
     /// Offers `msg` to the password change in progress; gives it back if it
     /// is not the change's.
     async fn password_change(&mut self, msg: ServerMessage) -> Option<ServerMessage> {
-        let mut change = self.change.take()?;
+        let Some(mut change) = self.change.take() else {
+            return Some(msg);
+        };
         let step = if PasswordChange::<Argon2id>::is_expensive(&msg) {
             // Two Argon2id runs: off the event loop.
             match tokio::task::spawn_blocking(move || {

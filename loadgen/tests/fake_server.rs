@@ -16,13 +16,16 @@ use net::{HandshakeOptions, LinkEvent};
 use proto_core::message::{
     AuthFailure, BoundedList, ClientMessage, GoodbyeReason, ResumeToken, ServerMessage, Username,
 };
+use proto_core::opaque::{PasswordRecord, ServerKeys, ServerLoginState};
 use proto_core::{Fingerprint, ServerConfig, ServerIdentity};
+use rand_core::OsRng;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-#[derive(Default)]
 struct Room {
-    accounts: Mutex<HashMap<String, String>>,
+    /// OPAQUE, as the real server runs it (proto-core's server half).
+    keys: ServerKeys,
+    accounts: Mutex<HashMap<String, PasswordRecord>>,
     online: Mutex<HashMap<u64, (Username, mpsc::UnboundedSender<ServerMessage>)>>,
     next: AtomicU64,
     registrations: AtomicU64,
@@ -44,7 +47,16 @@ async fn start() -> FakeServer {
     let fingerprint = identity.public_key().fingerprint();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let room = Arc::new(Room::default());
+    let room = Arc::new(Room {
+        keys: ServerKeys::generate(&mut OsRng),
+        accounts: Mutex::default(),
+        online: Mutex::default(),
+        next: AtomicU64::default(),
+        registrations: AtomicU64::default(),
+        tokens: Mutex::default(),
+        resumes: AtomicU64::default(),
+        kick: Mutex::default(),
+    });
     let opts = HandshakeOptions::new(Duration::from_secs(10), 2);
     let shared = room.clone();
     tokio::spawn(async move {
@@ -71,6 +83,9 @@ async fn serve(tcp: TcpStream, config: ServerConfig, opts: HandshakeOptions, roo
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut me: Option<Username> = None;
     let mut kick = false;
+    let binding = session.channel_binding().clone();
+    let mut registering: Option<Username> = None;
+    let mut logging_in: Option<(Username, Option<ServerLoginState>)> = None;
     loop {
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(20)), if kick => {
@@ -86,20 +101,44 @@ async fn serve(tcp: TcpStream, config: ServerConfig, opts: HandshakeOptions, roo
                 };
                 let mut replies = Vec::new();
                 match msg {
-                    ClientMessage::Register { username, password } => {
-                        let mut accounts = room.accounts.lock().unwrap();
-                        if accounts.contains_key(username.as_str()) {
+                    ClientMessage::RegisterStart { username, request } => {
+                        if room.accounts.lock().unwrap().contains_key(&username.canonical()) {
                             replies.push(ServerMessage::AuthFailed { reason: AuthFailure::NameTaken });
                         } else {
-                            accounts.insert(username.as_str().to_owned(), password.expose().to_owned());
+                            let response = room
+                                .keys
+                                .registration_response(&request, &username.canonical())
+                                .unwrap();
+                            registering = Some(username);
+                            replies.push(ServerMessage::RegisterResponse { response: Box::new(response) });
+                        }
+                    }
+                    ClientMessage::RegisterFinish { upload } => {
+                        let username = registering.take().expect("RegisterStart first");
+                        let record = PasswordRecord::from_upload(&upload).unwrap();
+                        let mut accounts = room.accounts.lock().unwrap();
+                        if accounts.insert(username.canonical(), record).is_some() {
+                            replies.push(ServerMessage::AuthFailed { reason: AuthFailure::NameTaken });
+                        } else {
                             room.registrations.fetch_add(1, Ordering::Relaxed);
                             me = Some(username.clone());
                             replies.extend(login_burst(&room, &username));
                         }
                     }
-                    ClientMessage::Login { username, password } => {
-                        let ok = room.accounts.lock().unwrap().get(username.as_str())
-                            == Some(&password.expose().to_owned());
+                    ClientMessage::LoginStart { username, request } => {
+                        let record = room.accounts.lock().unwrap().get(&username.canonical()).cloned();
+                        let (state, response) = room
+                            .keys
+                            .login_start(&mut OsRng, record.as_ref(), &request, &username.canonical(), &binding)
+                            .unwrap();
+                        logging_in = Some((username, record.is_some().then_some(state)));
+                        replies.push(ServerMessage::LoginResponse { response: Box::new(response) });
+                    }
+                    ClientMessage::LoginFinish { finalization } => {
+                        let (username, state) = logging_in.take().expect("LoginStart first");
+                        let ok = state.is_some_and(|state| {
+                            state.finish(&finalization, &username.canonical(), &binding).is_ok()
+                        });
                         if ok {
                             me = Some(username.clone());
                             replies.extend(login_burst(&room, &username));

@@ -24,6 +24,9 @@
 use std::fmt;
 use std::marker::PhantomData;
 
+pub use opaque_ke::errors::InternalError as KsfError;
+pub use opaque_ke::generic_array::typenum::U64;
+pub use opaque_ke::generic_array::{ArrayLength, GenericArray};
 pub use opaque_ke::ksf::{Identity, Ksf};
 use opaque_ke::{
     ClientLogin, ClientLoginFinishParameters, ClientRegistration,

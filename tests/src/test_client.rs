@@ -11,12 +11,16 @@ use std::time::Duration;
 
 use net::tls::TlsConnector;
 use net::{ClientHandshake, ClientLink, ClientStream, LinkEvent, NetError};
-use proto_core::login::{login_step, LoginReply, LoginStep};
+use proto_core::login::{
+    login_step, ChangeStep, ExchangeStep, LoginReply, LoginStep, PasswordChange, PasswordExchange,
+};
 use proto_core::message::{
     AuthFailure, ClientMessage, ErrorCode, GoodbyeReason, HistoryEntry, LeaveReason, ResumeToken,
     ServerMessage, Username,
 };
+use proto_core::opaque::{Argon2id, ExportKey, Stretch};
 use proto_core::{ClientConfig, Fingerprint, ServerTrust};
+use rand_core::OsRng;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{timeout_at, Instant};
@@ -443,24 +447,7 @@ impl TestClient {
     pub async fn authenticate(&mut self, msg: &ClientMessage) -> Result<LoginInfo, AuthFailure> {
         self.send(msg).await;
         match login_step(self.recv().await) {
-            LoginStep::Reply(LoginReply::Accepted {
-                username,
-                resume_token,
-                token_lifetime_secs,
-            }) => {
-                self.label = username.as_str().to_owned();
-                let online = self.read_online_pages().await;
-                let (history, history_batches) = self.read_history_batches().await;
-                Ok(LoginInfo {
-                    username,
-                    token: resume_token,
-                    token_lifetime_secs,
-                    online,
-                    history,
-                    history_batches,
-                })
-            }
-            LoginStep::Reply(LoginReply::Refused(reason)) => Err(reason),
+            LoginStep::Reply(reply) => self.login_reply(reply).await,
             other => panic!(
                 "{}: expected AuthOk or AuthFailed, got {other:?}",
                 self.label
@@ -488,24 +475,152 @@ impl TestClient {
         }
     }
 
+    /// Runs an OPAQUE exchange as every client does (proto-core's
+    /// [`PasswordExchange`], with the real Argon2id costs, so that accounts
+    /// made here log in from the CLI and the GUI and back); on `AuthOk`,
+    /// also reads the online pages and history batches that follow it.
+    async fn password_exchange(
+        &mut self,
+        mut exchange: PasswordExchange,
+        first: ClientMessage,
+    ) -> Result<(LoginInfo, Option<ExportKey>), AuthFailure> {
+        self.send(&first).await;
+        loop {
+            let msg = self.recv().await;
+            match exchange.handle(&mut OsRng, msg) {
+                ExchangeStep::Send(next) => self.send(&next).await,
+                ExchangeStep::Done(reply, export_key) => {
+                    return self.login_reply(reply).await.map(|info| (info, export_key))
+                }
+                ExchangeStep::Refused => return Err(AuthFailure::LoginFailed),
+                ExchangeStep::Unexpected(other) => panic!(
+                    "{}: unexpected answer to a password exchange: {other:?}",
+                    self.label
+                ),
+            }
+        }
+    }
+
+    async fn login_reply(&mut self, reply: LoginReply) -> Result<LoginInfo, AuthFailure> {
+        match reply {
+            LoginReply::Accepted {
+                username,
+                resume_token,
+                token_lifetime_secs,
+            } => {
+                self.label = username.as_str().to_owned();
+                let online = self.read_online_pages().await;
+                let (history, history_batches) = self.read_history_batches().await;
+                Ok(LoginInfo {
+                    username,
+                    token: resume_token,
+                    token_lifetime_secs,
+                    online,
+                    history,
+                    history_batches,
+                })
+            }
+            LoginReply::Refused(reason) => Err(reason),
+            other => panic!(
+                "{}: expected AuthOk or AuthFailed, got {other:?}",
+                self.label
+            ),
+        }
+    }
+
+    fn stretch() -> Argon2id {
+        Stretch::RECOMMENDED
+            .argon2id()
+            .expect("the recommended costs are valid")
+    }
+
     pub async fn try_register(
         &mut self,
         name: &str,
         secret: &str,
     ) -> Result<LoginInfo, AuthFailure> {
-        self.authenticate(&ClientMessage::Register {
+        let binding = self.session.channel_binding().clone();
+        let (exchange, first) = PasswordExchange::register(
+            &mut OsRng,
+            username(name),
+            password(secret),
+            Self::stretch(),
+            binding,
+        )?;
+        self.password_exchange(exchange, first)
+            .await
+            .map(|(info, _)| info)
+    }
+
+    /// An OPAQUE login; the export key comes with the answer.
+    pub async fn try_login_with_key(
+        &mut self,
+        name: &str,
+        secret: &str,
+    ) -> Result<(LoginInfo, Option<ExportKey>), AuthFailure> {
+        let binding = self.session.channel_binding().clone();
+        let (exchange, first) = PasswordExchange::login(
+            &mut OsRng,
+            username(name),
+            password(secret),
+            Self::stretch(),
+            binding,
+        );
+        self.password_exchange(exchange, first).await
+    }
+
+    pub async fn try_login(&mut self, name: &str, secret: &str) -> Result<LoginInfo, AuthFailure> {
+        self.try_login_with_key(name, secret)
+            .await
+            .map(|(info, _)| info)
+    }
+
+    /// The version-1 login, with the password in the message (what a
+    /// client of the release before OPAQUE sends).
+    pub async fn try_legacy_login(
+        &mut self,
+        name: &str,
+        secret: &str,
+    ) -> Result<LoginInfo, AuthFailure> {
+        self.authenticate(&ClientMessage::Login {
             username: username(name),
             password: password(secret),
         })
         .await
     }
 
-    pub async fn try_login(&mut self, name: &str, secret: &str) -> Result<LoginInfo, AuthFailure> {
-        self.authenticate(&ClientMessage::Login {
-            username: username(name),
-            password: password(secret),
-        })
-        .await
+    /// Changes the password while logged in as `name`: the new token, or
+    /// the refusal (`None` when the client itself found `old` wrong).
+    pub async fn try_change_password(
+        &mut self,
+        name: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<ResumeToken, Option<LoginReply>> {
+        let binding = self.session.channel_binding().clone();
+        let (mut change, first) = PasswordChange::start(
+            &mut OsRng,
+            &username(name),
+            password(old),
+            password(new),
+            Self::stretch(),
+            binding,
+        )
+        .map_err(|reason| Some(LoginReply::Refused(reason)))?;
+        self.send(&first).await;
+        loop {
+            let msg = self.recv().await;
+            match change.handle(&mut OsRng, msg) {
+                ChangeStep::Send(next) => self.send(&next).await,
+                ChangeStep::Changed { resume_token, .. } => return Ok(resume_token),
+                ChangeStep::WrongPassword => return Err(None),
+                ChangeStep::Failed(reply) => return Err(Some(reply)),
+                ChangeStep::NotMine(other) => panic!(
+                    "{}: unexpected message during a password change: {other:?}",
+                    self.label
+                ),
+            }
+        }
     }
 
     pub async fn try_resume(&mut self, token: &ResumeToken) -> Result<LoginInfo, AuthFailure> {

@@ -130,9 +130,13 @@ async fn authenticating_again_on_a_logged_in_session_is_refused() {
             username: username("Bob"),
             password: password(PASSWORD),
         },
-        ClientMessage::Register {
+        ClientMessage::LoginStart {
+            username: username("Bob"),
+            request: Box::new([0; 96]),
+        },
+        ClientMessage::RegisterStart {
             username: username("Dave"),
-            password: password(PASSWORD),
+            request: Box::new([0; 32]),
         },
         ClientMessage::Resume { token },
     ];

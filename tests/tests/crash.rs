@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use net::LinkEvent;
-use proto_core::login::{login_step, LoginReply, LoginStep};
+use proto_core::login::{ExchangeStep, LoginReply, PasswordExchange};
 use proto_core::message::{AuthFailure, ClientMessage, GoodbyeReason, ServerMessage};
+use proto_core::opaque::Stretch;
+use rand_core::OsRng;
 use tests::server_process::{run_to_exit, write_config_with};
 use tests::{
     password, text, username, Endpoint, ServerProcess, TestClient, PASSWORD, RECV_TIMEOUT,
@@ -72,11 +74,18 @@ async fn register_and_chat(
     let Ok(mut client) = TestClient::try_connect(&endpoint, &name).await else {
         return Outcome::NotAcknowledged;
     };
-    let register = ClientMessage::Register {
-        username: username(&name),
-        password: password(&secret),
+    let binding = client.session().channel_binding().clone();
+    let stretch = Stretch::RECOMMENDED.argon2id().expect("valid costs");
+    let Ok((mut exchange, first)) = PasswordExchange::register(
+        &mut OsRng,
+        username(&name),
+        password(&secret),
+        stretch,
+        binding,
+    ) else {
+        return Outcome::NotAcknowledged;
     };
-    if client.try_send(&register).await.is_err() {
+    if client.try_send(&first).await.is_err() {
         return Outcome::NotAcknowledged;
     }
     let deadline = Instant::now() + RECV_TIMEOUT;
@@ -84,17 +93,20 @@ async fn register_and_chat(
         let Some(Ok(LinkEvent::Message(msg))) = client.next_event_until(deadline).await else {
             return Outcome::NotAcknowledged;
         };
-        match login_step(msg) {
-            LoginStep::Reply(LoginReply::Accepted { .. }) => {
+        match exchange.handle(&mut OsRng, msg) {
+            ExchangeStep::Done(LoginReply::Accepted { .. }, _) => {
                 let _ = acks.send((name.clone(), secret.clone()));
                 break;
             }
-            LoginStep::Reply(LoginReply::Refused(reason)) => return Outcome::Refused(reason),
-            LoginStep::Reply(_) => return Outcome::NotAcknowledged,
-            LoginStep::Respond(pong) => {
-                let _ = client.try_send(&pong).await;
+            ExchangeStep::Done(LoginReply::Refused(reason), _) => return Outcome::Refused(reason),
+            ExchangeStep::Done(..) => return Outcome::NotAcknowledged,
+            ExchangeStep::Refused => return Outcome::Refused(AuthFailure::LoginFailed),
+            ExchangeStep::Send(next) => {
+                if client.try_send(&next).await.is_err() {
+                    return Outcome::NotAcknowledged;
+                }
             }
-            LoginStep::Unexpected(_) => {}
+            ExchangeStep::Unexpected(_) => {}
         }
     }
     // Chat (one message per 50 ms at most, as the workload), reading

@@ -9,6 +9,7 @@
 
 pub mod dialer;
 pub mod irc;
+pub mod memo_stretch;
 pub mod securechat;
 
 use std::future::Future;

@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use net::{ClientHandshake, ClientLink, ClientStream, LinkEvent};
-use proto_core::login::{login_step, LoginReply, LoginStep};
+use proto_core::login::{login_step, ExchangeStep, LoginReply, LoginStep, PasswordExchange};
 use proto_core::message::{
     AuthFailure, ClientMessage, ErrorCode, MessageText, ResumeToken, ServerMessage,
 };
@@ -19,6 +19,7 @@ use crate::accounts::Account;
 use crate::stamp::Stamp;
 use crate::transport::dialer::Dialer;
 pub use crate::transport::dialer::TlsOptions;
+use crate::transport::memo_stretch::MemoStretch;
 use crate::transport::{ChatConnection, ChatEvent, JoinInfo, Transport, TransportError};
 
 type Link = ClientLink<ClientStream>;
@@ -131,6 +132,9 @@ pub struct SecureChat {
     register_permits: Semaphore,
     register_first: AtomicBool,
     login_timeout: Duration,
+    /// The accounts' Argon2id, stretched once per account (see
+    /// `memo_stretch`).
+    stretch: MemoStretch,
 }
 
 impl SecureChat {
@@ -151,6 +155,65 @@ impl SecureChat {
             register_permits: Semaphore::new(register_concurrency.max(1)),
             register_first: AtomicBool::new(register_first),
             login_timeout,
+            stretch: MemoStretch::default(),
+        }
+    }
+
+    /// An OPAQUE login (`register == false`) or registration as `account`,
+    /// as every client runs it (proto-core's `PasswordExchange`), with the
+    /// memoised stretching.
+    async fn password(
+        &self,
+        session: &mut Link,
+        account: &Account,
+        register: bool,
+    ) -> Result<AuthReply, TransportError> {
+        let binding = session.channel_binding().clone();
+        let (username, password, ksf) = (
+            account.username.clone(),
+            account.password.clone(),
+            self.stretch.clone(),
+        );
+        let rng = &mut rand_core::OsRng;
+        let (exchange, first) = if register {
+            match PasswordExchange::register(rng, username, password, ksf, binding) {
+                Ok(started) => started,
+                Err(reason) => return Ok(AuthReply::Failed(reason)),
+            }
+        } else {
+            PasswordExchange::login(rng, username, password, ksf, binding)
+        };
+        let mut exchange = Some(exchange);
+        session.send(&first).await.map_err(TransportError::Link)?;
+        loop {
+            let msg = next_message(session).await?;
+            let Some(mut current) = exchange.take() else {
+                return Err(TransportError::Auth("exchange lost".into()));
+            };
+            let step = if PasswordExchange::<MemoStretch>::is_expensive(&msg) {
+                // The first stretching of an account costs ~20 ms: off the
+                // event loop, as every client does it.
+                let (back, step) = background_cpu::spawn(move || {
+                    let step = current.handle(&mut rand_core::OsRng, msg);
+                    (current, step)
+                })
+                .await
+                .map_err(|_| TransportError::Auth("stretching failed".into()))?;
+                current = back;
+                step
+            } else {
+                current.handle(&mut rand_core::OsRng, msg)
+            };
+            exchange = Some(current);
+            match step {
+                ExchangeStep::Send(next) => {
+                    session.send(&next).await.map_err(TransportError::Link)?
+                }
+                ExchangeStep::Done(reply, _) => return auth_reply(reply),
+                ExchangeStep::Refused => return Ok(AuthReply::Failed(AuthFailure::LoginFailed)),
+                // Nothing else may come first; a stray message is not the answer.
+                ExchangeStep::Unexpected(_) => {}
+            }
         }
     }
 
@@ -170,13 +233,7 @@ impl SecureChat {
         let account = Account::new(&self.seed, index);
         let reply = tokio::time::timeout(
             self.login_timeout,
-            request(
-                &mut session,
-                &ClientMessage::Login {
-                    username: account.username.clone(),
-                    password: account.password.clone(),
-                },
-            ),
+            self.password(&mut session, &account, false),
         )
         .await
         .map_err(|_| TransportError::Timeout("login"))??;
@@ -210,13 +267,9 @@ impl SecureChat {
                 AuthReply::Failed(_) => {}
             }
         }
-        let login = ClientMessage::Login {
-            username: account.username.clone(),
-            password: account.password.clone(),
-        };
         let register_first = self.register_first.load(Ordering::Relaxed);
         if !register_first {
-            match request(session, &login).await? {
+            match self.password(session, account, false).await? {
                 AuthReply::Ok(token) => {
                     memory.token = Some(token);
                     return Ok(());
@@ -234,14 +287,7 @@ impl SecureChat {
                 .await
                 .expect("the semaphore is never closed");
             let start = Instant::now();
-            let reply = request(
-                session,
-                &ClientMessage::Register {
-                    username: account.username.clone(),
-                    password: account.password.clone(),
-                },
-            )
-            .await?;
+            let reply = self.password(session, account, true).await?;
             if matches!(reply, AuthReply::Ok(_)) {
                 info.registered = Some((start, Instant::now()));
             }
@@ -253,7 +299,7 @@ impl SecureChat {
                 Ok(())
             }
             AuthReply::Failed(AuthFailure::NameTaken) if register_first => {
-                match request(session, &login).await? {
+                match self.password(session, account, false).await? {
                     AuthReply::Ok(token) => {
                         memory.token = Some(token);
                         Ok(())
@@ -277,14 +323,7 @@ impl SecureChat {
         let account = Account::new(&self.seed, index);
         let login = tokio::time::timeout(self.login_timeout, async {
             let sent = Instant::now();
-            let reply = request(
-                &mut session,
-                &ClientMessage::Login {
-                    username: account.username.clone(),
-                    password: account.password.clone(),
-                },
-            )
-            .await?;
+            let reply = self.password(&mut session, &account, false).await?;
             let took = sent.elapsed();
             match reply {
                 AuthReply::Ok(_) => {}
@@ -358,23 +397,23 @@ async fn request(session: &mut Link, msg: &ClientMessage) -> Result<AuthReply, T
             }
         };
         match login_step(msg) {
-            LoginStep::Reply(LoginReply::Accepted { resume_token, .. }) => {
-                return Ok(AuthReply::Ok(resume_token))
-            }
-            LoginStep::Reply(LoginReply::Refused(reason)) => return Ok(AuthReply::Failed(reason)),
-            LoginStep::Reply(LoginReply::Error { code, detail }) => {
-                return Err(TransportError::Auth(format!(
-                    "server error {code:?}: {}",
-                    detail.as_str()
-                )))
-            }
-            LoginStep::Reply(LoginReply::Goodbye(reason)) => {
-                return Err(TransportError::Closed(format!("goodbye {reason:?}")))
-            }
+            LoginStep::Reply(reply) => return auth_reply(reply),
             LoginStep::Respond(pong) => session.send(&pong).await.map_err(TransportError::Link)?,
             // Nothing else may come first; a stray message is not the answer.
             LoginStep::Unexpected(_) => {}
         }
+    }
+}
+
+fn auth_reply(reply: LoginReply) -> Result<AuthReply, TransportError> {
+    match reply {
+        LoginReply::Accepted { resume_token, .. } => Ok(AuthReply::Ok(resume_token)),
+        LoginReply::Refused(reason) => Ok(AuthReply::Failed(reason)),
+        LoginReply::Error { code, detail } => Err(TransportError::Auth(format!(
+            "server error {code:?}: {}",
+            detail.as_str()
+        ))),
+        LoginReply::Goodbye(reason) => Err(TransportError::Closed(format!("goodbye {reason:?}"))),
     }
 }
 
