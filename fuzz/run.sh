@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-600}; shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(record_decoder message_decoder server_state client_state server_established)
+[ ${#targets[@]} -gt 0 ] || targets=(record_decoder message_decoder server_state client_state server_established opaque_server)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t" "artifacts/$t"

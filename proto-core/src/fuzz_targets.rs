@@ -251,3 +251,99 @@ mod tests {
         assert_eq!(server_established_events(&input), vec![]);
     }
 }
+
+/// The server's half of OPAQUE fed arbitrary client messages (malformed
+/// points, wrong lengths, proofs that do not verify): the input is decoded
+/// as a client message, and each OPAQUE one goes where the server would
+/// send it — the registration response, the record check, a login start
+/// for a known and an unknown user and the finish of that login, a real
+/// login's finish against the input's proof. An input starting with 0xFF
+/// is tried as a stored OPAQUE key file instead. Nothing may panic, and a
+/// made-up proof must never verify.
+pub fn opaque_server(data: &[u8]) {
+    use crate::opaque::{
+        ClientLoginState, ClientRegistrationState, Identity, PasswordRecord, ServerKeys,
+        CREDENTIAL_FINALIZATION_LEN, CREDENTIAL_REQUEST_LEN,
+    };
+    use crate::ChannelBinding;
+
+    struct Fixture {
+        keys: ServerKeys,
+        record: PasswordRecord,
+        request: [u8; CREDENTIAL_REQUEST_LEN],
+    }
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    let user = "alice";
+    let binding = ChannelBinding::from_bytes([9; 32]);
+    let fx = FIXTURE.get_or_init(|| {
+        let mut rng = ChaCha20Rng::seed_from_u64(11);
+        let keys = ServerKeys::generate(&mut rng);
+        let (client, request) =
+            ClientRegistrationState::<Identity>::start(&mut rng, b"password").expect("blind");
+        let response = keys.registration_response(&request, user).expect("valid");
+        let (upload, _) = client
+            .finish(&mut rng, b"password", &response, user, &Identity)
+            .expect("register");
+        let record = PasswordRecord::from_upload(&upload).expect("valid upload");
+        let (_, request) = ClientLoginState::<Identity>::start(&mut rng, b"password").expect("blind");
+        Fixture {
+            keys,
+            record,
+            request,
+        }
+    });
+    let mut rng = ChaCha20Rng::seed_from_u64(12);
+    if let Some(key_file) = data.strip_prefix(&[0xFF]) {
+        let _ = ServerKeys::from_bytes(key_file, &mut rng);
+        return;
+    }
+    let Ok(msg) = ClientMessage::decode(data) else {
+        return;
+    };
+    let login = |request: &[u8; CREDENTIAL_REQUEST_LEN], name: &str, rng: &mut ChaCha20Rng| {
+        for record in [Some(&fx.record), None] {
+            if let Ok((state, _)) = fx.keys.login_start(rng, record, request, name, &binding) {
+                assert!(state
+                    .finish(&[0; CREDENTIAL_FINALIZATION_LEN], name, &binding)
+                    .is_err());
+            }
+        }
+    };
+    let finish = |finalization: &[u8; CREDENTIAL_FINALIZATION_LEN], rng: &mut ChaCha20Rng| {
+        let (state, _) = fx
+            .keys
+            .login_start(rng, Some(&fx.record), &fx.request, user, &binding)
+            .expect("a valid request");
+        assert!(
+            state.finish(finalization, user, &binding).is_err(),
+            "a made-up proof verified"
+        );
+    };
+    match msg {
+        ClientMessage::RegisterStart { username, request } => {
+            let _ = fx.keys.registration_response(&request, &username.canonical());
+        }
+        ClientMessage::RegisterFinish { upload } => {
+            let _ = PasswordRecord::from_upload(&upload);
+        }
+        ClientMessage::LoginStart { username, request } => {
+            login(&request, &username.canonical(), &mut rng);
+        }
+        ClientMessage::LoginFinish { finalization } => finish(&finalization, &mut rng),
+        ClientMessage::ChangePasswordStart {
+            request,
+            registration_request,
+        } => {
+            login(&request, user, &mut rng);
+            let _ = fx.keys.registration_response(&registration_request, user);
+        }
+        ClientMessage::ChangePasswordFinish {
+            finalization,
+            upload,
+        } => {
+            finish(&finalization, &mut rng);
+            let _ = PasswordRecord::from_upload(&upload);
+        }
+        _ => {}
+    }
+}

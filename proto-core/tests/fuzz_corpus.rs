@@ -45,3 +45,8 @@ fn client_state_corpus_replays_without_panic() {
 fn server_established_corpus_replays_without_panic() {
     replay("server_established", fuzz_targets::server_established);
 }
+
+#[test]
+fn opaque_server_corpus_replays_without_panic() {
+    replay("opaque_server", fuzz_targets::opaque_server);
+}
