@@ -9,7 +9,8 @@ use std::rc::{Rc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use client_core::{
-    AuthRequest, ClientEvent, ClientOptions, Fingerprint, KnownServers, ServerAddress, TlsOptions,
+    AuthRequest, ClientEvent, ClientOptions, Fingerprint, KnownServers, PasswordChangeError,
+    ServerAddress, TlsOptions,
 };
 use slint::{CloseRequestResponse, ComponentHandle};
 use tokio::sync::oneshot;
@@ -17,6 +18,7 @@ use zeroize::Zeroizing;
 
 use crate::backend::{route_input, ChatBackend, Connector, Deliver, Outgoing};
 use crate::model::ChatModel;
+use crate::password_dialog::{PasswordDialog, Submit};
 use crate::screens::{capitalized, Effect, Screens};
 use crate::ui::{ChatAdapter, DialogAdapter, LoginAdapter, MainWindow};
 use crate::view::ChatView;
@@ -55,6 +57,13 @@ impl App {
         settings: Settings,
     ) -> Result<Self, slint::PlatformError> {
         let window = MainWindow::new()?;
+        prefill_login(&window, &settings);
+        // The password is only needed to fill in the form; the controller
+        // keeps no copy (that would go stale after a password change).
+        let settings = Settings {
+            password: None,
+            ..settings
+        };
         let controller = Rc::new_cyclic(|me| {
             RefCell::new(Controller {
                 window: window.as_weak(),
@@ -62,6 +71,7 @@ impl App {
                 connector,
                 screens: Screens::new(),
                 model: ChatModel::new(),
+                password_dialog: PasswordDialog::default(),
                 view: ChatView::new(&window),
                 client: None,
                 generation: 0,
@@ -70,7 +80,6 @@ impl App {
                 settings: settings.clone(),
             })
         });
-        prefill_login(&window, &settings);
         wire_callbacks(&window, &controller);
         // "Today" becomes "Yesterday" at midnight.
         let day_timer = slint::Timer::default();
@@ -171,6 +180,9 @@ fn wire_callbacks(window: &MainWindow, controller: &Rc<RefCell<Controller>>) {
         c.screens.key_warning_dismissed();
         c.refresh();
     }));
+    dialogs.on_change_password_opened(with(Controller::open_password_dialog));
+    dialogs.on_change_password(with(Controller::change_password));
+    dialogs.on_change_password_cancelled(with(Controller::cancel_password_dialog));
 
     let weak = Rc::downgrade(controller);
     window.window().on_close_requested(move || {
@@ -188,6 +200,7 @@ pub struct Controller {
     connector: Box<dyn Connector>,
     screens: Screens,
     model: ChatModel,
+    password_dialog: PasswordDialog,
     view: ChatView,
     client: Option<Box<dyn ChatBackend>>,
     /// Counts started clients; events of an older one are dropped.
@@ -204,6 +217,10 @@ impl Controller {
 
     pub fn model(&self) -> &ChatModel {
         &self.model
+    }
+
+    pub fn password_dialog(&self) -> &PasswordDialog {
+        &self.password_dialog
     }
 
     /// The login screen's buttons: validate the form, start a client.
@@ -237,7 +254,7 @@ impl Controller {
             c.handle_events(events);
             true
         });
-        self.screens.started(&options.server.to_string());
+        self.screens.started(&options.server.to_string(), register);
         self.model = ChatModel::new();
         self.pending_sends = self.settings.send_after_login.clone();
         self.client = Some(self.connector.connect(options, deliver));
@@ -280,6 +297,7 @@ impl Controller {
         let now = now_ms();
         for event in events {
             self.model.handle_event(&event, now);
+            self.password_dialog.handle_event(&event);
             match self.screens.handle_event(&event) {
                 Effect::Nothing => {}
                 Effect::Exit => {
@@ -348,6 +366,50 @@ impl Controller {
         self.refresh();
     }
 
+    /// The chat header's "Change password" button.
+    pub fn open_password_dialog(&mut self) {
+        self.password_dialog.open();
+        self.refresh();
+    }
+
+    /// The dialog's Change button: check the form and send the change. The
+    /// fields are emptied as soon as they are read, except the ones the
+    /// user is asked to correct.
+    pub fn change_password(&mut self) {
+        let Some(window) = self.window.upgrade() else {
+            return;
+        };
+        let dialogs = window.global::<DialogAdapter>();
+        let current = Zeroizing::new(dialogs.get_current_password().to_string());
+        let new = Zeroizing::new(dialogs.get_new_password().to_string());
+        let again = Zeroizing::new(dialogs.get_new_password_again().to_string());
+        match self.password_dialog.submit(current, new, again) {
+            Submit::Send(change) => {
+                crate::view::clear_password_fields(&dialogs, true);
+                match &self.client {
+                    Some(client) => client.change_password(change.current, change.new),
+                    None => self
+                        .password_dialog
+                        .failed(&PasswordChangeError::NotConnected),
+                }
+            }
+            Submit::Refused(problem) => {
+                if problem.clears_new_passwords() {
+                    crate::view::clear_password_fields(&dialogs, false);
+                }
+            }
+            Submit::Ignored => {}
+        }
+        self.refresh();
+    }
+
+    /// The dialog's Cancel button (disabled while a change runs).
+    /// The view empties the fields of a closed dialog.
+    pub fn cancel_password_dialog(&mut self) {
+        self.password_dialog.cancel();
+        self.refresh();
+    }
+
     /// Close button, `/quit`, SIGTERM: say goodbye, then end the program
     /// when `Closed` arrives or after [`GOODBYE_TIMEOUT`].
     pub fn quit(&mut self) {
@@ -368,7 +430,8 @@ impl Controller {
 
     pub fn refresh(&mut self) {
         if let Some(window) = self.window.upgrade() {
-            self.view.update(&window, &self.screens, &self.model);
+            self.view
+                .update(&window, &self.screens, &self.model, &self.password_dialog);
         }
     }
 }

@@ -3,6 +3,7 @@
 //! `client_core`; tests put fakes in their place.
 
 use client_core::{parse_input, ClientEvent, ClientHandle, ClientOptions, Input};
+use zeroize::Zeroizing;
 
 use crate::model::ConversationId;
 
@@ -11,6 +12,8 @@ pub trait ChatBackend {
     /// A line typed in the room: a message or a command.
     fn submit(&self, line: &str);
     fn send_direct(&self, to: &str, text: &str);
+    /// Answered by `PasswordChanged` or `PasswordChangeFailed`.
+    fn change_password(&self, current: Zeroizing<String>, new: Zeroizing<String>);
     /// Goodbye to the server, then `ClientEvent::Closed`.
     fn quit(&self);
 }
@@ -22,6 +25,10 @@ impl ChatBackend for ClientHandle {
 
     fn send_direct(&self, to: &str, text: &str) {
         ClientHandle::send_direct(self, to, text)
+    }
+
+    fn change_password(&self, current: Zeroizing<String>, new: Zeroizing<String>) {
+        ClientHandle::change_password(self, current, new)
     }
 
     fn quit(&self) {

@@ -10,6 +10,8 @@
 //!   "earlier messages" heading, the read marker).
 //! - [`screens`]: which page shows, login errors in place, the trust and
 //!   key-changed dialogs, leaving cleanly.
+//! - [`password_dialog`]: the "Change password" dialog's checks and
+//!   states, no Slint.
 //! - [`backend`]: the only way to the network (`Connector`, `ChatBackend`),
 //!   faked in tests; [`backend::route_input`] decides where typed text goes.
 //! - [`view`]: copies models into the window's globals.
@@ -24,6 +26,7 @@
 pub mod app;
 pub mod backend;
 pub mod model;
+pub mod password_dialog;
 pub mod screen_probe;
 pub mod screens;
 pub mod timeline;

@@ -14,10 +14,12 @@ use std::time::Duration;
 
 use slint::{ComponentHandle, Model};
 
-use crate::ui::{AppState, ChatAdapter, MainWindow, Page, RowKind};
+use crate::ui::{AppState, ChatAdapter, DialogAdapter, LoginAdapter, MainWindow, Page, RowKind};
 
 /// One line per fact, in screen order:
-/// `page chat`, `conversation <title> unread=<n>[ selected]`,
+/// `page chat`, `login working` (the spinner turns),
+/// `dialog change-password open|busy|error <reason>`, `dialog trust`,
+/// `dialog key-changed`, `conversation <title> unread=<n>[ selected]`,
 /// `online <name>`, `row <kind> <sender> [history] [status=<mark>]`,
 /// `notice <kind> [<who> ]<text>`.
 #[must_use]
@@ -28,6 +30,26 @@ pub fn describe(window: &MainWindow) -> String {
         Page::Chat => "chat",
     };
     let _ = writeln!(out, "page {page}");
+    if window.global::<LoginAdapter>().get_working() {
+        let _ = writeln!(out, "login working");
+    }
+    let dialogs = window.global::<DialogAdapter>();
+    if dialogs.get_password_visible() {
+        let error = dialogs.get_password_error();
+        if dialogs.get_password_busy() {
+            let _ = writeln!(out, "dialog change-password busy");
+        } else if error.is_empty() {
+            let _ = writeln!(out, "dialog change-password open");
+        } else {
+            let _ = writeln!(out, "dialog change-password error {error}");
+        }
+    }
+    if dialogs.get_trust_visible() {
+        let _ = writeln!(out, "dialog trust");
+    }
+    if !dialogs.get_key_changed_warning().is_empty() {
+        let _ = writeln!(out, "dialog key-changed");
+    }
     let chat = window.global::<ChatAdapter>();
     for c in chat.get_conversations().iter() {
         let selected = if c.selected { " selected" } else { "" };

@@ -35,6 +35,8 @@ pub struct Screens {
     running: bool,
     /// The client has logged in at least once.
     logged_in: bool,
+    /// The running client creates the account rather than logging in.
+    registering: bool,
     /// The user asked to leave; waiting for `Closed`.
     quitting: bool,
     error: String,
@@ -55,6 +57,7 @@ impl Screens {
             page: Page::Login,
             running: false,
             logged_in: false,
+            registering: false,
             quitting: false,
             error: String::new(),
             progress: String::new(),
@@ -72,6 +75,14 @@ impl Screens {
     /// A client is running; the login buttons are disabled.
     pub fn busy(&self) -> bool {
         self.running
+    }
+
+    /// A login or registration is under way (the client connects, or runs
+    /// Argon2id and waits for the server): the login page's spinner turns.
+    /// Not while the fingerprint question waits for the user, nor once the
+    /// attempt failed.
+    pub fn logging_in(&self) -> bool {
+        self.running && !self.logged_in && self.trust.is_none() && self.error.is_empty()
     }
 
     pub fn quitting(&self) -> bool {
@@ -104,10 +115,12 @@ impl Screens {
         self.error = message;
     }
 
-    /// A client was started for `server`.
-    pub fn started(&mut self, server: &str) {
+    /// A client was started for `server`, to log in or (`register`) to
+    /// create the account.
+    pub fn started(&mut self, server: &str, register: bool) {
         self.running = true;
         self.logged_in = false;
+        self.registering = register;
         self.quitting = false;
         self.error.clear();
         self.progress = format!("Connecting to {server}…");
@@ -117,7 +130,12 @@ impl Screens {
     pub fn handle_event(&mut self, event: &ClientEvent) -> Effect {
         match event {
             ClientEvent::State(ConnectionState::Connected) if !self.logged_in => {
-                self.progress = "Logging in…".into();
+                self.progress = if self.registering {
+                    "Creating account…"
+                } else {
+                    "Logging in…"
+                }
+                .into();
             }
             ClientEvent::TrustQuestion {
                 server,
@@ -182,7 +200,9 @@ impl Screens {
     /// The user answered the fingerprint question.
     pub fn trust_answered(&mut self, trusted: bool) {
         self.trust = None;
-        if !trusted {
+        if trusted {
+            self.progress = "Connecting…".into();
+        } else {
             self.error = "Server not trusted: nothing was sent".into();
         }
     }

@@ -8,6 +8,7 @@ use proto_core::message::escape_for_display;
 use slint::{ComponentHandle, Model, ModelRc, SharedString, VecModel};
 
 use crate::model::{ChatModel, NoticeStyle};
+use crate::password_dialog::PasswordDialog;
 use crate::screens::{Page as ScreensPage, Screens};
 use crate::timeline::{self, Row, RowKind as TimelineKind};
 use crate::ui::{
@@ -45,10 +46,18 @@ impl ChatView {
         view
     }
 
-    /// Shows `screens` (page, login form, dialogs) and `model` (the chat).
-    pub fn update(&mut self, window: &MainWindow, screens: &Screens, model: &ChatModel) {
+    /// Shows `screens` (page, login form, dialogs), `model` (the chat) and
+    /// the password dialog.
+    pub fn update(
+        &mut self,
+        window: &MainWindow,
+        screens: &Screens,
+        model: &ChatModel,
+        password: &PasswordDialog,
+    ) {
         self.update_screens(window, screens);
         self.update_chat(window, model);
+        update_password_dialog(window, password);
     }
 
     fn update_screens(&self, window: &MainWindow, screens: &Screens) {
@@ -59,6 +68,7 @@ impl ChatView {
         let login = window.global::<LoginAdapter>();
         login.set_error(screens.error().into());
         login.set_progress(screens.progress().into());
+        login.set_working(screens.logging_in());
         let was_busy = login.get_busy();
         login.set_busy(screens.busy());
         if was_busy && !screens.busy() {
@@ -154,6 +164,31 @@ impl ChatView {
         for row in &rows[common..] {
             self.rows.push(to_slint_row(row));
         }
+    }
+}
+
+fn update_password_dialog(window: &MainWindow, password: &PasswordDialog) {
+    let dialogs = window.global::<DialogAdapter>();
+    if !password.is_open() {
+        // Cancelled, changed, or the session ended: nothing typed stays.
+        clear_password_fields(&dialogs, true);
+    }
+    dialogs.set_password_visible(password.is_open());
+    dialogs.set_password_busy(password.busy());
+    dialogs.set_password_error(password.error().into());
+}
+
+/// Empties the password dialog's new-password fields, and with `current`
+/// the current-password field too.
+pub(crate) fn clear_password_fields(dialogs: &DialogAdapter, current: bool) {
+    if current && !dialogs.get_current_password().is_empty() {
+        dialogs.set_current_password(SharedString::new());
+    }
+    if !dialogs.get_new_password().is_empty() {
+        dialogs.set_new_password(SharedString::new());
+    }
+    if !dialogs.get_new_password_again().is_empty() {
+        dialogs.set_new_password_again(SharedString::new());
     }
 }
 

@@ -6,14 +6,17 @@ use std::rc::Rc;
 
 use client_core::{
     AuthRequest, ChatLine, ClientEvent, ClientOptions, ConnectionState, Fingerprint,
+    PasswordChangeError,
 };
 use client_slint::app::{App, Settings};
 use client_slint::backend::{ChatBackend, Connector, Deliver};
+use client_slint::screen_probe;
 use client_slint::ui::{AppState, ChatAdapter, DialogAdapter, LoginAdapter, Page, RowKind};
 use i_slint_backend_testing::ElementHandle;
 use slint::platform::{Key, WindowEvent};
 use slint::{ComponentHandle, Model};
 use tokio::sync::oneshot;
+use zeroize::Zeroizing;
 
 /// Records what the window asked of the client and hands it events.
 #[derive(Default)]
@@ -45,6 +48,12 @@ impl ChatBackend for FakeBackend {
             .calls
             .borrow_mut()
             .push(format!("direct {to} {text}"));
+    }
+    fn change_password(&self, current: Zeroizing<String>, new: Zeroizing<String>) {
+        self.0
+            .calls
+            .borrow_mut()
+            .push(format!("change-password {} -> {}", *current, *new));
     }
     fn quit(&self) {
         self.0.calls.borrow_mut().push("quit".into());
@@ -418,4 +427,133 @@ fn scripted_messages_are_sent_after_the_history() {
     assert!(fake.calls().is_empty());
     fake.send(vec![ClientEvent::HistoryDone]);
     assert_eq!(fake.calls(), ["submit hello from the script"]);
+}
+
+#[test]
+fn a_spinner_turns_and_the_buttons_wait_while_logging_in() {
+    let (app, fake) = open(Settings::default());
+    assert!(!has_element(&app, "logging in"));
+    element(&app, "user name").set_accessible_value("Zoë");
+    element(&app, "password").set_accessible_value("correct horse");
+    click(&app, "Register");
+    fake.send(vec![ClientEvent::State(ConnectionState::Connected)]);
+    assert!(has_element(&app, "logging in"), "the spinner turns");
+    assert!(has_element(&app, "Creating account…"));
+    assert_eq!(element(&app, "Log in").accessible_enabled(), Some(false));
+    assert_eq!(element(&app, "Register").accessible_enabled(), Some(false));
+    assert!(screen_probe::describe(app.window()).contains("login working\n"));
+    fake.send(vec![
+        ClientEvent::AuthFailed {
+            reason: client_core::AuthFailure::NameTaken,
+        },
+        ClientEvent::Closed {
+            cause: client_core::FatalCause::AuthFailed(client_core::AuthFailure::NameTaken).into(),
+        },
+    ]);
+    assert!(!has_element(&app, "logging in"), "stopped with the refusal");
+    assert_eq!(element(&app, "Log in").accessible_enabled(), Some(true));
+    assert!(!screen_probe::describe(app.window()).contains("login working"));
+}
+
+/// Opens the dialog from the chat header and fills it in.
+fn password_dialog_filled(current: &str, new: &str, again: &str) -> (App, Rc<Fake>) {
+    let (app, fake) = logged_in();
+    assert!(!has_element(&app, "current password"));
+    click(&app, "Change password");
+    assert!(has_element(&app, "current password"));
+    assert!(screen_probe::describe(app.window()).contains("dialog change-password open\n"));
+    element(&app, "current password").set_accessible_value(current);
+    element(&app, "new password").set_accessible_value(new);
+    element(&app, "new password again").set_accessible_value(again);
+    (app, fake)
+}
+
+fn password_fields(app: &App) -> [String; 3] {
+    let dialogs = app.window().global::<DialogAdapter>();
+    [
+        dialogs.get_current_password().into(),
+        dialogs.get_new_password().into(),
+        dialogs.get_new_password_again().into(),
+    ]
+}
+
+#[test]
+fn changing_the_password_sends_it_waits_and_closes_on_success() {
+    let (app, fake) = password_dialog_filled("old password", "new password", "new password");
+    click(&app, "Change");
+    assert_eq!(
+        fake.calls(),
+        ["change-password old password -> new password"]
+    );
+    assert_eq!(
+        password_fields(&app),
+        ["", "", ""],
+        "no password stays in the window"
+    );
+    assert!(has_element(&app, "changing password"), "the spinner turns");
+    assert!(has_element(&app, "Changing…"));
+    assert_eq!(element(&app, "Change").accessible_enabled(), Some(false));
+    assert_eq!(element(&app, "Cancel").accessible_enabled(), Some(false));
+    assert!(screen_probe::describe(app.window()).contains("dialog change-password busy\n"));
+
+    fake.send(vec![ClientEvent::PasswordChanged]);
+    assert!(!has_element(&app, "current password"), "the dialog closed");
+    assert!(!screen_probe::describe(app.window()).contains("dialog"));
+    let rows = app.window().global::<ChatAdapter>().get_rows();
+    assert!(
+        rows.iter()
+            .any(|r| r.kind == RowKind::Info && r.text.starts_with("Password changed")),
+        "the notice is in the timeline"
+    );
+}
+
+#[test]
+fn a_failed_change_keeps_the_dialog_open_with_the_reason() {
+    let (app, fake) = password_dialog_filled("wrong one", "new password", "new password");
+    click(&app, "Change");
+    fake.send(vec![ClientEvent::PasswordChangeFailed {
+        reason: PasswordChangeError::WrongPassword,
+    }]);
+    assert!(has_element(&app, "The current password is wrong"));
+    assert!(!has_element(&app, "changing password"));
+    assert_eq!(element(&app, "Change").accessible_enabled(), Some(true));
+    assert_eq!(password_fields(&app), ["", "", ""]);
+    assert!(screen_probe::describe(app.window())
+        .contains("dialog change-password error The current password is wrong\n"));
+}
+
+#[test]
+fn different_new_passwords_are_refused_in_the_dialog_without_sending() {
+    let (app, fake) = password_dialog_filled("old password", "new password", "new passw0rd");
+    click(&app, "Change");
+    assert!(fake.calls().is_empty());
+    assert!(has_element(&app, "The new passwords do not match"));
+    assert_eq!(
+        password_fields(&app),
+        ["old password", "", ""],
+        "the new password is typed twice again"
+    );
+    // Too short: refused the same way.
+    element(&app, "new password").set_accessible_value("short");
+    element(&app, "new password again").set_accessible_value("short");
+    click(&app, "Change");
+    assert!(fake.calls().is_empty());
+    assert!(has_element(
+        &app,
+        "The new password must have at least 8 characters"
+    ));
+}
+
+#[test]
+fn cancel_closes_the_password_dialog_and_forgets_what_was_typed() {
+    let (app, fake) = password_dialog_filled("old password", "new password", "new");
+    click(&app, "Cancel");
+    assert!(fake.calls().is_empty());
+    assert!(!has_element(&app, "current password"));
+    assert_eq!(password_fields(&app), ["", "", ""]);
+    click(&app, "Change password");
+    assert!(
+        !has_element(&app, "The new passwords do not match"),
+        "opened afresh"
+    );
 }

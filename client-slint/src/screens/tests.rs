@@ -11,7 +11,7 @@ use super::*;
 
 fn started() -> Screens {
     let mut screens = Screens::new();
-    screens.started("localhost:7878");
+    screens.started("localhost:7878", false);
     screens
 }
 
@@ -30,6 +30,61 @@ fn login_switches_to_the_chat_page() {
     });
     assert_eq!(screens.page(), Page::Chat);
     assert_eq!(screens.error(), "");
+}
+
+#[test]
+fn the_spinner_turns_from_the_click_until_logged_in() {
+    let mut screens = Screens::new();
+    assert!(!screens.logging_in());
+    screens.started("localhost:7878", false);
+    assert!(screens.logging_in());
+    screens.handle_event(&ClientEvent::State(ConnectionState::Connected));
+    assert_eq!(screens.progress(), "Logging in…");
+    assert!(
+        screens.logging_in(),
+        "Argon2id and the server are still to come"
+    );
+    screens.handle_event(&ClientEvent::LoggedIn {
+        username: "Zoë".into(),
+    });
+    assert!(!screens.logging_in());
+}
+
+#[test]
+fn registering_says_so_while_the_account_is_created() {
+    let mut screens = Screens::new();
+    screens.started("localhost:7878", true);
+    screens.handle_event(&ClientEvent::State(ConnectionState::Connected));
+    assert_eq!(screens.progress(), "Creating account…");
+    assert!(screens.logging_in());
+}
+
+#[test]
+fn the_spinner_stops_when_the_login_is_refused() {
+    let mut screens = started();
+    screens.handle_event(&ClientEvent::AuthFailed {
+        reason: AuthFailure::LoginFailed,
+    });
+    assert!(!screens.logging_in(), "stopped before Closed arrives");
+    screens.handle_event(&ClientEvent::Closed {
+        cause: FatalCause::AuthFailed(AuthFailure::LoginFailed).into(),
+    });
+    assert!(!screens.logging_in());
+}
+
+#[test]
+fn the_spinner_stops_while_the_fingerprint_question_waits() {
+    let mut screens = started();
+    let (reply, _answer) = oneshot::channel();
+    screens.handle_event(&ClientEvent::TrustQuestion {
+        server: server(),
+        fingerprint: Fingerprint([7; 32]),
+        reply,
+    });
+    assert!(!screens.logging_in(), "waiting for the user, not for work");
+    screens.trust_answered(true);
+    assert!(screens.logging_in());
+    assert_eq!(screens.progress(), "Connecting…");
 }
 
 #[test]
