@@ -16,9 +16,7 @@ pub enum PasswordDialog {
     Closed,
     /// Waiting for the user; `error` says why the last try failed ("" at
     /// first).
-    Open {
-        error: String,
-    },
+    Open { error: String },
     /// Sent to the client; waiting for `PasswordChanged` or
     /// `PasswordChangeFailed`. The buttons are disabled: a change under
     /// way cannot be taken back.

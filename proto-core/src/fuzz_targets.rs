@@ -216,42 +216,6 @@ fn new_server() -> ServerConnection {
     ServerConnection::new(ServerConfig::new(identity()), rng(2))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn step(kind: u8, bytes: &[u8]) -> Vec<u8> {
-        let mut v = vec![kind];
-        v.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
-        v.extend_from_slice(bytes);
-        v
-    }
-
-    #[test]
-    fn sealed_steps_reach_the_established_servers_message_decoding() {
-        let ping = ClientMessage::Ping { nonce: 7 }.encode();
-        let input = [step(1, &ping), step(2, &[]), step(1, &ping), step(3, &[0])].concat();
-        assert_eq!(
-            server_established_events(&input),
-            vec![
-                ServerEvent::Message(ClientMessage::Ping { nonce: 7 }),
-                ServerEvent::Message(ClientMessage::Ping { nonce: 7 }),
-                ServerEvent::Closed,
-            ],
-            "a key update and close_notify pass the MAC too"
-        );
-    }
-
-    #[test]
-    fn raw_steps_reach_the_server_unsealed_and_fail_its_mac_check() {
-        let mut record = vec![0x17, 0, 0, 0, 50];
-        record.resize(55, 0xab);
-        let ping = ClientMessage::Ping { nonce: 1 }.encode();
-        let input = [step(0, &record), step(1, &ping)].concat();
-        assert_eq!(server_established_events(&input), vec![]);
-    }
-}
-
 /// The server's half of OPAQUE fed arbitrary client messages (malformed
 /// points, wrong lengths, proofs that do not verify): the input is decoded
 /// as a client message, and each OPAQUE one goes where the server would
@@ -285,7 +249,8 @@ pub fn opaque_server(data: &[u8]) {
             .finish(&mut rng, b"password", &response, user, &Identity)
             .expect("register");
         let record = PasswordRecord::from_upload(&upload).expect("valid upload");
-        let (_, request) = ClientLoginState::<Identity>::start(&mut rng, b"password").expect("blind");
+        let (_, request) =
+            ClientLoginState::<Identity>::start(&mut rng, b"password").expect("blind");
         Fixture {
             keys,
             record,
@@ -321,7 +286,9 @@ pub fn opaque_server(data: &[u8]) {
     };
     match msg {
         ClientMessage::RegisterStart { username, request } => {
-            let _ = fx.keys.registration_response(&request, &username.canonical());
+            let _ = fx
+                .keys
+                .registration_response(&request, &username.canonical());
         }
         ClientMessage::RegisterFinish { upload } => {
             let _ = PasswordRecord::from_upload(&upload);
@@ -345,5 +312,41 @@ pub fn opaque_server(data: &[u8]) {
             let _ = PasswordRecord::from_upload(&upload);
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(kind: u8, bytes: &[u8]) -> Vec<u8> {
+        let mut v = vec![kind];
+        v.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        v.extend_from_slice(bytes);
+        v
+    }
+
+    #[test]
+    fn sealed_steps_reach_the_established_servers_message_decoding() {
+        let ping = ClientMessage::Ping { nonce: 7 }.encode();
+        let input = [step(1, &ping), step(2, &[]), step(1, &ping), step(3, &[0])].concat();
+        assert_eq!(
+            server_established_events(&input),
+            vec![
+                ServerEvent::Message(ClientMessage::Ping { nonce: 7 }),
+                ServerEvent::Message(ClientMessage::Ping { nonce: 7 }),
+                ServerEvent::Closed,
+            ],
+            "a key update and close_notify pass the MAC too"
+        );
+    }
+
+    #[test]
+    fn raw_steps_reach_the_server_unsealed_and_fail_its_mac_check() {
+        let mut record = vec![0x17, 0, 0, 0, 50];
+        record.resize(55, 0xab);
+        let ping = ClientMessage::Ping { nonce: 1 }.encode();
+        let input = [step(0, &record), step(1, &ping)].concat();
+        assert_eq!(server_established_events(&input), vec![]);
     }
 }
