@@ -181,6 +181,12 @@ fn compute_vectors() -> String {
     line("server_traffic_secret_0", &secrets.server_traffic[..]);
     line("client_finished_key", &secrets.client_finished[..]);
     line("server_finished_key", &secrets.server_finished[..]);
+    line("exporter", &secrets.exporter[..]);
+    assert_eq!(
+        client.channel_binding().unwrap().expose(),
+        &secrets.exporter[..],
+        "the connection's channel binding is the exporter"
+    );
     line("client_enc_key_0", &ck.enc[..]);
     line("client_mac_key_0", &ck.mac[..]);
     line("server_enc_key_0", &sk.enc[..]);
@@ -248,7 +254,126 @@ fn compute_vectors() -> String {
         identity.public_key().fingerprint()
     )
     .unwrap();
+    opaque_vectors(&secrets.exporter, &mut out);
     out
+}
+
+/// The OPAQUE server key file of the vectors: OPRF seed (64 × 0x30), AKE
+/// private key 7 (a little-endian scalar), and the ristretto255 base point
+/// as the fake-record public key.
+fn opaque_server_setup() -> Vec<u8> {
+    let mut setup = vec![0x30; 64];
+    let mut sk = [0u8; 32];
+    sk[0] = 7;
+    setup.extend_from_slice(&sk);
+    setup.extend_from_slice(
+        &hex::decode("e2f2ae0a6abc4e71a884a961c500515f58e30b6aa582dd8db6a65945e08d2d76").unwrap(),
+    );
+    setup
+}
+
+const OPAQUE_DRAWS: &[(&str, u8, usize)] = &[
+    // ServerKeys::from_bytes: the decoy record's filler (never on the wire).
+    ("server_decoy_filler", 0x3f, 160),
+    // Registration, client: the blind (64 bytes, reduced mod l).
+    ("blind_registration", 0x41, 64),
+    ("envelope_nonce", 0x42, 32),
+    // Login, client: blind, then the key share's seed, then the nonce.
+    ("blind_login", 0x43, 64),
+    ("client_keyshare_seed", 0x44, 32),
+    ("client_nonce", 0x45, 32),
+    // Login, server: a fake record's masking key (drawn on every login,
+    // discarded for a known user), the masking nonce, the key share's seed
+    // and the nonce.
+    ("server_fake_masking_key", 0x46, 64),
+    ("masking_nonce", 0x47, 32),
+    ("server_keyshare_seed", 0x48, 32),
+    ("server_nonce", 0x49, 32),
+];
+
+/// Registration and login of "alice" (password "correct horse battery
+/// staple", Argon2id m=19456 KiB t=2 p=1) over the connection above: the
+/// AKE context is "SecureChat OPAQUE v1 " || exporter.
+fn opaque_vectors(exporter: &[u8; 32], out: &mut String) {
+    use proto_core::message::{ServerMessage, Username};
+    use proto_core::opaque::{
+        ClientLoginState, ClientRegistrationState, PasswordRecord, ServerKeys, Stretch,
+    };
+    let mut line = |name: &str, bytes: &[u8]| {
+        writeln!(out, "{name} = {}", hex::encode(bytes)).unwrap();
+    };
+    let mut rng = ScriptedRng::new(OPAQUE_DRAWS);
+    let binding = ChannelBinding::from_bytes(*exporter);
+    let password = b"correct horse battery staple";
+    let username = Username::new("alice").unwrap();
+    let stretch = Stretch::RECOMMENDED.argon2id().unwrap();
+    let setup = opaque_server_setup();
+    let server = ServerKeys::from_bytes(&setup, &mut rng).unwrap();
+    line("opaque_server_key_file", &setup);
+    for (name, byte, len) in OPAQUE_DRAWS {
+        line(name, &vec![*byte; *len]);
+    }
+    let (client, request) = ClientRegistrationState::start(&mut rng, password).unwrap();
+    line(
+        "register_start",
+        &ClientMessage::RegisterStart {
+            username: username.clone(),
+            request: Box::new(request),
+        }
+        .encode(),
+    );
+    let response = server.registration_response(&request, "alice").unwrap();
+    line(
+        "register_response",
+        &ServerMessage::RegisterResponse {
+            response: Box::new(response),
+        }
+        .encode(),
+    );
+    let (upload, export_key) = client
+        .finish(&mut rng, password, &response, "alice", &stretch)
+        .unwrap();
+    line(
+        "register_finish",
+        &ClientMessage::RegisterFinish {
+            upload: Box::new(upload),
+        }
+        .encode(),
+    );
+    line("export_key", export_key.expose());
+    let record = PasswordRecord::from_upload(&upload).unwrap();
+    let (client, request) = ClientLoginState::start(&mut rng, password).unwrap();
+    line(
+        "login_start",
+        &ClientMessage::LoginStart {
+            username,
+            request: Box::new(request),
+        }
+        .encode(),
+    );
+    let (state, response) = server
+        .login_start(&mut rng, Some(&record), &request, "alice", &binding)
+        .unwrap();
+    line(
+        "login_response",
+        &ServerMessage::LoginResponse {
+            response: Box::new(response),
+        }
+        .encode(),
+    );
+    let (finalization, login_export_key) = client
+        .finish(&mut rng, password, &response, "alice", &binding, &stretch)
+        .unwrap();
+    assert_eq!(login_export_key.expose(), export_key.expose());
+    line(
+        "login_finish",
+        &ClientMessage::LoginFinish {
+            finalization: Box::new(finalization),
+        }
+        .encode(),
+    );
+    state.finish(&finalization, "alice", &binding).unwrap();
+    assert!(rng.0.is_empty(), "every scripted draw is used");
 }
 
 const VECTORS_PATH: &str = concat!(
