@@ -350,3 +350,58 @@ async fn change_password_replaces_it_and_the_old_one_stops_working() {
     .await;
     assert_eq!(status.code(), Some(0), "{out}");
 }
+
+/// A server upgraded from the release before OPAQUE: the CLI logs in to an
+/// account that still holds an Argon2id hash (the server asks for the old
+/// login once and migrates it), then changes its password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_made_before_opaque_log_in_and_change_their_password_from_the_cli() {
+    use tests::fixtures::{legacy_data_dir, LEGACY_ACCOUNTS};
+    use tests::ServerOptions;
+    let mut options = ServerOptions::new(Transport::Plain);
+    options.data_from = Some(legacy_data_dir());
+    let server = TestServer::start_with(options).await;
+    let dir = tempfile::tempdir().unwrap();
+    let known = dir.path().join("known");
+    let (name, secret) = LEGACY_ACCOUNTS[0];
+    let out = cli(&server, &known, name)
+        .env("SECURECHAT_PASSWORD", secret)
+        .args(["--send", "after the upgrade"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("hello from Bob before OPAQUE"),
+        "the history made before the upgrade is there: {stdout}"
+    );
+    let new_password: &'static [u8] = b"correct-horse-battery\nan opaque password\n";
+    let mut child = cli(&server, &known, name)
+        .args(["--change-password", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(new_password)
+        .await
+        .unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = cli(&server, &known, name)
+        .env("SECURECHAT_PASSWORD", "an opaque password")
+        .args(["--send", "with the new password"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+}

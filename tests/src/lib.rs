@@ -17,11 +17,13 @@
 //! - [`scenarios`] — the chat scenarios, written once and run over plain
 //!   TCP (`tests/chat.rs`) and TLS (`tests/tls.rs`) via [`chat_suite!`].
 //! - [`values`] — usernames, passwords and texts from test literals.
+//! - [`fixtures`] — committed data directories (one made before OPAQUE).
 //!
 //! Timeouts in this crate are failure bounds, never synchronisation: every
 //! wait is for a message, a closed stream or an exited process.
 #![forbid(unsafe_code)]
 
+pub mod fixtures;
 pub mod scenarios;
 pub mod server_process;
 pub mod tampering_proxy;

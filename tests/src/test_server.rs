@@ -59,6 +59,9 @@ pub struct ServerOptions {
     pub password_hashing: PasswordParams,
     /// Port 0 unless a test needs a particular address.
     pub listen: SocketAddr,
+    /// Start from a private copy of this data directory (a fixture)
+    /// instead of an empty one.
+    pub data_from: Option<PathBuf>,
 }
 
 impl ServerOptions {
@@ -71,6 +74,7 @@ impl ServerOptions {
             token_lifetime: defaults.token_lifetime,
             password_hashing: TEST_PASSWORD_HASHING,
             listen: "127.0.0.1:0".parse().expect("loopback address"),
+            data_from: None,
         }
     }
 
@@ -108,6 +112,9 @@ impl TestServer {
 
     pub async fn start_with(options: ServerOptions) -> Self {
         let data = tempfile::tempdir().expect("temporary directory");
+        if let Some(from) = &options.data_from {
+            crate::fixtures::copy_private(from, &data.path().join("data"));
+        }
         let cert = match options.transport {
             Transport::Plain => None,
             Transport::Tls => Some(TestCertificate::generate()),

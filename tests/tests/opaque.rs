@@ -4,7 +4,6 @@
 //! registration refused.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use proto_core::login::{ExchangeStep, PasswordExchange};
@@ -12,43 +11,17 @@ use proto_core::message::{AuthFailure, ClientMessage, ErrorCode, ServerMessage};
 use proto_core::opaque::Stretch;
 use rand_core::OsRng;
 use server::storage::{Credential, CredentialStore};
+use tests::fixtures::{self, copy_private, LEGACY_ACCOUNTS};
 use tests::server_process::{write_config, ServerProcess};
 use tests::{password, username, TestClient, TestServer, Transport, PASSWORD};
 
 const EXE: &str = env!("CARGO_BIN_EXE_securechat-test-server");
 
-/// tests/fixtures/legacy-argon2-data-dir: made by the release before OPAQUE
-/// (commit 0a0e685's `securechat-server` and `securechat-cli`, default
-/// Argon2id costs m=19456 KiB, t=2, p=1): three accounts and one room
-/// message from each.
-const LEGACY_ACCOUNTS: [(&str, &str); 3] = [
-    ("alice", "correct-horse-battery"),
-    ("Bob", "tr0ub4dor-and-3"),
-    ("carol", "carol-password-1"),
-];
-
-/// A private copy of the fixture, with the modes the server insists on
-/// (git keeps neither 0600 nor 0700).
+/// A private copy of the pre-OPAQUE fixture under `into`.
 fn legacy_data_dir(into: &Path) -> PathBuf {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/legacy-argon2-data-dir");
     let data = into.join("data");
-    copy_private(&fixture, &data);
+    copy_private(&fixtures::legacy_data_dir(), &data);
     data
-}
-
-fn copy_private(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    fs::set_permissions(to, fs::Permissions::from_mode(0o700)).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_private(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-            fs::set_permissions(&target, fs::Permissions::from_mode(0o600)).unwrap();
-        }
-    }
 }
 
 fn open_store(data: &Path) -> CredentialStore {
