@@ -364,3 +364,56 @@ fn gui_registers_sends_a_message_and_says_goodbye_under_xvfb() {
     layla.handle.quit();
     runtime.block_on(async { drop(server) });
 }
+
+/// A server upgraded from the release before OPAQUE: the GUI logs in to an
+/// account that still holds an Argon2id hash (the server asks for the old
+/// login once and replaces the hash), shows the history made before the
+/// upgrade, and the account logs in with OPAQUE afterwards.
+#[test]
+fn gui_logs_in_to_an_account_made_before_opaque() {
+    use tests::fixtures::{legacy_data_dir, LEGACY_ACCOUNTS};
+    use tests::{ServerOptions, TestClient};
+    require_tool("Xvfb");
+    let tmp = tempfile::tempdir().unwrap();
+    let (_xvfb, display) = start_xvfb();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut options = ServerOptions::new(Transport::Plain);
+    options.data_from = Some(legacy_data_dir());
+    let server = runtime.block_on(TestServer::start_with(options));
+    let (name, secret) = LEGACY_ACCOUNTS[0];
+    let gui_log = tmp.path().join("gui.log");
+    let probe = tmp.path().join("screen");
+    let mut gui = Guard::spawn(
+        "securechat-gui",
+        Command::new(env!("CARGO_BIN_EXE_securechat-gui"))
+            .env("DISPLAY", &display)
+            .env("SECURECHAT_PASSWORD", secret)
+            .env_remove("WAYLAND_DISPLAY")
+            .args(["--server", &server.addr().to_string(), "--user", name])
+            .args([
+                "--connect",
+                "--fingerprint",
+                &server.fingerprint().to_string(),
+            ])
+            .arg("--known-servers")
+            .arg(tmp.path().join("gui-known"))
+            .arg("--screen-probe")
+            .arg(&probe)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&gui_log).unwrap()),
+    );
+    let screen = wait_for_screen(&mut gui, &probe, &gui_log, |screen| {
+        screen.contains("page chat") && screen.contains("row message Bob history")
+    });
+    assert!(
+        screen.contains("row message alice history"),
+        "the history made before the upgrade is on screen:\n{screen}"
+    );
+    // Migrated: the same password now logs in over OPAQUE (an export key
+    // comes only from an OPAQUE login).
+    runtime.block_on(async {
+        let mut again = TestClient::connect(&server.endpoint(), "check").await;
+        let (_, export_key) = again.try_login_with_key(name, secret).await.unwrap();
+        assert!(export_key.is_some(), "the account is OPAQUE now");
+    });
+}

@@ -445,13 +445,7 @@ mod tests {
     }
 
     fn ksf() -> Argon2id {
-        Stretch {
-            memory_kib: 8,
-            passes: 1,
-            lanes: 1,
-        }
-        .argon2id()
-        .unwrap()
+        Stretch::CHEAPEST.argon2id().unwrap()
     }
 
     fn binding() -> ChannelBinding {

@@ -92,6 +92,14 @@ impl Stretch {
         lanes: 1,
     };
 
+    /// The cheapest costs Argon2id accepts (8 KiB, one pass): for tests of
+    /// the protocol around the stretching, never for a real account.
+    pub const CHEAPEST: Stretch = Stretch {
+        memory_kib: 8,
+        passes: 1,
+        lanes: 1,
+    };
+
     /// Argon2id with these costs (version 0x13, 64-byte output, the salt
     /// RFC 9807 leaves to the KSF: 16 zero bytes, as the OPRF output is
     /// already unique per user and server).
@@ -434,13 +442,7 @@ mod tests {
 
     /// Cheap costs: these tests check the protocol, not Argon2id.
     fn ksf() -> Argon2id {
-        Stretch {
-            memory_kib: 8,
-            passes: 1,
-            lanes: 1,
-        }
-        .argon2id()
-        .unwrap()
+        Stretch::CHEAPEST.argon2id().unwrap()
     }
 
     fn binding(b: u8) -> ChannelBinding {

@@ -125,6 +125,14 @@ enum PendingKind {
     },
 }
 
+impl Pending {
+    /// A pending registration of `username`, for the session policy's tests.
+    #[cfg(test)]
+    pub(crate) fn registration_for_tests(username: Username) -> Self {
+        Pending(PendingKind::Registration { username })
+    }
+}
+
 impl fmt::Debug for Pending {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match &self.0 {

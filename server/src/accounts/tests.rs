@@ -5,13 +5,7 @@ use proto_core::opaque::{Argon2id, ClientLoginState, ClientRegistrationState};
 
 /// The client's stretching, cheap: these tests are about the server.
 fn ksf() -> Argon2id {
-    Stretch {
-        memory_kib: 8,
-        passes: 1,
-        lanes: 1,
-    }
-    .argon2id()
-    .unwrap()
+    Stretch::CHEAPEST.argon2id().unwrap()
 }
 
 fn accounts_in(dir: &std::path::Path) -> Arc<Accounts> {

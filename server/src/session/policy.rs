@@ -1597,4 +1597,137 @@ mod tests {
         assert!(matches!(drain(&mut p)[..], [Action::Close(End::Exit)]));
         assert!(is_goodbye(End::Exit, GoodbyeReason::ClientRequest));
     }
+
+    fn login_start() -> Event {
+        Event::Client(ClientMessage::LoginStart {
+            username: name("Alice"),
+            request: Box::new([1; 96]),
+        })
+    }
+
+    fn login_finish() -> Event {
+        Event::Client(ClientMessage::LoginFinish {
+            finalization: Box::new([2; 64]),
+        })
+    }
+
+    fn answered_with_pending(p: &mut Policy, now: Instant) {
+        p.handle(
+            Event::Authenticated(Ok(AuthAnswer::Continue {
+                reply: ServerMessage::LegacyLoginRequired,
+                pending: Some(Pending::registration_for_tests(name("Alice"))),
+            })),
+            now,
+        );
+        assert!(matches!(
+            drain(p)[..],
+            [Action::Send(ServerMessage::LegacyLoginRequired)]
+        ));
+    }
+
+    #[test]
+    fn pings_between_an_opaque_start_and_its_finish_keep_the_exchange() {
+        let start = Instant::now();
+        let mut p = new_policy(start);
+        p.handle(login_start(), start);
+        assert!(matches!(
+            drain(&mut p)[..],
+            [Action::Authenticate(AuthRequest::LoginStart { .. })]
+        ));
+        answered_with_pending(&mut p, start);
+        p.handle(Event::Client(ClientMessage::Ping { nonce: 3 }), start);
+        p.handle(Event::Client(ClientMessage::Pong { nonce: 4 }), start);
+        assert!(matches!(
+            drain(&mut p)[..],
+            [Action::Send(ServerMessage::Pong { nonce: 3 })]
+        ));
+        p.handle(login_finish(), start);
+        assert!(matches!(
+            drain(&mut p)[..],
+            [Action::Authenticate(AuthRequest::LoginFinish {
+                pending: Some(_),
+                ..
+            })]
+        ));
+    }
+
+    #[test]
+    fn another_request_abandons_an_unfinished_exchange_and_finishes_cost_no_token() {
+        let start = Instant::now();
+        let mut p = new_policy(start);
+        p.handle(login_start(), start);
+        drain(&mut p);
+        answered_with_pending(&mut p, start);
+        // A second start: the first exchange is over (already counted).
+        p.handle(login_start(), start);
+        drain(&mut p);
+        p.handle(Event::Authenticated(Err(AuthError::Malformed)), start);
+        assert!(is_error(&drain(&mut p)[0], ErrorCode::InvalidMessage));
+        // Its finish finds nothing pending, and ten finishes in a row are
+        // not rate limited (their starts paid).
+        for _ in 0..10 {
+            p.handle(login_finish(), start);
+            assert!(matches!(
+                drain(&mut p)[..],
+                [Action::Authenticate(AuthRequest::LoginFinish {
+                    pending: None,
+                    ..
+                })]
+            ));
+            p.handle(Event::Authenticated(Err(AuthError::OutOfOrder)), start);
+            assert!(is_error(&drain(&mut p)[0], ErrorCode::InvalidMessage));
+        }
+    }
+
+    #[test]
+    fn a_password_change_is_for_the_logged_in_user_only_and_takes_a_login_token() {
+        let start = Instant::now();
+        let change = || {
+            Event::Client(ClientMessage::ChangePasswordStart {
+                request: Box::new([1; 96]),
+                registration_request: Box::new([1; 32]),
+            })
+        };
+        // Not logged in: refused like chat.
+        let mut stranger = new_policy(start);
+        stranger.handle(change(), start);
+        assert!(is_error(&drain(&mut stranger)[0], ErrorCode::NotLoggedIn));
+        // Logged in: for Alice (from the session, never from the message),
+        // from the login's bucket of five (the login took one), then rate
+        // limited.
+        let mut p = chatting(start);
+        for _ in 0..4 {
+            p.handle(change(), start);
+            let actions = drain(&mut p);
+            assert!(
+                matches!(
+                    &actions[..],
+                    [Action::Authenticate(AuthRequest::ChangePasswordStart { canonical, .. })]
+                        if canonical == "alice"
+                ),
+                "{actions:?}"
+            );
+            p.handle(
+                Event::Authenticated(Err(AuthError::Failed(AuthFailure::LoginFailed))),
+                start,
+            );
+            drain(&mut p);
+        }
+        p.handle(change(), start);
+        assert!(is_error(&drain(&mut p)[0], ErrorCode::RateLimited));
+        // The answer that ends a change in the chat phase is sent as is.
+        p.handle(
+            Event::Authenticated(Ok(AuthAnswer::PasswordChanged {
+                reply: ServerMessage::PasswordChanged {
+                    resume_token: ResumeToken::from_bytes([5; 32]),
+                    token_lifetime_secs: 60,
+                },
+            })),
+            start,
+        );
+        assert!(matches!(
+            drain(&mut p)[..],
+            [Action::Send(ServerMessage::PasswordChanged { .. })]
+        ));
+    }
 }
