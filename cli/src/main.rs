@@ -39,7 +39,8 @@ enum Exit {
     ConnectionFailed = 3,
     /// The server's identity was refused: its key changed (or is not the
     /// `--fingerprint` given), the user did not trust it, or the server
-    /// could not prove it (bad signature or Finished).
+    /// could not prove it (bad signature or Finished); or it asked an
+    /// account known to use OPAQUE for its password in the old form.
     ServerIdentity = 4,
     /// The server ended the session: another login took it over, or (with
     /// `--send`) it shut down or cut the client off.
@@ -60,7 +61,8 @@ Exit status:
   2  usage error: bad arguments, or no password
   3  server unreachable, or the connection failed or was lost
   4  server identity refused: changed key, wrong --fingerprint, not trusted,
-     or not proven (bad signature)
+     or not proven (bad signature); or it asked an OPAQUE account for its
+     password in the pre-OPAQUE form
   5  closed by the server: logged in elsewhere; --send: shutdown, cut off
   6  other errors: handshake, TLS, known-servers file, protocol version
   7  --send: the message was refused, or its storage was not confirmed";
@@ -76,12 +78,13 @@ impl Exit {
             CloseCause::Fatal(
                 FatalCause::ServerKeyChanged { .. }
                 | FatalCause::ServerKeyDeclined
-                | FatalCause::ServerIdentityUnproven(_),
+                | FatalCause::ServerIdentityUnproven(_)
+                | FatalCause::LegacyLoginRefused { .. },
             ) => Exit::ServerIdentity,
             CloseCause::ClosedByServer(_) => Exit::ClosedByServer,
             CloseCause::Fatal(
                 FatalCause::InvalidPassword(_)
-                | FatalCause::InvalidStretch
+                | FatalCause::StretchFailed
                 | FatalCause::VersionMismatch(_)
                 | FatalCause::Handshake(_)
                 | FatalCause::KnownServers(_)

@@ -405,3 +405,55 @@ async fn accounts_made_before_opaque_log_in_and_change_their_password_from_the_c
         .unwrap();
     assert!(out.status.success());
 }
+
+/// Once an account has logged in with OPAQUE from this client, a server
+/// that asks it for the password itself (the version-1 login, as an
+/// impostor holding the key or a server restored from an old backup
+/// would) is refused: exit 4, and the password is not sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_asking_an_opaque_account_for_its_password_the_old_way_is_refused() {
+    use tests::fixtures::{legacy_data_dir, LEGACY_ACCOUNTS};
+    use tests::ServerOptions;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let options = || {
+        let mut o = ServerOptions::new(Transport::Plain);
+        o.data_from = Some(legacy_data_dir());
+        o.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        o
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let known = dir.path().join("known");
+    let (name, secret) = LEGACY_ACCOUNTS[1];
+    let login = |server: &TestServer| {
+        let mut c = cli(server, &known, name);
+        c.env("SECURECHAT_PASSWORD", secret)
+            .args(["--send", "hello"]);
+        c
+    };
+    let mut upgraded = TestServer::start_with(options()).await;
+    // The first login migrates the account; the second runs OPAQUE.
+    for _ in 0..2 {
+        let out = login(&upgraded).output().await.unwrap();
+        assert!(out.status.success());
+    }
+    upgraded.shutdown().await;
+    // The same address and key, but the account's old hash again.
+    let rolled_back = TestServer::start_with(options()).await;
+    let out = login(&rolled_back).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{stdout}");
+    assert!(stdout.contains("pre-OPAQUE form"), "{stdout}");
+    // Another account, never seen with OPAQUE here, still migrates.
+    let (other, other_secret) = LEGACY_ACCOUNTS[2];
+    let out = cli(&rolled_back, &known, other)
+        .env("SECURECHAT_PASSWORD", other_secret)
+        .args(["--send", "hello"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+}

@@ -128,9 +128,19 @@ pub enum FatalCause {
     InvalidUsername(UsernameError),
     #[error("invalid password: {0}")]
     InvalidPassword(PasswordError),
-    /// The password's key stretching could not run (its parameters).
-    #[error("the password could not be stretched (Argon2id parameters)")]
-    InvalidStretch,
+    /// The server asked for the password itself (the version-1 login of an
+    /// account made before OPAQUE) for an account that has logged in with
+    /// OPAQUE on it from here before: refused, nothing was sent.
+    #[error(
+        "{server} asked for your password in the pre-OPAQUE form, but this account has \
+         logged in there with OPAQUE before; refused, your password was not sent (the server \
+         may be an impostor, or its data was restored from an old backup)"
+    )]
+    LegacyLoginRefused { server: ServerAddress },
+    /// The password's key stretching (Argon2id) failed: its parameters
+    /// were refused, or its thread died.
+    #[error("the password could not be stretched (Argon2id)")]
+    StretchFailed,
     /// The server's key is not the pinned or given one: refused before
     /// anything was sent.
     #[error("the server's key has CHANGED; refused")]

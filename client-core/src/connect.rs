@@ -151,11 +151,21 @@ async fn password_exchange(
     let ksf = options
         .stretch
         .argon2id()
-        .map_err(|_| FatalCause::InvalidStretch)?;
+        .map_err(|_| FatalCause::StretchFailed)?;
     let binding = session.channel_binding().clone();
+    let canonical = username.canonical();
+    let known = &options.known_servers;
+    let opaque_before = known
+        .is_opaque_account(&options.server, &canonical)
+        .map_err(|e| FatalCause::KnownServers(Arc::new(e)))?;
     let (mut exchange, first) = match req {
         AuthRequest::Login { .. } => {
-            PasswordExchange::login(&mut OsRng, username, password, ksf, binding)
+            let (mut exchange, first) =
+                PasswordExchange::login(&mut OsRng, username, password, ksf, binding);
+            if opaque_before {
+                exchange.refuse_legacy_login();
+            }
+            (exchange, first)
         }
         AuthRequest::Register { .. } => {
             match PasswordExchange::register(&mut OsRng, username, password, ksf, binding) {
@@ -181,7 +191,7 @@ async fn password_exchange(
                     (exchange, step)
                 })
                 .await
-                .map_err(|_| FatalCause::InvalidStretch)?;
+                .map_err(|_| FatalCause::StretchFailed)?;
                 exchange = back;
                 step
             } else {
@@ -192,7 +202,20 @@ async fn password_exchange(
                     .send(&next)
                     .await
                     .map_err(|e| RetryCause::Lost(Arc::new(e)))?,
-                ExchangeStep::Done(reply, export_key) => return Ok((reply, export_key)),
+                ExchangeStep::Done(reply, export_key) => {
+                    if export_key.is_some() && matches!(reply, LoginReply::Accepted { .. }) {
+                        // Never again the version-1 login for this account
+                        // here. Failing to write this loses only that.
+                        let _ = known.remember_opaque_account(&options.server, &canonical);
+                    }
+                    return Ok((reply, export_key));
+                }
+                ExchangeStep::LegacyRefused => {
+                    return Err(FatalCause::LegacyLoginRefused {
+                        server: options.server.clone(),
+                    }
+                    .into())
+                }
                 ExchangeStep::Refused => {
                     return Ok((LoginReply::Refused(AuthFailure::LoginFailed), None))
                 }

@@ -103,6 +103,12 @@ pub enum ExchangeStep {
     /// relayed from another connection). Nothing was sent; the answer is
     /// [`AuthFailure::LoginFailed`], as the server would have said.
     Refused,
+    /// The server asked for the version-1 login (the password itself) for
+    /// an account this client knows has logged in with OPAQUE before
+    /// ([`PasswordExchange::refuse_legacy_login`]): nothing was sent. An
+    /// honest server never asks that; an impostor harvesting passwords
+    /// would.
+    LegacyRefused,
     /// Not a possible answer at this point.
     Unexpected(ServerMessage),
 }
@@ -132,6 +138,8 @@ pub struct PasswordExchange<K: Ksf = Argon2id> {
     state: ExchangeState<K>,
     /// From the finish, handed out with a successful answer.
     export_key: Option<ExportKey>,
+    /// Whether `LegacyLoginRequired` may be followed.
+    legacy_allowed: bool,
 }
 
 impl<K: Ksf> PasswordExchange<K> {
@@ -204,7 +212,15 @@ impl<K: Ksf> PasswordExchange<K> {
             binding,
             state,
             export_key: None,
+            legacy_allowed: true,
         }
+    }
+
+    /// Refuses to send the password itself if the server asks for the
+    /// version-1 login: for an account the client has seen log in with
+    /// OPAQUE on this server (whose record therefore exists there).
+    pub fn refuse_legacy_login(&mut self) {
+        self.legacy_allowed = false;
     }
 
     /// Whether feeding `msg` runs the key stretching.
@@ -256,6 +272,11 @@ impl<K: Ksf> PasswordExchange<K> {
             }
             // An account made before OPAQUE: the server verifies the
             // password the old way, once, and replaces its hash.
+            (ExchangeState::LoggingIn(_), ServerMessage::LegacyLoginRequired)
+                if !self.legacy_allowed =>
+            {
+                ExchangeStep::LegacyRefused
+            }
             (ExchangeState::LoggingIn(_), ServerMessage::LegacyLoginRequired) => {
                 self.state = ExchangeState::Answering;
                 ExchangeStep::Send(ClientMessage::Login {
@@ -588,6 +609,23 @@ mod tests {
         assert!(matches!(
             exchange.handle(&mut r, accepted()),
             ExchangeStep::Done(LoginReply::Accepted { .. }, None)
+        ));
+    }
+
+    #[test]
+    fn a_client_that_knows_the_account_is_opaque_never_sends_the_password() {
+        let mut r = rng();
+        let (mut exchange, _) = PasswordExchange::login(
+            &mut r,
+            Username::new("Ann").unwrap(),
+            pw("correct horse"),
+            ksf(),
+            binding(),
+        );
+        exchange.refuse_legacy_login();
+        assert!(matches!(
+            exchange.handle(&mut r, ServerMessage::LegacyLoginRequired),
+            ExchangeStep::LegacyRefused
         ));
     }
 

@@ -492,7 +492,9 @@ impl TestClient {
                 ExchangeStep::Done(reply, export_key) => {
                     return self.login_reply(reply).await.map(|info| (info, export_key))
                 }
-                ExchangeStep::Refused => return Err(AuthFailure::LoginFailed),
+                ExchangeStep::Refused | ExchangeStep::LegacyRefused => {
+                    return Err(AuthFailure::LoginFailed)
+                }
                 ExchangeStep::Unexpected(other) => panic!(
                     "{}: unexpected answer to a password exchange: {other:?}",
                     self.label

@@ -100,7 +100,9 @@ async fn register_and_chat(
             }
             ExchangeStep::Done(LoginReply::Refused(reason), _) => return Outcome::Refused(reason),
             ExchangeStep::Done(..) => return Outcome::NotAcknowledged,
-            ExchangeStep::Refused => return Outcome::Refused(AuthFailure::LoginFailed),
+            ExchangeStep::Refused | ExchangeStep::LegacyRefused => {
+                return Outcome::Refused(AuthFailure::LoginFailed)
+            }
             ExchangeStep::Send(next) => {
                 if client.try_send(&next).await.is_err() {
                     return Outcome::NotAcknowledged;

@@ -211,6 +211,10 @@ impl SecureChat {
                 }
                 ExchangeStep::Done(reply, _) => return auth_reply(reply),
                 ExchangeStep::Refused => return Ok(AuthReply::Failed(AuthFailure::LoginFailed)),
+                // The load generator never refuses the version-1 login.
+                ExchangeStep::LegacyRefused => {
+                    return Err(TransportError::Auth("version-1 login refused".into()))
+                }
                 // Nothing else may come first; a stray message is not the answer.
                 ExchangeStep::Unexpected(_) => {}
             }
