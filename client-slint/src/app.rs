@@ -42,6 +42,10 @@ pub struct Settings {
     /// Room messages sent once the first login's history is shown (for
     /// scripted runs and the end-to-end test).
     pub send_after_login: Vec<String>,
+    /// Once logged in, change the password from the first to the second
+    /// through the Change password dialog, as if typed there (the
+    /// end-to-end test).
+    pub change_password_after_login: Option<(Zeroizing<String>, Zeroizing<String>)>,
 }
 
 /// The window and its controller.
@@ -332,6 +336,23 @@ impl Controller {
                 client.submit(&text);
             }
         }
+        if let Some((current, new)) = self.settings.change_password_after_login.take() {
+            self.type_password_change(current, new);
+        }
+    }
+
+    /// Fills the Change password dialog with `current` and `new` (twice)
+    /// and presses Change: the user's path, scripted.
+    fn type_password_change(&mut self, current: Zeroizing<String>, new: Zeroizing<String>) {
+        let Some(window) = self.window.upgrade() else {
+            return;
+        };
+        self.open_password_dialog();
+        let dialogs = window.global::<DialogAdapter>();
+        dialogs.set_current_password(current.as_str().into());
+        dialogs.set_new_password(new.as_str().into());
+        dialogs.set_new_password_again(new.as_str().into());
+        self.change_password();
     }
 
     /// The message box: returns whether the text was taken.

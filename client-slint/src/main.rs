@@ -50,6 +50,10 @@ struct Cli {
     /// Send TEXT to the room once logged in (repeatable; for scripts and tests).
     #[arg(long, value_name = "TEXT")]
     send_after_login: Vec<String>,
+    /// Once logged in, change the password to $SECURECHAT_NEW_PASSWORD
+    /// through the Change password dialog (for the end-to-end test).
+    #[arg(long, hide = true)]
+    change_password_after_login: bool,
     /// Describe what the window shows in PATH after every frame (for the
     /// end-to-end test; no message text).
     #[arg(long, value_name = "PATH", hide = true)]
@@ -70,6 +74,14 @@ fn main() -> ExitCode {
             ca_file: cli.ca_file,
         }),
         send_after_login: cli.send_after_login,
+        change_password_after_login: cli
+            .change_password_after_login
+            .then(|| {
+                let current = std::env::var(PASSWORD_ENV).ok()?;
+                let new = std::env::var("SECURECHAT_NEW_PASSWORD").ok()?;
+                Some((Zeroizing::new(current), Zeroizing::new(new)))
+            })
+            .flatten(),
     };
     // Network work runs on this runtime's own thread, never on the UI's.
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -367,10 +367,11 @@ fn gui_registers_sends_a_message_and_says_goodbye_under_xvfb() {
 
 /// A server upgraded from the release before OPAQUE: the GUI logs in to an
 /// account that still holds an Argon2id hash (the server asks for the old
-/// login once and replaces the hash), shows the history made before the
-/// upgrade, and the account logs in with OPAQUE afterwards.
+/// login once and replaces the hash) and shows the history made before the
+/// upgrade; then it changes the password through its dialog, and the
+/// account logs in over OPAQUE with the new one only.
 #[test]
-fn gui_logs_in_to_an_account_made_before_opaque() {
+fn gui_logs_in_to_an_account_made_before_opaque_and_changes_its_password() {
     use tests::fixtures::{legacy_data_dir, LEGACY_ACCOUNTS};
     use tests::{ServerOptions, TestClient};
     require_tool("Xvfb");
@@ -388,6 +389,7 @@ fn gui_logs_in_to_an_account_made_before_opaque() {
         Command::new(env!("CARGO_BIN_EXE_securechat-gui"))
             .env("DISPLAY", &display)
             .env("SECURECHAT_PASSWORD", secret)
+            .env("SECURECHAT_NEW_PASSWORD", "a new password for the GUI")
             .env_remove("WAYLAND_DISPLAY")
             .args(["--server", &server.addr().to_string(), "--user", name])
             .args([
@@ -395,6 +397,7 @@ fn gui_logs_in_to_an_account_made_before_opaque() {
                 "--fingerprint",
                 &server.fingerprint().to_string(),
             ])
+            .arg("--change-password-after-login")
             .arg("--known-servers")
             .arg(tmp.path().join("gui-known"))
             .arg("--screen-probe")
@@ -409,11 +412,19 @@ fn gui_logs_in_to_an_account_made_before_opaque() {
         screen.contains("row message alice history"),
         "the history made before the upgrade is on screen:\n{screen}"
     );
-    // Migrated: the same password now logs in over OPAQUE (an export key
-    // comes only from an OPAQUE login).
+    wait_for_screen(&mut gui, &probe, &gui_log, |screen| {
+        screen.contains("notice info Password changed") && !screen.contains("dialog")
+    });
+    // The old password is gone; the new one logs in over OPAQUE (an export
+    // key comes only from an OPAQUE login).
     runtime.block_on(async {
+        let mut old = TestClient::connect(&server.endpoint(), "old").await;
+        assert!(old.try_login(name, secret).await.is_err());
         let mut again = TestClient::connect(&server.endpoint(), "check").await;
-        let (_, export_key) = again.try_login_with_key(name, secret).await.unwrap();
+        let (_, export_key) = again
+            .try_login_with_key(name, "a new password for the GUI")
+            .await
+            .unwrap();
         assert!(export_key.is_some(), "the account is OPAQUE now");
     });
 }
