@@ -26,8 +26,9 @@ use crate::view::ChatView;
 /// How long the goodbye may take when the window closes.
 pub const GOODBYE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Start-up settings (command line, see `main.rs`).
-#[derive(Debug, Default, Clone)]
+/// Start-up settings (command line, see `main.rs`). `Debug` hides the
+/// passwords.
+#[derive(Default, Clone)]
 pub struct Settings {
     pub server: Option<String>,
     pub username: Option<String>,
@@ -46,6 +47,27 @@ pub struct Settings {
     /// through the Change password dialog, as if typed there (the
     /// end-to-end test).
     pub change_password_after_login: Option<(Zeroizing<String>, Zeroizing<String>)>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |present: bool| if present { "<redacted>" } else { "none" };
+        f.debug_struct("Settings")
+            .field("server", &self.server)
+            .field("username", &self.username)
+            .field("password", &redacted(self.password.is_some()))
+            .field("register", &self.register)
+            .field("connect", &self.connect)
+            .field("fingerprint", &self.fingerprint)
+            .field("known_servers", &self.known_servers)
+            .field("tls", &self.tls)
+            .field("send_after_login", &self.send_after_login)
+            .field(
+                "change_password_after_login",
+                &redacted(self.change_password_after_login.is_some()),
+            )
+            .finish()
+    }
 }
 
 /// The window and its controller.

@@ -557,3 +557,19 @@ fn cancel_closes_the_password_dialog_and_forgets_what_was_typed() {
         "opened afresh"
     );
 }
+
+#[test]
+fn settings_never_show_a_password_when_printed() {
+    let settings = Settings {
+        password: Some(zeroize::Zeroizing::new("hunter2 secret".into())),
+        change_password_after_login: Some((
+            zeroize::Zeroizing::new("old secret one".into()),
+            zeroize::Zeroizing::new("new secret two".into()),
+        )),
+        ..Settings::default()
+    };
+    let printed = format!("{settings:?}");
+    for secret in ["hunter2 secret", "old secret one", "new secret two"] {
+        assert!(!printed.contains(secret), "{printed}");
+    }
+}
