@@ -83,7 +83,8 @@ pub struct RunArgs {
     /// Connections joining (handshake + login) at once.
     #[arg(long, global = true, default_value_t = 32)]
     pub join_concurrency: usize,
-    /// Registrations at once (each is an Argon2id hash on the server).
+    /// Registrations at once (each stretches its password with Argon2id in
+    /// this tool, once per account, and writes the server's account file).
     #[arg(long, global = true, default_value_t = 4)]
     pub register_concurrency: usize,
     /// Whether clients try Login or Register first. `auto` logs in the last

@@ -28,7 +28,7 @@ pub struct StormOutcome {
     pub failed: u64,
     pub per_sec: f64,
     pub handshake: Summary,
-    /// Login → AuthOk, for the `logins` storm.
+    /// LoginStart → AuthOk (both OPAQUE round trips), for the `logins` storm.
     pub login: Option<Summary>,
     pub errors: Tally,
     pub cpu: CpuUse,

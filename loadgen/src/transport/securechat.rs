@@ -138,10 +138,10 @@ pub struct SecureChat {
 }
 
 impl SecureChat {
-    /// `register_concurrency` bounds simultaneous registrations (each is an
-    /// Argon2id hash on the server); `register_first` sends Register before
-    /// Login, for a first run against an empty server (fewer throttled
-    /// login failures).
+    /// `register_concurrency` bounds simultaneous registrations (each runs
+    /// Argon2id here once and rewrites the server's account file);
+    /// `register_first` registers before logging in, for a first run against
+    /// an empty server (fewer throttled login failures).
     pub fn new(
         target: Arc<Target>,
         seed: String,
@@ -225,7 +225,7 @@ impl SecureChat {
         &self.target
     }
 
-    /// Makes later joins send Register (`true`) or Login (`false`) first.
+    /// Makes later joins register (`true`) or log in (`false`) first.
     pub fn set_register_first(&self, register_first: bool) {
         self.register_first.store(register_first, Ordering::Relaxed);
     }
@@ -318,8 +318,8 @@ impl SecureChat {
         }
     }
 
-    /// Handshake, password login, the login burst, Goodbye: the `logins`
-    /// workload. Returns (handshake time, Login → AuthOk time).
+    /// Handshake, password login (OPAQUE), the login burst, Goodbye: the
+    /// `logins` workload. Returns (handshake time, LoginStart → AuthOk time).
     pub async fn login_cycle(&self, index: usize) -> Result<(Duration, Duration), TransportError> {
         let start = Instant::now();
         let mut session = self.target.handshake(index).await?;
