@@ -158,22 +158,21 @@ async fn password_exchange(
     let opaque_before = known
         .is_opaque_account(&options.server, &canonical)
         .map_err(|e| FatalCause::KnownServers(Arc::new(e)))?;
-    let (mut exchange, first) = match req {
+    let started = match req {
         AuthRequest::Login { .. } => {
-            let (mut exchange, first) =
-                PasswordExchange::login(&mut OsRng, username, password, ksf, binding);
-            if opaque_before {
-                exchange.refuse_legacy_login();
-            }
-            (exchange, first)
+            PasswordExchange::login(&mut OsRng, username, password, ksf, binding)
         }
         AuthRequest::Register { .. } => {
-            match PasswordExchange::register(&mut OsRng, username, password, ksf, binding) {
-                Ok(started) => started,
-                Err(reason) => return Ok((LoginReply::Refused(reason), None)),
-            }
+            PasswordExchange::register(&mut OsRng, username, password, ksf, binding)
         }
     };
+    let (mut exchange, first) = match started {
+        Ok(started) => started,
+        Err(reason) => return Ok((LoginReply::Refused(reason), None)),
+    };
+    if opaque_before {
+        exchange.refuse_legacy_login();
+    }
     session
         .send(&first)
         .await

@@ -181,20 +181,15 @@ impl<K: Ksf> PasswordExchange<K> {
         password: Password,
         ksf: K,
         binding: ChannelBinding,
-    ) -> (Self, ClientMessage) {
-        // Blinding cannot fail for a password of at most 1 KiB; if it did,
-        // the empty state makes the exchange end as refused.
-        let (state, msg) = match ClientLoginState::start(rng, password.expose().as_bytes()) {
-            Ok((state, request)) => (
-                ExchangeState::LoggingIn(Box::new(state)),
-                ClientMessage::LoginStart {
-                    username: username.clone(),
-                    request: Box::new(request),
-                },
-            ),
-            Err(_) => (ExchangeState::Spent, ClientMessage::Goodbye),
+    ) -> Result<(Self, ClientMessage), AuthFailure> {
+        let (state, request) = ClientLoginState::start(rng, password.expose().as_bytes())
+            .map_err(|_| AuthFailure::LoginFailed)?;
+        let msg = ClientMessage::LoginStart {
+            username: username.clone(),
+            request: Box::new(request),
         };
-        (Self::new(username, password, ksf, binding, state), msg)
+        let state = ExchangeState::LoggingIn(Box::new(state));
+        Ok((Self::new(username, password, ksf, binding, state), msg))
     }
 
     fn new(
@@ -415,7 +410,13 @@ impl<K: Ksf> PasswordChange<K> {
                     &self.canonical,
                     &self.ksf,
                 ) else {
-                    return ChangeStep::WrongPassword;
+                    // The old password verified, so this is the server's
+                    // answer for the new one that does not decode.
+                    return ChangeStep::Failed(LoginReply::Error {
+                        code: ErrorCode::InvalidMessage,
+                        detail: ErrorDetail::new("malformed registration response")
+                            .unwrap_or_else(|_| ErrorDetail::empty()),
+                    });
                 };
                 self.export_key = Some(export_key);
                 ChangeStep::Send(ClientMessage::ChangePasswordFinish {
@@ -527,7 +528,8 @@ mod tests {
             pw(password),
             ksf(),
             binding(),
-        );
+        )
+        .unwrap();
         let ClientMessage::LoginStart { request, .. } = first else {
             panic!("{first:?}");
         };
@@ -596,7 +598,8 @@ mod tests {
             pw("old password"),
             ksf(),
             binding(),
-        );
+        )
+        .unwrap();
         let step = exchange.handle(&mut r, ServerMessage::LegacyLoginRequired);
         let ExchangeStep::Send(ClientMessage::Login { username, password }) = step else {
             panic!("{step:?}");
@@ -621,7 +624,8 @@ mod tests {
             pw("correct horse"),
             ksf(),
             binding(),
-        );
+        )
+        .unwrap();
         exchange.refuse_legacy_login();
         assert!(matches!(
             exchange.handle(&mut r, ServerMessage::LegacyLoginRequired),

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use proto_core::message::{AuthFailure, Password, ResumeToken, ServerMessage, Username};
 use proto_core::opaque::{
     OpaqueError, PasswordRecord, ServerKeys, ServerLoginState, Stretch,
-    CREDENTIAL_FINALIZATION_LEN, CREDENTIAL_REQUEST_LEN, REGISTRATION_REQUEST_LEN,
-    REGISTRATION_UPLOAD_LEN,
+    CREDENTIAL_FINALIZATION_LEN, CREDENTIAL_REQUEST_LEN, CREDENTIAL_RESPONSE_LEN,
+    REGISTRATION_REQUEST_LEN, REGISTRATION_UPLOAD_LEN,
 };
 use proto_core::ChannelBinding;
 use rand_core::OsRng;
@@ -379,19 +379,9 @@ impl Accounts {
             None => None,
         };
         let real = record.is_some();
-        let (keys, request, binding, name) = (
-            Arc::clone(&self.keys),
-            *request,
-            binding.clone(),
-            canonical.clone(),
-        );
         let (state, response) = self
-            .offloaded(move || {
-                keys.login_start(&mut OsRng, record.as_ref(), &request, &name, &binding)
-            })
-            .await?
-            .map_err(opaque_error)?;
-        lock(&self.throttle).record_failure(&canonical, ip, Instant::now());
+            .answer_credential_request(&canonical, record, request, ip, binding)
+            .await?;
         Ok(AuthAnswer::Continue {
             reply: ServerMessage::LoginResponse {
                 response: Box::new(response),
@@ -421,12 +411,7 @@ impl Accounts {
         else {
             return Err(AuthError::OutOfOrder);
         };
-        let verified = state.finish(finalization, &canonical, binding).is_ok();
-        if !(verified && real) {
-            self.log_failure(ip);
-            return Err(AuthFailure::LoginFailed.into());
-        }
-        lock(&self.throttle).record_finished_login(&canonical, ip);
+        self.check_proof(state, real, finalization, &canonical, ip, binding)?;
         self.logged_in(canonical).map(AuthAnswer::LoggedIn)
     }
 
@@ -483,6 +468,55 @@ impl Accounts {
             "account migrated to OPAQUE; its Argon2id hash is deleted"
         );
         self.logged_in(canonical).map(AuthAnswer::LoggedIn)
+    }
+
+    /// KE2 for a credential request (a login, or the old password of a
+    /// change), off the event loop. The answer lets the client test one
+    /// guess offline, so it is counted as a failed attempt before it is
+    /// sent; [`check_proof`](Self::check_proof) takes that back.
+    async fn answer_credential_request(
+        &self,
+        canonical: &str,
+        record: Option<PasswordRecord>,
+        request: &[u8; CREDENTIAL_REQUEST_LEN],
+        ip: IpAddr,
+        binding: &ChannelBinding,
+    ) -> Result<(ServerLoginState, [u8; CREDENTIAL_RESPONSE_LEN]), AuthError> {
+        let (keys, request, binding, name) = (
+            Arc::clone(&self.keys),
+            *request,
+            binding.clone(),
+            canonical.to_owned(),
+        );
+        let answer = self
+            .offloaded(move || {
+                keys.login_start(&mut OsRng, record.as_ref(), &request, &name, &binding)
+            })
+            .await?
+            .map_err(opaque_error)?;
+        lock(&self.throttle).record_failure(canonical, ip, Instant::now());
+        Ok(answer)
+    }
+
+    /// Checks KE3 against the state its KE2 left (`real`: the record was
+    /// the account's, not a fake one). Success takes back the failure
+    /// counted when KE2 was sent.
+    fn check_proof(
+        &self,
+        state: ServerLoginState,
+        real: bool,
+        finalization: &[u8; CREDENTIAL_FINALIZATION_LEN],
+        canonical: &str,
+        ip: IpAddr,
+        binding: &ChannelBinding,
+    ) -> Result<(), AuthError> {
+        let verified = state.finish(finalization, canonical, binding).is_ok();
+        if !(verified && real) {
+            self.log_failure(ip);
+            return Err(AuthFailure::LoginFailed.into());
+        }
+        lock(&self.throttle).record_finished_login(canonical, ip);
+        Ok(())
     }
 
     async fn wait_out_throttle(&self, canonical: &str, ip: IpAddr) {
@@ -552,19 +586,9 @@ impl Accounts {
             .keys
             .registration_response(registration_request, canonical)
             .map_err(opaque_error)?;
-        let (keys, request, binding, name) = (
-            Arc::clone(&self.keys),
-            *request,
-            binding.clone(),
-            canonical.to_owned(),
-        );
         let (state, response) = self
-            .offloaded(move || {
-                keys.login_start(&mut OsRng, Some(&record), &request, &name, &binding)
-            })
-            .await?
-            .map_err(opaque_error)?;
-        lock(&self.throttle).record_failure(canonical, ip, Instant::now());
+            .answer_credential_request(canonical, Some(record), request, ip, binding)
+            .await?;
         Ok(AuthAnswer::Continue {
             reply: ServerMessage::ChangePasswordResponse {
                 response: Box::new(response),
@@ -597,11 +621,7 @@ impl Accounts {
         else {
             return Err(AuthError::OutOfOrder);
         };
-        if state.finish(finalization, &canonical, binding).is_err() {
-            self.log_failure(ip);
-            return Err(AuthFailure::LoginFailed.into());
-        }
-        lock(&self.throttle).record_finished_login(&canonical, ip);
+        self.check_proof(state, true, finalization, &canonical, ip, binding)?;
         let record = PasswordRecord::from_upload(upload).map_err(opaque_error)?;
         self.replace_credential(&canonical, Credential::Opaque(record))
             .await?;

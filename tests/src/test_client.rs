@@ -567,7 +567,7 @@ impl TestClient {
             password(secret),
             Self::stretch(),
             binding,
-        );
+        )?;
         self.password_exchange(exchange, first).await
     }
 

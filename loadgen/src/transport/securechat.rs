@@ -175,36 +175,32 @@ impl SecureChat {
             self.stretch.clone(),
         );
         let rng = &mut rand_core::OsRng;
-        let (exchange, first) = if register {
-            match PasswordExchange::register(rng, username, password, ksf, binding) {
-                Ok(started) => started,
-                Err(reason) => return Ok(AuthReply::Failed(reason)),
-            }
+        let started = if register {
+            PasswordExchange::register(rng, username, password, ksf, binding)
         } else {
             PasswordExchange::login(rng, username, password, ksf, binding)
         };
-        let mut exchange = Some(exchange);
+        let (mut exchange, first) = match started {
+            Ok(started) => started,
+            Err(reason) => return Ok(AuthReply::Failed(reason)),
+        };
         session.send(&first).await.map_err(TransportError::Link)?;
         loop {
             let msg = next_message(session).await?;
-            let Some(mut current) = exchange.take() else {
-                return Err(TransportError::Auth("exchange lost".into()));
-            };
             let step = if PasswordExchange::<MemoStretch>::is_expensive(&msg) {
                 // The first stretching of an account costs ~20 ms: off the
                 // event loop, as every client does it.
                 let (back, step) = background_cpu::spawn(move || {
-                    let step = current.handle(&mut rand_core::OsRng, msg);
-                    (current, step)
+                    let step = exchange.handle(&mut rand_core::OsRng, msg);
+                    (exchange, step)
                 })
                 .await
                 .map_err(|_| TransportError::Auth("stretching failed".into()))?;
-                current = back;
+                exchange = back;
                 step
             } else {
-                current.handle(&mut rand_core::OsRng, msg)
+                exchange.handle(&mut rand_core::OsRng, msg)
             };
-            exchange = Some(current);
             match step {
                 ExchangeStep::Send(next) => {
                     session.send(&next).await.map_err(TransportError::Link)?
