@@ -9,13 +9,17 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::Parser;
 use client_core::{
-    AuthRequest, ClientEvent, ClientOptions, CloseCause, Delivery, FatalCause, Fingerprint,
-    KnownServers, ServerAddress, TlsOptions,
+    parse_input, AuthRequest, ClientEvent, ClientOptions, CloseCause, Delivery, FatalCause,
+    Fingerprint, Input, KnownServers, NoticeKind, ServerAddress, TlsOptions, GENERAL_ROOM,
 };
+use proto_core::message::RoomName;
 use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
 mod render;
+mod rooms;
+
+use rooms::CurrentRoom;
 
 /// Environment variable a script can put the password in.
 const PASSWORD_ENV: &str = "SECURECHAT_PASSWORD";
@@ -152,8 +156,15 @@ struct Args {
     #[arg(long)]
     send: Option<String>,
     /// With --send: send it as a direct message to this user.
-    #[arg(long, requires = "send")]
+    #[arg(long, requires = "send", conflicts_with = "room")]
     to: Option<String>,
+    /// The room --send writes to, and the room shown first
+    /// [default: --join's room, else #general].
+    #[arg(long)]
+    room: Option<String>,
+    /// Join this room after logging in, creating it if it does not exist.
+    #[arg(long)]
+    join: Option<String>,
     /// Print events as JSON lines.
     #[arg(long)]
     json: bool,
@@ -222,6 +233,10 @@ fn main() -> ExitCode {
 
 fn run() -> anyhow::Result<Exit> {
     let args = Args::parse();
+    for name in [&args.room, &args.join].into_iter().flatten() {
+        RoomName::parse_normalizing(name)
+            .map_err(|e| anyhow::anyhow!("invalid room name {name:?}: {e}"))?;
+    }
     let password = read_password(&args)?;
     let new_password = if args.change_password {
         Some(read_new_password(&args)?)
@@ -301,6 +316,19 @@ async fn chat(args: Args, options: ClientOptions, new_password: Option<Zeroizing
     // --change-password: None until the server answered.
     let mut changed: Option<bool> = None;
     let mut stdin = StdinLines::default();
+    // --room, else --join's room, else #general.
+    let first_room = args
+        .room
+        .as_deref()
+        .or(args.join.as_deref())
+        .unwrap_or(GENERAL_ROOM);
+    let mut current = CurrentRoom::new(first_room);
+    // --join: asked, not yet answered (a refusal ends a --send run).
+    let mut joining = false;
+    let prompt = interactive
+        && !args.json
+        && std::io::stdin().is_terminal()
+        && std::io::stdout().is_terminal();
     // Read chat lines only once logged in: before that, stdin answers the
     // trust question.
     let mut stdin_open = false;
@@ -313,9 +341,15 @@ async fn chat(args: Args, options: ClientOptions, new_password: Option<Zeroizing
             event = events.recv() => {
                 let Some(event) = event else { break };
                 let text = if args.json { render::json(&event) } else { render::human(&event) };
+                current.see(&event);
                 if let Some(text) = text {
                     let mut out = stdout.lock();
-                    let _ = writeln!(out, "{text}");
+                    // Over the prompt, which is redrawn below.
+                    let clear = if prompt && stdin_open { "\r\x1b[K" } else { "" };
+                    let _ = writeln!(out, "{clear}{text}");
+                    if prompt && stdin_open {
+                        let _ = write!(out, "{}", current.prompt());
+                    }
                     let _ = out.flush();
                 }
                 match event {
@@ -328,14 +362,36 @@ async fn chat(args: Args, options: ClientOptions, new_password: Option<Zeroizing
                         if let Some(new) = new_password.take() {
                             handle.change_password(old_password.clone(), new);
                         }
+                        match &args.join {
+                            // Once per run: a reconnect finds the user in it.
+                            Some(room) if !joining && !current.is_member(room) => {
+                                joining = true;
+                                current.switch_on_join(room);
+                                handle.join(room);
+                            }
+                            _ => {
+                                if let (Some(text), false) = (&args.send, sent) {
+                                    sent = true;
+                                    send_once(&handle, &args, text, &current);
+                                }
+                            }
+                        }
+                    }
+                    ClientEvent::RoomJoined(room) if joining
+                        && args.join.as_deref().is_some_and(|j| rooms::same_room(j, &room.name)) =>
+                    {
+                        joining = false;
                         if let (Some(text), false) = (&args.send, sent) {
                             sent = true;
-                            match &args.to {
-                                Some(to) => handle.send_direct(to, text),
-                                None => handle.send_room(text),
-                            }
-                            handle.quit();
+                            send_once(&handle, &args, text, &current);
                         }
+                    }
+                    ClientEvent::Notice { kind: NoticeKind::Error, .. }
+                        if joining && args.send.is_some() =>
+                    {
+                        // The join was refused: nothing is sent.
+                        joining = false;
+                        handle.quit();
                     }
                     ClientEvent::LoggedIn { .. } => {
                         stdin_open = interactive && !args.password_stdin;
@@ -354,7 +410,17 @@ async fn chat(args: Args, options: ClientOptions, new_password: Option<Zeroizing
                 }
             }
             line = stdin.next_line(), if stdin_open => match line {
-                Some(line) => handle.submit(&line),
+                Some(line) => {
+                    if let Input::Join(room) = parse_input(&line, current.name()) {
+                        current.switch_on_join(&room);
+                    }
+                    handle.submit(&line, current.name());
+                    if prompt {
+                        let mut out = stdout.lock();
+                        let _ = write!(out, "{}", current.prompt());
+                        let _ = out.flush();
+                    }
+                }
                 // End of input: leave cleanly.
                 None => {
                     stdin_open = false;
@@ -371,6 +437,15 @@ async fn chat(args: Args, options: ClientOptions, new_password: Option<Zeroizing
         Some(exit) => exit,
         None => Exit::Failed, // the client task ended without a word
     }
+}
+
+/// `--send`'s message: to `--to`, else to the room.
+fn send_once(handle: &client_core::ClientHandle, args: &Args, text: &str, current: &CurrentRoom) {
+    match &args.to {
+        Some(to) => handle.send_direct(to, text),
+        None => handle.send_room(args.room.as_deref().unwrap_or(current.name()), text),
+    }
+    handle.quit();
 }
 
 /// Asks on the terminal whether to trust a new server key.

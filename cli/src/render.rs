@@ -3,7 +3,7 @@
 
 use chrono::{Local, TimeZone};
 use client_core::cause::auth_failure_text;
-use client_core::events::{key_changed_warning, leave_reason_text};
+use client_core::events::{key_changed_warning, leave_reason_text, room_leave_text};
 use client_core::{ChatLine, ClientEvent, ConnectionState, Delivery, NoticeKind};
 use proto_core::message::escape_for_display as esc;
 use serde_json::json;
@@ -31,9 +31,10 @@ fn chat_line(line: &ChatLine) -> String {
         format!("[{}]", clock(line.timestamp_ms))
     };
     let text = esc_lines(&line.text, "        ");
-    match &line.to {
-        None => format!("{when} <{}> {text}", esc(&line.from)),
-        Some(to) => format!("{when} *{} -> {}* {text}", esc(&line.from), esc(to)),
+    match (&line.to, &line.room) {
+        (Some(to), _) => format!("{when} *{} -> {}* {text}", esc(&line.from), esc(to)),
+        (None, Some(room)) => format!("{when} {} <{}> {text}", esc(room), esc(&line.from)),
+        (None, None) => format!("{when} <{}> {text}", esc(&line.from)),
     }
 }
 
@@ -68,6 +69,60 @@ pub fn human(event: &ClientEvent) -> Option<String> {
         ClientEvent::Joined { username } => format!("-- {} joined", esc(username)),
         ClientEvent::Left { username, reason } => {
             format!("-- {} {}", esc(username), leave_reason_text(*reason))
+        }
+        ClientEvent::RoomJoined(room) => {
+            let mut text = format!(
+                "-- in {} ({} member{}{}{})",
+                esc(&room.name),
+                room.members,
+                if room.members == 1 { "" } else { "s" },
+                if room.invite_only {
+                    ", invite-only"
+                } else {
+                    ""
+                },
+                match room.role {
+                    client_core::RoomRole::Owner => ", you own it",
+                    client_core::RoomRole::Moderator => ", you moderate it",
+                    client_core::RoomRole::Member => "",
+                }
+            );
+            if !room.topic.is_empty() {
+                text.push_str(&format!(": {}", esc(&room.topic)));
+            }
+            text
+        }
+        ClientEvent::RoomLeft { room, reason } => {
+            format!("-- you {} {}", room_leave_text(*reason), esc(room))
+        }
+        ClientEvent::RoomList { rooms } => {
+            if rooms.is_empty() {
+                "-- no rooms match".into()
+            } else {
+                let lines: Vec<String> = rooms
+                    .iter()
+                    .map(|r| {
+                        let topic = if r.topic.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" — {}", esc(&r.topic))
+                        };
+                        format!("   {} ({}){topic}", esc(&r.name), r.members)
+                    })
+                    .collect();
+                format!("-- rooms ({}):\n{}", rooms.len(), lines.join("\n"))
+            }
+        }
+        ClientEvent::MemberJoined { room, user } => {
+            format!("-- {} joined {}", esc(user), esc(room))
+        }
+        ClientEvent::MemberLeft { room, user, reason } => {
+            format!(
+                "-- {} {} {}",
+                esc(user),
+                room_leave_text(*reason),
+                esc(room)
+            )
         }
         ClientEvent::Room(line) | ClientEvent::Direct(line) => {
             if line.own && !line.history {
@@ -108,6 +163,7 @@ fn line_json(kind: &str, line: &ChatLine) -> serde_json::Value {
         "id": line.id,
         "timestamp_ms": line.timestamp_ms,
         "from": line.from,
+        "room": line.room,
         "to": line.to,
         "text": line.text,
         "history": line.history,
@@ -151,6 +207,27 @@ pub fn json(event: &ClientEvent) -> Option<String> {
         ClientEvent::Joined { username } => json!({ "type": "joined", "username": username }),
         ClientEvent::Left { username, reason } => json!({
             "type": "left", "username": username, "reason": format!("{reason:?}")
+        }),
+        ClientEvent::RoomJoined(room) => json!({
+            "type": "room_joined", "room": room.name, "topic": room.topic,
+            "invite_only": room.invite_only, "role": format!("{:?}", room.role).to_lowercase(),
+            "members": room.members
+        }),
+        ClientEvent::RoomLeft { room, reason } => json!({
+            "type": "room_left", "room": room, "reason": format!("{reason:?}").to_lowercase()
+        }),
+        ClientEvent::RoomList { rooms } => json!({
+            "type": "room_list",
+            "rooms": rooms.iter().map(|r| json!({
+                "room": r.name, "topic": r.topic, "members": r.members
+            })).collect::<Vec<_>>()
+        }),
+        ClientEvent::MemberJoined { room, user } => json!({
+            "type": "member_joined", "room": room, "user": user
+        }),
+        ClientEvent::MemberLeft { room, user, reason } => json!({
+            "type": "member_left", "room": room, "user": user,
+            "reason": format!("{reason:?}").to_lowercase()
         }),
         ClientEvent::Room(line) => line_json("room", line),
         ClientEvent::Direct(line) => line_json("direct", line),
@@ -216,6 +293,7 @@ mod tests {
             id: 1,
             timestamp_ms: 0,
             from: from.into(),
+            room: Some("#general".into()),
             to: None,
             text: text.into(),
             history: false,

@@ -457,3 +457,123 @@ async fn a_server_asking_an_opaque_account_for_its_password_the_old_way_is_refus
         .unwrap();
     assert!(out.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_mode_joins_or_creates_a_room_and_sends_there() {
+    let server = TestServer::start(Transport::Plain).await;
+    let dir = tempfile::tempdir().unwrap();
+    let known = dir.path().join("known");
+    let mut bob = server.user("Bob").await;
+    bob.create_room("#ops", false, "").await.unwrap();
+
+    // An existing room: joined, then the message goes there.
+    let out = cli(&server, &known, "Alice")
+        .args(["--register", "--join", "ops", "--send", "deploy done"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    bob.expect_user_joined("Alice").await;
+    bob.expect_member_joined("#ops", "Alice").await;
+    bob.expect_room_message_in("#ops", "Alice", "deploy done")
+        .await;
+    bob.expect_user_left("Alice", LeaveReason::Exit).await;
+
+    // A missing room: created (Alice owns it), and the message stored in it.
+    let out = cli(&server, &known, "Alice")
+        .args(["--join", "#Fresh", "--send", "first words", "--json"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.lines().any(|l| l.contains(r#""type":"room_joined""#)
+            && l.contains(r##""room":"#Fresh""##)
+            && l.contains(r#""role":"owner""#)),
+        "{stdout}"
+    );
+    bob.expect_user_joined("Alice").await;
+    bob.expect_user_left("Alice", LeaveReason::Exit).await;
+    let fresh = bob.join_room("#fresh").await.unwrap();
+    assert_eq!((fresh.room.as_str(), fresh.members), ("#Fresh", 2));
+
+    // --room names a room the user is not in: refused, exit 7, nothing sent.
+    let carol = cli(&server, &known, "Carol")
+        .args(["--register", "--room", "#ops", "--send", "hi ops"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(carol.status.code(), Some(7));
+    bob.expect_user_joined("Carol").await;
+    bob.expect_user_left("Carol", LeaveReason::Exit).await;
+    bob.sync().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_room_commands_join_list_part_and_the_text_follows_the_current_room() {
+    let server = TestServer::start(Transport::Plain).await;
+    let dir = tempfile::tempdir().unwrap();
+    let known = dir.path().join("known");
+    let mut bob = server.user("Bob").await;
+    bob.create_room("#dev", false, "tabs vs spaces")
+        .await
+        .unwrap();
+
+    let mut child = cli(&server, &known, "Carol")
+        .args(["--register", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next_of = async |kind: &str| -> serde_json::Value {
+        loop {
+            let line = tokio::time::timeout(RECV_TIMEOUT, lines.next_line())
+                .await
+                .expect("no output from the cli")
+                .unwrap()
+                .expect("cli output ended");
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if v["type"] == kind {
+                return v;
+            }
+        }
+    };
+    next_of("history_done").await;
+    bob.expect_user_joined("Carol").await;
+    let mut stdin = child.stdin.take().unwrap();
+
+    stdin.write_all(b"/join dev\n").await.unwrap();
+    assert_eq!(next_of("room_joined").await["room"], "#dev");
+    bob.expect_member_joined("#dev", "Carol").await;
+    stdin.write_all(b"now in dev\n").await.unwrap();
+    bob.expect_room_message_in("#dev", "Carol", "now in dev")
+        .await;
+
+    stdin.write_all(b"/list tabs\n").await.unwrap();
+    let list = next_of("room_list").await;
+    assert_eq!(list["rooms"][0]["room"], "#dev");
+    assert_eq!(list["rooms"].as_array().unwrap().len(), 1);
+
+    bob.say("in general").await;
+    let heard = next_of("room").await;
+    assert_eq!(
+        (heard["room"].as_str(), heard["text"].as_str()),
+        (Some("#general"), Some("in general"))
+    );
+
+    stdin.write_all(b"/part\n").await.unwrap();
+    assert_eq!(next_of("room_left").await["room"], "#dev");
+    bob.expect_member_left("#dev", "Carol").await;
+    stdin.write_all(b"back in general\n").await.unwrap();
+    bob.expect_room_message_in("#general", "Carol", "back in general")
+        .await;
+    drop(stdin);
+    bob.expect_user_left("Carol", LeaveReason::Exit).await;
+    assert!(exits(&mut child).await.success());
+}

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use proto_core::message::{AuthFailure, LeaveReason};
+use proto_core::message::{AuthFailure, LeaveReason, RoomLeaveReason, RoomRole};
 use proto_core::Fingerprint;
 use tokio::sync::oneshot;
 
@@ -27,6 +27,8 @@ pub struct ChatLine {
     /// Milliseconds since the Unix epoch (server time; ours for own lines).
     pub timestamp_ms: u64,
     pub from: String,
+    /// The room of a room message (its name as created, with the `#`).
+    pub room: Option<String>,
     /// The other party of a direct message.
     pub to: Option<String>,
     pub text: String,
@@ -66,6 +68,26 @@ pub enum Delivery {
     /// The user left before the server answered (the quit grace ran
     /// out): it may or may not have been stored.
     Unconfirmed,
+}
+
+/// A room the user is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomView {
+    /// With its `#`, as created.
+    pub name: String,
+    pub topic: String,
+    pub invite_only: bool,
+    /// The user's role in it.
+    pub role: RoomRole,
+    pub members: u32,
+}
+
+/// A room in the answer to `/list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomListing {
+    pub name: String,
+    pub topic: String,
+    pub members: u32,
 }
 
 /// Informational or error notices.
@@ -123,6 +145,30 @@ pub enum ClientEvent {
         username: String,
         reason: LeaveReason,
     },
+    /// The user is in this room: once per room after each login (before
+    /// the history), and when they join or create one (here or on another
+    /// device).
+    RoomJoined(RoomView),
+    /// The user is no longer in `room`.
+    RoomLeft {
+        room: String,
+        reason: RoomLeaveReason,
+    },
+    /// The answer to `/list` (pages merged), sorted by name.
+    RoomList {
+        rooms: Vec<RoomListing>,
+    },
+    /// Someone joined a room the user is in.
+    MemberJoined {
+        room: String,
+        user: String,
+    },
+    /// Someone left a room the user is in.
+    MemberLeft {
+        room: String,
+        user: String,
+        reason: RoomLeaveReason,
+    },
     Room(ChatLine),
     Direct(ChatLine),
     /// What became of a message typed on this client.
@@ -158,6 +204,13 @@ pub fn leave_reason_text(reason: LeaveReason) -> &'static str {
         LeaveReason::Dropped => "lost connection",
         LeaveReason::ServerShutdown => "left (server shutting down)",
         LeaveReason::Disconnected => "was disconnected by the server",
+    }
+}
+
+/// The text shown when someone leaves a room.
+pub fn room_leave_text(reason: RoomLeaveReason) -> &'static str {
+    match reason {
+        RoomLeaveReason::Left => "left",
     }
 }
 

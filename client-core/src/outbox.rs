@@ -8,19 +8,25 @@
 
 use std::collections::VecDeque;
 
-use proto_core::message::{ClientMessage, MessageText, Username};
+use proto_core::message::{ClientMessage, MessageText, RoomName, Username};
 
 /// Messages kept unacknowledged at most (typed offline or in flight). The
 /// server recognises a resend among a sender's last 64 keyed messages per
 /// conversation, so staying below that keeps resends exact.
 pub const MAX_PENDING: usize = 60;
 
+/// Where a message goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Room(RoomName),
+    Direct(Username),
+}
+
 /// A message waiting for its acknowledgement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
     pub client_id: u64,
-    /// `None` for the room.
-    pub to: Option<Username>,
+    pub to: Target,
     pub text: MessageText,
 }
 
@@ -28,11 +34,12 @@ impl Pending {
     /// What goes on the wire (the same for the first send and a resend).
     pub fn wire(&self) -> ClientMessage {
         match &self.to {
-            None => ClientMessage::SendRoom {
+            Target::Room(room) => ClientMessage::SendRoom {
                 client_id: self.client_id,
+                room: room.clone(),
                 text: self.text.clone(),
             },
-            Some(to) => ClientMessage::SendDirect {
+            Target::Direct(to) => ClientMessage::SendDirect {
                 client_id: self.client_id,
                 to: to.clone(),
                 text: self.text.clone(),
@@ -63,11 +70,7 @@ impl Outbox {
     }
 
     /// Takes a new message and gives it its `client_id`.
-    pub fn push(
-        &mut self,
-        to: Option<Username>,
-        text: MessageText,
-    ) -> Result<&Pending, OutboxFull> {
+    pub fn push(&mut self, to: Target, text: MessageText) -> Result<&Pending, OutboxFull> {
         if self.pending.len() >= MAX_PENDING {
             return Err(OutboxFull);
         }
@@ -110,16 +113,20 @@ mod tests {
         MessageText::new(s).unwrap()
     }
 
+    fn general() -> Target {
+        Target::Room(RoomName::general())
+    }
+
     #[test]
     fn messages_keep_their_ids_until_settled_and_are_resent_in_order() {
         let mut outbox = Outbox::new(u64::MAX);
-        let a = outbox.push(None, text("a")).unwrap().client_id;
+        let a = outbox.push(general(), text("a")).unwrap().client_id;
         let b = outbox
-            .push(Some(Username::new("bob").unwrap()), text("b"))
+            .push(Target::Direct(Username::new("bob").unwrap()), text("b"))
             .unwrap()
             .client_id;
         assert_eq!((a, b), (u64::MAX, 0), "ids wrap instead of overflowing");
-        let c = outbox.push(None, text("c")).unwrap().client_id;
+        let c = outbox.push(general(), text("c")).unwrap().client_id;
         assert_eq!(outbox.settle(b).map(|p| p.text), Some(text("b")));
         assert_eq!(
             outbox.settle(b),
@@ -132,10 +139,12 @@ mod tests {
             [
                 ClientMessage::SendRoom {
                     client_id: a,
+                    room: RoomName::general(),
                     text: text("a")
                 },
                 ClientMessage::SendRoom {
                     client_id: c,
+                    room: RoomName::general(),
                     text: text("c")
                 },
             ]
@@ -146,10 +155,13 @@ mod tests {
     fn the_outbox_refuses_more_than_the_server_can_recognise_as_resends() {
         let mut outbox = Outbox::new(1);
         for i in 0..MAX_PENDING {
-            outbox.push(None, text(&format!("m{i}"))).unwrap();
+            outbox.push(general(), text(&format!("m{i}"))).unwrap();
         }
-        assert_eq!(outbox.push(None, text("one too many")), Err(OutboxFull));
+        assert_eq!(
+            outbox.push(general(), text("one too many")),
+            Err(OutboxFull)
+        );
         outbox.settle(1);
-        assert!(outbox.push(None, text("room again")).is_ok());
+        assert!(outbox.push(general(), text("room again")).is_ok());
     }
 }

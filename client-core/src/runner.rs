@@ -60,9 +60,10 @@ impl ClientHandle {
         self.cause.get().cloned()
     }
 
-    /// What the user typed: a command or a room message.
-    pub fn submit(&self, line: &str) {
-        match parse_input(line) {
+    /// What the user typed while `room` was shown: a command or a message
+    /// for that room.
+    pub fn submit(&self, line: &str, room: &str) {
+        match parse_input(line, room) {
             Input::Quit => self.quit(),
             input => {
                 let _ = self.tx.send(Command::Input(input));
@@ -70,8 +71,16 @@ impl ClientHandle {
         }
     }
 
-    pub fn send_room(&self, text: &str) {
-        let _ = self.tx.send(Command::Input(Input::Room(text.to_owned())));
+    pub fn send_room(&self, room: &str, text: &str) {
+        let _ = self.tx.send(Command::Input(Input::Room {
+            room: room.to_owned(),
+            text: text.to_owned(),
+        }));
+    }
+
+    /// Joins `room`, creating it if it does not exist.
+    pub fn join(&self, room: &str) {
+        let _ = self.tx.send(Command::Input(Input::Join(room.to_owned())));
     }
 
     pub fn send_direct(&self, to: &str, text: &str) {

@@ -22,16 +22,19 @@ use std::time::{Duration, Instant};
 
 use proto_core::liveness::{Liveness, LivenessAction, SilenceLimits};
 use proto_core::message::{
-    ClientMessage, Conversation, GoodbyeReason, MessageText, ResumeToken, ServerMessage, Username,
+    ClientMessage, Conversation, ErrorCode, GoodbyeReason, MessageText, ResumeToken, RoomFilter,
+    RoomName, ServerMessage, Topic, Username,
 };
 use rand_core::RngCore;
 
 use crate::backoff::Backoff;
 use crate::cause::{CloseCause, RetryCause, ServerRefusal};
 use crate::connect::AttemptError;
-use crate::events::{ChatLine, ClientEvent, ConnectionState, Delivery, NoticeKind};
+use crate::events::{
+    ChatLine, ClientEvent, ConnectionState, Delivery, NoticeKind, RoomListing, RoomView,
+};
 use crate::input::{Input, HELP_TEXT};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Target};
 
 /// How long leaving waits for the acknowledgement of messages in flight.
 pub const QUIT_GRACE: Duration = Duration::from_secs(5);
@@ -141,6 +144,10 @@ pub struct SessionPolicy {
     outbox: Outbox,
     me: String,
     online_pages: Vec<String>,
+    room_list_pages: Vec<RoomListing>,
+    /// A `/join` waiting for its answer: if the room does not exist, it
+    /// is created.
+    pending_join: Option<RoomName>,
     seen: VecDeque<u64>,
     seen_set: HashSet<u64>,
 }
@@ -178,6 +185,8 @@ impl SessionPolicy {
             outbox: Outbox::new(first_client_id),
             me: String::new(),
             online_pages: Vec::new(),
+            room_list_pages: Vec::new(),
+            pending_join: None,
             seen: VecDeque::new(),
             seen_set: HashSet::new(),
         }
@@ -386,18 +395,33 @@ impl SessionPolicy {
             }
             | State::Finished => {}
             State::Online { leaving: None, .. } => match input {
-                input @ (Input::Room(_) | Input::Direct { .. }) => {
+                input @ (Input::Room { .. } | Input::Direct { .. }) => {
                     if let Some(wire) = self.take_message(input, now, out) {
                         out.push(Action::Send(wire));
                     }
                 }
                 Input::Who => out.push(Action::Send(ClientMessage::WhoIsOnline)),
+                Input::Join(name) => {
+                    if let Some(room) = room_name(&name, out) {
+                        self.pending_join = Some(room.clone());
+                        out.push(Action::Send(ClientMessage::JoinRoom { room }));
+                    }
+                }
+                Input::Part(name) => {
+                    if let Some(room) = room_name(&name, out) {
+                        out.push(Action::Send(ClientMessage::LeaveRoom { room }));
+                    }
+                }
+                Input::List(filter) => match RoomFilter::new(&filter) {
+                    Ok(filter) => out.push(Action::Send(ClientMessage::ListRooms { filter })),
+                    Err(e) => notice(out, NoticeKind::Error, format!("not sent: filter {e}")),
+                },
                 other => local_input(other, out),
             },
             // Offline: local commands answer, messages wait in the outbox
             // (shown as pending) for the reconnect.
             State::Connecting | State::Waiting { .. } => match input {
-                input @ (Input::Room(_) | Input::Direct { .. }) => {
+                input @ (Input::Room { .. } | Input::Direct { .. }) => {
                     if self.take_message(input, now, out).is_some() {
                         notice(
                             out,
@@ -406,7 +430,9 @@ impl SessionPolicy {
                         );
                     }
                 }
-                Input::Who => notice(out, NoticeKind::Error, "not connected"),
+                Input::Who | Input::Join(_) | Input::Part(_) | Input::List(_) => {
+                    notice(out, NoticeKind::Error, "not connected");
+                }
                 other => local_input(other, out),
             },
         }
@@ -421,20 +447,19 @@ impl SessionPolicy {
         out: &mut Vec<Action>,
     ) -> Option<ClientMessage> {
         let (to, text) = match input {
-            Input::Room(text) => (None, text),
-            Input::Direct { to, text } => (Some(to), text),
+            Input::Room { room, text } => (Target::Room(room_name(&room, out)?), text),
+            Input::Direct { to, text } => match Username::parse_normalizing(&to) {
+                Ok(to) => (Target::Direct(to), text),
+                Err(e) => {
+                    notice(
+                        out,
+                        NoticeKind::Error,
+                        format!("not sent: invalid name: {e}"),
+                    );
+                    return None;
+                }
+            },
             _ => return None,
-        };
-        let to = match to.map(|t| Username::parse_normalizing(&t)).transpose() {
-            Ok(to) => to,
-            Err(e) => {
-                notice(
-                    out,
-                    NoticeKind::Error,
-                    format!("not sent: invalid name: {e}"),
-                );
-                return None;
-            }
         };
         let wire_text = match MessageText::new(&text) {
             Ok(t) => t,
@@ -450,11 +475,11 @@ impl SessionPolicy {
                 return None;
             }
         };
-        let (client_id, to, wire) = (
-            pending.client_id,
-            pending.to.as_ref().map(|t| t.as_str().to_owned()),
-            pending.wire(),
-        );
+        let (client_id, wire) = (pending.client_id, pending.wire());
+        let (room, to) = match &pending.to {
+            Target::Room(room) => (Some(room.as_str().to_owned()), None),
+            Target::Direct(to) => (None, Some(to.as_str().to_owned())),
+        };
         let line = ChatLine {
             id: 0,
             timestamp_ms: self.unix_ms(now),
@@ -463,11 +488,13 @@ impl SessionPolicy {
             history: false,
             own: true,
             client_id: Some(client_id),
-            to: to.clone(),
+            room,
+            to,
         };
-        out.push(Action::Emit(match to {
-            None => ClientEvent::Room(line),
-            Some(_) => ClientEvent::Direct(line),
+        out.push(Action::Emit(if line.room.is_some() {
+            ClientEvent::Room(line)
+        } else {
+            ClientEvent::Direct(line)
         }));
         Some(wire)
     }
@@ -493,6 +520,7 @@ impl SessionPolicy {
             ServerMessage::RoomMessage {
                 id,
                 timestamp_ms,
+                room,
                 from,
                 text,
             } => {
@@ -504,6 +532,7 @@ impl SessionPolicy {
                             id,
                             timestamp_ms,
                             from: from.as_str().to_owned(),
+                            room: Some(room.as_str().to_owned()),
                             to: None,
                             text: text.as_str().to_owned(),
                             history: false,
@@ -528,6 +557,7 @@ impl SessionPolicy {
                             timestamp_ms,
                             own: from.as_str() == self.me,
                             from: from.as_str().to_owned(),
+                            room: None,
                             to: Some(to.as_str().to_owned()),
                             text: text.as_str().to_owned(),
                             history: false,
@@ -564,10 +594,11 @@ impl SessionPolicy {
                     }
                     let from = e.from.as_str().to_owned();
                     let own = from == self.me;
-                    let line = |to| ChatLine {
+                    let line = |room, to| ChatLine {
                         id: e.id,
                         timestamp_ms: e.timestamp_ms,
                         from: from.clone(),
+                        room,
                         to,
                         text: e.text.as_str().to_owned(),
                         history: true,
@@ -575,19 +606,88 @@ impl SessionPolicy {
                         client_id: None,
                     };
                     match &e.conversation {
-                        Conversation::Room => emit(out, ClientEvent::Room(line(None))),
+                        Conversation::Room { room } => emit(
+                            out,
+                            ClientEvent::Room(line(Some(room.as_str().to_owned()), None)),
+                        ),
                         Conversation::Direct { peer } => {
                             let to = if own {
                                 peer.as_str().to_owned()
                             } else {
                                 self.me.clone()
                             };
-                            emit(out, ClientEvent::Direct(line(Some(to))));
+                            emit(out, ClientEvent::Direct(line(None, Some(to))));
                         }
                     }
                 }
                 if !more {
                     emit(out, ClientEvent::HistoryDone);
+                }
+            }
+            ServerMessage::RoomJoined { info } => {
+                if self
+                    .pending_join
+                    .as_ref()
+                    .is_some_and(|r| r.same_room(&info.room))
+                {
+                    self.pending_join = None;
+                }
+                emit(
+                    out,
+                    ClientEvent::RoomJoined(RoomView {
+                        name: info.room.as_str().to_owned(),
+                        topic: info.topic.as_str().to_owned(),
+                        invite_only: info.invite_only,
+                        role: info.role,
+                        members: info.members,
+                    }),
+                );
+            }
+            ServerMessage::RoomLeft { room, reason } => emit(
+                out,
+                ClientEvent::RoomLeft {
+                    room: room.as_str().to_owned(),
+                    reason,
+                },
+            ),
+            ServerMessage::RoomList { more, rooms } => {
+                self.room_list_pages
+                    .extend(rooms.into_vec().into_iter().map(|r| RoomListing {
+                        name: r.room.as_str().to_owned(),
+                        topic: r.topic.as_str().to_owned(),
+                        members: r.members,
+                    }));
+                if !more {
+                    let rooms = std::mem::take(&mut self.room_list_pages);
+                    emit(out, ClientEvent::RoomList { rooms });
+                }
+            }
+            ServerMessage::MemberJoined { room, user } => emit(
+                out,
+                ClientEvent::MemberJoined {
+                    room: room.as_str().to_owned(),
+                    user: user.as_str().to_owned(),
+                },
+            ),
+            ServerMessage::MemberLeft { room, user, reason } => emit(
+                out,
+                ClientEvent::MemberLeft {
+                    room: room.as_str().to_owned(),
+                    user: user.as_str().to_owned(),
+                    reason,
+                },
+            ),
+            // `/join` of a room nobody made yet makes it.
+            ServerMessage::Error {
+                code: ErrorCode::NoSuchRoom,
+                ..
+            } if self.pending_join.is_some() => {
+                if let Some(room) = self.pending_join.take() {
+                    out.push(Action::Send(ClientMessage::CreateRoom {
+                        room,
+                        invite_only: false,
+                        topic: Topic::empty(),
+                    }));
                 }
             }
             ServerMessage::Ping { nonce } => out.push(Action::Send(ClientMessage::Pong { nonce })),
@@ -687,6 +787,21 @@ fn notice(out: &mut Vec<Action>, kind: NoticeKind, text: impl Into<String>) {
         text: text.into(),
         kind,
     }));
+}
+
+/// A room name as typed (`#` optional); `None` after saying why not.
+fn room_name(typed: &str, out: &mut Vec<Action>) -> Option<RoomName> {
+    match RoomName::parse_normalizing(typed) {
+        Ok(room) => Some(room),
+        Err(e) => {
+            notice(
+                out,
+                NoticeKind::Error,
+                format!("not sent: invalid room name {typed:?}: {e}"),
+            );
+            None
+        }
+    }
 }
 
 /// Inputs answered without the server.

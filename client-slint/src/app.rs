@@ -354,8 +354,9 @@ impl Controller {
 
     fn send_pending(&mut self) {
         if let Some(client) = &self.client {
+            let room = self.model.command_room().to_owned();
             for text in self.pending_sends.drain(..) {
-                client.submit(&text);
+                client.submit(&text, &room);
             }
         }
         if let Some((current, new)) = self.settings.change_password_after_login.take() {
@@ -384,7 +385,7 @@ impl Controller {
         };
         match route_input(&self.model.selected().id, text) {
             Outgoing::Nothing => {}
-            Outgoing::Submit(line) => client.submit(&line),
+            Outgoing::Submit(line) => client.submit(&line, self.model.command_room()),
             Outgoing::Direct { to, text } => client.send_direct(&to, &text),
             Outgoing::Quit => self.quit(),
         }

@@ -9,8 +9,8 @@ use crate::model::ConversationId;
 
 /// What a running client accepts from the window.
 pub trait ChatBackend {
-    /// A line typed in the room: a message or a command.
-    fn submit(&self, line: &str);
+    /// A line typed while `room` was shown: a message for it or a command.
+    fn submit(&self, line: &str, room: &str);
     fn send_direct(&self, to: &str, text: &str);
     /// Answered by `PasswordChanged` or `PasswordChangeFailed`.
     fn change_password(&self, current: Zeroizing<String>, new: Zeroizing<String>);
@@ -19,8 +19,8 @@ pub trait ChatBackend {
 }
 
 impl ChatBackend for ClientHandle {
-    fn submit(&self, line: &str) {
-        ClientHandle::submit(self, line)
+    fn submit(&self, line: &str, room: &str) {
+        ClientHandle::submit(self, line, room)
     }
 
     fn send_direct(&self, to: &str, text: &str) {
@@ -104,14 +104,14 @@ pub enum Outgoing {
     Nothing,
 }
 
-/// In the room everything goes through the command parser; in a direct
+/// In a room everything goes through the command parser; in a direct
 /// conversation plain text goes to the partner and commands still work.
 pub fn route_input(conversation: &ConversationId, text: &str) -> Outgoing {
-    match parse_input(text) {
+    match parse_input(text, conversation.room().unwrap_or("")) {
         Input::Empty => Outgoing::Nothing,
         Input::Quit => Outgoing::Quit,
-        Input::Room(body) => match conversation {
-            ConversationId::Room => Outgoing::Submit(text.to_owned()),
+        Input::Room { text: body, .. } => match conversation {
+            ConversationId::Room(_) => Outgoing::Submit(text.to_owned()),
             ConversationId::Direct(partner) => Outgoing::Direct {
                 to: partner.clone(),
                 text: body,
@@ -127,7 +127,7 @@ mod tests {
 
     #[test]
     fn room_text_and_commands_go_to_the_parser() {
-        let room = ConversationId::Room;
+        let room = ConversationId::Room("#general".into());
         assert_eq!(route_input(&room, "hi"), Outgoing::Submit("hi".into()));
         assert_eq!(route_input(&room, "/who"), Outgoing::Submit("/who".into()));
         assert_eq!(route_input(&room, "  \n "), Outgoing::Nothing);

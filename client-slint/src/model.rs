@@ -6,14 +6,30 @@
 use std::collections::HashSet;
 
 use client_core::cause::auth_failure_text;
-use client_core::events::leave_reason_text;
-use client_core::{ChatLine, ClientEvent, ConnectionState, Delivery, NoticeKind};
+use client_core::events::{leave_reason_text, room_leave_text};
+use client_core::{ChatLine, ClientEvent, ConnectionState, Delivery, NoticeKind, GENERAL_ROOM};
 
-/// Which conversation: the shared room or a direct-message partner.
+/// Which conversation: a room (by its name as created, with the `#`) or a
+/// direct-message partner.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ConversationId {
-    Room,
+    Room(String),
     Direct(String),
+}
+
+impl ConversationId {
+    /// The room's name, for a room.
+    pub fn room(&self) -> Option<&str> {
+        match self {
+            ConversationId::Room(name) => Some(name),
+            ConversationId::Direct(_) => None,
+        }
+    }
+}
+
+/// Room names compare without case (`#Rust` is `#rust`).
+fn same_room(a: &str, b: &str) -> bool {
+    a == b || a.to_lowercase() == b.to_lowercase()
 }
 
 /// How a system notice is styled.
@@ -85,6 +101,8 @@ pub const MAX_ENTRIES: usize = 1000;
 #[derive(Debug)]
 pub struct Conversation {
     pub id: ConversationId,
+    /// A room's topic (empty for none and for direct conversations).
+    pub topic: String,
     entries: Vec<Entry>,
     seen_ids: HashSet<u64>,
     /// Entries before this index were on screen when the user last looked.
@@ -99,6 +117,7 @@ impl Conversation {
     fn new(id: ConversationId) -> Self {
         Self {
             id,
+            topic: String::new(),
             entries: Vec::new(),
             seen_ids: HashSet::new(),
             read_upto: 0,
@@ -123,8 +142,7 @@ impl Conversation {
     /// The name shown in the conversation list.
     pub fn title(&self) -> &str {
         match &self.id {
-            ConversationId::Room => "Room",
-            ConversationId::Direct(name) => name,
+            ConversationId::Room(name) | ConversationId::Direct(name) => name,
         }
     }
 
@@ -286,7 +304,10 @@ impl ChatModel {
     pub fn new() -> Self {
         Self {
             me: String::new(),
-            conversations: vec![Conversation::new(ConversationId::Room)],
+            // Where notices go until the greeting names the user's rooms.
+            conversations: vec![Conversation::new(ConversationId::Room(
+                GENERAL_ROOM.to_owned(),
+            ))],
             selected: 0,
             online: Vec::new(),
             status: Status::Connecting,
@@ -347,7 +368,7 @@ impl ChatModel {
                     let entry = Entry {
                         timestamp_ms: now_ms,
                         kind: EntryKind::Notice(NoticeStyle::Join),
-                        text: "joined".into(),
+                        text: "came online".into(),
                         subject: Some(username.clone()),
                     };
                     self.conversations[0].push(entry, self.selected == 0);
@@ -363,10 +384,61 @@ impl ChatModel {
                 };
                 self.conversations[0].push(entry, self.selected == 0);
             }
+            ClientEvent::RoomJoined(room) => {
+                let index = self.index_of_room(&room.name);
+                let conversation = &mut self.conversations[index];
+                conversation.id = ConversationId::Room(room.name.clone());
+                conversation.topic = room.topic.clone();
+            }
+            ClientEvent::RoomLeft { room, reason } => {
+                let text = format!("You {} {room}", room_leave_text(*reason));
+                self.leave_room(room);
+                self.notice_in(self.selected, NoticeStyle::Info, text, now_ms);
+            }
+            ClientEvent::RoomList { rooms } => {
+                let text = if rooms.is_empty() {
+                    "No rooms match.".to_owned()
+                } else {
+                    let lines: Vec<String> = rooms
+                        .iter()
+                        .map(|r| {
+                            if r.topic.is_empty() {
+                                format!("{} ({})", r.name, r.members)
+                            } else {
+                                format!("{} ({}) — {}", r.name, r.members, r.topic)
+                            }
+                        })
+                        .collect();
+                    format!("Rooms:\n{}", lines.join("\n"))
+                };
+                self.notice_in(self.selected, NoticeStyle::Info, text, now_ms);
+            }
+            ClientEvent::MemberJoined { room, user }
+            | ClientEvent::MemberLeft { room, user, .. } => {
+                let (style, text) = match event {
+                    ClientEvent::MemberLeft { reason, .. } => {
+                        (NoticeStyle::Leave, room_leave_text(*reason).to_owned())
+                    }
+                    _ => (NoticeStyle::Join, "joined the room".to_owned()),
+                };
+                let index = self.index_of_room(room);
+                let selected = self.selected == index;
+                self.conversations[index].push(
+                    Entry {
+                        timestamp_ms: now_ms,
+                        kind: EntryKind::Notice(style),
+                        text,
+                        subject: Some(user.clone()),
+                    },
+                    selected,
+                );
+            }
             ClientEvent::Room(line) => {
+                let Some(room) = &line.room else { return };
+                let index = self.index_of_room(room);
                 let history = line.history && !self.first_history_done;
-                let selected = self.selected == 0;
-                self.conversations[0].push_line(line, history, selected);
+                let selected = self.selected == index;
+                self.conversations[index].push_line(line, history, selected);
             }
             ClientEvent::Direct(line) => {
                 let Some(partner) = line.partner() else {
@@ -447,6 +519,61 @@ impl ChatModel {
         let index = self.index_of_direct(name);
         self.select(index);
         index
+    }
+
+    /// The room's conversation, made (after the other rooms, before the
+    /// direct conversations) if there is none.
+    fn index_of_room(&mut self, name: &str) -> usize {
+        let found = self
+            .conversations
+            .iter()
+            .position(|c| c.id.room().is_some_and(|r| same_room(r, name)));
+        if let Some(i) = found {
+            return i;
+        }
+        let at = self
+            .conversations
+            .iter()
+            .position(|c| matches!(c.id, ConversationId::Direct(_)))
+            .unwrap_or(self.conversations.len());
+        self.conversations
+            .insert(at, Conversation::new(ConversationId::Room(name.to_owned())));
+        if at <= self.selected {
+            self.selected += 1;
+        }
+        at
+    }
+
+    /// The user is no longer in `name`: its conversation goes (unless it is
+    /// the last one: notices need a place).
+    fn leave_room(&mut self, name: &str) {
+        let Some(index) = self
+            .conversations
+            .iter()
+            .position(|c| c.id.room().is_some_and(|r| same_room(r, name)))
+        else {
+            return;
+        };
+        if self.conversations.len() == 1 {
+            return;
+        }
+        self.conversations.remove(index);
+        if self.selected == index {
+            self.selected = 0;
+            self.conversations[0].enter();
+        } else if self.selected > index {
+            self.selected -= 1;
+        }
+    }
+
+    /// The room to run commands against from the selected conversation:
+    /// itself, or (from a direct conversation) the first room.
+    pub fn command_room(&self) -> &str {
+        self.selected()
+            .id
+            .room()
+            .or_else(|| self.conversations.iter().find_map(|c| c.id.room()))
+            .unwrap_or(GENERAL_ROOM)
     }
 
     fn index_of_direct(&mut self, partner: &str) -> usize {

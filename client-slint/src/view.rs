@@ -101,7 +101,7 @@ impl ChatView {
 
         let selected = model.selected_index();
         chat.set_title(escape_for_display(model.selected().title()).into());
-        chat.set_room_open(model.selected().id == crate::model::ConversationId::Room);
+        chat.set_room_open(model.selected().id.room().is_some());
         let items: Vec<ConversationItem> = model
             .conversations()
             .iter()

@@ -243,9 +243,10 @@ fn gui_registers_sends_a_message_and_says_goodbye_under_xvfb() {
         let lei = Peer::register(port, fingerprint, tmp.path(), "李雷").await;
         let sara = Peer::register(port, fingerprint, tmp.path(), "سارة").await;
         // History the GUI is shown at login, marked as earlier.
-        lei.handle.send_room("早上好！今天的会议改到三点。");
+        lei.handle
+            .send_room("#general", "早上好！今天的会议改到三点。");
         sara.handle
-            .send_room("Grüße aus Köln — ça va? Ñandú, Øre, İstanbul");
+            .send_room("#general", "Grüße aus Köln — ça va? Ñandú, Øre, İstanbul");
         (lei, sara)
     });
     runtime.block_on(lei.wait_for(|e| matches!(e, ClientEvent::Room(l) if l.from == "سارة")));
@@ -291,9 +292,12 @@ fn gui_registers_sends_a_message_and_says_goodbye_under_xvfb() {
     // Someone joins (a right-to-left name in a notice), live traffic in
     // every script, and a direct message for an unread badge.
     let layla = runtime.block_on(Peer::register(port, fingerprint, tmp.path(), "ليلى"));
-    lei.handle
-        .send_room("欢迎 Zoë！🎉 今晚一起吃饭吗？こんにちは 안녕하세요");
-    sara.handle.send_room("مرحبا بالجميع! كيف حالكم؟ 😀🔐");
+    lei.handle.send_room(
+        "#general",
+        "欢迎 Zoë！🎉 今晚一起吃饭吗？こんにちは 안녕하세요",
+    );
+    sara.handle
+        .send_room("#general", "مرحبا بالجميع! كيف حالكم؟ 😀🔐");
     sara.handle.send_direct(GUI_USER, "رسالة خاصة لك 🌙");
     // On screen: Layla's join, then both new messages after it, and one
     // unread direct message from Sara.

@@ -40,8 +40,11 @@ impl Fake {
 struct FakeBackend(Rc<Fake>);
 
 impl ChatBackend for FakeBackend {
-    fn submit(&self, line: &str) {
-        self.0.calls.borrow_mut().push(format!("submit {line}"));
+    fn submit(&self, line: &str, room: &str) {
+        self.0
+            .calls
+            .borrow_mut()
+            .push(format!("submit {room} {line}"));
     }
     fn send_direct(&self, to: &str, text: &str) {
         self.0
@@ -126,6 +129,7 @@ fn line(id: u64, from: &str, to: Option<&str>, text: &str, history: bool) -> Cha
         id,
         timestamp_ms: 1_700_000_000_000 + id,
         from: from.into(),
+        room: to.is_none().then(|| "#general".into()),
         to: to.map(Into::into),
         text: text.into(),
         history,
@@ -285,7 +289,7 @@ fn enter_sends_and_shift_enter_makes_a_new_line() {
     type_text(&app, "x");
     key(&app, press, Key::Return);
     key(&app, release, Key::Return);
-    assert_eq!(fake.calls(), ["submit first line\nx"]);
+    assert_eq!(fake.calls(), ["submit #general first line\nx"]);
     assert_eq!(
         input.accessible_value().unwrap(),
         "",
@@ -305,7 +309,7 @@ fn direct_messages_get_their_own_conversation_with_an_unread_count() {
         .iter()
         .map(|c| (c.title.to_string(), c.unread))
         .collect();
-    assert_eq!(unread, [("Room".to_owned(), 0), ("李雷".to_owned(), 1)]);
+    assert_eq!(unread, [("#general".to_owned(), 0), ("李雷".to_owned(), 1)]);
     click(&app, "李雷 (1 unread)");
     let chat = app.window().global::<ChatAdapter>();
     assert_eq!(chat.get_title(), "李雷");
@@ -426,7 +430,7 @@ fn scripted_messages_are_sent_after_the_history() {
     }]);
     assert!(fake.calls().is_empty());
     fake.send(vec![ClientEvent::HistoryDone]);
-    assert_eq!(fake.calls(), ["submit hello from the script"]);
+    assert_eq!(fake.calls(), ["submit #general hello from the script"]);
 }
 
 #[test]

@@ -159,13 +159,14 @@ async fn serve(tcp: TcpStream, config: ServerConfig, opts: HandshakeOptions, roo
                             }),
                         }
                     }
-                    ClientMessage::RoomMessage { text } => {
+                    ClientMessage::RoomMessage { room: in_room, text } => {
                         let from = me.clone().expect("logged in");
                         for (other, (_, out)) in room.online.lock().unwrap().iter() {
                             if *other != id {
                                 let _ = out.send(ServerMessage::RoomMessage {
                                     id: 1,
                                     timestamp_ms: 0,
+                                    room: in_room.clone(),
                                     from: from.clone(),
                                     text: text.clone(),
                                 });

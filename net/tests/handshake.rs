@@ -288,7 +288,7 @@ async fn an_oversized_length_prefix_fails_the_handshake_with_an_alert() {
 #[tokio::test]
 async fn a_client_hello_of_the_wrong_length_is_refused_without_waiting_for_the_deadline() {
     let (mut c, s) = tokio::io::duplex(64 * 1024);
-    c.write_all(&[0x01, 0, 0, 0x03, 0xe8, 0, 1]).await.unwrap();
+    c.write_all(&[0x01, 0, 0, 0x03, 0xe8, 0, 2]).await.unwrap();
     // The deadline is long: reaching it would be the old behaviour.
     let opts = HandshakeOptions::new(Duration::from_secs(600), 1);
     let res = net::accept(s, server_config(), &opts).await;
@@ -305,7 +305,7 @@ async fn a_client_hello_of_the_wrong_length_is_refused_without_waiting_for_the_d
     // The client learns why: a plaintext handshake_failure alert.
     let mut reply = Vec::new();
     c.read_to_end(&mut reply).await.unwrap();
-    assert_eq!(reply, [0x15, 0, 0, 0, 3, 2, 0, 1]);
+    assert_eq!(reply, [0x15, 0, 0, 0, 3, 2, 0, 2]);
 }
 
 #[tokio::test]

@@ -198,7 +198,7 @@ fn changed_server_key_is_refused_before_the_client_sends_anything() {
             3,
             AlertCode::HandshakeFailure.to_byte(),
             0,
-            1
+            2
         ]
     );
     assert!(p.client.send(&ClientMessage::Goodbye).is_err());
@@ -350,21 +350,22 @@ fn replayed_client_handshake_does_not_establish_a_session() {
 fn wrong_version_gets_a_clear_error_on_both_sides() {
     let mut client = ClientConnection::new(ClientConfig::new(ServerTrust::FirstUse), rng(1));
     let mut hello = client_out(&mut client);
-    hello[HEADER_LEN..HEADER_LEN + 2].copy_from_slice(&2u16.to_be_bytes());
+    // A version-1 client (before rooms) meets this version-2 server.
+    hello[HEADER_LEN..HEADER_LEN + 2].copy_from_slice(&1u16.to_be_bytes());
     let mut server = ServerConnection::new(ServerConfig::new(identity(1)), rng(2));
     assert_eq!(
         server.handle_input(&hello),
-        Err(Error::VersionMismatch { ours: 1, peer: 2 })
+        Err(Error::VersionMismatch { ours: 2, peer: 1 })
     );
     // The server answers with a plaintext protocol_version alert naming its version.
     let alert = server_out(&mut server);
-    assert_eq!(alert, vec![0x15, 0, 0, 0, 3, 1, 0, 1]);
-    // A version-1 client that receives it sent version 1, so its hello was
-    // altered on the way: it says so, not "peer speaks version 1, we speak 1".
+    assert_eq!(alert, vec![0x15, 0, 0, 0, 3, 1, 0, 2]);
+    // A version-2 client that receives it sent version 2, so its hello was
+    // altered on the way: it says so, not "peer speaks version 2, we speak 2".
     let mut other = ClientConnection::new(ClientConfig::new(ServerTrust::FirstUse), rng(3));
     let _ = client_out(&mut other);
     let err = other.handle_input(&alert).unwrap_err();
-    assert_eq!(err, Error::VersionAltered { version: 1 });
+    assert_eq!(err, Error::VersionAltered { version: 2 });
     assert!(err.to_string().contains("altered in transit"), "{err}");
     assert!(
         client_out(&mut other).is_empty(),
@@ -374,14 +375,14 @@ fn wrong_version_gets_a_clear_error_on_both_sides() {
     let mut other = ClientConnection::new(ClientConfig::new(ServerTrust::FirstUse), rng(3));
     let _ = client_out(&mut other);
     assert_eq!(
-        other.handle_input(&[0x15, 0, 0, 0, 3, 1, 0, 2]),
-        Err(Error::VersionMismatch { ours: 1, peer: 2 })
+        other.handle_input(&[0x15, 0, 0, 0, 3, 1, 0, 1]),
+        Err(Error::VersionMismatch { ours: 2, peer: 1 })
     );
-    // A version-2 hello of a different length is still reported as a version problem.
+    // A version-3 hello of a different length is still reported as a version problem.
     let mut server = ServerConnection::new(ServerConfig::new(identity(1)), rng(2));
     assert_eq!(
-        server.handle_input(&[0x01, 0, 0, 0, 3, 0, 2, 0xaa]),
-        Err(Error::VersionMismatch { ours: 1, peer: 2 })
+        server.handle_input(&[0x01, 0, 0, 0, 3, 0, 3, 0xaa]),
+        Err(Error::VersionMismatch { ours: 2, peer: 3 })
     );
 }
 
@@ -756,10 +757,10 @@ fn input_split_into_single_bytes_still_works() {
 
 #[test]
 fn a_client_hello_of_the_wrong_length_is_refused_from_its_first_seven_bytes() {
-    // Header announcing 1,000 body bytes, then version 1: no need to wait
+    // Header announcing 1,000 body bytes, then version 2: no need to wait
     // for the rest (or for the handshake deadline).
     let mut server = ServerConnection::new(ServerConfig::new(identity(1)), rng(2));
-    let prefix = [0x01, 0, 0, 0x03, 0xe8, 0, 1];
+    let prefix = [0x01, 0, 0, 0x03, 0xe8, 0, 2];
     server.handle_cheap_input(&prefix[..6]).unwrap();
     assert!(!server.expensive_input_pending());
     assert_eq!(
@@ -776,14 +777,14 @@ fn a_client_hello_of_the_wrong_length_is_refused_from_its_first_seven_bytes() {
             3,
             AlertCode::HandshakeFailure.to_byte(),
             0,
-            1
+            2
         ]
     );
     // Another version with another length: a version problem, at once.
     let mut server = ServerConnection::new(ServerConfig::new(identity(1)), rng(2));
     assert_eq!(
         server.handle_input(&[0x01, 0, 0, 0x03, 0xe8, 0, 9]),
-        Err(Error::VersionMismatch { ours: 1, peer: 9 })
+        Err(Error::VersionMismatch { ours: 2, peer: 9 })
     );
     // A frame that is not a ClientHello at all is refused from its first byte.
     let mut server = ServerConnection::new(ServerConfig::new(identity(1)), rng(2));
@@ -832,7 +833,7 @@ fn a_clients_plaintext_abort_after_the_server_hello_is_reported_as_its_alert() {
 fn a_refused_connection_learns_why_from_a_plaintext_alert() {
     for (code, byte) in [(AlertCode::ServerFull, 8), (AlertCode::RateLimited, 9)] {
         let frame = plaintext_alert_frame(code);
-        assert_eq!(frame, [0x15, 0, 0, 0, 3, byte, 0, 1]);
+        assert_eq!(frame, [0x15, 0, 0, 0, 3, byte, 0, 2]);
         let mut client = ClientConnection::new(ClientConfig::new(ServerTrust::FirstUse), rng(1));
         let _ = client_out(&mut client);
         assert_eq!(client.handle_input(&frame), Err(Error::AlertReceived(code)));

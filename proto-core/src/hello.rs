@@ -8,7 +8,7 @@ use crate::identity::ServerKey;
 use crate::key_exchange::{MLKEM768_CT_BYTES, MLKEM768_EK_BYTES, X25519_BYTES};
 
 /// The only protocol version this implementation speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Absorbed first into the transcript: any change of version or algorithm
 /// changes every key and the signed hash, so a downgrade cannot verify.

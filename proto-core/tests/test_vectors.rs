@@ -378,7 +378,7 @@ fn opaque_vectors(exporter: &[u8; 32], out: &mut String) {
 
 const VECTORS_PATH: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/tests/vectors/handshake-v1.txt"
+    "/tests/vectors/handshake-v2.txt"
 );
 const PROTOCOL_MD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/PROTOCOL.md");
 

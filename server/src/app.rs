@@ -17,6 +17,7 @@ use crate::config::{Config, ConfigError, TlsFiles};
 use crate::history::{self, HistoryTask};
 use crate::hub::Hub;
 use crate::listener::Listener;
+use crate::rooms::Rooms;
 use crate::session::Shared;
 use crate::storage::{opaque_key_file, token_file};
 use crate::storage::{
@@ -139,6 +140,13 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             "accounts still hold a pre-OPAQUE Argon2id hash; each is replaced at its next password login"
         );
     }
+    let rooms = Rooms::open(
+        &dir.rooms_path(),
+        &storage_key,
+        || store.accounts().map(|a| a.canonical.clone()).collect(),
+        config.limits.rooms,
+    )?;
+    tracing::info!(rooms = rooms.len(), "rooms loaded");
     let accounts = Accounts::new(
         store,
         tokens,
@@ -178,6 +186,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let shared = Arc::new(Shared {
         hub,
         accounts,
+        rooms,
         history,
         limits: config.limits.clone(),
         history_replay: config.history_replay,

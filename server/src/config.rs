@@ -131,6 +131,13 @@ pub struct ServerLimits {
     /// Expensive account work at once: OPAQUE answers (~0.3 ms each) and
     /// the legacy logins' Argon2id checks (19 MiB each).
     pub hash_workers: usize,
+    /// Room creations, joins and leaves per second, per connection,
+    /// sustained (each notifies a room) ...
+    pub room_requests_per_second: u32,
+    /// ... and in a burst.
+    pub room_request_burst: u32,
+    /// Rooms on the server, rooms per user, members per room.
+    pub rooms: crate::rooms::RoomLimits,
 }
 
 impl Default for ServerLimits {
@@ -150,6 +157,9 @@ impl Default for ServerLimits {
             ping_interval: Duration::from_secs(30),
             messages_per_second: 20,
             message_burst: 40,
+            room_requests_per_second: 1,
+            room_request_burst: 10,
+            rooms: crate::rooms::RoomLimits::default(),
             outbox_capacity: 1024,
             write_timeout: Duration::from_secs(10),
             handshakes_per_ip_per_second: 10,
@@ -210,6 +220,11 @@ pub struct FileLimits {
     pub handshake_burst_per_ip: Option<u32>,
     pub handshake_workers: Option<usize>,
     pub hash_workers: Option<usize>,
+    pub room_requests_per_second: Option<u32>,
+    pub room_request_burst: Option<u32>,
+    pub max_rooms: Option<usize>,
+    pub max_rooms_per_user: Option<usize>,
+    pub max_members_per_room: Option<usize>,
     /// Accepted and ignored (with a warning): with OPAQUE the server never
     /// sees a password, so clients enforce the minimum (8 characters).
     pub min_password_chars: Option<usize>,
@@ -296,6 +311,11 @@ impl FileConfig {
         set(&mut l.handshake_burst_per_ip, f.handshake_burst_per_ip);
         set(&mut l.handshake_workers, f.handshake_workers);
         set(&mut l.hash_workers, f.hash_workers);
+        set(&mut l.room_requests_per_second, f.room_requests_per_second);
+        set(&mut l.room_request_burst, f.room_request_burst);
+        set(&mut l.rooms.max_rooms, f.max_rooms);
+        set(&mut l.rooms.max_rooms_per_user, f.max_rooms_per_user);
+        set(&mut l.rooms.max_members_per_room, f.max_members_per_room);
         if f.min_password_chars.is_some() {
             tracing::warn!(
                 "[limits] min_password_chars is ignored: the server never sees passwords \
@@ -309,7 +329,19 @@ impl ServerLimits {
     /// Refuses settings that would make the server unusable rather than
     /// merely strict.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let checks: [(bool, &'static str, &'static str); 9] = [
+        let checks: [(bool, &'static str, &'static str); 11] = [
+            (
+                self.room_requests_per_second > 0 && self.room_request_burst > 0,
+                "room_requests_per_second",
+                "rate and burst must be at least 1",
+            ),
+            (
+                self.rooms.max_rooms > 0
+                    && self.rooms.max_rooms_per_user > 0
+                    && self.rooms.max_members_per_room > 0,
+                "max_rooms",
+                "room caps must be at least 1",
+            ),
             (
                 self.max_unauthenticated > 0 && self.max_unauthenticated_per_ip > 0,
                 "max_unauthenticated",

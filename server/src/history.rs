@@ -29,7 +29,7 @@ use crate::storage::{
 /// Requests queued before senders wait (backpressure on chat, not memory).
 const QUEUE: usize = 16 * 1024;
 
-/// Recent entries of each conversation of a user: the room first.
+/// Recent entries of each conversation of a user: the rooms first.
 pub type Recent = Vec<(Conversation, Vec<HistoryEntry>)>;
 
 /// A message to store; the writer stamps its id and time.
@@ -47,12 +47,10 @@ pub struct NewMessage {
 /// Where a message goes.
 #[derive(Debug)]
 pub enum Destination {
-    Room,
+    /// A room, by its server id.
+    Room { id: u64 },
     /// A direct message between two canonical names.
-    Direct {
-        a: String,
-        b: String,
-    },
+    Direct { a: String, b: String },
 }
 
 /// A message in history.
@@ -73,6 +71,7 @@ enum Request {
     },
     Recent {
         user: String,
+        rooms: Vec<u64>,
         limit: usize,
         reply: oneshot::Sender<Result<Recent, HistoryError>>,
     },
@@ -127,7 +126,7 @@ impl Writer {
     /// once here for both the in-memory check and the append).
     fn target(&self, destination: Destination) -> Result<AppendTarget, HistoryError> {
         match destination {
-            Destination::Room => Ok(AppendTarget::Room),
+            Destination::Room { id } => Ok(self.store.room_target(id)),
             Destination::Direct { a, b } => self.store.direct_target(&a, &b),
         }
     }
@@ -273,9 +272,16 @@ async fn serve(mut writer: Writer, mut rx: mpsc::Receiver<Request>, sync_every: 
                 }
                 let _ = reply.send(result);
             }
-            Request::Recent { user, limit, reply } => {
-                let moved =
-                    off_runtime(writer, move |w| w.store.recent_for_user(&user, limit)).await;
+            Request::Recent {
+                user,
+                rooms,
+                limit,
+                reply,
+            } => {
+                let moved = off_runtime(writer, move |w| {
+                    w.store.recent_for_user(&user, &rooms, limit)
+                })
+                .await;
                 let Some((back, result)) = moved else { return };
                 writer = back;
                 let _ = reply.send(result);
@@ -325,10 +331,20 @@ impl History {
 
     /// The last `limit` entries of each of `user`'s conversations; it sees
     /// every append requested before it.
-    pub async fn recent(&self, user: String, limit: usize) -> Result<Recent, HistoryError> {
+    pub async fn recent(
+        &self,
+        user: String,
+        rooms: Vec<u64>,
+        limit: usize,
+    ) -> Result<Recent, HistoryError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Request::Recent { user, limit, reply })
+            .send(Request::Recent {
+                user,
+                rooms,
+                limit,
+                reply,
+            })
             .await
             .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
@@ -431,11 +447,11 @@ mod tests {
         let stats = |h: History| async move { h.stats().await.unwrap() };
 
         history
-            .append(Destination::Room, message("one"))
+            .append(Destination::Room { id: 1 }, message("one"))
             .await
             .unwrap();
         history
-            .append(Destination::Room, message("two"))
+            .append(Destination::Room { id: 1 }, message("two"))
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -446,7 +462,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(10)).await;
         assert_eq!(stats(history.clone()).await.syncs, after_a_second.syncs);
         history
-            .append(Destination::Room, message("three"))
+            .append(Destination::Room { id: 1 }, message("three"))
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(1100)).await;

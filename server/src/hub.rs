@@ -1,5 +1,5 @@
-//! Who is online, and delivery to them: the room broadcast, direct
-//! messages, join and leave notices.
+//! Who is online, and delivery to them: room messages to each room's online
+//! members, direct messages, join and leave notices.
 //!
 //! Each logged-in session registers an outbox (a bounded channel of
 //! encoded messages) with the hub. A broadcast encodes the message once and
@@ -8,7 +8,7 @@
 //! told to leave ([`Kick::SlowConsumer`]) instead of growing the server's
 //! memory or slowing the room.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,6 +18,8 @@ use atomic_waker::AtomicWaker;
 use proto_core::message::{LeaveReason, ServerMessage, Username};
 use proto_core::EncodedServerMessage;
 use tokio::sync::mpsc;
+
+use crate::rooms::RoomId;
 
 /// One encoded message on its way to one or many outboxes.
 pub type Outgoing = Arc<EncodedServerMessage>;
@@ -104,20 +106,27 @@ impl SessionControl {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SessionId(pub u64);
 
-struct Member {
-    display: Username,
+/// Where one session's deliveries go.
+struct Mailbox {
     session: SessionId,
     outbox: mpsc::Sender<Outgoing>,
     control: Arc<SessionControl>,
 }
 
-impl Member {
-    /// Offers `msg`; a full outbox kicks the member.
+impl Mailbox {
+    /// Offers `msg`; a full outbox kicks the session.
     fn offer(&self, msg: &Outgoing) {
         if let Err(mpsc::error::TrySendError::Full(_)) = self.outbox.try_send(Arc::clone(msg)) {
             self.control.kick(Kick::SlowConsumer);
         }
     }
+}
+
+struct Member {
+    display: Username,
+    mailbox: Arc<Mailbox>,
+    /// The rooms it is subscribed to (few: one entry each in `State::rooms`).
+    rooms: Vec<RoomId>,
 }
 
 /// What a session registers when it logs in.
@@ -127,13 +136,48 @@ pub struct Registration {
     pub session: SessionId,
     pub outbox: mpsc::Sender<Outgoing>,
     pub control: Arc<SessionControl>,
+    /// The rooms the user is in: their messages are delivered to it.
+    pub rooms: Vec<RoomId>,
 }
 
-/// The set of logged-in sessions, ordered by canonical name so the online
-/// list comes out sorted without sorting thousands of names per login.
+#[derive(Default)]
+struct State {
+    /// By canonical name, so the online list comes out sorted without
+    /// sorting thousands of names per login.
+    members: BTreeMap<String, Member>,
+    /// Each room's online sessions: a room message is offered to these,
+    /// without a lookup per recipient.
+    rooms: HashMap<RoomId, Vec<Arc<Mailbox>>>,
+}
+
+impl State {
+    fn subscribe(&mut self, room: RoomId, mailbox: &Arc<Mailbox>) {
+        let subscribers = self.rooms.entry(room).or_default();
+        if !subscribers.iter().any(|m| m.session == mailbox.session) {
+            subscribers.push(Arc::clone(mailbox));
+        }
+    }
+
+    fn unsubscribe(&mut self, room: RoomId, session: SessionId) {
+        if let Some(subscribers) = self.rooms.get_mut(&room) {
+            subscribers.retain(|m| m.session != session);
+            if subscribers.is_empty() {
+                self.rooms.remove(&room);
+            }
+        }
+    }
+
+    fn unsubscribe_all(&mut self, member: &Member) {
+        for &room in &member.rooms {
+            self.unsubscribe(room, member.mailbox.session);
+        }
+    }
+}
+
+/// The set of logged-in sessions and the rooms they receive.
 #[derive(Default)]
 pub struct Hub {
-    members: Mutex<BTreeMap<String, Member>>,
+    state: Mutex<State>,
     shutting_down: AtomicBool,
 }
 
@@ -142,40 +186,52 @@ impl Hub {
         Self::default()
     }
 
-    fn members(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Member>> {
-        self.members.lock().unwrap_or_else(PoisonError::into_inner)
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds a logged-in session. If the user was online on another
-    /// connection, that one is kicked ([`Kick::Replaced`]) and nobody is
-    /// told anything (the user never left); otherwise everyone else gets
-    /// `UserJoined`.
+    /// Adds a logged-in session, subscribed to its rooms. If the user was
+    /// online on another connection, that one is kicked ([`Kick::Replaced`])
+    /// and nobody is told anything (the user never left); otherwise everyone
+    /// else gets `UserJoined`.
     pub fn join(&self, reg: Registration) {
-        let mut members = self.members();
-        let display = reg.display.clone();
-        let member = Member {
-            display: reg.display,
+        let mut state = self.state();
+        let mailbox = Arc::new(Mailbox {
             session: reg.session,
             outbox: reg.outbox,
             control: reg.control,
-        };
+        });
         let shutting_down = self.shutting_down.load(Ordering::Acquire);
         if shutting_down {
             // Logged in as the server stops: it gets the goodbye too, and
             // nobody is told it joined (as nobody is told who leaves).
-            member.control.kick(Kick::Shutdown);
+            mailbox.control.kick(Kick::Shutdown);
         }
-        match members.insert(reg.canonical.clone(), member) {
-            Some(old) => old.control.kick(Kick::Replaced),
-            None if shutting_down => {}
-            None => {
-                let joined = ServerMessage::UserJoined { username: display };
-                let msg = Arc::new(EncodedServerMessage::new(&joined));
-                for (name, m) in members.iter() {
-                    if *name != reg.canonical {
-                        m.offer(&msg);
-                    }
-                }
+        let replaced = state.members.remove(&reg.canonical);
+        if let Some(old) = &replaced {
+            old.mailbox.control.kick(Kick::Replaced);
+            state.unsubscribe_all(old);
+        }
+        for &room in &reg.rooms {
+            state.subscribe(room, &mailbox);
+        }
+        let display = reg.display.clone();
+        state.members.insert(
+            reg.canonical.clone(),
+            Member {
+                display: reg.display,
+                mailbox,
+                rooms: reg.rooms,
+            },
+        );
+        if replaced.is_some() || shutting_down {
+            return;
+        }
+        let joined = ServerMessage::UserJoined { username: display };
+        let msg = Arc::new(EncodedServerMessage::new(&joined));
+        for (name, m) in state.members.iter() {
+            if *name != reg.canonical {
+                m.mailbox.offer(&msg);
             }
         }
     }
@@ -184,16 +240,18 @@ impl Hub {
     /// everyone else why it left (not during shutdown: everyone gets the
     /// server's goodbye instead).
     pub fn leave(&self, canonical: &str, session: SessionId, reason: LeaveReason) {
-        let mut members = self.members();
-        let Some(member) = members.get(canonical) else {
-            return;
-        };
-        if member.session != session {
+        let mut state = self.state();
+        if state
+            .members
+            .get(canonical)
+            .is_none_or(|m| m.mailbox.session != session)
+        {
             return;
         }
-        let Some(member) = members.remove(canonical) else {
+        let Some(member) = state.members.remove(canonical) else {
             return;
         };
+        state.unsubscribe_all(&member);
         if self.shutting_down.load(Ordering::Acquire) {
             return;
         }
@@ -201,20 +259,63 @@ impl Hub {
             username: member.display,
             reason,
         }));
-        for m in members.values() {
-            m.offer(&msg);
+        for m in state.members.values() {
+            m.mailbox.offer(&msg);
         }
+    }
+
+    /// From now on `room`'s messages reach the user's session `session`.
+    pub fn subscribe(&self, canonical: &str, session: SessionId, room: RoomId) {
+        let mut state = self.state();
+        let Some(member) = state.members.get_mut(canonical) else {
+            return;
+        };
+        if member.mailbox.session != session || member.rooms.contains(&room) {
+            return;
+        }
+        member.rooms.push(room);
+        let mailbox = Arc::clone(&member.mailbox);
+        state.subscribe(room, &mailbox);
+    }
+
+    /// From now on `room`'s messages no longer reach the user's sessions.
+    pub fn unsubscribe(&self, canonical: &str, room: RoomId) {
+        let mut state = self.state();
+        let Some(member) = state.members.get_mut(canonical) else {
+            return;
+        };
+        member.rooms.retain(|&r| r != room);
+        let session = member.mailbox.session;
+        state.unsubscribe(room, session);
+    }
+
+    /// Sends `msg` to every session subscribed to `room` but `except`;
+    /// returns how many outboxes it was offered to.
+    pub fn broadcast_room(&self, room: RoomId, except: SessionId, msg: &ServerMessage) -> usize {
+        let msg = Arc::new(EncodedServerMessage::new(msg));
+        let state = self.state();
+        let Some(subscribers) = state.rooms.get(&room) else {
+            return 0;
+        };
+        let mut n = 0;
+        for m in subscribers {
+            if m.session != except {
+                m.offer(&msg);
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Sends `msg` to every member but `except` (canonical name); returns
     /// how many outboxes it was offered to.
     pub fn broadcast(&self, except: &str, msg: &ServerMessage) -> usize {
         let msg = Arc::new(EncodedServerMessage::new(msg));
-        let members = self.members();
+        let state = self.state();
         let mut n = 0;
-        for (name, m) in members.iter() {
+        for (name, m) in state.members.iter() {
             if name != except {
-                m.offer(&msg);
+                m.mailbox.offer(&msg);
                 n += 1;
             }
         }
@@ -223,10 +324,10 @@ impl Hub {
 
     /// Sends `msg` to one member; false if they are not online.
     pub fn send_to(&self, canonical: &str, msg: &ServerMessage) -> bool {
-        let members = self.members();
-        match members.get(canonical) {
+        let state = self.state();
+        match state.members.get(canonical) {
             Some(m) => {
-                m.offer(&Arc::new(EncodedServerMessage::new(msg)));
+                m.mailbox.offer(&Arc::new(EncodedServerMessage::new(msg)));
                 true
             }
             None => false,
@@ -235,24 +336,28 @@ impl Hub {
 
     /// Display names of everyone online, sorted case-insensitively.
     pub fn online(&self) -> Vec<Username> {
-        self.members().values().map(|m| m.display.clone()).collect()
+        self.state()
+            .members
+            .values()
+            .map(|m| m.display.clone())
+            .collect()
     }
 
     /// Logged-in sessions.
     pub fn len(&self) -> usize {
-        self.members().len()
+        self.state().members.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.members().is_empty()
+        self.state().members.is_empty()
     }
 
     /// From now on departures are not announced, and every logged-in
     /// session (now or joining later) is kicked with [`Kick::Shutdown`].
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::Release);
-        for member in self.members().values() {
-            member.control.kick(Kick::Shutdown);
+        for member in self.state().members.values() {
+            member.mailbox.control.kick(Kick::Shutdown);
         }
     }
 }
@@ -267,6 +372,10 @@ mod tests {
     }
 
     fn join(hub: &Hub, name: &str, session: u64, cap: usize) -> Joined {
+        join_rooms(hub, name, session, cap, vec![1])
+    }
+
+    fn join_rooms(hub: &Hub, name: &str, session: u64, cap: usize, rooms: Vec<RoomId>) -> Joined {
         let (tx, rx) = mpsc::channel(cap);
         let control = Arc::new(SessionControl::default());
         hub.join(Registration {
@@ -275,6 +384,7 @@ mod tests {
             session: SessionId(session),
             outbox: tx,
             control: Arc::clone(&control),
+            rooms,
         });
         Joined { rx, control }
     }
@@ -300,10 +410,16 @@ mod tests {
         let msg = ServerMessage::RoomMessage {
             id: 1,
             timestamp_ms: 0,
+            room: proto_core::message::RoomName::general(),
             from: Username::new("Alice").unwrap(),
             text: text("hi"),
         };
-        assert_eq!(hub.broadcast("alice", &msg), 1);
+        assert_eq!(hub.broadcast_room(1, SessionId(1), &msg), 1);
+        assert_eq!(
+            hub.broadcast_room(2, SessionId(1), &msg),
+            0,
+            "nobody in room 2"
+        );
         assert_eq!(decode(&mut b.rx), Some(msg));
         assert_eq!(decode(&mut a.rx), None);
         let _carol = join(&hub, "carol", 3, 16);
@@ -312,6 +428,85 @@ mod tests {
             names,
             ["Alice", "Bob", "carol"],
             "sorted case-insensitively"
+        );
+    }
+
+    fn room_message(room: &str) -> ServerMessage {
+        ServerMessage::RoomMessage {
+            id: 1,
+            timestamp_ms: 0,
+            room: proto_core::message::RoomName::new(room).unwrap(),
+            from: Username::new("x").unwrap(),
+            text: text("hi"),
+        }
+    }
+
+    fn drain_all(rx: &mut mpsc::Receiver<Outgoing>) -> Vec<ServerMessage> {
+        std::iter::from_fn(|| decode(rx)).collect()
+    }
+
+    #[test]
+    fn a_room_message_reaches_the_rooms_online_members_and_follows_joins_and_leaves() {
+        let hub = Hub::new();
+        let mut a = join_rooms(&hub, "a", 1, 16, vec![1, 2]);
+        let mut b = join_rooms(&hub, "b", 2, 16, vec![1]);
+        drain_all(&mut a.rx);
+        assert_eq!(
+            hub.broadcast_room(2, SessionId(9), &room_message("#two")),
+            1
+        );
+        assert_eq!(drain_all(&mut a.rx), [room_message("#two")]);
+        assert!(drain_all(&mut b.rx).is_empty(), "b is not in room 2");
+
+        hub.subscribe("b", SessionId(2), 2);
+        hub.subscribe("b", SessionId(2), 2);
+        assert_eq!(
+            hub.broadcast_room(2, SessionId(1), &room_message("#two")),
+            1
+        );
+        assert_eq!(
+            drain_all(&mut b.rx),
+            [room_message("#two")],
+            "once, not twice"
+        );
+        assert!(
+            drain_all(&mut a.rx).is_empty(),
+            "the sending session gets no copy"
+        );
+
+        hub.unsubscribe("b", 2);
+        assert_eq!(
+            hub.broadcast_room(2, SessionId(9), &room_message("#two")),
+            1
+        );
+        assert!(drain_all(&mut b.rx).is_empty());
+        // A stale session cannot subscribe the user's current one.
+        hub.subscribe("b", SessionId(77), 2);
+        assert_eq!(
+            hub.broadcast_room(2, SessionId(9), &room_message("#two")),
+            1
+        );
+    }
+
+    #[test]
+    fn a_replacing_login_takes_over_the_room_subscriptions_and_a_leave_drops_them() {
+        let hub = Hub::new();
+        let mut first = join_rooms(&hub, "a", 1, 16, vec![1, 2]);
+        let mut second = join_rooms(&hub, "a", 2, 16, vec![1, 2]);
+        assert_eq!(
+            hub.broadcast_room(2, SessionId(9), &room_message("#two")),
+            1
+        );
+        assert_eq!(drain_all(&mut second.rx), [room_message("#two")]);
+        assert!(drain_all(&mut first.rx).is_empty());
+        hub.leave("a", SessionId(2), LeaveReason::Exit);
+        assert_eq!(
+            hub.broadcast_room(1, SessionId(9), &room_message("#general")),
+            0
+        );
+        assert_eq!(
+            hub.broadcast_room(2, SessionId(9), &room_message("#two")),
+            0
         );
     }
 

@@ -13,6 +13,8 @@
 //!   per-session outboxes.
 //! - [`accounts`] — register/login/resume over the credential store, with
 //!   Argon2id on the blocking pool, [`login_throttle`] and [`resume_tokens`].
+//! - [`rooms`] — the rooms and their members (durable in `rooms.log`), the
+//!   rules every room request passes, and who is told what.
 //! - [`history`] — the thread that owns the encrypted history logs.
 //! - [`storage`] — everything on disk (see its docs for the layout).
 //! - [`config`], [`rate_limit`], [`clock`] — settings and small helpers.
@@ -33,6 +35,7 @@ pub mod listener;
 pub mod login_throttle;
 pub mod rate_limit;
 pub mod resume_tokens;
+pub mod rooms;
 pub mod session;
 pub mod storage;
 pub mod unauthenticated_pool;

@@ -34,6 +34,7 @@ use crate::clock::now_ms;
 use crate::config::ServerLimits;
 use crate::history::{History, Recent};
 use crate::hub::{Hub, Kick, Outgoing, Registration, SessionControl, SessionId};
+use crate::rooms::{Outcome, RoomError, RoomId, Rooms};
 use crate::storage::Conversation;
 use crate::unauthenticated_pool::PoolSlot;
 use policy::{Action, AuthRequest, Directory, Disconnect, End, Event, SessionPolicy};
@@ -45,6 +46,7 @@ const MAX_COALESCE: usize = 256;
 pub struct Shared {
     pub hub: Hub,
     pub accounts: crate::accounts::Accounts,
+    pub rooms: Rooms,
     pub history: History,
     pub limits: ServerLimits,
     pub history_replay: usize,
@@ -54,6 +56,13 @@ pub struct Shared {
 impl Directory for Shared {
     fn display_name(&self, canonical: &str) -> Option<Username> {
         self.accounts.display_name(canonical)
+    }
+    fn member_room(
+        &self,
+        canonical: &str,
+        room: &proto_core::message::RoomName,
+    ) -> Result<(RoomId, proto_core::message::RoomName), RoomError> {
+        self.rooms.member_room(canonical, room)
     }
 }
 
@@ -238,6 +247,7 @@ where
                     if std::mem::take(&mut queued) {
                         self.flush().await?;
                     }
+                    let registering = matches!(request, AuthRequest::RegisterFinish { .. });
                     let answer = authenticate(
                         &self.shared,
                         self.peer,
@@ -245,6 +255,9 @@ where
                         request,
                     )
                     .await;
+                    if let (true, Ok(AuthAnswer::LoggedIn(me))) = (registering, &answer) {
+                        join_general(&self.shared, &me.canonical).await;
+                    }
                     self.policy.handle(Event::Authenticated(answer), now());
                 }
                 Action::LogIn(me) => {
@@ -267,9 +280,26 @@ where
                     };
                     self.policy.handle(answer, now());
                 }
-                Action::Broadcast(msg) => {
+                Action::BroadcastRoom { room, message } => {
                     if let Some(chat) = &self.chat {
-                        self.shared.hub.broadcast(&chat.me.canonical, &msg);
+                        self.shared
+                            .hub
+                            .broadcast_room(room, chat.session_id, &message);
+                    }
+                }
+                Action::Room(request) => {
+                    if std::mem::take(&mut queued) {
+                        self.flush().await?;
+                    }
+                    queued = self.room_request(request).await?;
+                }
+                Action::ListRooms(filter) => {
+                    if let Some(chat) = &self.chat {
+                        let rooms = self.shared.rooms.list(&chat.me.canonical, &filter);
+                        for page in ServerMessage::room_list_pages(rooms) {
+                            self.session.queue(&page).map_err(|_| End::Violation)?;
+                        }
+                        queued = true;
                     }
                 }
                 Action::Deliver { to, message } => {
@@ -293,6 +323,41 @@ where
         }
     }
 
+    /// Performs a room request off the runtime (a change fsyncs the
+    /// journal) and tells whom the outcome says. True if something was
+    /// queued for this session.
+    async fn room_request(&mut self, request: crate::rooms::RoomRequest) -> Result<bool, End> {
+        let Some(chat) = &self.chat else {
+            return Ok(false);
+        };
+        let shared = Arc::clone(&self.shared);
+        let user = chat.me.canonical.clone();
+        let result = tokio::task::spawn_blocking(move || shared.rooms.request(&user, &request))
+            .await
+            .unwrap_or(Err(RoomError::Storage));
+        let outcome = Outcome::of(&chat.me.username, result);
+        let hub = &self.shared.hub;
+        if let Some(room) = outcome.unsubscribe {
+            hub.unsubscribe(&chat.me.canonical, room);
+        }
+        for msg in &outcome.to_user {
+            hub.send_to(&chat.me.canonical, msg);
+        }
+        if let Some((room, msg)) = &outcome.to_room {
+            hub.broadcast_room(*room, chat.session_id, msg);
+        }
+        if let Some(room) = outcome.subscribe {
+            hub.subscribe(&chat.me.canonical, chat.session_id, room);
+        }
+        match outcome.reply {
+            Some(reply) => {
+                self.session.queue(&reply).map_err(|_| End::Violation)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// Gives back the place among the not-logged-in, joins the hub and
     /// greets.
     async fn log_in(&mut self, me: LoggedIn) -> Result<(), End> {
@@ -301,14 +366,16 @@ where
         let control = Arc::new(SessionControl::default());
         let session_id = SessionId(self.session.id().0);
         tracing::info!(conn = %self.session.id(), user = %me.canonical, "logged in");
+        let rooms = self.shared.rooms.rooms_of(&me.canonical);
         self.shared.hub.join(Registration {
             canonical: me.canonical.clone(),
             display: me.username.clone(),
             session: session_id,
             outbox: tx,
             control: Arc::clone(&control),
+            rooms: rooms.iter().map(|(id, _)| *id).collect(),
         });
-        let greeting = greeting(&self.shared, &me).await;
+        let greeting = greeting(&self.shared, &me, rooms).await;
         self.outbox = Some(outbox);
         self.chat = Some(Chat {
             me,
@@ -438,17 +505,40 @@ async fn authenticate(
     }
 }
 
-/// AuthOk, who is online, and the recent history.
-async fn greeting(shared: &Shared, me: &LoggedIn) -> Vec<ServerMessage> {
+/// A new account joins `#general` (off the runtime: the journal fsyncs).
+async fn join_general(shared: &Arc<Shared>, canonical: &str) {
+    let (shared, user) = (Arc::clone(shared), canonical.to_owned());
+    let joined = tokio::task::spawn_blocking(move || shared.rooms.on_registered(&user)).await;
+    if !matches!(joined, Ok(Ok(()))) {
+        tracing::error!("a new account could not be added to #general");
+    }
+}
+
+/// AuthOk, who is online, the user's rooms, and the recent history.
+async fn greeting(
+    shared: &Shared,
+    me: &LoggedIn,
+    rooms: Vec<(RoomId, proto_core::message::RoomInfo)>,
+) -> Vec<ServerMessage> {
     let mut msgs = vec![ServerMessage::AuthOk {
         username: me.username.clone(),
         resume_token: me.token.clone(),
         token_lifetime_secs: shared.accounts.token_lifetime_secs(),
     }];
     msgs.extend(ServerMessage::online_users_pages(shared.hub.online()));
+    let ids: Vec<RoomId> = rooms.iter().map(|(id, _)| *id).collect();
+    let names: std::collections::HashMap<RoomId, proto_core::message::RoomName> = rooms
+        .iter()
+        .map(|(id, info)| (*id, info.room.clone()))
+        .collect();
+    msgs.extend(
+        rooms
+            .into_iter()
+            .map(|(_, info)| ServerMessage::RoomJoined { info }),
+    );
     let recent = match shared
         .history
-        .recent(me.canonical.clone(), shared.history_replay)
+        .recent(me.canonical.clone(), ids, shared.history_replay)
         .await
     {
         Ok(r) => r,
@@ -457,15 +547,24 @@ async fn greeting(shared: &Shared, me: &LoggedIn) -> Vec<ServerMessage> {
             Vec::new()
         }
     };
-    msgs.extend(ServerMessage::history_batches(wire_history(shared, recent)));
+    msgs.extend(ServerMessage::history_batches(wire_history(
+        shared, &names, recent,
+    )));
     msgs
 }
 
-fn wire_history(shared: &Shared, recent: Recent) -> Vec<WireEntry> {
+fn wire_history(
+    shared: &Shared,
+    rooms: &std::collections::HashMap<RoomId, proto_core::message::RoomName>,
+    recent: Recent,
+) -> Vec<WireEntry> {
     let mut out = Vec::new();
     for (conversation, entries) in recent {
         let wire_conv = match conversation {
-            Conversation::Room => WireConversation::Room,
+            Conversation::Room { id } => match rooms.get(&id) {
+                Some(room) => WireConversation::Room { room: room.clone() },
+                None => continue,
+            },
             Conversation::Direct { partner } => match shared.accounts.display_name(&partner) {
                 Some(peer) => WireConversation::Direct { peer },
                 None => continue,

@@ -16,7 +16,7 @@
 //!   `listening on` line parsed, stopped with SIGKILL or SIGTERM.
 //! - [`scenarios`] — the chat scenarios, written once and run over plain
 //!   TCP (`tests/chat.rs`) and TLS (`tests/tls.rs`) via [`chat_suite!`].
-//! - [`values`] — usernames, passwords and texts from test literals.
+//! - [`values`] — usernames, room names, passwords and texts from test literals.
 //! - [`fixtures`] — committed data directories (one made before OPAQUE).
 //!
 //! Timeouts in this crate are failure bounds, never synchronisation: every
@@ -37,7 +37,7 @@ pub use tampering_proxy::TamperingProxy;
 pub use test_certificate::TestCertificate;
 pub use test_client::{Endpoint, LoginInfo, SessionEnd, TestClient, END_BOUND, RECV_TIMEOUT};
 pub use test_server::{test_limits, ServerOptions, TestServer, Transport, TEST_PASSWORD_HASHING};
-pub use values::{password, text, username, PASSWORD};
+pub use values::{password, room, text, username, PASSWORD};
 
 /// Defines one `#[tokio::test]` per scenario in [`scenarios`], all run over
 /// `$transport`, so the plain and TLS suites cannot drift apart.

@@ -202,11 +202,14 @@ pub async fn history_is_replayed_after_reconnect(transport: Transport) {
     let alice = Conversation::Direct {
         peer: crate::username("Alice"),
     };
+    let general = Conversation::Room {
+        room: crate::room("#general"),
+    };
     assert_eq!(
         seen,
         vec![
-            (Conversation::Room, "Alice".into(), "one".into()),
-            (Conversation::Room, "Bob".into(), "two".into()),
+            (general.clone(), "Alice".into(), "one".into()),
+            (general, "Bob".into(), "two".into()),
             (alice.clone(), "Alice".into(), "psst".into()),
             (alice, "Carol".into(), "what?".into()),
         ],
@@ -306,6 +309,7 @@ pub async fn chat_before_login_is_refused(transport: Transport) {
 
     stranger
         .send(&ClientMessage::RoomMessage {
+            room: crate::room("#general"),
             text: text("let me in"),
         })
         .await;

@@ -16,7 +16,7 @@ use proto_core::login::{
 };
 use proto_core::message::{
     AuthFailure, ClientMessage, ErrorCode, GoodbyeReason, HistoryEntry, LeaveReason, ResumeToken,
-    ServerMessage, Username,
+    RoomFilter, RoomInfo, RoomLeaveReason, RoomName, RoomSummary, ServerMessage, Topic, Username,
 };
 use proto_core::opaque::{Argon2id, ExportKey, Stretch};
 use proto_core::{ClientConfig, Fingerprint, ServerTrust};
@@ -26,7 +26,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{timeout_at, Instant};
 
 use crate::test_certificate::TLS_SERVER_NAME;
-use crate::values::{password, text, username};
+use crate::values::{password, room, text, username};
 
 /// How long any expected message, close or handshake may take before the
 /// test fails. A failure bound only: nothing waits for it to pass.
@@ -53,18 +53,29 @@ pub struct Endpoint {
 }
 
 /// What a successful `Register`, `Login` or `Resume` returned: `AuthOk`,
-/// then every `OnlineUsers` page, then every `HistoryBatch` page.
+/// then every `OnlineUsers` page, a `RoomJoined` per room, then every
+/// `HistoryBatch` page.
 #[derive(Debug)]
 pub struct LoginInfo {
     pub username: Username,
     pub token: ResumeToken,
     pub token_lifetime_secs: u32,
     pub online: Vec<Username>,
+    /// The user's rooms, in the order the greeting gave them.
+    pub rooms: Vec<RoomInfo>,
     pub history: Vec<HistoryEntry>,
     pub history_batches: usize,
 }
 
 impl LoginInfo {
+    /// The names of the user's rooms, in greeting order.
+    pub fn room_names(&self) -> Vec<String> {
+        self.rooms
+            .iter()
+            .map(|r| r.room.as_str().to_owned())
+            .collect()
+    }
+
     /// The online users as plain strings, sorted.
     pub fn online_names(&self) -> BTreeSet<String> {
         self.online.iter().map(|u| u.as_str().to_owned()).collect()
@@ -166,10 +177,134 @@ impl TestClient {
         self.session.send(msg).await
     }
 
-    /// Says `words` in the room.
+    /// Says `words` in `#general`.
     pub async fn say(&mut self, words: &str) {
-        self.send(&ClientMessage::RoomMessage { text: text(words) })
+        self.say_in("#general", words).await;
+    }
+
+    /// Says `words` in `in_room` (without an acknowledgement).
+    pub async fn say_in(&mut self, in_room: &str, words: &str) {
+        self.send(&ClientMessage::RoomMessage {
+            room: room(in_room),
+            text: text(words),
+        })
+        .await;
+    }
+
+    // ----- rooms -----
+
+    /// Sends `CreateRoom` and returns the answer (`RoomJoined`, or the
+    /// `Error` code).
+    pub async fn create_room(
+        &mut self,
+        name: &str,
+        invite_only: bool,
+        topic: &str,
+    ) -> Result<RoomInfo, ErrorCode> {
+        self.send(&ClientMessage::CreateRoom {
+            room: room(name),
+            invite_only,
+            topic: Topic::new(topic).expect("test topic"),
+        })
+        .await;
+        self.room_answer().await
+    }
+
+    /// Sends `JoinRoom` and returns the answer.
+    pub async fn join_room(&mut self, name: &str) -> Result<RoomInfo, ErrorCode> {
+        self.send(&ClientMessage::JoinRoom { room: room(name) })
             .await;
+        self.room_answer().await
+    }
+
+    /// Sends `LeaveRoom` and returns the answer (`RoomLeft`'s room, or the
+    /// `Error` code).
+    pub async fn leave_room(&mut self, name: &str) -> Result<RoomName, ErrorCode> {
+        self.send(&ClientMessage::LeaveRoom { room: room(name) })
+            .await;
+        match self.recv().await {
+            ServerMessage::RoomLeft {
+                room,
+                reason: RoomLeaveReason::Left,
+            } => Ok(room),
+            ServerMessage::Error { code, .. } => Err(code),
+            other => panic!("{}: expected RoomLeft or Error, got {other:?}", self.label),
+        }
+    }
+
+    /// Sends `ListRooms` and gathers the pages.
+    pub async fn list_rooms(&mut self, filter: &str) -> Vec<RoomSummary> {
+        self.send(&ClientMessage::ListRooms {
+            filter: RoomFilter::new(filter).expect("test filter"),
+        })
+        .await;
+        let mut all = Vec::new();
+        loop {
+            match self.recv().await {
+                ServerMessage::RoomList { more, rooms } => {
+                    all.extend(rooms.into_vec());
+                    if !more {
+                        return all;
+                    }
+                }
+                other => panic!("{}: expected a RoomList page, got {other:?}", self.label),
+            }
+        }
+    }
+
+    async fn room_answer(&mut self) -> Result<RoomInfo, ErrorCode> {
+        match self.recv().await {
+            ServerMessage::RoomJoined { info } => Ok(info),
+            ServerMessage::Error { code, .. } => Err(code),
+            other => panic!(
+                "{}: expected RoomJoined or Error, got {other:?}",
+                self.label
+            ),
+        }
+    }
+
+    /// The next message: `user` joined `in_room`.
+    pub async fn expect_member_joined(&mut self, in_room: &str, user: &str) {
+        match self.recv().await {
+            ServerMessage::MemberJoined { room: r, user: u }
+                if r.as_str() == in_room && u.as_str() == user => {}
+            other => panic!(
+                "{}: expected MemberJoined {user} in {in_room}, got {other:?}",
+                self.label
+            ),
+        }
+    }
+
+    /// The next message: `user` left `in_room`.
+    pub async fn expect_member_left(&mut self, in_room: &str, user: &str) {
+        match self.recv().await {
+            ServerMessage::MemberLeft {
+                room: r, user: u, ..
+            } if r.as_str() == in_room && u.as_str() == user => {}
+            other => panic!(
+                "{}: expected MemberLeft {user} in {in_room}, got {other:?}",
+                self.label
+            ),
+        }
+    }
+
+    /// The next message is a message in `in_room` from `from` saying
+    /// `words`; returns its id.
+    pub async fn expect_room_message_in(&mut self, in_room: &str, from: &str, words: &str) -> u64 {
+        match self.recv().await {
+            ServerMessage::RoomMessage {
+                id,
+                room: r,
+                from: f,
+                text: t,
+                ..
+            } if r.as_str() == in_room && f.as_str() == from && t.as_str() == words => id,
+            other => panic!(
+                "{}: expected RoomMessage in {in_room} from {from} {:?}, got {other:?}",
+                self.label,
+                short(words)
+            ),
+        }
     }
 
     /// Sends a direct message.
@@ -357,6 +492,7 @@ impl TestClient {
                 timestamp_ms,
                 from: f,
                 text: t,
+                ..
             } if f.as_str() == from && t.as_str() == words => (id, timestamp_ms),
             other => panic!(
                 "{}: expected RoomMessage from {from} {:?}, got {other:?}",
@@ -455,20 +591,23 @@ impl TestClient {
         }
     }
 
-    async fn read_history_batches(&mut self) -> (Vec<HistoryEntry>, usize) {
+    /// The greeting's `RoomJoined` messages, then its history pages.
+    async fn read_rooms_and_history(&mut self) -> (Vec<RoomInfo>, Vec<HistoryEntry>, usize) {
+        let mut rooms = Vec::new();
         let mut all = Vec::new();
         let mut batches = 0;
         loop {
             match self.recv().await {
+                ServerMessage::RoomJoined { info } if batches == 0 => rooms.push(info),
                 ServerMessage::HistoryBatch { more, entries } => {
                     batches += 1;
                     all.extend(entries.into_vec());
                     if !more {
-                        return (all, batches);
+                        return (rooms, all, batches);
                     }
                 }
                 other => panic!(
-                    "{}: expected a HistoryBatch page after the online users, got {other:?}",
+                    "{}: expected RoomJoined or a HistoryBatch page after the online users, got {other:?}",
                     self.label
                 ),
             }
@@ -512,12 +651,13 @@ impl TestClient {
             } => {
                 self.label = username.as_str().to_owned();
                 let online = self.read_online_pages().await;
-                let (history, history_batches) = self.read_history_batches().await;
+                let (rooms, history, history_batches) = self.read_rooms_and_history().await;
                 Ok(LoginInfo {
                     username,
                     token: resume_token,
                     token_lifetime_secs,
                     online,
+                    rooms,
                     history,
                     history_batches,
                 })

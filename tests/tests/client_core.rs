@@ -230,7 +230,7 @@ async fn commands_work_and_exit_is_seen_by_the_others() {
     logged_in(&mut events).await;
     bob.expect_user_joined("Dana").await;
 
-    h.submit("/frobnicate now");
+    h.submit("/frobnicate now", "#general");
     let text = until(&mut events, "an error notice", |e| match e {
         ClientEvent::Notice {
             text,
@@ -240,12 +240,12 @@ async fn commands_work_and_exit_is_seen_by_the_others() {
     })
     .await;
     assert!(text.contains("unknown command /frobnicate"), "{text}");
-    h.submit("/msg Bob psst");
+    h.submit("/msg Bob psst", "#general");
     bob.expect_direct_message("Dana", "Bob", "psst").await;
-    h.submit("hello room");
+    h.submit("hello room", "#general");
     bob.expect_room_message("Dana", "hello room").await;
     // The unknown command reached nobody: the two real messages were next.
-    h.submit("/who");
+    h.submit("/who", "#general");
     let users = until(&mut events, "Online", |e| match e {
         ClientEvent::Online { users } => Some(users),
         _ => None,
@@ -253,7 +253,7 @@ async fn commands_work_and_exit_is_seen_by_the_others() {
     .await;
     assert!(users.contains(&"Bob".to_owned()) && users.contains(&"Dana".to_owned()));
 
-    h.submit("#exit");
+    h.submit("#exit", "#general");
     bob.expect_user_left("Dana", LeaveReason::Exit).await;
     let cause = closed(&mut events).await;
     assert!(matches!(cause, CloseCause::Left), "{cause:?}");
@@ -270,7 +270,7 @@ async fn after_a_server_restart_the_client_comes_back_and_sends_what_was_typed_m
     })
     .await;
     assert!((1..=60).contains(&in_secs));
-    h.submit("typed while the server was down");
+    h.submit("typed while the server was down", "#general");
     // Shown at once, marked pending (no server id yet).
     let client_id = until(&mut events, "the pending own line", |e| match e {
         ClientEvent::Room(line) if line.own && line.id == 0 => line.client_id,

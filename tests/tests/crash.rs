@@ -117,6 +117,7 @@ async fn register_and_chat(
     loop {
         if said < 100 {
             let msg = ClientMessage::RoomMessage {
+                room: tests::room("#general"),
                 text: text(&format!("{name} says {said}")),
             };
             if client.try_send(&msg).await.is_err() {
@@ -386,6 +387,7 @@ async fn storm_sender(
             let words = format!("{name} storm {next}");
             let msg = ClientMessage::SendRoom {
                 client_id: next,
+                room: tests::room("#general"),
                 text: text(&words),
             };
             texts.insert(next, words);

@@ -9,6 +9,7 @@ use tests::{text, username, TestServer, Transport, PASSWORD};
 fn send_room(client_id: u64, words: &str) -> ClientMessage {
     ClientMessage::SendRoom {
         client_id,
+        room: tests::room("#general"),
         text: text(words),
     }
 }

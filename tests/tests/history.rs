@@ -4,13 +4,13 @@
 use proto_core::message::{Conversation, HistoryEntry, LeaveReason};
 use tests::{username, ServerOptions, TestServer, Transport, PASSWORD};
 
-/// (conversation peer or "#room", from, text) of each entry, in order.
+/// (conversation peer or room name, from, text) of each entry, in order.
 fn summary(history: &[HistoryEntry]) -> Vec<(String, String, String)> {
     history
         .iter()
         .map(|e| {
             let conversation = match &e.conversation {
-                Conversation::Room => "#room".to_owned(),
+                Conversation::Room { room } => room.as_str().to_owned(),
                 Conversation::Direct { peer } => peer.as_str().to_owned(),
             };
             (
@@ -44,7 +44,7 @@ async fn history_and_direct_conversations_survive_a_restart() {
     assert_eq!(
         summary(&info.history),
         vec![
-            entry("#room", "Alice", "before the restart"),
+            entry("#general", "Alice", "before the restart"),
             entry("Bob", "Bob", "a secret"),
         ]
     );
@@ -53,7 +53,7 @@ async fn history_and_direct_conversations_survive_a_restart() {
     assert_eq!(
         summary(&info.history),
         vec![
-            entry("#room", "Alice", "before the restart"),
+            entry("#general", "Alice", "before the restart"),
             entry("Alice", "Bob", "a secret"),
         ],
         "the peer of a direct conversation is the other participant"
@@ -90,9 +90,9 @@ async fn only_the_newest_messages_of_each_conversation_are_replayed() {
     assert_eq!(
         summary(&info.history),
         vec![
-            entry("#room", "Alice", "room 3"),
-            entry("#room", "Alice", "room 4"),
-            entry("#room", "Alice", "room 5"),
+            entry("#general", "Alice", "room 3"),
+            entry("#general", "Alice", "room 4"),
+            entry("#general", "Alice", "room 5"),
             entry("Alice", "Alice", "direct 3"),
             entry("Alice", "Alice", "direct 4"),
             entry("Alice", "Alice", "direct 5"),

@@ -87,7 +87,13 @@ fn finished(actions: &[Action]) -> Option<&CloseCause> {
 }
 
 fn type_room(p: &mut SessionPolicy, text: &str, now: Instant) -> Vec<Action> {
-    p.handle(Event::Input(Input::Room(text.into())), now)
+    p.handle(
+        Event::Input(Input::Room {
+            room: "#general".into(),
+            text: text.into(),
+        }),
+        now,
+    )
 }
 
 /// The client id of the message the actions sent or showed as pending.
@@ -113,6 +119,7 @@ fn room(id: u64, from: &str) -> ServerMessage {
     ServerMessage::RoomMessage {
         id,
         timestamp_ms: 1,
+        room: RoomName::general(),
         from: Username::new(from).unwrap(),
         text: MessageText::new("hi").unwrap(),
     }
@@ -392,6 +399,7 @@ fn unacknowledged_messages_are_resent_after_a_reconnect_with_the_same_client_ids
         sent(&typed),
         [&ClientMessage::SendRoom {
             client_id: b,
+            room: RoomName::general(),
             text: MessageText::new("two").unwrap()
         }]
     );
@@ -418,10 +426,12 @@ fn unacknowledged_messages_are_resent_after_a_reconnect_with_the_same_client_ids
         [
             &ClientMessage::SendRoom {
                 client_id: b,
+                room: RoomName::general(),
                 text: MessageText::new("two").unwrap()
             },
             &ClientMessage::SendRoom {
                 client_id: c,
+                room: RoomName::general(),
                 text: MessageText::new("three").unwrap()
             },
         ]
@@ -439,7 +449,9 @@ fn a_message_seen_live_is_not_shown_again_from_history() {
         id,
         timestamp_ms: 1,
         from: Username::new("Bob").unwrap(),
-        conversation: Conversation::Room,
+        conversation: Conversation::Room {
+            room: RoomName::general(),
+        },
         text: MessageText::new("hi").unwrap(),
     };
     let batch = ServerMessage::HistoryBatch {
@@ -552,4 +564,91 @@ fn quit_while_waiting_to_reconnect_ends_at_once() {
         [Action::Finish(CloseCause::Left)]
     ));
     assert_eq!(p.poll_timeout(), None);
+}
+
+#[test]
+fn join_of_a_missing_room_creates_it_and_the_answer_is_shown() {
+    let (mut p, t0) = online(true);
+    let typed = p.handle(Event::Input(Input::Join("rust".into())), t0);
+    let rust = RoomName::new("#rust").unwrap();
+    assert_eq!(
+        sent(&typed),
+        [&ClientMessage::JoinRoom { room: rust.clone() }]
+    );
+    let missing = p.handle(
+        Event::Received(ServerMessage::Error {
+            code: ErrorCode::NoSuchRoom,
+            detail: ErrorDetail::empty(),
+        }),
+        t0,
+    );
+    assert_eq!(
+        sent(&missing),
+        [&ClientMessage::CreateRoom {
+            room: rust.clone(),
+            invite_only: false,
+            topic: Topic::empty(),
+        }]
+    );
+    let joined = p.handle(
+        Event::Received(ServerMessage::RoomJoined {
+            info: proto_core::message::RoomInfo {
+                room: rust,
+                topic: Topic::empty(),
+                invite_only: false,
+                role: proto_core::message::RoomRole::Owner,
+                members: 1,
+            },
+        }),
+        t0,
+    );
+    assert!(matches!(
+        &joined[..],
+        [Action::Emit(ClientEvent::RoomJoined(RoomView { name, .. }))] if name == "#rust"
+    ));
+    // A later NoSuchRoom (no join waiting) is shown, not answered.
+    let later = p.handle(
+        Event::Received(ServerMessage::Error {
+            code: ErrorCode::NoSuchRoom,
+            detail: ErrorDetail::empty(),
+        }),
+        t0,
+    );
+    assert!(sent(&later).is_empty());
+    assert!(matches!(
+        &later[..],
+        [Action::Emit(ClientEvent::Notice {
+            kind: NoticeKind::Error,
+            ..
+        })]
+    ));
+}
+
+#[test]
+fn an_invalid_room_name_is_refused_before_anything_is_sent() {
+    let (mut p, t0) = online(true);
+    let typed = p.handle(Event::Input(Input::Join("#no spaces".into())), t0);
+    assert!(sent(&typed).is_empty());
+    assert!(matches!(
+        &typed[..],
+        [Action::Emit(ClientEvent::Notice {
+            kind: NoticeKind::Error,
+            ..
+        })]
+    ));
+}
+
+#[test]
+fn room_lines_name_their_room() {
+    let (mut p, t0) = online(true);
+    let live = p.handle(Event::Received(room(7, "Bob")), t0);
+    assert!(matches!(
+        &live[..],
+        [Action::Emit(ClientEvent::Room(ChatLine { room: Some(r), .. }))] if r == "#general"
+    ));
+    let own = type_room(&mut p, "hi", t0);
+    assert!(own.iter().any(|a| matches!(
+        a,
+        Action::Emit(ClientEvent::Room(ChatLine { room: Some(r), own: true, .. })) if r == "#general"
+    )));
 }

@@ -9,6 +9,7 @@ fn room(id: u64, from: &str, text: &str) -> ClientEvent {
         id,
         timestamp_ms: T0 + id * 1000,
         from: from.into(),
+        room: Some("#general".into()),
         to: None,
         text: text.into(),
         history: false,
@@ -36,6 +37,7 @@ fn direct(id: u64, from: &str, to: &str, text: &str) -> ClientEvent {
         id,
         timestamp_ms: T0 + id * 1000,
         from: from.into(),
+        room: None,
         to: Some(to.into()),
         text: text.into(),
         history: false,
@@ -84,7 +86,7 @@ fn room_messages_land_in_the_room_with_own_flag() {
     let mut model = logged_in();
     apply(&mut model, [room(1, "ana", "hola"), room(2, "me", "hi")]);
     let entries = model.selected().entries();
-    assert_eq!(model.selected().id, ConversationId::Room);
+    assert_eq!(model.selected().id, ConversationId::Room("#general".into()));
     assert!(
         matches!(&entries[0].kind, EntryKind::Message { from, own: false, .. } if from == "ana")
     );
@@ -105,7 +107,7 @@ fn direct_messages_open_a_conversation_per_partner_with_unread_counts() {
             direct(3, "me", "سارة", "مرحبا"),
         ],
     );
-    assert_eq!(unread(&model), [("Room", 0), ("李雷", 2), ("سارة", 0)]);
+    assert_eq!(unread(&model), [("#general", 0), ("李雷", 2), ("سارة", 0)]);
     let lei = model
         .conversation(&ConversationId::Direct("李雷".into()))
         .unwrap();
@@ -119,7 +121,7 @@ fn messages_in_the_open_conversation_are_not_unread_and_own_never_are() {
     assert_eq!(model.selected().unread(), 0);
     model.open_direct("ana");
     apply(&mut model, [room(3, "me", "c"), room(4, "ana", "d")]);
-    assert_eq!(unread(&model), [("Room", 1), ("ana", 0)]);
+    assert_eq!(unread(&model), [("#general", 1), ("ana", 0)]);
 }
 
 #[test]
@@ -181,7 +183,9 @@ fn history_is_marked_earlier_and_never_counted_unread() {
             room(3, "ana", "new"),
         ],
     );
-    let room = model.conversation(&ConversationId::Room).unwrap();
+    let room = model
+        .conversation(&ConversationId::Room("#general".into()))
+        .unwrap();
     assert_eq!(room.unread(), 1);
     assert!(matches!(
         room.entries()[0].kind,
@@ -217,7 +221,9 @@ fn history_replayed_after_a_reconnect_is_not_shown_twice_and_missed_lines_count(
             ClientEvent::HistoryDone,
         ],
     );
-    let room = model.conversation(&ConversationId::Room).unwrap();
+    let room = model
+        .conversation(&ConversationId::Room("#general".into()))
+        .unwrap();
     let messages: Vec<_> = room
         .entries()
         .iter()
@@ -236,6 +242,7 @@ fn typed(client_id: u64, text: &str) -> ClientEvent {
         id: 0,
         timestamp_ms: T0,
         from: "me".into(),
+        room: Some("#general".into()),
         to: None,
         text: text.into(),
         history: false,
@@ -348,7 +355,9 @@ fn joins_and_leaves_update_the_online_list_and_the_room() {
         ],
     );
     assert_eq!(model.online(), ["bo", "me", "Zoë"]);
-    let room = model.conversation(&ConversationId::Room).unwrap();
+    let room = model
+        .conversation(&ConversationId::Room("#general".into()))
+        .unwrap();
     let notices: Vec<_> = room
         .entries()
         .iter()
@@ -356,7 +365,10 @@ fn joins_and_leaves_update_the_online_list_and_the_room() {
         .collect();
     assert_eq!(
         notices,
-        [(Some("bo"), "joined"), (Some("ana"), "lost connection")]
+        [
+            (Some("bo"), "came online"),
+            (Some("ana"), "lost connection")
+        ]
     );
     assert!(matches!(
         room.entries()[0].kind,
@@ -436,4 +448,94 @@ fn long_timelines_drop_the_oldest_entries_and_keep_the_marker_in_place() {
     assert_eq!(room.entries().len(), MAX_ENTRIES);
     assert_eq!(room.entries()[0].text, "11");
     assert_eq!(room.read_marker(), Some(0));
+}
+
+fn room_joined(name: &str, topic: &str) -> ClientEvent {
+    ClientEvent::RoomJoined(client_core::RoomView {
+        name: name.into(),
+        topic: topic.into(),
+        invite_only: false,
+        role: client_core::RoomRole::Member,
+        members: 3,
+    })
+}
+
+fn line_in(room_name: &str, id: u64, from: &str, text: &str) -> ClientEvent {
+    match room(id, from, text) {
+        ClientEvent::Room(line) => ClientEvent::Room(ChatLine {
+            room: Some(room_name.into()),
+            ..line
+        }),
+        other => other,
+    }
+}
+
+#[test]
+fn each_room_is_a_conversation_listed_before_the_direct_ones() {
+    let mut model = logged_in();
+    apply(
+        &mut model,
+        [
+            room_joined("#general", ""),
+            direct(1, "ana", "me", "psst"),
+            room_joined("#Rust", "crabs"),
+            line_in("#rust", 2, "ana", "borrowck"),
+            line_in("#general", 3, "ana", "hi all"),
+        ],
+    );
+    assert_eq!(
+        unread(&model),
+        [("#general", 0), ("#Rust", 1), ("ana", 1)],
+        "the selected #general counts nothing; #rust is #Rust"
+    );
+    let rust = model
+        .conversation(&ConversationId::Room("#Rust".into()))
+        .unwrap();
+    assert_eq!(rust.topic, "crabs");
+    assert_eq!(texts(rust), ["borrowck"]);
+    assert_eq!(model.command_room(), "#general");
+    model.select(1);
+    assert_eq!(model.command_room(), "#Rust");
+    model.open_direct("ana");
+    assert_eq!(
+        model.command_room(),
+        "#general",
+        "from a DM: the first room"
+    );
+}
+
+#[test]
+fn leaving_a_room_closes_its_conversation_and_members_are_announced_in_it() {
+    let mut model = logged_in();
+    apply(
+        &mut model,
+        [
+            room_joined("#general", ""),
+            room_joined("#ops", ""),
+            ClientEvent::MemberJoined {
+                room: "#ops".into(),
+                user: "bo".into(),
+            },
+        ],
+    );
+    let ops = model
+        .conversation(&ConversationId::Room("#ops".into()))
+        .unwrap();
+    let notices: Vec<_> = ops
+        .entries()
+        .iter()
+        .map(|e| (e.subject.as_deref(), e.text.as_str()))
+        .collect();
+    assert_eq!(notices, [(Some("bo"), "joined the room")]);
+    model.select(1);
+    apply(
+        &mut model,
+        [ClientEvent::RoomLeft {
+            room: "#OPS".into(),
+            reason: client_core::RoomLeaveReason::Left,
+        }],
+    );
+    assert_eq!(unread(&model), [("#general", 0)]);
+    assert_eq!(model.selected_index(), 0);
+    assert_eq!(texts(model.selected()).last(), Some(&"You left #OPS"));
 }

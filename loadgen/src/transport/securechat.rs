@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use net::{ClientHandshake, ClientLink, ClientStream, LinkEvent};
 use proto_core::login::{login_step, ExchangeStep, LoginReply, LoginStep, PasswordExchange};
 use proto_core::message::{
-    AuthFailure, ClientMessage, ErrorCode, MessageText, ResumeToken, ServerMessage,
+    AuthFailure, ClientMessage, ErrorCode, MessageText, ResumeToken, RoomName, ServerMessage,
 };
 use proto_core::{ClientConfig, Fingerprint, ServerKey, ServerTrust};
 use tokio::sync::Semaphore;
@@ -375,7 +375,13 @@ impl Transport for SecureChat {
         .await
         .map_err(|_| TransportError::Timeout("login"))??;
         info.login = logged_in_from.elapsed();
-        Ok((Conn { link: session }, info))
+        Ok((
+            Conn {
+                link: session,
+                room: RoomName::general(),
+            },
+            info,
+        ))
     }
 }
 
@@ -455,16 +461,21 @@ fn closed_reason(clean: bool) -> String {
     }
 }
 
-/// A logged-in SecureChat session in the room.
+/// A logged-in SecureChat session in a room.
 pub struct Conn {
     link: Link,
+    /// Where `send_room` writes (every account is in `#general`).
+    room: RoomName,
 }
 
 impl ChatConnection for Conn {
     async fn send_room(&mut self, text: &str) -> Result<(), TransportError> {
         let text = MessageText::new(text).map_err(|e| TransportError::Auth(e.to_string()))?;
         self.link
-            .send(&ClientMessage::RoomMessage { text })
+            .send(&ClientMessage::RoomMessage {
+                room: self.room.clone(),
+                text,
+            })
             .await
             .map_err(TransportError::Link)
     }

@@ -2,10 +2,13 @@
 
 use crate::message::codec::{ByteCounter, Reader, Sink};
 use crate::message::password::MAX_PASSWORD_WIRE_BYTES;
+use crate::message::room::MAX_ROOM_NAME_WIRE_BYTES;
 use crate::message::text::MAX_TEXT_WIRE_BYTES;
 use crate::message::username::MAX_USERNAME_WIRE_BYTES;
 use crate::message::MAX_MESSAGE_BYTES;
-use crate::message::{MessageError, MessageText, Password, ResumeToken, Username};
+use crate::message::{
+    MessageError, MessageText, Password, ResumeToken, RoomFilter, RoomName, Topic, Username,
+};
 use crate::opaque::{
     CREDENTIAL_FINALIZATION_LEN, CREDENTIAL_REQUEST_LEN, REGISTRATION_REQUEST_LEN,
     REGISTRATION_UPLOAD_LEN,
@@ -14,12 +17,16 @@ use crate::opaque::{
 /// Largest `Register`/`Login`: tag + username + password = 1 157 bytes.
 pub(crate) const MAX_CREDENTIALS_BYTES: usize =
     1 + MAX_USERNAME_WIRE_BYTES + MAX_PASSWORD_WIRE_BYTES;
-/// Largest client `SendDirect`: tag + client id + to + text = 4 237 bytes,
-/// the largest client message.
+/// Largest client `SendDirect`: tag + client id + to + text = 4 237 bytes.
 pub(crate) const MAX_CLIENT_DIRECT_MESSAGE_BYTES: usize =
     1 + 8 + MAX_USERNAME_WIRE_BYTES + MAX_TEXT_WIRE_BYTES;
+/// Largest client `SendRoom`: tag + client id + room + text = 4 238 bytes,
+/// the largest client message.
+pub(crate) const MAX_CLIENT_ROOM_MESSAGE_BYTES: usize =
+    1 + 8 + MAX_ROOM_NAME_WIRE_BYTES + MAX_TEXT_WIRE_BYTES;
 const _: () = assert!(MAX_CREDENTIALS_BYTES <= MAX_MESSAGE_BYTES);
 const _: () = assert!(MAX_CLIENT_DIRECT_MESSAGE_BYTES <= MAX_MESSAGE_BYTES);
+const _: () = assert!(MAX_CLIENT_ROOM_MESSAGE_BYTES <= MAX_MESSAGE_BYTES);
 
 /// A message from client to server: one tag byte, then the fields in order.
 /// The server takes the sender's identity from the session, never from a
@@ -73,17 +80,22 @@ pub enum ClientMessage {
         finalization: Box<[u8; CREDENTIAL_FINALIZATION_LEN]>,
         upload: Box<[u8; REGISTRATION_UPLOAD_LEN]>,
     },
-    /// 0x10: say something in the room, without an acknowledgement (the
-    /// version-1 form; [`SendRoom`](Self::SendRoom) is preferred).
-    RoomMessage { text: MessageText },
+    /// 0x10: say something in a room, without an acknowledgement
+    /// ([`SendRoom`](Self::SendRoom) is preferred).
+    RoomMessage { room: RoomName, text: MessageText },
     /// 0x11: say something to one user, without an acknowledgement.
     DirectMessage { to: Username, text: MessageText },
     /// 0x12: ask for `OnlineUsers`.
     WhoIsOnline,
-    /// 0x13: say something in the room; the server answers `Stored` with
-    /// `client_id` once the message is in history. Resending the same
-    /// `client_id` (after a reconnect) stores and delivers it only once.
-    SendRoom { client_id: u64, text: MessageText },
+    /// 0x13: say something in a room the user is in; the server answers
+    /// `Stored` with `client_id` once the message is in history. Resending
+    /// the same `client_id` (after a reconnect) stores and delivers it only
+    /// once.
+    SendRoom {
+        client_id: u64,
+        room: RoomName,
+        text: MessageText,
+    },
     /// 0x14: say something to one user, acknowledged like `SendRoom`.
     SendDirect {
         client_id: u64,
@@ -96,6 +108,23 @@ pub enum ClientMessage {
     Pong { nonce: u64 },
     /// 0x30: the client ends the session.
     Goodbye,
+    /// 0x40: create a room and join it as its owner; answered by
+    /// `RoomJoined` (or `Error RoomExists | LimitReached | RateLimited`).
+    CreateRoom {
+        room: RoomName,
+        invite_only: bool,
+        topic: Topic,
+    },
+    /// 0x41: join a public room; answered by `RoomJoined` (or `Error
+    /// NoSuchRoom | Forbidden | LimitReached | RateLimited`). Joining a
+    /// room the user is in already answers `RoomJoined` again.
+    JoinRoom { room: RoomName },
+    /// 0x42: leave a room; every device of the user gets `RoomLeft` (or
+    /// `Error NotAMember`).
+    LeaveRoom { room: RoomName },
+    /// 0x43: list the public rooms (and the user's own) whose name or
+    /// topic contains `filter`; answered by `RoomList` pages.
+    ListRooms { filter: RoomFilter },
 }
 
 pub(crate) mod tag {
@@ -116,6 +145,10 @@ pub(crate) mod tag {
     pub const PING: u8 = 0x20;
     pub const PONG: u8 = 0x21;
     pub const GOODBYE: u8 = 0x30;
+    pub const CREATE_ROOM: u8 = 0x40;
+    pub const JOIN_ROOM: u8 = 0x41;
+    pub const LEAVE_ROOM: u8 = 0x42;
+    pub const LIST_ROOMS: u8 = 0x43;
 }
 
 impl ClientMessage {
@@ -185,6 +218,7 @@ impl ClientMessage {
                 upload: Box::new(r.array()?),
             },
             tag::ROOM_MESSAGE => Self::RoomMessage {
+                room: RoomName::decode(&mut r)?,
                 text: MessageText::decode(&mut r)?,
             },
             tag::DIRECT_MESSAGE => Self::DirectMessage {
@@ -194,6 +228,7 @@ impl ClientMessage {
             tag::WHO_IS_ONLINE => Self::WhoIsOnline,
             tag::SEND_ROOM => Self::SendRoom {
                 client_id: r.u64()?,
+                room: RoomName::decode(&mut r)?,
                 text: MessageText::decode(&mut r)?,
             },
             tag::SEND_DIRECT => Self::SendDirect {
@@ -204,6 +239,20 @@ impl ClientMessage {
             tag::PING => Self::Ping { nonce: r.u64()? },
             tag::PONG => Self::Pong { nonce: r.u64()? },
             tag::GOODBYE => Self::Goodbye,
+            tag::CREATE_ROOM => Self::CreateRoom {
+                room: RoomName::decode(&mut r)?,
+                invite_only: r.bool("invite_only")?,
+                topic: Topic::decode(&mut r)?,
+            },
+            tag::JOIN_ROOM => Self::JoinRoom {
+                room: RoomName::decode(&mut r)?,
+            },
+            tag::LEAVE_ROOM => Self::LeaveRoom {
+                room: RoomName::decode(&mut r)?,
+            },
+            tag::LIST_ROOMS => Self::ListRooms {
+                filter: RoomFilter::decode(&mut r)?,
+            },
             unknown => return Err(MessageError::UnknownTag(unknown)),
         };
         r.finish()?;
@@ -230,6 +279,10 @@ impl ClientMessage {
             Self::Ping { .. } => tag::PING,
             Self::Pong { .. } => tag::PONG,
             Self::Goodbye => tag::GOODBYE,
+            Self::CreateRoom { .. } => tag::CREATE_ROOM,
+            Self::JoinRoom { .. } => tag::JOIN_ROOM,
+            Self::LeaveRoom { .. } => tag::LEAVE_ROOM,
+            Self::ListRooms { .. } => tag::LIST_ROOMS,
         }
     }
 
@@ -265,13 +318,21 @@ impl ClientMessage {
                 out.put(&finalization[..]);
                 out.put(&upload[..]);
             }
-            Self::RoomMessage { text } => text.encode(out),
+            Self::RoomMessage { room, text } => {
+                room.encode(out);
+                text.encode(out);
+            }
             Self::DirectMessage { to, text } => {
                 to.encode(out);
                 text.encode(out);
             }
-            Self::SendRoom { client_id, text } => {
+            Self::SendRoom {
+                client_id,
+                room,
+                text,
+            } => {
                 out.u64(*client_id);
+                room.encode(out);
                 text.encode(out);
             }
             Self::SendDirect {
@@ -285,6 +346,17 @@ impl ClientMessage {
             }
             Self::Ping { nonce } | Self::Pong { nonce } => out.u64(*nonce),
             Self::WhoIsOnline | Self::Goodbye => {}
+            Self::CreateRoom {
+                room,
+                invite_only,
+                topic,
+            } => {
+                room.encode(out);
+                out.bool(*invite_only);
+                topic.encode(out);
+            }
+            Self::JoinRoom { room } | Self::LeaveRoom { room } => room.encode(out),
+            Self::ListRooms { filter } => filter.encode(out),
         }
     }
 }

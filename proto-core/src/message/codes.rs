@@ -117,6 +117,39 @@ wire_enum! {
         /// `Register` (which carried the password), or a password change
         /// before the account's first OPAQUE login.
         Unsupported = 9,
+        /// A room that does not exist (or, invite-only, is not shown to
+        /// the asker).
+        NoSuchRoom = 10,
+        /// A room request that needs membership (sending, leaving) from
+        /// a user who is not a member.
+        NotAMember = 11,
+        /// `CreateRoom` with a name taken in any letter case.
+        RoomExists = 12,
+        /// The user's role does not allow the request, or the room is
+        /// invite-only.
+        Forbidden = 13,
+        /// A cap was reached: rooms per user, members per room, rooms on
+        /// the server.
+        LimitReached = 14,
+    }
+}
+
+wire_enum! {
+    /// A member's role in a room (u8).
+    RoomRole: u8, field = "room role" {
+        Member = 1,
+        /// Appointed by the owner.
+        Moderator = 2,
+        /// The creator.
+        Owner = 3,
+    }
+}
+
+wire_enum! {
+    /// Why the user is no longer in a room (u8).
+    RoomLeaveReason: u8, field = "room leave reason" {
+        /// The user left (from this or another of their devices).
+        Left = 1,
     }
 }
 
@@ -143,7 +176,10 @@ mod tests {
         assert_eq!(LeaveReason::from_wire(5), None);
         assert_eq!(GoodbyeReason::from_wire(7), None);
         assert_eq!(ErrorCode::from_wire(0), None);
-        assert_eq!(ErrorCode::from_wire(10), None);
+        assert_eq!(ErrorCode::from_wire(15), None);
+        assert_eq!(RoomRole::from_wire(0), None);
+        assert_eq!(RoomRole::from_wire(4), None);
+        assert_eq!(RoomLeaveReason::from_wire(2), None);
         assert_eq!(ErrorCode::from_wire(0x0101), None);
     }
 
@@ -156,6 +192,10 @@ mod tests {
         let bye: Vec<u8> = GoodbyeReason::ALL.iter().map(|v| v.to_wire()).collect();
         assert_eq!(bye, [1, 2, 3, 4, 5, 6]);
         let codes: Vec<u16> = ErrorCode::ALL.iter().map(|v| v.to_wire()).collect();
-        assert_eq!(codes, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(codes, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
+        let roles: Vec<u8> = RoomRole::ALL.iter().map(|v| v.to_wire()).collect();
+        assert_eq!(roles, [1, 2, 3]);
+        let gone: Vec<u8> = RoomLeaveReason::ALL.iter().map(|v| v.to_wire()).collect();
+        assert_eq!(gone, [1]);
     }
 }

@@ -28,6 +28,10 @@ fn text(s: &str) -> MessageText {
     MessageText::new(s).unwrap()
 }
 
+fn room(s: &str) -> RoomName {
+    RoomName::new(s).unwrap()
+}
+
 fn password(s: &str) -> Password {
     Password::new(s.to_owned()).unwrap()
 }
@@ -85,9 +89,10 @@ fn client_acknowledged_sends_have_the_published_layout() {
     assert_client_vector(
         ClientMessage::SendRoom {
             client_id: 0x0a0b_0c0d_0e0f_1011,
+            room: room("#rust"),
             text: text("yo"),
         },
-        "13 0a0b0c0d0e0f1011 0002 796f",
+        "13 0a0b0c0d0e0f1011 0005 2372757374 0002 796f",
     );
     assert_client_vector(
         ClientMessage::SendDirect {
@@ -135,8 +140,11 @@ fn client_resume_ping_and_fieldless_messages_have_the_published_layout() {
     );
     assert_client_vector(ClientMessage::Pong { nonce: 0 }, "21 0000000000000000");
     assert_client_vector(
-        ClientMessage::RoomMessage { text: text("yo") },
-        "10 0002 796f",
+        ClientMessage::RoomMessage {
+            room: room("#rust"),
+            text: text("yo"),
+        },
+        "10 0005 2372757374 0002 796f",
     );
     assert_client_vector(ClientMessage::WhoIsOnline, "12");
     assert_client_vector(ClientMessage::Goodbye, "30");
@@ -249,10 +257,11 @@ fn server_room_and_direct_messages_have_the_published_layout() {
         ServerMessage::RoomMessage {
             id: 1,
             timestamp_ms: 1_700_000_000_000,
+            room: room("#rust"),
             from: user("bob"),
             text: text("hi"),
         },
-        "10 0000000000000001 0000018bcfe56800 0003 626f62 0002 6869",
+        "10 0000000000000001 0000018bcfe56800 0005 2372757374 0003 626f62 0002 6869",
     );
     assert_server_vector(
         ServerMessage::DirectMessage {
@@ -263,6 +272,124 @@ fn server_room_and_direct_messages_have_the_published_layout() {
             text: text("hi"),
         },
         "11 0000000000000002 0000018bcfe56800 0003 626f62 0004 5a6fc3ab 0002 6869",
+    );
+}
+
+#[test]
+fn client_room_requests_have_the_published_layout() {
+    assert_client_vector(
+        ClientMessage::CreateRoom {
+            room: room("#rust"),
+            invite_only: true,
+            topic: Topic::new("crabs").unwrap(),
+        },
+        "40 0005 2372757374 01 0005 6372616273",
+    );
+    assert_client_vector(
+        ClientMessage::JoinRoom {
+            room: room("#rust"),
+        },
+        "41 0005 2372757374",
+    );
+    assert_client_vector(
+        ClientMessage::LeaveRoom {
+            room: room("#rust"),
+        },
+        "42 0005 2372757374",
+    );
+    assert_client_vector(
+        ClientMessage::ListRooms {
+            filter: RoomFilter::new("ru").unwrap(),
+        },
+        "43 0002 7275",
+    );
+}
+
+#[test]
+fn server_room_notices_have_the_published_layout() {
+    assert_server_vector(
+        ServerMessage::RoomJoined {
+            info: RoomInfo {
+                room: room("#rust"),
+                topic: Topic::new("crabs").unwrap(),
+                invite_only: false,
+                role: RoomRole::Owner,
+                members: 2,
+            },
+        },
+        "18 0005 2372757374 0005 6372616273 00 03 00000002",
+    );
+    assert_server_vector(
+        ServerMessage::RoomLeft {
+            room: room("#rust"),
+            reason: RoomLeaveReason::Left,
+        },
+        "19 0005 2372757374 01",
+    );
+    assert_server_vector(
+        ServerMessage::RoomList {
+            more: false,
+            rooms: RoomSummaries::new(vec![RoomSummary {
+                room: room("#rust"),
+                topic: Topic::empty(),
+                members: 7,
+            }])
+            .unwrap(),
+        },
+        "1a 00 0001 0005 2372757374 0000 00000007",
+    );
+    assert_server_vector(
+        ServerMessage::MemberJoined {
+            room: room("#rust"),
+            user: user("bob"),
+        },
+        "1b 0005 2372757374 0003 626f62",
+    );
+    assert_server_vector(
+        ServerMessage::MemberLeft {
+            room: room("#rust"),
+            user: user("bob"),
+            reason: RoomLeaveReason::Left,
+        },
+        "1c 0005 2372757374 0003 626f62 01",
+    );
+}
+
+#[test]
+fn max_size_room_list_fits_and_long_lists_are_paged() {
+    let widest = RoomSummary {
+        room: widest_room(),
+        topic: Topic::new(&"😀".repeat(MAX_TOPIC_BYTES / 4)).unwrap(),
+        members: u32::MAX,
+    };
+    let msg = ServerMessage::RoomList {
+        more: true,
+        rooms: RoomSummaries::new(vec![widest.clone(); MAX_ROOMS_PER_LIST]).unwrap(),
+    };
+    let bytes = msg.encode();
+    assert_eq!(bytes.len(), 64_904);
+    assert_eq!(ServerMessage::decode(&bytes).unwrap(), msg);
+    assert!(RoomSummaries::new(vec![widest.clone(); MAX_ROOMS_PER_LIST + 1]).is_err());
+    let pages = ServerMessage::room_list_pages(vec![widest; 250]);
+    let flags: Vec<bool> = pages
+        .iter()
+        .map(|p| match p {
+            ServerMessage::RoomList { more, .. } => *more,
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(flags, [true, true, false]);
+}
+
+#[test]
+fn a_room_name_without_its_hash_does_not_decode() {
+    assert_eq!(
+        ClientMessage::decode(&unhex("41 0004 72757374")).unwrap_err(),
+        MessageError::InvalidRoomName(UsernameError::ForbiddenChar { code_point: 0x72 })
+    );
+    assert_eq!(
+        ClientMessage::decode(&unhex("41 0001 23")).unwrap_err(),
+        MessageError::InvalidRoomName(UsernameError::Empty)
     );
 }
 
@@ -306,7 +433,9 @@ fn server_history_batch_has_the_published_layout() {
                 HistoryEntry {
                     id: 8,
                     timestamp_ms: 1001,
-                    conversation: Conversation::Room,
+                    conversation: Conversation::Room {
+                        room: room("#rust"),
+                    },
                     from: user("bob"),
                     text: text("hi"),
                 },
@@ -315,7 +444,7 @@ fn server_history_batch_has_the_published_layout() {
         },
         "15 01 0002 \
          0000000000000007 00000000000003e8 01 0003 626f62 0005 616c696365 0002 796f \
-         0000000000000008 00000000000003e9 00 0003 626f62 0002 6869",
+         0000000000000008 00000000000003e9 00 0005 2372757374 0003 626f62 0002 6869",
     );
 }
 
@@ -355,13 +484,13 @@ fn empty_input_is_truncated() {
 
 #[test]
 fn unknown_tags_are_rejected() {
-    for tag in [0x00, 0x0a, 0x15, 0x16, 0x22, 0x31, 0x40, 0xff] {
+    for tag in [0x00, 0x0a, 0x15, 0x16, 0x22, 0x31, 0x44, 0xff] {
         assert_eq!(
             ClientMessage::decode(&[tag]),
             Err(MessageError::UnknownTag(tag))
         );
     }
-    for tag in [0x00, 0x08, 0x18, 0x22, 0x31, 0x41, 0xff] {
+    for tag in [0x00, 0x08, 0x1d, 0x22, 0x31, 0x41, 0xff] {
         assert_eq!(
             ServerMessage::decode(&[tag]),
             Err(MessageError::UnknownTag(tag))
@@ -392,7 +521,7 @@ fn invalid_utf8_is_rejected_not_replaced() {
             Err(MessageError::InvalidUtf8 { field: "username" }),
             "{bad}"
         );
-        let body = format!("10 {len:04x} {bad}");
+        let body = format!("10 0002 2378 {len:04x} {bad}");
         assert_eq!(
             ClientMessage::decode(&unhex(&body)),
             Err(MessageError::InvalidUtf8 { field: "text" }),
@@ -416,7 +545,7 @@ fn over_limit_length_is_rejected_before_reading_the_bytes() {
         })
     );
     assert_eq!(
-        ClientMessage::decode(&unhex("10 1001")),
+        ClientMessage::decode(&unhex("10 0002 2378 1001")),
         Err(MessageError::TooLong {
             field: "text",
             max: MAX_TEXT_BYTES
@@ -437,7 +566,7 @@ fn over_limit_length_is_rejected_before_reading_the_bytes() {
         })
     );
     assert_eq!(
-        ClientMessage::decode(&unhex("10 ffff")),
+        ClientMessage::decode(&unhex("10 0002 2378 ffff")),
         Err(MessageError::TooLong {
             field: "text",
             max: MAX_TEXT_BYTES
@@ -448,7 +577,7 @@ fn over_limit_length_is_rejected_before_reading_the_bytes() {
 #[test]
 fn length_beyond_the_input_is_truncated() {
     assert_eq!(
-        ClientMessage::decode(&unhex("10 0005 6869")),
+        ClientMessage::decode(&unhex("10 0002 2378 0005 6869")),
         Err(MessageError::Truncated)
     );
 }
@@ -515,14 +644,16 @@ fn bool_other_than_zero_or_one_is_rejected() {
 
 #[test]
 fn unknown_enum_values_are_rejected() {
-    let cases: [(&str, &'static str, u16); 6] = [
+    let cases: [(&str, &'static str, u16); 8] = [
         ("02 00", "auth failure", 0),
         ("02 06", "auth failure", 6),
         ("13 0001 61 05", "leave reason", 5),
         ("30 00", "goodbye reason", 0),
-        ("40 000a 0000", "error code", 10),
+        ("40 000f 0000", "error code", 15),
+        ("18 0002 2378 0000 00 00 00000000", "room role", 0),
+        ("19 0002 2378 02", "room leave reason", 2),
         (
-            "15 00 0001 0000000000000001 0000000000000001 02 000000000000",
+            "15 00 0001 0000000000000001 0000000000000001 02 000000000000000000000000",
             "conversation",
             2,
         ),
@@ -554,14 +685,17 @@ fn invalid_fields_on_the_wire_are_rejected_like_in_constructors() {
         MessageError::InvalidUsername(UsernameError::ForbiddenChar { code_point: 0x202E })
     );
     assert_eq!(
-        e("10 0004 61e280ae"),
+        e("10 0002 2378 0004 61e280ae"),
         MessageError::InvalidText(TextError::ForbiddenChar { code_point: 0x202E })
     );
     assert_eq!(
-        e("10 0002 0a20"),
+        e("10 0002 2378 0002 0a20"),
         MessageError::InvalidText(TextError::Blank)
     );
-    assert_eq!(e("10 0000"), MessageError::InvalidText(TextError::Empty));
+    assert_eq!(
+        e("10 0002 2378 0000"),
+        MessageError::InvalidText(TextError::Empty)
+    );
     assert_eq!(
         e("02 0001 61 0003 610062"),
         MessageError::InvalidPassword(PasswordError::ContainsNul)
@@ -579,8 +713,12 @@ fn invalid_fields_on_the_wire_are_rejected_like_in_constructors() {
 #[test]
 fn client_messages_never_carry_a_sender() {
     // M5: the only username in any chat message is the recipient's.
-    let bytes = ClientMessage::RoomMessage { text: text("hi") }.encode();
-    assert_eq!(bytes, unhex("10 0002 6869"));
+    let bytes = ClientMessage::RoomMessage {
+        room: room("#x"),
+        text: text("hi"),
+    }
+    .encode();
+    assert_eq!(bytes, unhex("10 0002 2378 0002 6869"));
 }
 
 #[test]
@@ -603,12 +741,17 @@ fn widest_text() -> MessageText {
     text(&"😀".repeat(MAX_TEXT_BYTES / 4))
 }
 
+/// `#` and 32 four-byte characters: the longest room name.
+fn widest_room() -> RoomName {
+    room(&format!("#{}", "\u{20000}".repeat(MAX_USERNAME_CHARS)))
+}
+
 fn widest_history_entry() -> HistoryEntry {
     HistoryEntry {
         id: u64::MAX,
         timestamp_ms: u64::MAX,
-        conversation: Conversation::Direct {
-            peer: widest_username(),
+        conversation: Conversation::Room {
+            room: widest_room(),
         },
         from: widest_username(),
         text: widest_text(),
@@ -623,7 +766,7 @@ fn max_size_history_batch_fits() {
         entries: HistoryEntries::new(entries).unwrap(),
     };
     let bytes = msg.encode();
-    assert_eq!(bytes.len(), 61_254);
+    assert_eq!(bytes.len(), 61_268);
     assert_eq!(msg.encoded_len(), bytes.len());
     assert!(bytes.len() <= MAX_MESSAGE_BYTES);
     assert_eq!(ServerMessage::decode(&bytes).unwrap(), msg);
@@ -674,10 +817,21 @@ fn max_size_single_messages_fit() {
     ];
     let sizes: Vec<usize> = client.iter().map(|m| m.encode().len()).collect();
     assert_eq!(sizes, [1_157, 4_229, 4_237]);
-    let room = ClientMessage::RoomMessage {
+    let room_message = ClientMessage::RoomMessage {
+        room: widest_room(),
         text: widest_text(),
     };
-    assert_eq!(room.encode().len(), 4_099);
+    assert_eq!(room_message.encode().len(), 4_230);
+    let send_room = ClientMessage::SendRoom {
+        client_id: u64::MAX,
+        room: widest_room(),
+        text: widest_text(),
+    };
+    assert_eq!(
+        send_room.encode().len(),
+        4_238,
+        "the largest client message"
+    );
     let resume = ClientMessage::Resume {
         token: ResumeToken::from_bytes([0; 32]),
     };
@@ -691,6 +845,7 @@ fn max_size_single_messages_fit() {
         ServerMessage::RoomMessage {
             id: 0,
             timestamp_ms: 0,
+            room: widest_room(),
             from: widest_username(),
             text: widest_text(),
         },
@@ -703,7 +858,7 @@ fn max_size_single_messages_fit() {
         },
     ];
     let sizes: Vec<usize> = others.iter().map(|m| m.encode().len()).collect();
-    assert_eq!(sizes, [167, 4_245, 131, 132], "the spec's maxima");
+    assert_eq!(sizes, [167, 4_376, 131, 132], "the spec's maxima");
     let server = [
         ServerMessage::DirectMessage {
             id: u64::MAX,
@@ -783,6 +938,31 @@ fn username_strategy() -> impl Strategy<Value = Username> {
     ]
 }
 
+fn room_strategy() -> impl Strategy<Value = RoomName> {
+    username_strategy().prop_map(|name| room(&format!("#{}", name.as_str())))
+}
+
+fn topic_strategy() -> impl Strategy<Value = Topic> {
+    "[\\PC]{0,60}".prop_filter_map("valid topic", |s| Topic::new(&s).ok())
+}
+
+fn room_info_strategy() -> impl Strategy<Value = RoomInfo> {
+    (
+        room_strategy(),
+        topic_strategy(),
+        any::<bool>(),
+        select(RoomRole::ALL.to_vec()),
+        any::<u32>(),
+    )
+        .prop_map(|(room, topic, invite_only, role, members)| RoomInfo {
+            room,
+            topic,
+            invite_only,
+            role,
+            members,
+        })
+}
+
 fn text_strategy() -> impl Strategy<Value = MessageText> {
     let pool: Vec<&str> = vec![
         "a",
@@ -827,7 +1007,7 @@ fn token_strategy() -> impl Strategy<Value = ResumeToken> {
 
 fn history_entry_strategy() -> impl Strategy<Value = HistoryEntry> {
     let conversation = prop_oneof![
-        Just(Conversation::Room),
+        room_strategy().prop_map(|room| Conversation::Room { room }),
         username_strategy().prop_map(|peer| Conversation::Direct { peer }),
     ];
     (
@@ -887,11 +1067,29 @@ fn client_message_strategy() -> impl Strategy<Value = ClientMessage> {
                 upload: Box::new(v[64..].try_into().unwrap()),
             }
         }),
-        text_strategy().prop_map(|text| ClientMessage::RoomMessage { text }),
+        (room_strategy(), text_strategy())
+            .prop_map(|(room, text)| ClientMessage::RoomMessage { room, text }),
         (username_strategy(), text_strategy())
             .prop_map(|(to, text)| ClientMessage::DirectMessage { to, text }),
-        (any::<u64>(), text_strategy())
-            .prop_map(|(client_id, text)| ClientMessage::SendRoom { client_id, text }),
+        (any::<u64>(), room_strategy(), text_strategy()).prop_map(|(client_id, room, text)| {
+            ClientMessage::SendRoom {
+                client_id,
+                room,
+                text,
+            }
+        }),
+        (room_strategy(), any::<bool>(), topic_strategy()).prop_map(
+            |(room, invite_only, topic)| ClientMessage::CreateRoom {
+                room,
+                invite_only,
+                topic,
+            }
+        ),
+        room_strategy().prop_map(|room| ClientMessage::JoinRoom { room }),
+        room_strategy().prop_map(|room| ClientMessage::LeaveRoom { room }),
+        "[\\PC]{0,20}".prop_filter_map("valid filter", |s| RoomFilter::new(&s)
+            .ok()
+            .map(|filter| ClientMessage::ListRooms { filter })),
         (any::<u64>(), username_strategy(), text_strategy()).prop_map(|(client_id, to, text)| {
             ClientMessage::SendDirect {
                 client_id,
@@ -940,17 +1138,52 @@ fn server_message_strategy() -> impl Strategy<Value = ServerMessage> {
         (
             any::<u64>(),
             any::<u64>(),
+            room_strategy(),
             username_strategy(),
             text_strategy()
         )
-            .prop_map(
-                |(id, timestamp_ms, from, text)| ServerMessage::RoomMessage {
+            .prop_map(|(id, timestamp_ms, room, from, text)| {
+                ServerMessage::RoomMessage {
                     id,
                     timestamp_ms,
+                    room,
                     from,
                     text,
                 }
-            ),
+            }),
+        room_info_strategy().prop_map(|info| ServerMessage::RoomJoined { info }),
+        (room_strategy(), select(RoomLeaveReason::ALL.to_vec()))
+            .prop_map(|(room, reason)| ServerMessage::RoomLeft { room, reason }),
+        (
+            any::<bool>(),
+            proptest::collection::vec((room_strategy(), topic_strategy(), any::<u32>()), 0..8)
+        )
+            .prop_map(|(more, rooms)| ServerMessage::RoomList {
+                more,
+                rooms: RoomSummaries::new(
+                    rooms
+                        .into_iter()
+                        .map(|(room, topic, members)| RoomSummary {
+                            room,
+                            topic,
+                            members
+                        })
+                        .collect()
+                )
+                .unwrap(),
+            }),
+        (room_strategy(), username_strategy())
+            .prop_map(|(room, user)| ServerMessage::MemberJoined { room, user }),
+        (
+            room_strategy(),
+            username_strategy(),
+            select(RoomLeaveReason::ALL.to_vec())
+        )
+            .prop_map(|(room, user, reason)| ServerMessage::MemberLeft {
+                room,
+                user,
+                reason
+            }),
         (
             any::<u64>(),
             any::<u64>(),
@@ -1134,21 +1367,21 @@ fn when_several_rules_are_broken_the_published_order_decides_the_error() {
     // The length prefix is checked before the bytes are read or decoded:
     // 4 097 bytes announced and not even present.
     assert_eq!(
-        client("10 1001 ff"),
+        client("10 0002 2378 1001 ff"),
         MessageError::TooLong {
             field: "text",
             max: MAX_TEXT_BYTES
         }
     );
     // Then the bytes must be there, then be UTF-8, before any text rule.
-    assert_eq!(client("10 0003 0909"), MessageError::Truncated);
+    assert_eq!(client("10 0002 2378 0003 0909"), MessageError::Truncated);
     assert_eq!(
-        client("10 0002 09ff"),
+        client("10 0002 2378 0002 09ff"),
         MessageError::InvalidUtf8 { field: "text" }
     );
     // MessageText: a forbidden character wins over blank (TAB is both).
     assert_eq!(
-        client("10 0002 0920"),
+        client("10 0002 2378 0002 0920"),
         MessageError::InvalidText(TextError::ForbiddenChar { code_point: 0x09 })
     );
     // ... and the first forbidden character in the text is the one named.

@@ -36,6 +36,9 @@ pub enum MessageError {
     /// A username broke the username rules.
     #[error("invalid username: {0}")]
     InvalidUsername(UsernameError),
+    /// A room name broke the room-name rules (`#` + a username).
+    #[error("invalid room name: {0}")]
+    InvalidRoomName(UsernameError),
     /// A password broke the password rules.
     #[error("invalid password: {0}")]
     InvalidPassword(PasswordError),

@@ -21,6 +21,7 @@ mod codes;
 mod error;
 mod password;
 mod resume_token;
+mod room;
 mod server_message;
 mod text;
 mod username;
@@ -30,13 +31,17 @@ mod encoding_tests;
 
 pub use bounded_list::BoundedList;
 pub use client_message::ClientMessage;
-pub use codes::{AuthFailure, ErrorCode, GoodbyeReason, LeaveReason};
+pub use codes::{AuthFailure, ErrorCode, GoodbyeReason, LeaveReason, RoomLeaveReason, RoomRole};
 pub use error::{MessageError, PasswordError, TextError, UsernameError};
 pub use password::{Password, MAX_PASSWORD_BYTES};
 pub use resume_token::ResumeToken;
+pub use room::{
+    RoomFilter, RoomInfo, RoomName, RoomSummary, Topic, GENERAL_ROOM, MAX_ROOM_FILTER_BYTES,
+    MAX_ROOM_NAME_BYTES, MAX_TOPIC_BYTES,
+};
 pub use server_message::{
-    Conversation, HistoryEntries, HistoryEntry, ServerMessage, UserList,
-    MAX_HISTORY_ENTRIES_PER_BATCH, MAX_ONLINE_USERS_PER_MESSAGE,
+    Conversation, HistoryEntries, HistoryEntry, RoomSummaries, ServerMessage, UserList,
+    MAX_HISTORY_ENTRIES_PER_BATCH, MAX_ONLINE_USERS_PER_MESSAGE, MAX_ROOMS_PER_LIST,
 };
 pub use text::{
     escape_for_display, ErrorDetail, MessageText, MAX_ERROR_DETAIL_BYTES, MAX_TEXT_BYTES,

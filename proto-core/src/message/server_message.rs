@@ -1,11 +1,16 @@
 //! Messages from server to client, and the size arithmetic that bounds them.
 
 use crate::message::codec::{ByteCounter, Reader, Sink, U16_BYTES, U64_BYTES};
+use crate::message::room::{
+    MAX_ROOM_NAME_WIRE_BYTES, MAX_ROOM_SUMMARY_BYTES, MIN_ROOM_NAME_WIRE_BYTES,
+    MIN_ROOM_SUMMARY_BYTES,
+};
 use crate::message::text::{MAX_TEXT_WIRE_BYTES, MIN_TEXT_WIRE_BYTES};
 use crate::message::username::{MAX_USERNAME_WIRE_BYTES, MIN_USERNAME_WIRE_BYTES};
 use crate::message::{
     AuthFailure, BoundedList, ErrorCode, ErrorDetail, GoodbyeReason, LeaveReason, MessageError,
-    MessageText, ResumeToken, Username, MAX_MESSAGE_BYTES,
+    MessageText, ResumeToken, RoomInfo, RoomLeaveReason, RoomName, RoomSummary, Username,
+    MAX_MESSAGE_BYTES,
 };
 use crate::opaque::{CREDENTIAL_RESPONSE_LEN, REGISTRATION_RESPONSE_LEN};
 
@@ -20,6 +25,13 @@ pub const MAX_ONLINE_USERS_PER_MESSAGE: usize = 499;
 /// simply sent as more batches.)
 pub const MAX_HISTORY_ENTRIES_PER_BATCH: usize = 14;
 
+/// Most rooms in one `RoomList`: the largest count whose worst case fits
+/// [`MAX_MESSAGE_BYTES`]: 1 + 1 + 2 + 100 × 649 = 64 904; 101 would be
+/// 65 553.
+pub const MAX_ROOMS_PER_LIST: usize = 100;
+
+/// The rooms of one `RoomList` message.
+pub type RoomSummaries = BoundedList<RoomSummary, MAX_ROOMS_PER_LIST>;
 /// The usernames of one `OnlineUsers` message.
 pub type UserList = BoundedList<Username, MAX_ONLINE_USERS_PER_MESSAGE>;
 /// The entries of one `HistoryBatch` message.
@@ -27,15 +39,23 @@ pub type HistoryEntries = BoundedList<HistoryEntry, MAX_HISTORY_ENTRIES_PER_BATC
 
 /// tag + more + count.
 const LIST_HEADER_BYTES: usize = 1 + 1 + U16_BYTES;
-/// Largest `HistoryEntry`: id, timestamp, conversation tag + peer, from, text.
+/// Largest `HistoryEntry`: id, timestamp, conversation tag + room (a room
+/// name is one byte longer than a peer's name), from, text.
 pub(crate) const MAX_HISTORY_ENTRY_BYTES: usize = U64_BYTES
     + U64_BYTES
     + 1
-    + MAX_USERNAME_WIRE_BYTES
+    + MAX_ROOM_NAME_WIRE_BYTES
     + MAX_USERNAME_WIRE_BYTES
     + MAX_TEXT_WIRE_BYTES;
-const MIN_HISTORY_ENTRY_BYTES: usize =
-    U64_BYTES + U64_BYTES + 1 + MIN_USERNAME_WIRE_BYTES + MIN_TEXT_WIRE_BYTES;
+const MIN_HISTORY_ENTRY_BYTES: usize = U64_BYTES
+    + U64_BYTES
+    + 1
+    + MIN_USERNAME_WIRE_BYTES
+    + MIN_USERNAME_WIRE_BYTES
+    + MIN_TEXT_WIRE_BYTES;
+/// Largest possible `RoomList` encoding.
+pub(crate) const MAX_ROOM_LIST_BYTES: usize =
+    LIST_HEADER_BYTES + MAX_ROOMS_PER_LIST * MAX_ROOM_SUMMARY_BYTES;
 /// Largest possible `OnlineUsers` encoding.
 pub(crate) const MAX_ONLINE_USERS_BYTES: usize =
     LIST_HEADER_BYTES + MAX_ONLINE_USERS_PER_MESSAGE * MAX_USERNAME_WIRE_BYTES;
@@ -54,13 +74,19 @@ const _: () = assert!(
     LIST_HEADER_BYTES + (MAX_HISTORY_ENTRIES_PER_BATCH + 1) * MAX_HISTORY_ENTRY_BYTES
         > MAX_MESSAGE_BYTES
 );
-const _: () = assert!(MAX_HISTORY_ENTRY_BYTES == 4375);
+const _: () = assert!(MAX_HISTORY_ENTRY_BYTES == 4376);
+const _: () = assert!(MAX_ROOM_LIST_BYTES <= MAX_MESSAGE_BYTES);
+const _: () = assert!(
+    LIST_HEADER_BYTES + (MAX_ROOMS_PER_LIST + 1) * MAX_ROOM_SUMMARY_BYTES > MAX_MESSAGE_BYTES
+);
+const _: () = assert!(MAX_ROOM_SUMMARY_BYTES == 649);
+const _: () = assert!(MIN_ROOM_NAME_WIRE_BYTES > MIN_USERNAME_WIRE_BYTES);
 
 /// Which conversation a history entry belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Conversation {
-    /// 0x00: the room.
-    Room,
+    /// 0x00 + room name: a room.
+    Room { room: RoomName },
     /// 0x01 + username: a direct conversation with `peer`, the other
     /// participant as seen by the receiving client (the recipient when
     /// `from` is the client itself, otherwise `from`).
@@ -70,7 +96,9 @@ pub enum Conversation {
 impl Conversation {
     fn decode(r: &mut Reader<'_>) -> Result<Self, MessageError> {
         match r.u8()? {
-            0x00 => Ok(Self::Room),
+            0x00 => Ok(Self::Room {
+                room: RoomName::decode(r)?,
+            }),
             0x01 => Ok(Self::Direct {
                 peer: Username::decode(r)?,
             }),
@@ -83,7 +111,10 @@ impl Conversation {
 
     fn encode(&self, out: &mut impl Sink) {
         match self {
-            Self::Room => out.u8(0x00),
+            Self::Room { room } => {
+                out.u8(0x00);
+                room.encode(out);
+            }
             Self::Direct { peer } => {
                 out.u8(0x01);
                 peer.encode(out);
@@ -161,10 +192,12 @@ pub enum ServerMessage {
         resume_token: ResumeToken,
         token_lifetime_secs: u32,
     },
-    /// 0x10: a room message (`from` is set by the server from the session).
+    /// 0x10: a message in a room the user is in (`from` is set by the
+    /// server from the session).
     RoomMessage {
         id: u64,
         timestamp_ms: u64,
+        room: RoomName,
         from: Username,
         text: MessageText,
     },
@@ -203,6 +236,25 @@ pub enum ServerMessage {
         code: ErrorCode,
         detail: ErrorDetail,
     },
+    /// 0x18: the user is in this room: after `AuthOk` once per room, and
+    /// to every device of the user when it creates or joins one.
+    RoomJoined { info: RoomInfo },
+    /// 0x19: the user is no longer in `room` (to every device of the user).
+    RoomLeft {
+        room: RoomName,
+        reason: RoomLeaveReason,
+    },
+    /// 0x1A: one page of the answer to `ListRooms`, sorted by name; the
+    /// last has `more == false`.
+    RoomList { more: bool, rooms: RoomSummaries },
+    /// 0x1B: `user` joined `room` (to the room's other members online).
+    MemberJoined { room: RoomName, user: Username },
+    /// 0x1C: `user` is no longer a member of `room`.
+    MemberLeft {
+        room: RoomName,
+        user: Username,
+        reason: RoomLeaveReason,
+    },
     /// 0x20: the client answers `Pong` with the same nonce.
     Ping { nonce: u64 },
     /// 0x21: the answer to a client `Ping`.
@@ -233,6 +285,11 @@ pub(crate) mod tag {
     pub const HISTORY_BATCH: u8 = 0x15;
     pub const STORED: u8 = 0x16;
     pub const SEND_FAILED: u8 = 0x17;
+    pub const ROOM_JOINED: u8 = 0x18;
+    pub const ROOM_LEFT: u8 = 0x19;
+    pub const ROOM_LIST: u8 = 0x1A;
+    pub const MEMBER_JOINED: u8 = 0x1B;
+    pub const MEMBER_LEFT: u8 = 0x1C;
     pub const PING: u8 = 0x20;
     pub const PONG: u8 = 0x21;
     pub const GOODBYE: u8 = 0x30;
@@ -297,6 +354,7 @@ impl ServerMessage {
             tag::ROOM_MESSAGE => Self::RoomMessage {
                 id: r.u64()?,
                 timestamp_ms: r.u64()?,
+                room: RoomName::decode(&mut r)?,
                 from: Username::decode(&mut r)?,
                 text: MessageText::decode(&mut r)?,
             },
@@ -356,6 +414,34 @@ impl ServerMessage {
                 code: ErrorCode::decode(&mut r)?,
                 detail: ErrorDetail::decode(&mut r)?,
             },
+            tag::ROOM_JOINED => Self::RoomJoined {
+                info: RoomInfo::decode(&mut r)?,
+            },
+            tag::ROOM_LEFT => Self::RoomLeft {
+                room: RoomName::decode(&mut r)?,
+                reason: RoomLeaveReason::decode(&mut r)?,
+            },
+            tag::ROOM_LIST => {
+                let more = r.bool("more")?;
+                let count = r.count("rooms", MAX_ROOMS_PER_LIST, MIN_ROOM_SUMMARY_BYTES)?;
+                let mut rooms = Vec::with_capacity(count);
+                for _ in 0..count {
+                    rooms.push(RoomSummary::decode(&mut r)?);
+                }
+                Self::RoomList {
+                    more,
+                    rooms: BoundedList::from_checked(rooms),
+                }
+            }
+            tag::MEMBER_JOINED => Self::MemberJoined {
+                room: RoomName::decode(&mut r)?,
+                user: Username::decode(&mut r)?,
+            },
+            tag::MEMBER_LEFT => Self::MemberLeft {
+                room: RoomName::decode(&mut r)?,
+                user: Username::decode(&mut r)?,
+                reason: RoomLeaveReason::decode(&mut r)?,
+            },
             tag::PING => Self::Ping { nonce: r.u64()? },
             tag::PONG => Self::Pong { nonce: r.u64()? },
             tag::GOODBYE => Self::Goodbye {
@@ -401,6 +487,21 @@ impl ServerMessage {
             .collect()
     }
 
+    /// `RoomList` pages for any number of rooms: every page but the last
+    /// has `more == true`; at least one page.
+    pub fn room_list_pages(rooms: Vec<RoomSummary>) -> Vec<ServerMessage> {
+        let pages = RoomSummaries::paginate(rooms);
+        let last = pages.len().saturating_sub(1);
+        pages
+            .into_iter()
+            .enumerate()
+            .map(|(i, rooms)| Self::RoomList {
+                more: i < last,
+                rooms,
+            })
+            .collect()
+    }
+
     /// The tag byte that starts this message's encoding.
     pub fn tag(&self) -> u8 {
         match self {
@@ -419,6 +520,11 @@ impl ServerMessage {
             Self::HistoryBatch { .. } => tag::HISTORY_BATCH,
             Self::Stored { .. } => tag::STORED,
             Self::SendFailed { .. } => tag::SEND_FAILED,
+            Self::RoomJoined { .. } => tag::ROOM_JOINED,
+            Self::RoomLeft { .. } => tag::ROOM_LEFT,
+            Self::RoomList { .. } => tag::ROOM_LIST,
+            Self::MemberJoined { .. } => tag::MEMBER_JOINED,
+            Self::MemberLeft { .. } => tag::MEMBER_LEFT,
             Self::Ping { .. } => tag::PING,
             Self::Pong { .. } => tag::PONG,
             Self::Goodbye { .. } => tag::GOODBYE,
@@ -459,11 +565,13 @@ impl ServerMessage {
             Self::RoomMessage {
                 id,
                 timestamp_ms,
+                room,
                 from,
                 text,
             } => {
                 out.u64(*id);
                 out.u64(*timestamp_ms);
+                room.encode(out);
                 from.encode(out);
                 text.encode(out);
             }
@@ -516,6 +624,27 @@ impl ServerMessage {
                 out.u64(*client_id);
                 code.encode(out);
                 detail.encode(out);
+            }
+            Self::RoomJoined { info } => info.encode(out),
+            Self::RoomLeft { room, reason } => {
+                room.encode(out);
+                reason.encode(out);
+            }
+            Self::RoomList { more, rooms } => {
+                out.bool(*more);
+                out.len16(rooms.len());
+                for room in rooms {
+                    room.encode(out);
+                }
+            }
+            Self::MemberJoined { room, user } => {
+                room.encode(out);
+                user.encode(out);
+            }
+            Self::MemberLeft { room, user, reason } => {
+                room.encode(out);
+                user.encode(out);
+                reason.encode(out);
             }
             Self::Ping { nonce } | Self::Pong { nonce } => out.u64(*nonce),
             Self::Goodbye { reason } => reason.encode(out),

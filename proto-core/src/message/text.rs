@@ -94,7 +94,7 @@ impl ErrorDetail {
     }
 }
 
-fn check_chars(s: &str, max: usize) -> Result<(), TextError> {
+pub(crate) fn check_chars(s: &str, max: usize) -> Result<(), TextError> {
     if s.len() > max {
         return Err(TextError::TooLong { max });
     }

@@ -34,7 +34,7 @@ use std::time::Instant;
 use proto_core::liveness::{Liveness, LivenessAction, SilenceLimits};
 use proto_core::message::{
     ClientMessage, ErrorCode, ErrorDetail, GoodbyeReason, LeaveReason, MessageText, Password,
-    ResumeToken, ServerMessage, Username,
+    ResumeToken, RoomFilter, RoomName, ServerMessage, Username,
 };
 use proto_core::opaque::{
     CREDENTIAL_FINALIZATION_LEN, CREDENTIAL_REQUEST_LEN, REGISTRATION_REQUEST_LEN,
@@ -46,6 +46,7 @@ use crate::config::ServerLimits;
 use crate::history::{Destination, NewMessage, Stored};
 use crate::hub::Kick;
 use crate::rate_limit::TokenBucket;
+use crate::rooms::{self, RoomError, RoomId, RoomRequest};
 
 /// Refused messages in a row before a flooding client is cut off.
 const MAX_VIOLATIONS_IN_A_ROW: u32 = 100;
@@ -54,16 +55,30 @@ const MAX_VIOLATIONS_IN_A_ROW: u32 = 100;
 const AUTH_ATTEMPTS_PER_SECOND: u32 = 1;
 const AUTH_ATTEMPT_BURST: u32 = 5;
 
-/// Who can receive a direct message: the registered display name of a
-/// canonical account name (the accounts service in the server, a map in
-/// tests).
+/// Who can receive a message: the registered display name of a canonical
+/// account name (the accounts service in the server, a map in tests), and
+/// the rooms a user may post to.
 pub trait Directory {
     fn display_name(&self, canonical: &str) -> Option<Username>;
+    /// The room `room` (its id and its name as created) if `canonical` is a
+    /// member (the rooms service in the server, a map in tests).
+    fn member_room(
+        &self,
+        canonical: &str,
+        room: &RoomName,
+    ) -> Result<(RoomId, RoomName), RoomError>;
 }
 
 impl<T: Directory + ?Sized> Directory for Arc<T> {
     fn display_name(&self, canonical: &str) -> Option<Username> {
         (**self).display_name(canonical)
+    }
+    fn member_room(
+        &self,
+        canonical: &str,
+        room: &RoomName,
+    ) -> Result<(RoomId, RoomName), RoomError> {
+        (**self).member_room(canonical, room)
     }
 }
 
@@ -167,8 +182,16 @@ pub enum Action {
         message: NewMessage,
         posting: Posting,
     },
-    /// Deliver to everyone online but this session's user.
-    Broadcast(ServerMessage),
+    /// Deliver to the room's online members but this session.
+    BroadcastRoom {
+        room: RoomId,
+        message: ServerMessage,
+    },
+    /// Create, join or leave a room for this session's user: the driver
+    /// performs it and tells whom the [`rooms::Outcome`] says.
+    Room(RoomRequest),
+    /// Answer `ListRooms` (from the rooms service).
+    ListRooms(RoomFilter),
     /// Deliver to one user (canonical name).
     Deliver { to: String, message: ServerMessage },
     /// End the session; nothing follows.
@@ -279,6 +302,8 @@ struct Me {
 pub struct Posting {
     client_id: Option<u64>,
     text: MessageText,
+    /// The room of a room message (id and the name as created).
+    room: Option<(RoomId, RoomName)>,
     /// Canonical and display name of a direct message's recipient.
     recipient: Option<(String, Username)>,
 }
@@ -305,6 +330,12 @@ enum Phase {
     Ended,
 }
 
+/// Where a chat message goes.
+enum Target {
+    Room(RoomName),
+    Direct(Username),
+}
+
 /// A token taken, refused, or refused once too often.
 enum Admission {
     Admitted,
@@ -320,8 +351,10 @@ pub struct SessionPolicy<D> {
     phase: Phase,
     /// Login-phase requests, apart so logging in costs no chat budget.
     auth_bucket: TokenBucket,
-    /// Chat messages (room, direct, who-is-online).
+    /// Chat messages (room, direct, who-is-online, room lists).
     chat_bucket: TokenBucket,
+    /// Creating, joining and leaving rooms: each one notifies a room.
+    room_bucket: TokenBucket,
     /// Refusals in a row, both buckets together.
     violations: u32,
     actions: VecDeque<Action>,
@@ -343,6 +376,11 @@ impl<D: Directory> SessionPolicy<D> {
             },
             auth_bucket: TokenBucket::new(AUTH_ATTEMPTS_PER_SECOND, AUTH_ATTEMPT_BURST, now),
             chat_bucket: TokenBucket::new(limits.messages_per_second, limits.message_burst, now),
+            room_bucket: TokenBucket::new(
+                limits.room_requests_per_second,
+                limits.room_request_burst,
+                now,
+            ),
             violations: 0,
             actions: VecDeque::new(),
         }
@@ -456,13 +494,41 @@ impl<D: Directory> SessionPolicy<D> {
         } else {
             &mut self.chat_bucket
         };
+        Self::admit_from(
+            bucket,
+            &mut self.violations,
+            now,
+            &mut self.phase,
+            &mut self.actions,
+        )
+    }
+
+    /// Takes a token from the room bucket (see [`admit`](Self::admit)).
+    fn admit_room_request(&mut self, now: Instant) -> Admission {
+        Self::admit_from(
+            &mut self.room_bucket,
+            &mut self.violations,
+            now,
+            &mut self.phase,
+            &mut self.actions,
+        )
+    }
+
+    fn admit_from(
+        bucket: &mut TokenBucket,
+        violations: &mut u32,
+        now: Instant,
+        phase: &mut Phase,
+        actions: &mut VecDeque<Action>,
+    ) -> Admission {
         if bucket.try_take(now) {
-            self.violations = 0;
+            *violations = 0;
             return Admission::Admitted;
         }
-        self.violations += 1;
-        if self.violations >= MAX_VIOLATIONS_IN_A_ROW {
-            self.close(End::Violation);
+        *violations += 1;
+        if *violations >= MAX_VIOLATIONS_IN_A_ROW {
+            *phase = Phase::Ended;
+            actions.push_back(Action::Close(End::Violation));
             return Admission::Flood;
         }
         Admission::Refused
@@ -517,6 +583,10 @@ impl<D: Directory> SessionPolicy<D> {
             | ClientMessage::SendRoom { .. }
             | ClientMessage::SendDirect { .. }
             | ClientMessage::WhoIsOnline
+            | ClientMessage::CreateRoom { .. }
+            | ClientMessage::JoinRoom { .. }
+            | ClientMessage::LeaveRoom { .. }
+            | ClientMessage::ListRooms { .. }
             | ClientMessage::ChangePasswordStart { .. }
             | ClientMessage::ChangePasswordFinish { .. } => {
                 // Answered while tokens last, then ignored: a flood gets
@@ -607,16 +677,47 @@ impl<D: Directory> SessionPolicy<D> {
 
     fn chat_message(&mut self, msg: ClientMessage, now: Instant) {
         match msg {
-            ClientMessage::RoomMessage { text } => self.post(None, text, None, now),
-            ClientMessage::SendRoom { client_id, text } => {
-                self.post(None, text, Some(client_id), now);
+            ClientMessage::RoomMessage { room, text } => {
+                self.post(Target::Room(room), text, None, now);
             }
-            ClientMessage::DirectMessage { to, text } => self.post(Some(to), text, None, now),
+            ClientMessage::SendRoom {
+                client_id,
+                room,
+                text,
+            } => self.post(Target::Room(room), text, Some(client_id), now),
+            ClientMessage::DirectMessage { to, text } => {
+                self.post(Target::Direct(to), text, None, now);
+            }
             ClientMessage::SendDirect {
                 client_id,
                 to,
                 text,
-            } => self.post(Some(to), text, Some(client_id), now),
+            } => self.post(Target::Direct(to), text, Some(client_id), now),
+            ClientMessage::CreateRoom {
+                room,
+                invite_only,
+                topic,
+            } => self.room_request(
+                RoomRequest::Create {
+                    room,
+                    invite_only,
+                    topic,
+                },
+                now,
+            ),
+            ClientMessage::JoinRoom { room } => {
+                self.room_request(RoomRequest::Join { room }, now);
+            }
+            ClientMessage::LeaveRoom { room } => {
+                self.room_request(RoomRequest::Leave { room }, now);
+            }
+            ClientMessage::ListRooms { filter } => match self.admit(false, now) {
+                Admission::Admitted => self.actions.push_back(Action::ListRooms(filter)),
+                Admission::Refused => {
+                    self.refuse(None, ErrorCode::RateLimited, "too many requests; slow down");
+                }
+                Admission::Flood => {}
+            },
             ClientMessage::WhoIsOnline => match self.admit(false, now) {
                 Admission::Admitted => self.actions.push_back(Action::SendOnlineUsers),
                 Admission::Refused => {
@@ -675,17 +776,25 @@ impl<D: Directory> SessionPolicy<D> {
         }
     }
 
-    /// A room message (`to` = None) or a direct message: stored, then
-    /// delivered, then acknowledged with `Stored` when the client sent a
-    /// `client_id`. A refusal is `SendFailed` (or `Error` for the version-1
-    /// messages without an id) and nobody receives the message.
-    fn post(
-        &mut self,
-        to: Option<Username>,
-        text: MessageText,
-        client_id: Option<u64>,
-        now: Instant,
-    ) {
+    /// Creating, joining or leaving a room: rate limited apart from chat,
+    /// so a client cannot make a storm of join and leave notices (R4).
+    fn room_request(&mut self, request: RoomRequest, now: Instant) {
+        match self.admit_room_request(now) {
+            Admission::Admitted => self.actions.push_back(Action::Room(request)),
+            Admission::Refused => self.refuse(
+                None,
+                ErrorCode::RateLimited,
+                "too many room requests; slow down",
+            ),
+            Admission::Flood => {}
+        }
+    }
+
+    /// A room message or a direct message: stored, then delivered, then
+    /// acknowledged with `Stored` when the client sent a `client_id`. A
+    /// refusal is `SendFailed` (or `Error` for the messages without an id)
+    /// and nobody receives the message.
+    fn post(&mut self, to: Target, text: MessageText, client_id: Option<u64>, now: Instant) {
         match self.admit(false, now) {
             Admission::Admitted => {}
             Admission::Refused => {
@@ -700,9 +809,16 @@ impl<D: Directory> SessionPolicy<D> {
         let Phase::Chatting { me, .. } = &self.phase else {
             return;
         };
-        let (destination, recipient) = match to {
-            None => (Destination::Room, None),
-            Some(to) => {
+        let (destination, recipient, room) = match to {
+            Target::Room(room) => match self.directory.member_room(&me.canonical, &room) {
+                // The room's name as created, whatever case the sender typed.
+                Ok((id, name)) => (Destination::Room { id }, None, Some((id, name))),
+                Err(e) => {
+                    let detail = e.to_string();
+                    return self.refuse(client_id, rooms::error_code(e), &detail);
+                }
+            },
+            Target::Direct(to) => {
                 let to_canonical = to.canonical();
                 if to_canonical == me.canonical {
                     return self.refuse(
@@ -718,7 +834,7 @@ impl<D: Directory> SessionPolicy<D> {
                     a: me.canonical.clone(),
                     b: to_canonical.clone(),
                 };
-                (destination, Some((to_canonical, to_display)))
+                (destination, Some((to_canonical, to_display)), None)
             }
         };
         let message = NewMessage {
@@ -733,6 +849,7 @@ impl<D: Directory> SessionPolicy<D> {
             posting: Posting {
                 client_id,
                 text,
+                room,
                 recipient,
             },
         });
@@ -746,6 +863,7 @@ impl<D: Directory> SessionPolicy<D> {
         let Posting {
             client_id,
             text,
+            room,
             recipient,
         } = posting;
         let Some(stored) = stored else {
@@ -756,14 +874,18 @@ impl<D: Directory> SessionPolicy<D> {
             );
         };
         if stored.is_new {
-            let delivery = match recipient {
-                None => Action::Broadcast(ServerMessage::RoomMessage {
-                    id: stored.id,
-                    timestamp_ms: stored.timestamp_ms,
-                    from: me.username.clone(),
-                    text,
-                }),
-                Some((to_canonical, to_display)) => Action::Deliver {
+            let delivery = match (recipient, room) {
+                (_, Some((room_id, room))) => Action::BroadcastRoom {
+                    room: room_id,
+                    message: ServerMessage::RoomMessage {
+                        id: stored.id,
+                        timestamp_ms: stored.timestamp_ms,
+                        room,
+                        from: me.username.clone(),
+                        text,
+                    },
+                },
+                (Some((to_canonical, to_display)), None) => Action::Deliver {
                     to: to_canonical,
                     message: ServerMessage::DirectMessage {
                         id: stored.id,
@@ -773,6 +895,7 @@ impl<D: Directory> SessionPolicy<D> {
                         text,
                     },
                 },
+                (None, None) => return,
             };
             self.actions.push_back(delivery);
         }
@@ -834,6 +957,19 @@ mod tests {
         fn display_name(&self, canonical: &str) -> Option<Username> {
             self.0.get(canonical).cloned()
         }
+        /// Everyone is in `#general` (id 1); `#public` (id 2) exists and
+        /// nobody is in it; no other room exists.
+        fn member_room(&self, _: &str, room: &RoomName) -> Result<(RoomId, RoomName), RoomError> {
+            match room.canonical().as_str() {
+                "#general" => Ok((1, general())),
+                "#public" => Err(RoomError::NotAMember),
+                _ => Err(RoomError::NoSuchRoom),
+            }
+        }
+    }
+
+    fn general() -> RoomName {
+        RoomName::general()
     }
 
     fn name(s: &str) -> Username {
@@ -870,6 +1006,7 @@ mod tests {
     fn send_room(client_id: u64) -> Event {
         Event::Client(ClientMessage::SendRoom {
             client_id,
+            room: general(),
             text: text("hello"),
         })
     }
@@ -1121,7 +1258,10 @@ mod tests {
         let mut answered = 0;
         for _ in 0..8 {
             p.handle(
-                Event::Client(ClientMessage::RoomMessage { text: text("hi") }),
+                Event::Client(ClientMessage::RoomMessage {
+                    room: general(),
+                    text: text("hi"),
+                }),
                 start,
             );
             for a in drain(&mut p) {
@@ -1247,7 +1387,10 @@ mod tests {
                         assert!(matches!(
                             drain(&mut p)[..],
                             [
-                                Action::Broadcast(ServerMessage::RoomMessage { .. }),
+                                Action::BroadcastRoom {
+                                    room: 1,
+                                    message: ServerMessage::RoomMessage { .. }
+                                },
                                 Action::Send(ServerMessage::Stored { client_id, .. })
                             ] if client_id == id
                         ));
@@ -1279,16 +1422,22 @@ mod tests {
         let mut p = chatting(start);
         for _ in 0..RATE {
             p.handle(
-                Event::Client(ClientMessage::RoomMessage { text: text("hi") }),
+                Event::Client(ClientMessage::RoomMessage {
+                    room: general(),
+                    text: text("hi"),
+                }),
                 start,
             );
             let store = only_store(&mut p);
             p.handle(stored(store, 1, true), start);
             // Stored, delivered, and no acknowledgement: it had no id.
-            assert!(matches!(drain(&mut p)[..], [Action::Broadcast(_)]));
+            assert!(matches!(drain(&mut p)[..], [Action::BroadcastRoom { .. }]));
         }
         p.handle(
-            Event::Client(ClientMessage::RoomMessage { text: text("hi") }),
+            Event::Client(ClientMessage::RoomMessage {
+                room: general(),
+                text: text("hi"),
+            }),
             start,
         );
         assert!(is_error(&drain(&mut p)[0], ErrorCode::RateLimited));
@@ -1297,6 +1446,64 @@ mod tests {
             is_error(&drain(&mut p)[0], ErrorCode::RateLimited),
             "who-is-online shares the chat bucket"
         );
+    }
+
+    #[test]
+    fn a_message_to_a_room_the_sender_is_not_in_is_refused_and_not_stored() {
+        let start = Instant::now();
+        let mut p = chatting(start);
+        for (room, code) in [
+            ("#public", ErrorCode::NotAMember),
+            ("#nowhere", ErrorCode::NoSuchRoom),
+        ] {
+            p.handle(
+                Event::Client(ClientMessage::SendRoom {
+                    client_id: 5,
+                    room: RoomName::new(room).unwrap(),
+                    text: text("hi"),
+                }),
+                start,
+            );
+            let actions = drain(&mut p);
+            assert!(
+                matches!(actions[..], [ref a] if is_send_failed(a, 5, code)),
+                "{room}: {actions:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn room_requests_have_their_own_rate_and_cost_no_chat_tokens() {
+        let start = Instant::now();
+        let mut p = chatting(start);
+        let join = || {
+            Event::Client(ClientMessage::JoinRoom {
+                room: RoomName::new("#public").unwrap(),
+            })
+        };
+        for _ in 0..10 {
+            p.handle(join(), start);
+            assert!(matches!(
+                drain(&mut p)[..],
+                [Action::Room(RoomRequest::Join { .. })]
+            ));
+        }
+        p.handle(join(), start);
+        assert!(is_error(&drain(&mut p)[0], ErrorCode::RateLimited));
+        // One per second after the burst of 10.
+        p.handle(join(), start + secs(1));
+        assert!(matches!(drain(&mut p)[..], [Action::Room(_)]));
+        // The chat bucket is untouched.
+        p.handle(send_room(1), start + secs(1));
+        assert!(matches!(drain(&mut p)[..], [Action::Store { .. }]));
+        // Listing rooms is a chat-rate request.
+        p.handle(
+            Event::Client(ClientMessage::ListRooms {
+                filter: RoomFilter::default(),
+            }),
+            start + secs(1),
+        );
+        assert!(matches!(drain(&mut p)[..], [Action::ListRooms(_)]));
     }
 
     #[test]

@@ -11,8 +11,11 @@
 //!   accounts.json.enc     the credential store, one AES-256-GCM blob (see credential_store)
 //!   resume_tokens.enc     only between a graceful stop and the next start: SHA-256 of live
 //!                         resume tokens, sealed the same way (see token_file)
+//!   rooms.log             the rooms and their members: an append-only journal of sealed
+//!                         records (see rooms_log)
 //!   chat_histories/
-//!     room.log                 the room's messages
+//!     room.log                 #general's messages (the room from before rooms)
+//!     room-<hex>.log           one per other room; hex = HMAC-SHA256(name key, "room" 0x00 id)
 //!     dm-<hex>.log             one per direct-message pair; hex = HMAC-SHA256(name key, A 0x00 B)
 //!     partners-<hex>.log       one per user: the DM partners; hex = HMAC-SHA256(name key, user)
 //! ```
@@ -40,6 +43,7 @@ pub const ACCOUNTS_FILE: &str = "accounts.json.enc";
 pub const OPAQUE_KEY_FILE: &str = "opaque_server.key.enc";
 pub const CHAT_HISTORIES_DIR: &str = "chat_histories";
 pub const RESUME_TOKENS_FILE: &str = "resume_tokens.enc";
+pub const ROOMS_FILE: &str = "rooms.log";
 
 const DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
@@ -68,6 +72,7 @@ impl DataDir {
             OPAQUE_KEY_FILE,
             ACCOUNTS_FILE,
             RESUME_TOKENS_FILE,
+            ROOMS_FILE,
         ] {
             check_file_if_present(&root.join(name))?;
         }
@@ -101,6 +106,11 @@ impl DataDir {
 
     pub fn resume_tokens_path(&self) -> PathBuf {
         self.root.join(RESUME_TOKENS_FILE)
+    }
+
+    /// The rooms journal (`storage::rooms_log`).
+    pub fn rooms_path(&self) -> PathBuf {
+        self.root.join(ROOMS_FILE)
     }
 
     pub fn chat_histories_dir(&self) -> PathBuf {

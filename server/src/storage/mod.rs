@@ -9,6 +9,7 @@ pub mod history;
 pub mod key_files;
 pub mod opaque_key_file;
 pub mod password;
+pub mod rooms_log;
 mod sealing;
 pub mod token_file;
 
@@ -27,6 +28,7 @@ pub use password::{
     dummy_phc, hash_password, hash_password_with, verify_login, verify_password, PasswordParams,
     PhcString,
 };
+pub use rooms_log::{RoomEvent, RoomsLog};
 
 #[cfg(test)]
 mod tests {
@@ -90,7 +92,9 @@ mod tests {
             text: text.into(),
             client_id: Some(7),
         };
-        history.append_room(&entry(1, None, room_text)).unwrap();
+        history
+            .append_room(history::SEED_ROOM, &entry(1, None, room_text))
+            .unwrap();
         history
             .append_direct(user, peer, &entry(2, Some("Quixotic"), dm_text))
             .unwrap();
@@ -130,7 +134,9 @@ mod tests {
         // And it all reads back with the same key.
         let mut history =
             HistoryStore::open(dir.chat_histories_dir(), &storage_key.secret).unwrap();
-        let recent = history.recent_for_user(peer, 10).unwrap();
+        let recent = history
+            .recent_for_user(peer, &[history::SEED_ROOM], 10)
+            .unwrap();
         assert_eq!(recent[1].1[0].text, dm_text);
     }
 }

@@ -66,11 +66,10 @@ pub enum Appended {
 /// A conversation as seen by one user.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Conversation {
-    Room,
+    /// A room, by its server id.
+    Room { id: u64 },
     /// A direct-message conversation with `partner` (canonical name).
-    Direct {
-        partner: String,
-    },
+    Direct { partner: String },
 }
 
 #[cfg(test)]

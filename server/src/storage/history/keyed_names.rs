@@ -1,6 +1,9 @@
 //! What each log is called and keyed with. One log per conversation, so a room message
 //! is written once, not once per member:
-//! - `room.log` — the room;
+//! - `room.log` — the seed's room (`#general`, room id 1; its name from before rooms);
+//! - `room-<hex>.log` — any other room, hex = HMAC-SHA256(name key, "room" || 0x00 ||
+//!   the room id in decimal) (ids are never reused, so a room created again after a
+//!   deletion gets a new log);
 //! - `dm-<hex>.log` — a direct-message pair, hex = HMAC-SHA256(name key, A || 0x00 || B)
 //!   over the two canonical names with A < B;
 //! - `partners-<hex>.log` — a user's DM partners (canonical names), hex =
@@ -23,6 +26,8 @@ use crate::storage::sealing;
 const HISTORY_INFO: &[u8] = b"securechat history v1";
 const NAME_KEY_INFO: &[u8] = b"securechat history names v1";
 pub(super) const ROOM_ID: &str = "room";
+/// The id of the seed's room, whose log is `room.log`.
+pub const SEED_ROOM: u64 = 1;
 const LOG_EXT: &str = ".log";
 
 /// The keys that name and seal the logs, derived from the storage key.
@@ -67,6 +72,18 @@ impl LogKeys {
         ctx.update(&[0]);
         ctx.update(high.as_bytes());
         Ok(format!("dm-{}", hex::encode(ctx.sign().as_ref())))
+    }
+
+    /// The log of room `room` (its server id).
+    pub(super) fn room_id(&self, room: u64) -> String {
+        if room == SEED_ROOM {
+            return ROOM_ID.to_owned();
+        }
+        let mut ctx = hmac::Context::with_key(&self.name_key);
+        ctx.update(b"room");
+        ctx.update(&[0]);
+        ctx.update(room.to_string().as_bytes());
+        format!("room-{}", hex::encode(ctx.sign().as_ref()))
     }
 
     /// The log listing `user`'s direct-message partners.

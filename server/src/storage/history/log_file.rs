@@ -44,10 +44,10 @@ pub enum Durability {
 pub(super) const WRITE_BUFFER_KEPT: usize = 4 * 1024;
 
 /// A record whose plaintext the caller could not parse: the log is corrupt there.
-pub(super) struct Unparsable;
+pub(in crate::storage) struct Unparsable;
 
 /// One log file: its key, write position and (when open) handle.
-pub(super) struct LogFile {
+pub(in crate::storage) struct LogFile {
     path: PathBuf,
     id: String,
     key: LessSafeKey,
@@ -63,7 +63,7 @@ pub(super) struct LogFile {
 }
 
 impl LogFile {
-    pub(super) fn new(path: PathBuf, id: String, key: LessSafeKey) -> Self {
+    pub(in crate::storage) fn new(path: PathBuf, id: String, key: LessSafeKey) -> Self {
         Self {
             path,
             id,
@@ -85,7 +85,7 @@ impl LogFile {
         self.file.is_some()
     }
 
-    pub(super) fn corrupt(&self, index: u64) -> HistoryError {
+    pub(in crate::storage) fn corrupt(&self, index: u64) -> HistoryError {
         HistoryError::Corrupt {
             path: self.path.clone(),
             index,
@@ -101,7 +101,7 @@ impl LogFile {
 
     /// Authenticates every record, calling `on_record(index, plaintext)` for each, and
     /// sets the write position. A missing file is an empty log.
-    pub(super) fn scan(
+    pub(in crate::storage) fn scan(
         &mut self,
         mut on_record: impl FnMut(u64, &[u8]) -> Result<(), Unparsable>,
     ) -> Result<(), HistoryError> {
@@ -217,7 +217,7 @@ impl LogFile {
 
     /// Seals `plaintext` as the next record and writes it as `durability` says; opens
     /// the file (truncating a torn tail) if it is closed.
-    pub(super) fn append(
+    pub(in crate::storage) fn append(
         &mut self,
         rng: &SystemRandom,
         plaintext: &[u8],
@@ -247,7 +247,7 @@ impl LogFile {
     }
 
     /// Writes pending records; with `sync`, also fdatasyncs if anything was written.
-    pub(super) fn flush(&mut self, sync: bool) -> Result<(), HistoryError> {
+    pub(in crate::storage) fn flush(&mut self, sync: bool) -> Result<(), HistoryError> {
         let Some(file) = self.file.as_mut() else {
             return Ok(());
         };

@@ -1,5 +1,5 @@
 //! Encrypted, append-only chat-history logs under `chat_histories/`, one per
-//! conversation (`room.log`, `dm-<hmac>.log`) plus one per user listing their DM
+//! conversation (`room.log`, `room-<hmac>.log`, `dm-<hmac>.log`) plus one per user listing their DM
 //! partners (`partners-<hmac>.log`). No file name or byte on disk reveals a username or
 //! text (S5).
 //!
@@ -45,13 +45,13 @@
 mod conversation_cache;
 mod entry;
 mod keyed_names;
-mod log_file;
+pub(in crate::storage) mod log_file;
 mod record_codec;
 mod sender_keys;
 mod store;
 
 pub use entry::{Appended, Conversation, HistoryEntry};
-pub use keyed_names::DirectLogs;
+pub use keyed_names::{DirectLogs, SEED_ROOM};
 pub use log_file::Durability;
 pub use record_codec::MAX_RECORD_LEN;
 pub use sender_keys::KEYS_PER_SENDER;

@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 use super::conversation_cache::{CachedLog, Content, ConversationCache, MessageTail, PartnerList};
 use super::entry::{Appended, Conversation, HistoryEntry, PartnerRecord};
-use super::keyed_names::{self, DirectLogs, LogKeys, ROOM_ID};
+use super::keyed_names::{self, DirectLogs, LogKeys};
 use super::log_file::{Durability, LogFile};
 use crate::storage::error::HistoryError;
 
@@ -50,7 +50,8 @@ impl Default for HistoryConfig {
 /// Where an append goes, its logs named once (a direct message's names are HMACs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppendTarget {
-    Room,
+    /// A room's log (see [`HistoryStore::room_target`]).
+    Room(String),
     Direct(DirectLogs),
 }
 
@@ -122,6 +123,11 @@ impl HistoryStore {
         })
     }
 
+    /// The target of a message in room `id`.
+    pub fn room_target(&self, id: u64) -> AppendTarget {
+        AppendTarget::Room(self.keys.room_id(id))
+    }
+
     /// The target of a direct message between two canonical names (either order).
     pub fn direct_target(
         &self,
@@ -137,7 +143,7 @@ impl HistoryStore {
     /// are loaded), i.e. needs no file to be read first.
     pub fn is_loaded(&self, target: &AppendTarget) -> bool {
         match target {
-            AppendTarget::Room => self.cache.contains(ROOM_ID),
+            AppendTarget::Room(log) => self.cache.contains(log),
             AppendTarget::Direct(logs) => [&logs.dm, &logs.partners_of_a, &logs.partners_of_b]
                 .iter()
                 .all(|id| self.cache.contains(id)),
@@ -153,7 +159,7 @@ impl HistoryStore {
         entry: &HistoryEntry,
     ) -> Result<Appended, HistoryError> {
         let appended = match target {
-            AppendTarget::Room => self.append_message(ROOM_ID, entry),
+            AppendTarget::Room(log) => self.append_message(log, entry),
             AppendTarget::Direct(logs) => self.append_direct_logs(logs, entry),
         };
         self.cache.evict_over_budget();
@@ -170,9 +176,10 @@ impl HistoryStore {
         self.append_message(&logs.dm, entry)
     }
 
-    /// Appends a room message, unless it is a resend (see [`Appended`]).
-    pub fn append_room(&mut self, entry: &HistoryEntry) -> Result<Appended, HistoryError> {
-        self.append(&AppendTarget::Room, entry)
+    /// Appends a message to room `id`, unless it is a resend (see [`Appended`]).
+    pub fn append_room(&mut self, id: u64, entry: &HistoryEntry) -> Result<Appended, HistoryError> {
+        let target = self.room_target(id);
+        self.append(&target, entry)
     }
 
     /// Appends a direct message between two canonical names (either order); see
@@ -187,12 +194,14 @@ impl HistoryStore {
         self.append(&target, entry)
     }
 
-    /// The room and each DM conversation of `canonical` (in first-contact order), each
-    /// with its last `limit_per_conversation` entries, oldest first. At most `tail_len`
-    /// entries per conversation are kept in memory, so larger limits return that many.
+    /// Each of `rooms` (in the order given), then each DM conversation of `canonical`
+    /// (in first-contact order), each with its last `limit_per_conversation` entries,
+    /// oldest first. At most `tail_len` entries per conversation are kept in memory, so
+    /// larger limits return that many.
     pub fn recent_for_user(
         &mut self,
         canonical: &str,
+        rooms: &[u64],
         limit_per_conversation: usize,
     ) -> Result<Vec<(Conversation, Vec<HistoryEntry>)>, HistoryError> {
         let partners_id = self.keys.partners_id(canonical)?;
@@ -202,9 +211,12 @@ impl HistoryStore {
             Some(Content::Partners(list)) => list.order.clone(),
             _ => Vec::new(),
         };
-        let mut result = Vec::with_capacity(partners.len() + 1);
-        let room = self.recent(ROOM_ID, limit_per_conversation)?;
-        result.push((Conversation::Room, room));
+        let mut result = Vec::with_capacity(partners.len() + rooms.len());
+        for &id in rooms {
+            let log = self.keys.room_id(id);
+            let entries = self.recent(&log, limit_per_conversation)?;
+            result.push((Conversation::Room { id }, entries));
+        }
         for partner in partners {
             let dm_id = self.keys.dm_id(canonical, &partner)?;
             let entries = self.recent(&dm_id, limit_per_conversation)?;
@@ -412,8 +424,9 @@ impl Drop for HistoryStore {
 
 #[cfg(test)]
 mod tests {
+    use super::super::keyed_names::ROOM_ID;
     use super::*;
-    use crate::storage::history::{KEYS_PER_SENDER, MAX_RECORD_LEN};
+    use crate::storage::history::{KEYS_PER_SENDER, MAX_RECORD_LEN, SEED_ROOM};
     use std::fs;
     use std::path::Path;
 
@@ -443,7 +456,7 @@ mod tests {
 
     fn room_texts(dir: &Path, key: &[u8; 32]) -> Result<Vec<String>, HistoryError> {
         let mut store = HistoryStore::open(dir, key)?;
-        let recent = store.recent_for_user("nobody", 1000)?;
+        let recent = store.recent_for_user("nobody", &[SEED_ROOM], 1000)?;
         Ok(recent[0].1.iter().map(|e| e.text.clone()).collect())
     }
 
@@ -471,7 +484,7 @@ mod tests {
         {
             let mut store = HistoryStore::open(dir.path(), &KEY).unwrap();
             store
-                .append_room(&entry(1, "Alice", None, "hello room"))
+                .append_room(SEED_ROOM, &entry(1, "Alice", None, "hello room"))
                 .unwrap();
             store
                 .append_direct("alice", "bob", &entry(2, "Alice", Some("Bob"), "hi bob"))
@@ -488,9 +501,9 @@ mod tests {
                 .unwrap();
         }
         let mut store = HistoryStore::open(dir.path(), &KEY).unwrap();
-        let alice = store.recent_for_user("alice", 10).unwrap();
+        let alice = store.recent_for_user("alice", &[SEED_ROOM], 10).unwrap();
         assert_eq!(alice.len(), 3);
-        assert_eq!(alice[0].0, Conversation::Room);
+        assert_eq!(alice[0].0, Conversation::Room { id: SEED_ROOM });
         assert_eq!(texts(&alice[0].1), ["hello room"]);
         assert_eq!(
             alice[1].0,
@@ -505,10 +518,10 @@ mod tests {
                 partner: "carol".into()
             }
         );
-        let bob = store.recent_for_user("bob", 10).unwrap();
+        let bob = store.recent_for_user("bob", &[SEED_ROOM], 10).unwrap();
         assert_eq!(bob.len(), 2);
         assert_eq!(bob[1].1, alice[1].1, "one log per pair, either order");
-        let dave = store.recent_for_user("dave", 10).unwrap();
+        let dave = store.recent_for_user("dave", &[SEED_ROOM], 10).unwrap();
         assert_eq!(dave.len(), 1, "only the room");
         // 1 room + 2 pairs + 3 partner indexes, nothing else.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 6);
@@ -525,14 +538,14 @@ mod tests {
             let mut store = HistoryStore::open_with_config(dir.path(), &KEY, config).unwrap();
             for i in 0..12 {
                 store
-                    .append_room(&entry(i, "A", None, &format!("m{i}")))
+                    .append_room(SEED_ROOM, &entry(i, "A", None, &format!("m{i}")))
                     .unwrap();
             }
-            let recent = store.recent_for_user("a", 3).unwrap();
+            let recent = store.recent_for_user("a", &[SEED_ROOM], 3).unwrap();
             assert_eq!(texts(&recent[0].1), ["m9", "m10", "m11"]);
         }
         let mut store = HistoryStore::open_with_config(dir.path(), &KEY, config).unwrap();
-        let recent = store.recent_for_user("a", 100).unwrap();
+        let recent = store.recent_for_user("a", &[SEED_ROOM], 100).unwrap();
         assert_eq!(texts(&recent[0].1), ["m7", "m8", "m9", "m10", "m11"]);
     }
 
@@ -566,15 +579,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let mut store = HistoryStore::open(dir.path(), &KEY).unwrap();
-            store.append_room(&entry(0, "A", None, "m0")).unwrap();
-            store.append_room(&entry(1, "A", None, "m1")).unwrap();
+            store
+                .append_room(SEED_ROOM, &entry(0, "A", None, "m0"))
+                .unwrap();
+            store
+                .append_room(SEED_ROOM, &entry(1, "A", None, "m1"))
+                .unwrap();
         }
         let path = dir.path().join("room.log");
         let bytes = fs::read(&path).unwrap();
         fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
         {
             let mut store = HistoryStore::open(dir.path(), &KEY).unwrap();
-            store.append_room(&entry(5, "A", None, "next")).unwrap();
+            store
+                .append_room(SEED_ROOM, &entry(5, "A", None, "next"))
+                .unwrap();
         }
         assert_eq!(room_texts(dir.path(), &KEY).unwrap(), ["m0", "next"]);
     }
@@ -587,10 +606,14 @@ mod tests {
             ..HistoryConfig::default()
         };
         let mut store = HistoryStore::open_with_config(dir.path(), &KEY, config).unwrap();
-        store.append_room(&entry(0, "A", None, "one")).unwrap();
-        store.append_room(&entry(1, "A", None, "two")).unwrap();
+        store
+            .append_room(SEED_ROOM, &entry(0, "A", None, "one"))
+            .unwrap();
+        store
+            .append_room(SEED_ROOM, &entry(1, "A", None, "two"))
+            .unwrap();
         assert_eq!(
-            texts(&store.recent_for_user("a", 10).unwrap()[0].1),
+            texts(&store.recent_for_user("a", &[SEED_ROOM], 10).unwrap()[0].1),
             ["one", "two"]
         );
         assert_eq!(fs::metadata(dir.path().join("room.log")).unwrap().len(), 0);
@@ -619,7 +642,7 @@ mod tests {
             }
         }
         let mut store = HistoryStore::open(dir.path(), &KEY).unwrap();
-        let recent = store.recent_for_user("a", 10).unwrap();
+        let recent = store.recent_for_user("a", &[SEED_ROOM], 10).unwrap();
         assert_eq!(recent.len(), 5);
         assert_eq!(texts(&recent[3].1), ["d0", "d1", "d2"]);
     }
@@ -641,10 +664,12 @@ mod tests {
         let mut store = HistoryStore::open(dir.path(), &KEY).unwrap();
         let huge = "x".repeat(MAX_RECORD_LEN);
         assert!(matches!(
-            store.append_room(&entry(0, "A", None, &huge)),
+            store.append_room(SEED_ROOM, &entry(0, "A", None, &huge)),
             Err(HistoryError::RecordTooLarge { .. })
         ));
-        store.append_room(&entry(1, "A", None, "ok")).unwrap();
+        store
+            .append_room(SEED_ROOM, &entry(1, "A", None, "ok"))
+            .unwrap();
         drop(store);
         assert_eq!(room_texts(dir.path(), &KEY).unwrap(), ["ok"]);
     }
@@ -660,17 +685,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = HistoryStore::open(dir.path(), &KEY).unwrap();
         assert_eq!(
-            store.append_room(&keyed(1, "Ann", 42, "hi")).unwrap(),
+            store
+                .append_room(SEED_ROOM, &keyed(1, "Ann", 42, "hi"))
+                .unwrap(),
             Appended::New
         );
         // The same key from another sender is another message.
         assert_eq!(
-            store.append_room(&keyed(2, "Bob", 42, "yo")).unwrap(),
+            store
+                .append_room(SEED_ROOM, &keyed(2, "Bob", 42, "yo"))
+                .unwrap(),
             Appended::New
         );
         // Ann's resend (fresh id offered) gets the first one's id and time.
         assert_eq!(
-            store.append_room(&keyed(3, "Ann", 42, "hi")).unwrap(),
+            store
+                .append_room(SEED_ROOM, &keyed(3, "Ann", 42, "hi"))
+                .unwrap(),
             Appended::Duplicate {
                 id: 1,
                 timestamp_ms: 1_700_000_000_001
@@ -679,7 +710,9 @@ mod tests {
         // Unkeyed (version-1) messages are never deduplicated.
         for id in 4..6 {
             assert_eq!(
-                store.append_room(&entry(id, "Ann", None, "hi")).unwrap(),
+                store
+                    .append_room(SEED_ROOM, &entry(id, "Ann", None, "hi"))
+                    .unwrap(),
                 Appended::New
             );
         }
@@ -698,23 +731,29 @@ mod tests {
         };
         {
             let mut store = HistoryStore::open_with_config(dir.path(), &KEY, config).unwrap();
-            store.append_room(&keyed(1, "Ann", 42, "mine")).unwrap();
+            store
+                .append_room(SEED_ROOM, &keyed(1, "Ann", 42, "mine"))
+                .unwrap();
             for id in 2..10 {
                 store
-                    .append_room(&keyed(id, "Bob", id, "busy room"))
+                    .append_room(SEED_ROOM, &keyed(id, "Bob", id, "busy room"))
                     .unwrap();
             }
         } // dropped: as after a crash, only the file remains
         let mut store = HistoryStore::open_with_config(dir.path(), &KEY, config).unwrap();
         assert_eq!(
-            store.append_room(&keyed(10, "Ann", 42, "mine")).unwrap(),
+            store
+                .append_room(SEED_ROOM, &keyed(10, "Ann", 42, "mine"))
+                .unwrap(),
             Appended::Duplicate {
                 id: 1,
                 timestamp_ms: 1_700_000_000_001
             }
         );
         assert_eq!(
-            store.append_room(&keyed(11, "Ann", 43, "new")).unwrap(),
+            store
+                .append_room(SEED_ROOM, &keyed(11, "Ann", 43, "new"))
+                .unwrap(),
             Appended::New
         );
     }
@@ -725,15 +764,21 @@ mod tests {
         let mut store = HistoryStore::open(dir.path(), &KEY).unwrap();
         let n = KEYS_PER_SENDER as u64;
         for k in 0..=n {
-            store.append_room(&keyed(k + 1, "Ann", k, "x")).unwrap();
+            store
+                .append_room(SEED_ROOM, &keyed(k + 1, "Ann", k, "x"))
+                .unwrap();
         }
         // Key 1 is still in the window; key 0 has fallen out of it.
         assert!(matches!(
-            store.append_room(&keyed(501, "Ann", 1, "x")).unwrap(),
+            store
+                .append_room(SEED_ROOM, &keyed(501, "Ann", 1, "x"))
+                .unwrap(),
             Appended::Duplicate { id: 2, .. }
         ));
         assert_eq!(
-            store.append_room(&keyed(500, "Ann", 0, "x")).unwrap(),
+            store
+                .append_room(SEED_ROOM, &keyed(500, "Ann", 0, "x"))
+                .unwrap(),
             Appended::New
         );
         // A direct conversation has its own keys.
@@ -755,8 +800,8 @@ mod tests {
             .append(&target, &entry(1, "Bob", Some("Ann"), "hi"))
             .unwrap();
         assert!(store.is_loaded(&target));
-        assert!(!store.is_loaded(&AppendTarget::Room));
-        let ann = store.recent_for_user("ann", 10).unwrap();
+        assert!(!store.is_loaded(&store.room_target(SEED_ROOM)));
+        let ann = store.recent_for_user("ann", &[SEED_ROOM], 10).unwrap();
         assert_eq!(
             ann[1].0,
             Conversation::Direct {
@@ -786,12 +831,12 @@ mod tests {
                     assert!(store.cache.contains(ROOM_ID));
                 }
                 store
-                    .append_room(&keyed(id + 10_000, a, id, "room"))
+                    .append_room(SEED_ROOM, &keyed(id + 10_000, a, id, "room"))
                     .unwrap();
                 assert_within_budget(&store);
             }
             for user in &users {
-                store.recent_for_user(user, 50).unwrap();
+                store.recent_for_user(user, &[SEED_ROOM], 50).unwrap();
                 assert_within_budget(&store);
             }
         }
@@ -800,7 +845,7 @@ mod tests {
         // 40 partner lists, 120 pairs and the room do not fit: some were evicted.
         assert!(stats.logs < 40 + 120 + 1, "{stats:?}");
         // Nothing evicted was lost: every pair has its three messages.
-        let recent = store.recent_for_user("user0", 50).unwrap();
+        let recent = store.recent_for_user("user0", &[SEED_ROOM], 50).unwrap();
         assert_eq!(recent.len(), 1 + 6);
         assert!(recent[1..].iter().all(|(_, entries)| !entries.is_empty()));
         let total: usize = recent[1..].iter().map(|(_, e)| e.len()).sum();
@@ -816,8 +861,12 @@ mod tests {
             ..with_cache(8 * 1024)
         };
         let mut store = HistoryStore::open_with_config(dir.path(), &KEY, config).unwrap();
-        store.append_room(&keyed(1, "Ann", 42, "first")).unwrap();
-        store.append_room(&keyed(2, "Bob", 7, "second")).unwrap();
+        store
+            .append_room(SEED_ROOM, &keyed(1, "Ann", 42, "first"))
+            .unwrap();
+        store
+            .append_room(SEED_ROOM, &keyed(2, "Bob", 7, "second"))
+            .unwrap();
         // Other conversations push the room out.
         let mut n = 0;
         while store.cache.contains(ROOM_ID) {
@@ -830,17 +879,21 @@ mod tests {
         }
         // Ann's resend after the eviction is still recognised.
         assert_eq!(
-            store.append_room(&keyed(500, "Ann", 42, "first")).unwrap(),
+            store
+                .append_room(SEED_ROOM, &keyed(500, "Ann", 42, "first"))
+                .unwrap(),
             Appended::Duplicate {
                 id: 1,
                 timestamp_ms: 1_700_000_000_001
             }
         );
         assert_eq!(
-            store.append_room(&keyed(501, "Ann", 43, "third")).unwrap(),
+            store
+                .append_room(SEED_ROOM, &keyed(501, "Ann", 43, "third"))
+                .unwrap(),
             Appended::New
         );
-        let recent = store.recent_for_user("ann", 10).unwrap();
+        let recent = store.recent_for_user("ann", &[SEED_ROOM], 10).unwrap();
         assert_eq!(texts(&recent[0].1), ["first", "second", "third"]);
         // And the file continues the record sequence: a fresh reader agrees.
         store.flush().unwrap();
@@ -854,7 +907,9 @@ mod tests {
     fn an_evicted_log_written_since_the_last_fsync_waits_for_the_periodic_sync() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = HistoryStore::open_with_config(dir.path(), &KEY, with_cache(0)).unwrap();
-        store.append_room(&keyed(1, "Ann", 42, "one")).unwrap();
+        store
+            .append_room(SEED_ROOM, &keyed(1, "Ann", 42, "one"))
+            .unwrap();
         assert_eq!(store.cache_stats(), CacheStats::default(), "evicted");
         let unsynced = store.take_unsynced().unwrap();
         assert_eq!(
@@ -867,7 +922,7 @@ mod tests {
         }
         assert!(store.take_unsynced().unwrap().is_empty(), "handed out once");
         // Evicted with nothing new written: nothing waits.
-        let _ = store.recent_for_user("ann", 10).unwrap();
+        let _ = store.recent_for_user("ann", &[SEED_ROOM], 10).unwrap();
         assert!(store.take_unsynced().unwrap().is_empty());
     }
 
@@ -875,14 +930,18 @@ mod tests {
     fn a_budget_below_one_conversation_keeps_nothing_between_requests_and_loses_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = HistoryStore::open_with_config(dir.path(), &KEY, with_cache(0)).unwrap();
-        store.append_room(&keyed(1, "Ann", 42, "one")).unwrap();
+        store
+            .append_room(SEED_ROOM, &keyed(1, "Ann", 42, "one"))
+            .unwrap();
         assert_eq!(store.cache_stats(), CacheStats::default());
         store
             .append_direct("ann", "bob", &keyed(2, "Ann", 43, "dm"))
             .unwrap();
         assert_eq!(store.cache_stats(), CacheStats::default());
         assert!(matches!(
-            store.append_room(&keyed(3, "Ann", 42, "one")).unwrap(),
+            store
+                .append_room(SEED_ROOM, &keyed(3, "Ann", 42, "one"))
+                .unwrap(),
             Appended::Duplicate { id: 1, .. }
         ));
         assert!(matches!(
@@ -891,8 +950,10 @@ mod tests {
                 .unwrap(),
             Appended::Duplicate { id: 2, .. }
         ));
-        store.append_room(&entry(5, "Bob", None, "two")).unwrap();
-        let ann = store.recent_for_user("ann", 10).unwrap();
+        store
+            .append_room(SEED_ROOM, &entry(5, "Bob", None, "two"))
+            .unwrap();
+        let ann = store.recent_for_user("ann", &[SEED_ROOM], 10).unwrap();
         assert_eq!(texts(&ann[0].1), ["one", "two"]);
         assert_eq!(texts(&ann[1].1), ["dm"]);
         assert_eq!(store.cache_stats(), CacheStats::default());

@@ -1,0 +1,257 @@
+//! Rooms end to end against the real server: create, join, leave, list;
+//! who receives a room's messages; invite-only rooms; what survives a
+//! restart; the upgrade of a data directory from before rooms. Every
+//! request is tried by a user who may and one who may not.
+
+use proto_core::message::{ClientMessage, Conversation, ErrorCode, RoomRole, ServerMessage};
+use tests::fixtures::{self, LEGACY_ACCOUNTS};
+use tests::{room, text, ServerOptions, TestClient, TestServer, Transport};
+
+fn names(rooms: &[proto_core::message::RoomSummary]) -> Vec<&str> {
+    rooms.iter().map(|r| r.room.as_str()).collect()
+}
+
+/// `SendRoom` to `in_room`, answered by `Stored` or `SendFailed`.
+async fn send_room(
+    client: &mut TestClient,
+    client_id: u64,
+    in_room: &str,
+    words: &str,
+) -> Result<u64, ErrorCode> {
+    client
+        .send(&ClientMessage::SendRoom {
+            client_id,
+            room: room(in_room),
+            text: text(words),
+        })
+        .await;
+    match client.recv().await {
+        ServerMessage::Stored {
+            client_id: c, id, ..
+        } if c == client_id => Ok(id),
+        ServerMessage::SendFailed {
+            client_id: c, code, ..
+        } if c == client_id => Err(code),
+        other => panic!("expected Stored or SendFailed for {client_id}, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_account_starts_in_general() {
+    let server = TestServer::start(Transport::Plain).await;
+    let mut alice = server.connect("alice").await;
+    let info = alice.register("alice", tests::PASSWORD).await;
+    assert_eq!(info.room_names(), ["#general"]);
+    assert_eq!(info.rooms[0].role, RoomRole::Member);
+    let mut bob = server.user("bob").await;
+    alice.expect_user_joined("bob").await;
+    bob.say("hello general").await;
+    alice
+        .expect_room_message_in("#general", "bob", "hello general")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_is_created_joined_and_left_and_only_its_members_hear_it() {
+    let server = TestServer::start(Transport::Plain).await;
+    let mut c = server.group(&["Alice", "Bob", "Carol"]).await;
+    let [alice, bob, carol] = &mut c[..] else {
+        unreachable!()
+    };
+
+    // Create: allowed once; the same name in another case is taken.
+    let rust = alice
+        .create_room("#Rust", false, "crabs and borrows")
+        .await
+        .unwrap();
+    assert_eq!(
+        (rust.room.as_str(), rust.role, rust.members),
+        ("#Rust", RoomRole::Owner, 1)
+    );
+    assert_eq!(
+        bob.create_room("#rUST", false, "").await.err(),
+        Some(ErrorCode::RoomExists)
+    );
+
+    // Listed to everyone, searchable by name and topic.
+    assert_eq!(names(&bob.list_rooms("").await), ["#general", "#Rust"]);
+    assert_eq!(names(&bob.list_rooms("BORROW").await), ["#Rust"]);
+    assert!(bob.list_rooms("nothing like it").await.is_empty());
+
+    // Join: the owner sees it; a second join changes nothing and tells nobody.
+    let joined = bob.join_room("#rust").await.unwrap();
+    assert_eq!((joined.role, joined.members), (RoomRole::Member, 2));
+    alice.expect_member_joined("#Rust", "Bob").await;
+    assert_eq!(bob.join_room("#RUST").await.unwrap().members, 2);
+    assert_eq!(
+        bob.join_room("#nowhere").await.err(),
+        Some(ErrorCode::NoSuchRoom)
+    );
+
+    // A member's message reaches the other members only, with the room's name.
+    let id = send_room(bob, 1, "#rust", "borrowck says no")
+        .await
+        .unwrap();
+    assert_eq!(
+        alice
+            .expect_room_message_in("#Rust", "Bob", "borrowck says no")
+            .await,
+        id
+    );
+    carol.sync().await;
+    bob.sync().await;
+    // A non-member cannot post there; nothing is stored or delivered.
+    assert_eq!(
+        send_room(carol, 2, "#rust", "let me in").await,
+        Err(ErrorCode::NotAMember)
+    );
+    assert_eq!(
+        send_room(carol, 3, "#nowhere", "hello?").await,
+        Err(ErrorCode::NoSuchRoom)
+    );
+    alice.sync().await;
+
+    // Leave: only a member can; the others are told; then the leaver is out.
+    assert_eq!(
+        carol.leave_room("#rust").await.err(),
+        Some(ErrorCode::NotAMember)
+    );
+    assert_eq!(bob.leave_room("#rust").await.unwrap().as_str(), "#Rust");
+    alice.expect_member_left("#Rust", "Bob").await;
+    assert_eq!(
+        send_room(bob, 4, "#rust", "still here?").await,
+        Err(ErrorCode::NotAMember)
+    );
+    let id = send_room(alice, 5, "#rust", "alone now").await.unwrap();
+    assert!(id > 0);
+    bob.sync().await;
+    carol.sync().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invite_only_room_is_neither_listed_nor_joinable_by_others() {
+    let server = TestServer::start(Transport::Plain).await;
+    let mut c = server.group(&["Alice", "Bob"]).await;
+    let [alice, bob] = &mut c[..] else {
+        unreachable!()
+    };
+    let secret = alice.create_room("#secret", true, "").await.unwrap();
+    assert!(secret.invite_only);
+    assert_eq!(names(&alice.list_rooms("").await), ["#general", "#secret"]);
+    assert_eq!(names(&bob.list_rooms("").await), ["#general"]);
+    assert_eq!(
+        bob.join_room("#secret").await.err(),
+        Some(ErrorCode::Forbidden)
+    );
+    // To a non-member it looks like no room at all.
+    assert_eq!(
+        send_room(bob, 1, "#secret", "hi").await,
+        Err(ErrorCode::NoSuchRoom)
+    );
+    assert_eq!(
+        bob.leave_room("#secret").await.err(),
+        Some(ErrorCode::NoSuchRoom)
+    );
+    send_room(alice, 2, "#secret", "just me").await.unwrap();
+    bob.sync().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_memberships_and_room_history_survive_a_restart() {
+    let mut server = TestServer::start(Transport::Plain).await;
+    let mut c = server.group(&["Alice", "Bob"]).await;
+    c[0].create_room("#Ops", false, "pager duty").await.unwrap();
+    c[1].join_room("#ops").await.unwrap();
+    c[0].expect_member_joined("#Ops", "Bob").await;
+    send_room(&mut c[1], 1, "#ops", "disk is full")
+        .await
+        .unwrap();
+    c[0].expect_room_message_in("#Ops", "Bob", "disk is full")
+        .await;
+    c[1].leave_room("#general").await.unwrap();
+    drop(c);
+    server.restart().await;
+
+    let mut alice = server.connect("Alice").await;
+    let info = alice.login("Alice", tests::PASSWORD).await;
+    assert_eq!(info.room_names(), ["#general", "#Ops"]);
+    assert_eq!(info.rooms[1].topic.as_str(), "pager duty");
+    assert_eq!(info.rooms[1].role, RoomRole::Owner);
+    let ops: Vec<&str> = info
+        .history
+        .iter()
+        .filter(
+            |e| matches!(&e.conversation, Conversation::Room { room } if room.as_str() == "#Ops"),
+        )
+        .map(|e| e.text.as_str())
+        .collect();
+    assert_eq!(ops, ["disk is full"]);
+    let mut bob = server.connect("Bob").await;
+    let info = bob.login("Bob", tests::PASSWORD).await;
+    assert_eq!(
+        info.room_names(),
+        ["#Ops"],
+        "Bob left #general before the restart"
+    );
+    assert!(info
+        .history
+        .iter()
+        .all(|e| !matches!(&e.conversation, Conversation::Room { room } if room.as_str() == "#general")),
+        "no history of a room one left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_from_before_rooms_becomes_general() {
+    let mut options = ServerOptions::new(Transport::Plain);
+    options.data_from = Some(fixtures::legacy_data_dir());
+    let server = TestServer::start_with(options).await;
+    assert!(server.data_dir().join("rooms.log").exists());
+    let (name, secret) = LEGACY_ACCOUNTS[2];
+    let mut carol = server.connect(name).await;
+    let info = carol.login(name, secret).await;
+    assert_eq!(
+        info.room_names(),
+        ["#general"],
+        "every old account is in #general"
+    );
+    let general: Vec<&str> = info
+        .history
+        .iter()
+        .filter(|e| matches!(&e.conversation, Conversation::Room { room } if room.as_str() == "#general"))
+        .map(|e| e.text.as_str())
+        .collect();
+    assert!(
+        general.contains(&"hello from Bob before OPAQUE"),
+        "the old room's history is #general's: {general:?}"
+    );
+    // The other old accounts are members too: they hear carol there.
+    let (bob_name, bob_secret) = LEGACY_ACCOUNTS[1];
+    let mut bob = server.connect(bob_name).await;
+    bob.login(bob_name, bob_secret).await;
+    carol.expect_user_joined(bob_name).await;
+    carol.say("after the upgrade").await;
+    bob.expect_room_message_in("#general", name, "after the upgrade")
+        .await;
+}
+
+/// A client of the protocol before rooms (version 1) is told at its first
+/// bytes that this server speaks version 2, and the connection closes: it
+/// neither hangs nor gets messages it cannot read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_client_is_told_the_server_speaks_version_2() {
+    let server = TestServer::start(Transport::Plain).await;
+    // A whole ClientHello, as this client makes it, with the version bytes
+    // (the first two of the body, after the 5-byte header) set to 0x0001.
+    let mut client = proto_core::ClientConnection::new(
+        proto_core::ClientConfig::new(proto_core::ServerTrust::FirstUse),
+        Box::new(rand_core::OsRng),
+    );
+    let mut hello = Vec::new();
+    client.drain_transmit(&mut hello);
+    assert_eq!(hello[5..7], [0x00, 0x02]);
+    hello[5..7].copy_from_slice(&[0x00, 0x01]);
+    let mut tcp = tests::test_client::raw_tcp(server.addr()).await;
+    let reply = tests::test_client::send_raw_and_expect_close(&mut tcp, &hello).await;
+    // A plaintext protocol_version alert carrying the server's version.
+    assert_eq!(reply, [0x15, 0x00, 0x00, 0x00, 0x03, 0x01, 0x00, 0x02]);
+}
