@@ -3,7 +3,9 @@
 
 use chrono::{Local, TimeZone};
 use client_core::cause::auth_failure_text;
-use client_core::events::{key_changed_warning, leave_reason_text, room_leave_text};
+use client_core::events::{
+    key_changed_warning, leave_reason_text, room_change_text, room_leave_text, room_left_text,
+};
 use client_core::{ChatLine, ClientEvent, ConnectionState, Delivery, NoticeKind};
 use proto_core::message::escape_for_display as esc;
 use serde_json::json;
@@ -92,8 +94,24 @@ pub fn human(event: &ClientEvent) -> Option<String> {
             }
             text
         }
-        ClientEvent::RoomLeft { room, reason } => {
-            format!("-- you {} {}", room_leave_text(*reason), esc(room))
+        ClientEvent::RoomLeft { room, reason } => format!("-- {}", room_left_text(room, *reason)),
+        ClientEvent::RoomChanged {
+            room,
+            actor,
+            change,
+        } => format!("-- {}: {}", esc(room), room_change_text(actor, change)),
+        ClientEvent::Invited { room, by, topic } => {
+            let topic = if topic.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", esc(topic))
+            };
+            format!(
+                "-- {} invited you to {}{topic}; /join {} to accept",
+                esc(by),
+                esc(room),
+                esc(room)
+            )
         }
         ClientEvent::RoomList { rooms } => {
             if rooms.is_empty() {
@@ -225,6 +243,18 @@ pub fn json(event: &ClientEvent) -> Option<String> {
         ClientEvent::MemberJoined { room, user } => json!({
             "type": "member_joined", "room": room, "user": user
         }),
+        ClientEvent::RoomChanged {
+            room,
+            actor,
+            change,
+        } => json!({
+            "type": "room_changed", "room": room, "actor": actor,
+            "change": change_json(change),
+            "text": room_change_text(actor, change)
+        }),
+        ClientEvent::Invited { room, by, topic } => json!({
+            "type": "invited", "room": room, "by": by, "topic": topic
+        }),
         ClientEvent::MemberLeft { room, user, reason } => json!({
             "type": "member_left", "room": room, "user": user,
             "reason": format!("{reason:?}").to_lowercase()
@@ -260,6 +290,33 @@ pub fn json(event: &ClientEvent) -> Option<String> {
         ClientEvent::Closed { cause } => json!({ "type": "closed", "reason": cause.to_string() }),
     };
     Some(terminal_safe_json(&value.to_string()))
+}
+
+/// A room change's fields, for scripts.
+fn change_json(change: &client_core::RoomChange) -> serde_json::Value {
+    use client_core::RoomChange as C;
+    match change {
+        C::Topic { topic } => json!({ "kind": "topic", "topic": topic.as_str() }),
+        C::InviteOnly { invite_only } => json!({ "kind": "mode", "invite_only": invite_only }),
+        C::Kicked { user, reason } => {
+            json!({ "kind": "kicked", "user": user.as_str(), "reason": reason.as_str() })
+        }
+        C::Banned {
+            user,
+            reason,
+            until_ms,
+        } => json!({
+            "kind": "banned", "user": user.as_str(), "reason": reason.as_str(), "until_ms": until_ms
+        }),
+        C::Unbanned { user } => json!({ "kind": "unbanned", "user": user.as_str() }),
+        C::Role { user, role } => json!({
+            "kind": "role", "user": user.as_str(), "role": format!("{role:?}").to_lowercase()
+        }),
+        C::Muted { user, muted } => {
+            json!({ "kind": "muted", "user": user.as_str(), "muted": muted })
+        }
+        C::Invited { user } => json!({ "kind": "invited", "user": user.as_str() }),
+    }
 }
 
 /// serde_json escapes C0 controls but copies C1 controls (U+0080–U+009F,

@@ -577,3 +577,85 @@ async fn typed_room_commands_join_list_part_and_the_text_follows_the_current_roo
     bob.expect_user_left("Carol", LeaveReason::Exit).await;
     assert!(exits(&mut child).await.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_moderates_from_the_terminal() {
+    use proto_core::message::{RoomChange, RoomLeaveReason, RoomRole};
+    let server = TestServer::start(Transport::Plain).await;
+    let dir = tempfile::tempdir().unwrap();
+    let known = dir.path().join("known");
+    let mut bob = server.user("Bob").await;
+
+    let mut child = cli(&server, &known, "Carol")
+        .args(["--register", "--json", "--join", "#den"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next_of = async |kind: &str| -> serde_json::Value {
+        loop {
+            let line = tokio::time::timeout(RECV_TIMEOUT, lines.next_line())
+                .await
+                .expect("no output from the cli")
+                .unwrap()
+                .expect("cli output ended");
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if v["type"] == kind {
+                return v;
+            }
+        }
+    };
+    assert_eq!(next_of("room_joined").await["room"], "#general");
+    let den = next_of("room_joined").await;
+    assert_eq!(
+        (den["room"].as_str(), den["role"].as_str()),
+        (Some("#den"), Some("owner"))
+    );
+    bob.expect_user_joined("Carol").await;
+    bob.join_room("#den").await.unwrap();
+    next_of("member_joined").await;
+    let mut stdin = child.stdin.take().unwrap();
+
+    stdin.write_all(b"/op Bob\n").await.unwrap();
+    assert_eq!(
+        bob.expect_room_changed("#den", "Carol").await,
+        RoomChange::Role {
+            user: tests::username("Bob"),
+            role: RoomRole::Moderator
+        }
+    );
+    let op = next_of("room_changed").await;
+    assert_eq!(op["change"]["kind"], "role");
+    assert_eq!(op["text"], "Carol made Bob a moderator");
+
+    stdin.write_all(b"/topic deploys only\n").await.unwrap();
+    assert!(matches!(
+        bob.expect_room_changed("#den", "Carol").await,
+        RoomChange::Topic { topic } if topic.as_str() == "deploys only"
+    ));
+    stdin.write_all(b"/mode +i\n").await.unwrap();
+    assert_eq!(
+        bob.expect_room_changed("#den", "Carol").await,
+        RoomChange::InviteOnly { invite_only: true }
+    );
+    stdin
+        .write_all(b"/kick Bob too many pings\n")
+        .await
+        .unwrap();
+    assert!(matches!(
+        bob.expect_room_changed("#den", "Carol").await,
+        RoomChange::Kicked { user, reason } if user.as_str() == "Bob" && reason.as_str() == "too many pings"
+    ));
+    bob.expect_room_left("#den", RoomLeaveReason::Kicked).await;
+    // A command the server refuses is shown, and nothing happens.
+    stdin.write_all(b"/deleteroom #general\n").await.unwrap();
+    let refusal = next_of("notice").await;
+    assert_eq!(refusal["kind"], "error");
+    assert!(refusal["text"]
+        .as_str()
+        .unwrap()
+        .contains("#general cannot be deleted"));
+    drop(stdin);
+    assert!(exits(&mut child).await.success());
+}

@@ -216,6 +216,7 @@ pub fn auth_failure_text(reason: AuthFailure) -> &'static str {
         AuthFailure::InvalidUsername => "invalid username",
         AuthFailure::WeakPassword => "password too short",
         AuthFailure::ResumeFailed => "session expired; log in again",
+        AuthFailure::AccountDisabled => "this account was disabled by the server's administrator",
     }
 }
 
@@ -228,6 +229,12 @@ fn goodbye_text(reason: GoodbyeReason) -> &'static str {
         GoodbyeReason::IdleTimeout => "disconnected: idle",
         GoodbyeReason::SlowConsumer => "disconnected: messages arrived faster than we read them",
         GoodbyeReason::ProtocolViolation => "disconnected: protocol error",
+        GoodbyeReason::AccountDisabled => {
+            "the server's administrator disabled your account; you were logged out"
+        }
+        GoodbyeReason::SessionEnded => {
+            "the server's administrator ended your sessions; log in again with your password"
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use proto_core::message::{AuthFailure, LeaveReason, RoomLeaveReason, RoomRole};
+use proto_core::message::{AuthFailure, LeaveReason, RoomChange, RoomLeaveReason, RoomRole};
 use proto_core::Fingerprint;
 use tokio::sync::oneshot;
 
@@ -169,6 +169,19 @@ pub enum ClientEvent {
         user: String,
         reason: RoomLeaveReason,
     },
+    /// A moderator (`actor`) changed a room the user is in: its topic or
+    /// mode, or someone's place in it. [`room_change_text`] says it.
+    RoomChanged {
+        room: String,
+        actor: String,
+        change: RoomChange,
+    },
+    /// `by` invited the user to `room` (`/join` accepts).
+    Invited {
+        room: String,
+        by: String,
+        topic: String,
+    },
     Room(ChatLine),
     Direct(ChatLine),
     /// What became of a message typed on this client.
@@ -207,10 +220,79 @@ pub fn leave_reason_text(reason: LeaveReason) -> &'static str {
     }
 }
 
-/// The text shown when someone leaves a room.
+/// The text shown when someone leaves a room ("bob left #rust").
 pub fn room_leave_text(reason: RoomLeaveReason) -> &'static str {
     match reason {
         RoomLeaveReason::Left => "left",
+        RoomLeaveReason::Kicked => "was removed from",
+        RoomLeaveReason::Banned => "was banned from",
+        RoomLeaveReason::Deleted => "lost (deleted)",
+    }
+}
+
+/// The text shown when the user is no longer in `room`, escaped.
+pub fn room_left_text(room: &str, reason: RoomLeaveReason) -> String {
+    let room = proto_core::message::escape_for_display(room);
+    match reason {
+        RoomLeaveReason::Left => format!("you left {room}"),
+        RoomLeaveReason::Kicked => format!("you were removed from {room}"),
+        RoomLeaveReason::Banned => format!("you were banned from {room}"),
+        RoomLeaveReason::Deleted => format!("{room} was deleted"),
+    }
+}
+
+/// A moderator's change as a sentence, names escaped:
+/// "alice removed bob (spam)", "alice set the topic: crabs".
+pub fn room_change_text(actor: &str, change: &RoomChange) -> String {
+    let esc = proto_core::message::escape_for_display;
+    let actor = esc(actor);
+    let with_reason = |what: String, reason: &proto_core::message::Reason| {
+        if reason.is_empty() {
+            what
+        } else {
+            format!("{what} ({})", esc(reason.as_str()))
+        }
+    };
+    match change {
+        RoomChange::Topic { topic } if topic.is_empty() => format!("{actor} cleared the topic"),
+        RoomChange::Topic { topic } => format!("{actor} set the topic: {}", esc(topic.as_str())),
+        RoomChange::InviteOnly { invite_only: true } => {
+            format!("{actor} made the room invite-only")
+        }
+        RoomChange::InviteOnly { invite_only: false } => format!("{actor} made the room public"),
+        RoomChange::Kicked { user, reason } => {
+            with_reason(format!("{actor} removed {}", esc(user.as_str())), reason)
+        }
+        RoomChange::Banned {
+            user,
+            reason,
+            until_ms,
+        } => {
+            let how_long = if *until_ms == 0 {
+                String::new()
+            } else {
+                " for a while".to_owned()
+            };
+            with_reason(
+                format!("{actor} banned {}{how_long}", esc(user.as_str())),
+                reason,
+            )
+        }
+        RoomChange::Unbanned { user } => {
+            format!("{actor} lifted the ban of {}", esc(user.as_str()))
+        }
+        RoomChange::Role {
+            user,
+            role: RoomRole::Moderator,
+        } => format!("{actor} made {} a moderator", esc(user.as_str())),
+        RoomChange::Role { user, .. } => {
+            format!("{actor} made {} a member again", esc(user.as_str()))
+        }
+        RoomChange::Muted { user, muted: true } => format!("{actor} muted {}", esc(user.as_str())),
+        RoomChange::Muted { user, muted: false } => {
+            format!("{actor} unmuted {}", esc(user.as_str()))
+        }
+        RoomChange::Invited { user } => format!("{actor} invited {}", esc(user.as_str())),
     }
 }
 

@@ -15,6 +15,10 @@ pub enum Input {
     Part(String),
     /// `/list [FILTER]`: public rooms (and the user's own).
     List(String),
+    /// A moderator's command about `room` (the room being shown).
+    Moderate { room: String, action: Moderation },
+    /// A server administrator's command.
+    Admin(AdminCommand),
     /// `/who`.
     Who,
     /// `/help`.
@@ -29,6 +33,42 @@ pub enum Input {
     Empty,
 }
 
+/// What a moderator asks (users and texts as typed; checked before sending).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Moderation {
+    /// `/invite NAME`
+    Invite(String),
+    /// `/kick NAME [REASON]`
+    Kick { user: String, reason: String },
+    /// `/ban NAME [REASON]` (minutes 0: until unbanned), `/tempban NAME MINUTES [REASON]`
+    Ban {
+        user: String,
+        minutes: u32,
+        reason: String,
+    },
+    /// `/unban NAME`
+    Unban(String),
+    /// `/topic TEXT`
+    Topic(String),
+    /// `/mode +i` (true) or `/mode -i`
+    InviteOnly(bool),
+    /// `/op NAME` (true), `/deop NAME`
+    Moderator { user: String, moderator: bool },
+    /// `/mute NAME` (true), `/unmute NAME`
+    Mute { user: String, muted: bool },
+    /// `/deleteroom #ROOM` (the room must be named, so a slip cannot delete)
+    Delete,
+}
+
+/// What a server administrator asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminCommand {
+    /// `/disable NAME` (true), `/enable NAME`
+    Disable { user: String, disabled: bool },
+    /// `/endsessions NAME`
+    EndSessions(String),
+}
+
 /// The commands, for `/help` and for "unknown command" answers.
 pub const HELP_TEXT: &str = "\
 Commands:
@@ -36,6 +76,13 @@ Commands:
   /part [#ROOM]    leave ROOM (this room without a name)
   /list [FILTER]   list the public rooms whose name or topic contains FILTER
   /msg NAME TEXT   send a direct message to NAME
+Moderators of this room (the owner too):
+  /topic TEXT      set the topic          /mode +i | -i    invite-only, or public
+  /invite NAME     let NAME join          /kick NAME [REASON]
+  /ban NAME [REASON]   /tempban NAME MINUTES [REASON]   /unban NAME
+  /mute NAME  /unmute NAME
+The owner:  /op NAME  /deop NAME (moderators)   /deleteroom #ROOM
+Server administrators:  /disable NAME  /enable NAME  /endsessions NAME
   /who             list who is online
   /help            this list
   #exit or /quit   leave (everyone sees you go)
@@ -48,6 +95,10 @@ pub fn parse_input(line: &str, room: &str) -> Input {
     let say = |text: String| Input::Room {
         room: room.to_owned(),
         text,
+    };
+    let moderate = |action: Moderation| Input::Moderate {
+        room: room.to_owned(),
+        action,
     };
     let trimmed = line.trim();
     if trimmed.is_empty() {
@@ -77,6 +128,71 @@ pub fn parse_input(line: &str, room: &str) -> Input {
         },
         "part" | "leave" => Input::Part(args.split_whitespace().next().unwrap_or(room).to_owned()),
         "list" => Input::List(args.trim().to_owned()),
+        "topic" if !args.trim().is_empty() => moderate(Moderation::Topic(args.trim().to_owned())),
+        "topic" => Input::Usage("usage: /topic TEXT"),
+        "mode" => match args.trim() {
+            "+i" => moderate(Moderation::InviteOnly(true)),
+            "-i" => moderate(Moderation::InviteOnly(false)),
+            _ => Input::Usage("usage: /mode +i (invite-only) or /mode -i (public)"),
+        },
+        "invite" => one_name(args, "usage: /invite NAME", |u| {
+            moderate(Moderation::Invite(u))
+        }),
+        "unban" => one_name(args, "usage: /unban NAME", |u| {
+            moderate(Moderation::Unban(u))
+        }),
+        "op" | "deop" => {
+            let moderator = command.eq_ignore_ascii_case("op");
+            one_name(args, "usage: /op NAME or /deop NAME", |user| {
+                moderate(Moderation::Moderator { user, moderator })
+            })
+        }
+        "mute" | "unmute" => {
+            let muted = command.eq_ignore_ascii_case("mute");
+            one_name(args, "usage: /mute NAME or /unmute NAME", |user| {
+                moderate(Moderation::Mute { user, muted })
+            })
+        }
+        "kick" => match name_and_rest(args) {
+            Some((user, reason)) => moderate(Moderation::Kick { user, reason }),
+            None => Input::Usage("usage: /kick NAME [REASON]"),
+        },
+        "ban" => match name_and_rest(args) {
+            Some((user, reason)) => moderate(Moderation::Ban {
+                user,
+                minutes: 0,
+                reason,
+            }),
+            None => Input::Usage("usage: /ban NAME [REASON]"),
+        },
+        "tempban" => match name_and_rest(args).and_then(|(user, rest)| {
+            let (minutes, reason) = rest.split_once(char::is_whitespace).unwrap_or((&rest, ""));
+            let minutes: u32 = minutes.parse().ok().filter(|&m| m > 0)?;
+            Some((user, minutes, reason.trim().to_owned()))
+        }) {
+            Some((user, minutes, reason)) => moderate(Moderation::Ban {
+                user,
+                minutes,
+                reason,
+            }),
+            None => Input::Usage("usage: /tempban NAME MINUTES [REASON]"),
+        },
+        "deleteroom" => match args.split_whitespace().next() {
+            Some(named) => Input::Moderate {
+                room: named.to_owned(),
+                action: Moderation::Delete,
+            },
+            None => Input::Usage("usage: /deleteroom #ROOM (the room's name, to be sure)"),
+        },
+        "disable" | "enable" => {
+            let disabled = command.eq_ignore_ascii_case("disable");
+            one_name(args, "usage: /disable NAME or /enable NAME", |user| {
+                Input::Admin(AdminCommand::Disable { user, disabled })
+            })
+        }
+        "endsessions" => one_name(args, "usage: /endsessions NAME", |user| {
+            Input::Admin(AdminCommand::EndSessions(user))
+        }),
         "msg" => match args.split_once(char::is_whitespace) {
             Some((to, text)) if !text.trim().is_empty() => Input::Direct {
                 to: to.to_owned(),
@@ -86,6 +202,25 @@ pub fn parse_input(line: &str, room: &str) -> Input {
         },
         _ => Input::Unknown(format!("/{command}")),
     }
+}
+
+/// `NAME` alone.
+fn one_name(args: &str, usage: &'static str, make: impl FnOnce(String) -> Input) -> Input {
+    let mut words = args.split_whitespace();
+    match (words.next(), words.next()) {
+        (Some(name), None) => make(name.to_owned()),
+        _ => Input::Usage(usage),
+    }
+}
+
+/// `NAME [REST...]`.
+fn name_and_rest(args: &str) -> Option<(String, String)> {
+    let args = args.trim();
+    if args.is_empty() {
+        return None;
+    }
+    let (name, rest) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
+    Some((name.to_owned(), rest.trim().to_owned()))
 }
 
 #[cfg(test)]
@@ -116,6 +251,86 @@ mod tests {
                 text: "hello there".into()
             }
         );
+    }
+
+    #[test]
+    fn moderation_commands_name_the_room_being_shown() {
+        let m = |action| Input::Moderate {
+            room: "#den".into(),
+            action,
+        };
+        assert_eq!(
+            parse_input("/kick bob  spamming links", "#den"),
+            m(Moderation::Kick {
+                user: "bob".into(),
+                reason: "spamming links".into()
+            })
+        );
+        assert_eq!(
+            parse_input("/ban bob", "#den"),
+            m(Moderation::Ban {
+                user: "bob".into(),
+                minutes: 0,
+                reason: String::new()
+            })
+        );
+        assert_eq!(
+            parse_input("/tempban bob 30 cool off", "#den"),
+            m(Moderation::Ban {
+                user: "bob".into(),
+                minutes: 30,
+                reason: "cool off".into()
+            })
+        );
+        assert!(matches!(
+            parse_input("/tempban bob soon", "#den"),
+            Input::Usage(_)
+        ));
+        assert_eq!(
+            parse_input("/topic Rust and crabs", "#den"),
+            m(Moderation::Topic("Rust and crabs".into()))
+        );
+        assert_eq!(
+            parse_input("/mode +i", "#den"),
+            m(Moderation::InviteOnly(true))
+        );
+        assert!(matches!(parse_input("/mode +x", "#den"), Input::Usage(_)));
+        assert_eq!(
+            parse_input("/deop ann", "#den"),
+            m(Moderation::Moderator {
+                user: "ann".into(),
+                moderator: false
+            })
+        );
+        assert_eq!(
+            parse_input("/unmute ann", "#den"),
+            m(Moderation::Mute {
+                user: "ann".into(),
+                muted: false
+            })
+        );
+        assert!(matches!(
+            parse_input("/deleteroom", "#den"),
+            Input::Usage(_)
+        ));
+        assert_eq!(
+            parse_input("/deleteroom #other", "#den"),
+            Input::Moderate {
+                room: "#other".into(),
+                action: Moderation::Delete
+            }
+        );
+        assert_eq!(
+            parse_input("/disable mallory", "#den"),
+            Input::Admin(AdminCommand::Disable {
+                user: "mallory".into(),
+                disabled: true
+            })
+        );
+        assert!(matches!(
+            parse_input("/invite a b", "#den"),
+            Input::Usage(_)
+        ));
     }
 
     #[test]

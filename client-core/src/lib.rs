@@ -35,15 +35,15 @@ pub mod session_policy;
 pub use address::{ServerAddress, DEFAULT_PORT};
 pub use cause::{CloseCause, FatalCause, PasswordChangeError, RetryCause, ServerRefusal};
 pub use events::{
-    room_leave_text, ChatLine, ClientEvent, ConnectionState, Delivery, NoticeKind, RoomListing,
-    RoomView,
+    room_change_text, room_leave_text, room_left_text, ChatLine, ClientEvent, ConnectionState,
+    Delivery, NoticeKind, RoomListing, RoomView,
 };
-pub use input::{parse_input, Input, HELP_TEXT};
+pub use input::{parse_input, AdminCommand, Input, Moderation, HELP_TEXT};
 pub use known_servers::KnownServers;
 pub use options::{AuthRequest, ClientOptions, TlsOptions};
 pub use outbox::MAX_PENDING;
 pub use proto_core::message::{
-    AuthFailure, GoodbyeReason, LeaveReason, RoomLeaveReason, RoomRole, GENERAL_ROOM,
+    AuthFailure, GoodbyeReason, LeaveReason, RoomChange, RoomLeaveReason, RoomRole, GENERAL_ROOM,
 };
 pub use proto_core::Fingerprint;
 pub use runner::{spawn, ClientHandle};

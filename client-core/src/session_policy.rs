@@ -33,7 +33,7 @@ use crate::connect::AttemptError;
 use crate::events::{
     ChatLine, ClientEvent, ConnectionState, Delivery, NoticeKind, RoomListing, RoomView,
 };
-use crate::input::{Input, HELP_TEXT};
+use crate::input::{AdminCommand, Input, Moderation, HELP_TEXT};
 use crate::outbox::{Outbox, Target};
 
 /// How long leaving waits for the acknowledgement of messages in flight.
@@ -416,6 +416,16 @@ impl SessionPolicy {
                     Ok(filter) => out.push(Action::Send(ClientMessage::ListRooms { filter })),
                     Err(e) => notice(out, NoticeKind::Error, format!("not sent: filter {e}")),
                 },
+                Input::Moderate { room, action } => {
+                    if let Some(wire) = moderation_message(&room, action, out) {
+                        out.push(Action::Send(wire));
+                    }
+                }
+                Input::Admin(command) => {
+                    if let Some(wire) = admin_message(command, out) {
+                        out.push(Action::Send(wire));
+                    }
+                }
                 other => local_input(other, out),
             },
             // Offline: local commands answer, messages wait in the outbox
@@ -430,7 +440,12 @@ impl SessionPolicy {
                         );
                     }
                 }
-                Input::Who | Input::Join(_) | Input::Part(_) | Input::List(_) => {
+                Input::Who
+                | Input::Join(_)
+                | Input::Part(_)
+                | Input::List(_)
+                | Input::Moderate { .. }
+                | Input::Admin(_) => {
                     notice(out, NoticeKind::Error, "not connected");
                 }
                 other => local_input(other, out),
@@ -677,6 +692,27 @@ impl SessionPolicy {
                     reason,
                 },
             ),
+            ServerMessage::RoomChanged {
+                room,
+                actor,
+                change,
+            } => emit(
+                out,
+                ClientEvent::RoomChanged {
+                    room: room.as_str().to_owned(),
+                    actor: actor.as_str().to_owned(),
+                    change,
+                },
+            ),
+            ServerMessage::Invited { room, by, topic } => emit(
+                out,
+                ClientEvent::Invited {
+                    room: room.as_str().to_owned(),
+                    by: by.as_str().to_owned(),
+                    topic: topic.as_str().to_owned(),
+                },
+            ),
+            ServerMessage::Done => notice(out, NoticeKind::Info, "done"),
             // `/join` of a room nobody made yet makes it.
             ServerMessage::Error {
                 code: ErrorCode::NoSuchRoom,
@@ -743,7 +779,12 @@ impl SessionPolicy {
                 GoodbyeReason::ClientRequest => self.finish(CloseCause::Left, out),
                 // Another login took the session over: reconnecting would
                 // take it back.
-                GoodbyeReason::Replaced => self.finish(CloseCause::ClosedByServer(reason), out),
+                // So did an administrator: the same.
+                GoodbyeReason::Replaced
+                | GoodbyeReason::AccountDisabled
+                | GoodbyeReason::SessionEnded => {
+                    self.finish(CloseCause::ClosedByServer(reason), out)
+                }
                 GoodbyeReason::ServerShutdown
                 | GoodbyeReason::IdleTimeout
                 | GoodbyeReason::SlowConsumer
@@ -787,6 +828,100 @@ fn notice(out: &mut Vec<Action>, kind: NoticeKind, text: impl Into<String>) {
         text: text.into(),
         kind,
     }));
+}
+
+/// The message for a moderator's command; `None` after saying why not.
+fn moderation_message(
+    room: &str,
+    action: Moderation,
+    out: &mut Vec<Action>,
+) -> Option<ClientMessage> {
+    let room = room_name(room, out)?;
+    Some(match action {
+        Moderation::Invite(user) => ClientMessage::Invite {
+            room,
+            user: user_name(&user, out)?,
+        },
+        Moderation::Kick { user, reason } => ClientMessage::Kick {
+            room,
+            user: user_name(&user, out)?,
+            reason: reason_text(&reason, out)?,
+        },
+        Moderation::Ban {
+            user,
+            minutes,
+            reason,
+        } => ClientMessage::Ban {
+            room,
+            user: user_name(&user, out)?,
+            reason: reason_text(&reason, out)?,
+            minutes,
+        },
+        Moderation::Unban(user) => ClientMessage::Unban {
+            room,
+            user: user_name(&user, out)?,
+        },
+        Moderation::Topic(text) => match Topic::new(&text) {
+            Ok(topic) => ClientMessage::SetTopic { room, topic },
+            Err(e) => {
+                notice(out, NoticeKind::Error, format!("not sent: topic {e}"));
+                return None;
+            }
+        },
+        Moderation::InviteOnly(invite_only) => ClientMessage::SetInviteOnly { room, invite_only },
+        Moderation::Moderator { user, moderator } => ClientMessage::SetRole {
+            room,
+            user: user_name(&user, out)?,
+            role: if moderator {
+                proto_core::message::RoomRole::Moderator
+            } else {
+                proto_core::message::RoomRole::Member
+            },
+        },
+        Moderation::Mute { user, muted } => ClientMessage::Mute {
+            room,
+            user: user_name(&user, out)?,
+            muted,
+        },
+        Moderation::Delete => ClientMessage::DeleteRoom { room },
+    })
+}
+
+/// The message for an administrator's command.
+fn admin_message(command: AdminCommand, out: &mut Vec<Action>) -> Option<ClientMessage> {
+    Some(match command {
+        AdminCommand::Disable { user, disabled } => ClientMessage::SetAccountDisabled {
+            user: user_name(&user, out)?,
+            disabled,
+        },
+        AdminCommand::EndSessions(user) => ClientMessage::EndSessions {
+            user: user_name(&user, out)?,
+        },
+    })
+}
+
+fn user_name(typed: &str, out: &mut Vec<Action>) -> Option<Username> {
+    match Username::parse_normalizing(typed) {
+        Ok(user) => Some(user),
+        Err(e) => {
+            notice(
+                out,
+                NoticeKind::Error,
+                format!("not sent: invalid name {typed:?}: {e}"),
+            );
+            None
+        }
+    }
+}
+
+fn reason_text(typed: &str, out: &mut Vec<Action>) -> Option<proto_core::message::Reason> {
+    match proto_core::message::Reason::new(typed) {
+        Ok(reason) => Some(reason),
+        Err(e) => {
+            notice(out, NoticeKind::Error, format!("not sent: reason {e}"));
+            None
+        }
+    }
 }
 
 /// A room name as typed (`#` optional); `None` after saying why not.

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 
 use client_core::cause::auth_failure_text;
-use client_core::events::{leave_reason_text, room_leave_text};
+use client_core::events::{leave_reason_text, room_change_text, room_leave_text, room_left_text};
 use client_core::{ChatLine, ClientEvent, ConnectionState, Delivery, NoticeKind, GENERAL_ROOM};
 
 /// Which conversation: a room (by its name as created, with the `#`) or a
@@ -391,7 +391,10 @@ impl ChatModel {
                 conversation.topic = room.topic.clone();
             }
             ClientEvent::RoomLeft { room, reason } => {
-                let text = format!("You {} {room}", room_leave_text(*reason));
+                let mut text = room_left_text(room, *reason);
+                if let Some(first) = text.get_mut(0..1) {
+                    first.make_ascii_uppercase();
+                }
                 self.leave_room(room);
                 self.notice_in(self.selected, NoticeStyle::Info, text, now_ms);
             }
@@ -411,6 +414,28 @@ impl ChatModel {
                         .collect();
                     format!("Rooms:\n{}", lines.join("\n"))
                 };
+                self.notice_in(self.selected, NoticeStyle::Info, text, now_ms);
+            }
+            ClientEvent::RoomChanged {
+                room,
+                actor,
+                change,
+            } => {
+                let index = self.index_of_room(room);
+                if let client_core::RoomChange::Topic { topic } = change {
+                    self.conversations[index].topic = topic.as_str().to_owned();
+                }
+                let text = room_change_text(actor, change);
+                self.notice_in(index, NoticeStyle::Info, text, now_ms);
+            }
+            ClientEvent::Invited { room, by, topic } => {
+                let about = if topic.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({topic})")
+                };
+                let text =
+                    format!("{by} invited you to {room}{about}. Type /join {room} to accept.");
                 self.notice_in(self.selected, NoticeStyle::Info, text, now_ms);
             }
             ClientEvent::MemberJoined { room, user }

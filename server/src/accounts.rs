@@ -146,6 +146,7 @@ impl fmt::Debug for Pending {
 struct KnownAccount {
     display: Username,
     credential: Arc<Credential>,
+    disabled: bool,
 }
 
 /// Settings of [`Accounts`].
@@ -209,6 +210,7 @@ impl Accounts {
                     KnownAccount {
                         display,
                         credential: Arc::new(account.credential.clone()),
+                        disabled: account.disabled,
                     },
                 );
             }
@@ -345,6 +347,7 @@ impl Accounts {
                 KnownAccount {
                     display,
                     credential: Arc::new(credential),
+                    disabled: false,
                 },
             );
     }
@@ -654,7 +657,54 @@ impl Accounts {
         lock(&self.tokens).revoke(token);
     }
 
+    /// Disables or re-enables an account (an administrator's request):
+    /// persisted before it takes effect; disabling also revokes every
+    /// resume token of the account. The caller ends its sessions.
+    pub async fn set_disabled(&self, canonical: &str, disabled: bool) -> Result<(), AuthError> {
+        let store = Arc::clone(&self.store);
+        let c = canonical.to_owned();
+        let written = tokio::task::spawn_blocking(move || lock(&store).set_disabled(&c, disabled))
+            .await
+            .map_err(|_| AuthError::Internal)?;
+        if let Err(e) = written {
+            tracing::error!(error = %e, "an account could not be disabled or enabled");
+            return Err(AuthError::Internal);
+        }
+        if let Some(account) = self
+            .known
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(canonical)
+        {
+            account.disabled = disabled;
+        }
+        if disabled {
+            self.revoke_all_tokens(canonical);
+        }
+        Ok(())
+    }
+
+    /// Whether an administrator disabled `canonical`.
+    pub fn is_disabled(&self, canonical: &str) -> bool {
+        self.known
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(canonical)
+            .is_some_and(|a| a.disabled)
+    }
+
+    /// Revokes every resume token of `canonical` (its devices must log in
+    /// with the password again).
+    pub fn revoke_all_tokens(&self, canonical: &str) {
+        lock(&self.tokens).revoke_all(canonical);
+    }
+
+    /// Every login ends here, after its proof: a disabled account is told
+    /// so (only someone who proved the password learns it).
     fn logged_in(&self, canonical: String) -> Result<LoggedIn, AuthError> {
+        if self.is_disabled(&canonical) {
+            return Err(AuthFailure::AccountDisabled.into());
+        }
         let username = self.display_name(&canonical).ok_or(AuthError::Internal)?;
         let expires = now_ms().saturating_add(
             u64::try_from(self.config.token_lifetime.as_millis()).unwrap_or(u64::MAX),

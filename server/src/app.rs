@@ -19,6 +19,7 @@ use crate::hub::Hub;
 use crate::listener::Listener;
 use crate::rooms::Rooms;
 use crate::session::Shared;
+use crate::storage::AuditLog;
 use crate::storage::{opaque_key_file, token_file};
 use crate::storage::{
     CredentialStore, DataDir, DataDirError, HistoryConfig, HistoryError, HistoryStore,
@@ -147,6 +148,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         config.limits.rooms,
     )?;
     tracing::info!(rooms = rooms.len(), "rooms loaded");
+    let audit = AuditLog::open(&dir.audit_path(), &storage_key)?;
     let accounts = Accounts::new(
         store,
         tokens,
@@ -187,6 +189,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         hub,
         accounts,
         rooms,
+        audit: std::sync::Mutex::new(audit),
+        admins: config.admin_keys(),
         history,
         limits: config.limits.clone(),
         history_replay: config.history_replay,

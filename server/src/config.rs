@@ -44,6 +44,9 @@ pub struct Config {
     /// Argon2id costs of new password hashes: the OWASP minimum unless
     /// set (test servers pick cheap ones; the binary never does by itself).
     pub password_hashing: PasswordParams,
+    /// Accounts (usernames) that may disable and re-enable accounts, end
+    /// their sessions and delete any room but `#general`.
+    pub admins: Vec<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -62,6 +65,7 @@ impl std::fmt::Debug for Config {
             .field("history_cache_bytes", &self.history_cache_bytes)
             .field("token_lifetime", &self.token_lifetime)
             .field("password_hashing", &self.password_hashing)
+            .field("admins", &self.admins)
             .finish()
     }
 }
@@ -80,7 +84,18 @@ impl Config {
             history_cache_bytes: crate::storage::history::DEFAULT_CACHE_BYTES,
             token_lifetime: Duration::from_secs(24 * 3600),
             password_hashing: PasswordParams::default(),
+            admins: Vec::new(),
         }
+    }
+
+    /// The administrators' canonical names (a name that is not a valid
+    /// username names nobody).
+    pub fn admin_keys(&self) -> std::collections::HashSet<String> {
+        self.admins
+            .iter()
+            .filter_map(|name| proto_core::message::Username::parse_normalizing(name).ok())
+            .map(|name| name.canonical())
+            .collect()
     }
 }
 
@@ -184,6 +199,7 @@ pub struct FileConfig {
     pub history_sync_ms: Option<u64>,
     pub history_cache_bytes: Option<usize>,
     pub token_lifetime_secs: Option<u64>,
+    pub admins: Option<Vec<String>>,
     #[serde(default)]
     pub limits: FileLimits,
     #[serde(default)]
@@ -284,6 +300,7 @@ impl FileConfig {
         );
         set(&mut config.history_cache_bytes, self.history_cache_bytes);
         secs(&mut config.token_lifetime, self.token_lifetime_secs);
+        set(&mut config.admins, self.admins);
         let (h, f) = (&mut config.password_hashing, self.password_hashing);
         set(&mut h.m_cost_kib, f.m_cost_kib);
         set(&mut h.t_cost, f.t_cost);

@@ -76,6 +76,10 @@ enum Request {
         reply: oneshot::Sender<Result<Recent, HistoryError>>,
     },
     Flush(oneshot::Sender<Result<(), HistoryError>>),
+    DeleteRoom {
+        id: u64,
+        reply: oneshot::Sender<Result<(), HistoryError>>,
+    },
     Stats(oneshot::Sender<HistoryStats>),
 }
 
@@ -286,6 +290,12 @@ async fn serve(mut writer: Writer, mut rx: mpsc::Receiver<Request>, sync_every: 
                 writer = back;
                 let _ = reply.send(result);
             }
+            Request::DeleteRoom { id, reply } => {
+                let moved = off_runtime(writer, move |w| w.store.delete_room(id)).await;
+                let Some((back, result)) = moved else { return };
+                writer = back;
+                let _ = reply.send(result);
+            }
             Request::Stats(reply) => {
                 let cache = writer.store.cache_stats();
                 let _ = reply.send(HistoryStats {
@@ -358,6 +368,17 @@ impl History {
             .await
             .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())
+    }
+
+    /// Deletes room `id`'s history (the room was deleted): its file, and
+    /// what the writer holds of it.
+    pub async fn delete_room(&self, id: u64) -> Result<(), HistoryError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::DeleteRoom { id, reply })
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
     }
 
     /// Waits until everything appended so far is written and synced.

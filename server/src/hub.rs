@@ -33,16 +33,28 @@ pub enum Kick {
     Replaced,
     /// The server is stopping.
     Shutdown,
+    /// An administrator disabled the account.
+    Disabled,
+    /// An administrator ended the account's sessions.
+    Ended,
 }
 
 impl Kick {
-    const ALL: [Kick; 3] = [Kick::SlowConsumer, Kick::Replaced, Kick::Shutdown];
+    const ALL: [Kick; 5] = [
+        Kick::SlowConsumer,
+        Kick::Replaced,
+        Kick::Shutdown,
+        Kick::Disabled,
+        Kick::Ended,
+    ];
 
     fn code(self) -> u8 {
         match self {
             Kick::SlowConsumer => 1,
             Kick::Replaced => 2,
             Kick::Shutdown => 3,
+            Kick::Disabled => 4,
+            Kick::Ended => 5,
         }
     }
 
@@ -287,6 +299,39 @@ impl Hub {
         member.rooms.retain(|&r| r != room);
         let session = member.mailbox.session;
         state.unsubscribe(room, session);
+    }
+
+    /// Ends every session of `canonical` with `why`; false if none was online.
+    pub fn kick_user(&self, canonical: &str, why: Kick) -> bool {
+        match self.state().members.get(canonical) {
+            Some(member) => {
+                member.mailbox.control.kick(why);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends `msg` to every session subscribed to `room`; returns how many.
+    pub fn broadcast_room_all(&self, room: RoomId, msg: &ServerMessage) -> usize {
+        let msg = Arc::new(EncodedServerMessage::new(msg));
+        let state = self.state();
+        let Some(subscribers) = state.rooms.get(&room) else {
+            return 0;
+        };
+        for m in subscribers {
+            m.offer(&msg);
+        }
+        subscribers.len()
+    }
+
+    /// Nobody receives `room` any more (it was deleted).
+    pub fn drop_room(&self, room: RoomId) {
+        let mut state = self.state();
+        state.rooms.remove(&room);
+        for member in state.members.values_mut() {
+            member.rooms.retain(|&r| r != room);
+        }
     }
 
     /// Sends `msg` to every session subscribed to `room` but `except`;

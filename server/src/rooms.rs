@@ -15,15 +15,15 @@ use std::path::Path;
 use std::sync::{Mutex, PoisonError, RwLock};
 
 use proto_core::message::{
-    ErrorCode, RoomFilter, RoomInfo, RoomLeaveReason, RoomName, RoomSummary, ServerMessage,
-    Username,
+    ErrorCode, Reason, RoomChange, RoomFilter, RoomInfo, RoomLeaveReason, RoomName, RoomRole,
+    RoomSummary, ServerMessage, Topic, Username,
 };
 
 pub use directory::{
     Decision, Room, RoomDirectory, RoomError, RoomId, RoomLimits, RoomRequest, GENERAL_ID,
 };
 
-use crate::storage::{HistoryError, RoomEvent, RoomsLog};
+use crate::storage::{AuditEntry, HistoryError, RoomEvent, RoomsLog};
 
 /// What a room request changed, for [`Outcome`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +38,45 @@ pub enum Applied {
     },
     /// The user left.
     Left { id: RoomId, room: RoomName },
+    /// A moderator changed the room (or someone in it).
+    Changed {
+        id: RoomId,
+        room: RoomName,
+        change: Change,
+    },
+    /// The room is gone, with its history; `members` were in it.
+    Deleted {
+        id: RoomId,
+        room: RoomName,
+        members: Vec<String>,
+    },
+}
+
+/// What a moderation request changed (targets by canonical name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Topic(Topic),
+    InviteOnly(bool),
+    Invited { target: String, topic: Topic },
+    Kicked { target: String },
+    Banned { target: String, until_ms: u64 },
+    Unbanned { target: String },
+    Role { target: String, role: RoomRole },
+    Muted { target: String, muted: bool },
+}
+
+impl Change {
+    fn target(&self) -> Option<&str> {
+        match self {
+            Change::Topic(_) | Change::InviteOnly(_) => None,
+            Change::Invited { target, .. }
+            | Change::Kicked { target }
+            | Change::Banned { target, .. }
+            | Change::Unbanned { target }
+            | Change::Role { target, .. }
+            | Change::Muted { target, .. } => Some(target),
+        }
+    }
 }
 
 /// Who is told what after a request by `user`.
@@ -49,15 +88,33 @@ pub struct Outcome {
     pub to_user: Vec<ServerMessage>,
     /// To the room's other members online.
     pub to_room: Option<(RoomId, ServerMessage)>,
+    /// To every member online, the actor's sessions included.
+    pub to_everyone_in: Option<(RoomId, ServerMessage)>,
+    /// To every session of one user (canonical name), in order: the one a
+    /// change is about (a removed user is already unsubscribed, so the
+    /// notice comes here too, then `RoomLeft`).
+    pub to_target: Vec<(String, ServerMessage)>,
     /// Deliver this room's messages to the user's sessions from now on.
     pub subscribe: Option<RoomId>,
     /// ... or no longer (sent before `to_room`, so the user gets no copy).
     pub unsubscribe: Option<RoomId>,
+    /// The target's sessions no longer get the room (after `to_target`).
+    pub unsubscribe_target: Option<(String, RoomId)>,
+    /// The room is gone: each of these users gets `RoomLeft Deleted` and
+    /// nobody receives it any more; its history is deleted.
+    pub deleted: Option<(RoomId, ServerMessage, Vec<String>)>,
 }
 
 impl Outcome {
-    /// What a request's result means for the user and the room.
-    pub fn of(user: &Username, result: Result<Applied, RoomError>) -> Self {
+    /// What a request's result means for the user and the room. `target`
+    /// and `reason` are what a moderation request named (the target's
+    /// registered name).
+    pub fn of(
+        user: &Username,
+        target: Option<&Username>,
+        reason: &Reason,
+        result: Result<Applied, RoomError>,
+    ) -> Self {
         match result {
             Ok(Applied::Created { id, info }) => Self {
                 to_user: vec![ServerMessage::RoomJoined { info }],
@@ -94,11 +151,160 @@ impl Outcome {
                 unsubscribe: Some(id),
                 ..Self::default()
             },
+            Ok(Applied::Changed { id, room, change }) => {
+                let target_name = || target.cloned().unwrap_or_else(|| user.clone());
+                let wire = match &change {
+                    Change::Topic(topic) => RoomChange::Topic {
+                        topic: topic.clone(),
+                    },
+                    Change::InviteOnly(invite_only) => RoomChange::InviteOnly {
+                        invite_only: *invite_only,
+                    },
+                    Change::Invited { .. } => RoomChange::Invited {
+                        user: target_name(),
+                    },
+                    Change::Kicked { .. } => RoomChange::Kicked {
+                        user: target_name(),
+                        reason: reason.clone(),
+                    },
+                    Change::Banned { until_ms, .. } => RoomChange::Banned {
+                        user: target_name(),
+                        reason: reason.clone(),
+                        until_ms: *until_ms,
+                    },
+                    Change::Unbanned { .. } => RoomChange::Unbanned {
+                        user: target_name(),
+                    },
+                    Change::Role { role, .. } => RoomChange::Role {
+                        user: target_name(),
+                        role: *role,
+                    },
+                    Change::Muted { muted, .. } => RoomChange::Muted {
+                        user: target_name(),
+                        muted: *muted,
+                    },
+                };
+                let notice = ServerMessage::RoomChanged {
+                    room: room.clone(),
+                    actor: user.clone(),
+                    change: wire,
+                };
+                let mut outcome = Self {
+                    to_everyone_in: Some((id, notice.clone())),
+                    ..Self::default()
+                };
+                let removed = match &change {
+                    Change::Kicked { .. } => Some(RoomLeaveReason::Kicked),
+                    Change::Banned { .. } => Some(RoomLeaveReason::Banned),
+                    _ => None,
+                };
+                if let (Some(who), Some(reason)) = (change.target(), removed) {
+                    outcome.to_target = vec![
+                        (who.to_owned(), notice),
+                        (
+                            who.to_owned(),
+                            ServerMessage::RoomLeft {
+                                room: room.clone(),
+                                reason,
+                            },
+                        ),
+                    ];
+                    outcome.unsubscribe_target = Some((who.to_owned(), id));
+                }
+                if let Change::Invited { target: who, topic } = &change {
+                    outcome.to_target = vec![(
+                        who.clone(),
+                        ServerMessage::Invited {
+                            room,
+                            by: user.clone(),
+                            topic: topic.clone(),
+                        },
+                    )];
+                }
+                outcome
+            }
+            Ok(Applied::Deleted { id, room, members }) => Self {
+                // An administrator outside the room hears it is done; a
+                // member (the owner) by the `RoomLeft` every member gets.
+                reply: (!members.contains(&user.canonical())).then_some(ServerMessage::Done),
+                deleted: Some((
+                    id,
+                    ServerMessage::RoomLeft {
+                        room,
+                        reason: RoomLeaveReason::Deleted,
+                    },
+                    members,
+                )),
+                ..Self::default()
+            },
             Err(e) => Self {
                 reply: Some(error_message(e)),
                 ..Self::default()
             },
         }
+    }
+}
+
+/// The audit log's entry for a moderation request by `actor` that did
+/// `applied` at `at_ms` (`reason`: what the moderator gave).
+pub fn audit_entry(
+    actor: &str,
+    request: &RoomRequest,
+    reason: &Reason,
+    applied: &Applied,
+    at_ms: u64,
+) -> AuditEntry {
+    let (room, change) = match applied {
+        Applied::Created { info, .. } | Applied::Joined { info, .. } => (info.room.clone(), None),
+        Applied::Left { room, .. } | Applied::Deleted { room, .. } => (room.clone(), None),
+        Applied::Changed { room, change, .. } => (room.clone(), Some(change)),
+    };
+    let (action, detail) = match (request, change) {
+        (RoomRequest::Kick { .. }, _) => ("kick", reason.as_str().to_owned()),
+        (RoomRequest::Ban { .. }, Some(Change::Banned { until_ms, .. })) => {
+            let until = if *until_ms == 0 {
+                "until unbanned".to_owned()
+            } else {
+                format!("until {until_ms}")
+            };
+            if reason.is_empty() {
+                ("ban", until)
+            } else {
+                ("ban", format!("{until}: {}", reason.as_str()))
+            }
+        }
+        (RoomRequest::Ban { .. }, _) => ("ban", reason.as_str().to_owned()),
+        (RoomRequest::Unban { .. }, _) => ("unban", String::new()),
+        (RoomRequest::Invite { .. }, _) => ("invite", String::new()),
+        (RoomRequest::SetTopic { topic, .. }, _) => ("topic", topic.as_str().to_owned()),
+        (RoomRequest::SetInviteOnly { invite_only, .. }, _) => {
+            ("mode", if *invite_only { "+i" } else { "-i" }.to_owned())
+        }
+        (RoomRequest::SetRole { role, .. }, _) => ("role", format!("{role:?}").to_lowercase()),
+        (RoomRequest::Mute { muted, .. }, _) => {
+            ("mute", if *muted { "muted" } else { "unmuted" }.to_owned())
+        }
+        (RoomRequest::Delete { .. }, _) => ("delete_room", String::new()),
+        (RoomRequest::Create { .. }, _) => ("create_room", String::new()),
+        (RoomRequest::Join { .. }, _) => ("join", String::new()),
+        (RoomRequest::Leave { .. }, _) => ("leave", String::new()),
+    };
+    let target = match request {
+        RoomRequest::Invite { target, .. }
+        | RoomRequest::Kick { target, .. }
+        | RoomRequest::Ban { target, .. }
+        | RoomRequest::Unban { target, .. }
+        | RoomRequest::SetRole { target, .. }
+        | RoomRequest::Mute { target, .. } => Some(target.clone()),
+        _ => None,
+    };
+    AuditEntry {
+        at_ms,
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        room: Some(room.as_str().to_owned()),
+        target,
+        detail,
     }
 }
 
@@ -118,12 +324,31 @@ pub fn error_code(e: RoomError) -> ErrorCode {
         RoomError::NoSuchRoom => ErrorCode::NoSuchRoom,
         RoomError::NotAMember => ErrorCode::NotAMember,
         RoomError::RoomExists => ErrorCode::RoomExists,
-        RoomError::InviteOnly => ErrorCode::Forbidden,
-        RoomError::TooManyRoomsForUser(_) | RoomError::RoomFull(_) | RoomError::TooManyRooms(_) => {
-            ErrorCode::LimitReached
+        RoomError::InviteOnly
+        | RoomError::Banned
+        | RoomError::Muted
+        | RoomError::NotAllowed
+        | RoomError::OwnerOnly
+        | RoomError::Outranked
+        | RoomError::OwnerRole
+        | RoomError::GeneralIsPermanent
+        | RoomError::NotAdmin => ErrorCode::Forbidden,
+        RoomError::TargetNotAMember | RoomError::AlreadyAMember | RoomError::NotBanned => {
+            ErrorCode::InvalidMessage
         }
+        RoomError::TooManyRoomsForUser(_)
+        | RoomError::RoomFull(_)
+        | RoomError::TooManyRooms(_)
+        | RoomError::TooManyInvites(_) => ErrorCode::LimitReached,
         RoomError::Storage => ErrorCode::Internal,
     }
+}
+
+fn append(journal: &mut RoomsLog, event: &RoomEvent) -> Result<(), RoomError> {
+    journal.append(event).map_err(|e| {
+        tracing::error!(error = %e, "room journal append failed");
+        RoomError::Storage
+    })
 }
 
 /// The rooms, shared by every session.
@@ -156,11 +381,20 @@ impl Rooms {
         self.state.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Decides, makes durable and applies a request by `user` (canonical).
-    /// Blocks for an fsync when something changes.
-    pub fn request(&self, user: &str, request: &RoomRequest) -> Result<Applied, RoomError> {
+    /// Decides, makes durable and applies a request by `user` (canonical)
+    /// at `now_ms`; `admin`: `user` is a server administrator. Blocks for
+    /// an fsync when something changes.
+    pub fn request(
+        &self,
+        user: &str,
+        request: &RoomRequest,
+        now_ms: u64,
+        admin: bool,
+    ) -> Result<Applied, RoomError> {
         let mut journal = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
-        let decision = self.read().decide(user, request, &self.limits)?;
+        let decision = self
+            .read()
+            .decide(user, request, &self.limits, now_ms, admin)?;
         let event = match decision {
             Decision::AlreadyMember(id) => {
                 let state = self.read();
@@ -172,13 +406,54 @@ impl Rooms {
                 });
             }
             Decision::Change(event) => event,
+            Decision::Ban { ban, also } => {
+                // The ban first: a crash before the kick leaves the user
+                // banned and still listed as a member, never in and unbanned.
+                append(&mut journal, &ban)?;
+                if let Some(kick) = &also {
+                    append(&mut journal, kick)?;
+                }
+                let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+                state.apply(&ban);
+                if let Some(kick) = &also {
+                    state.apply(kick);
+                }
+                let RoomEvent::Banned {
+                    id,
+                    user: target,
+                    until_ms,
+                } = ban
+                else {
+                    return Err(RoomError::Storage);
+                };
+                let room = state.get(id).ok_or(RoomError::NoSuchRoom)?.name.clone();
+                return Ok(Applied::Changed {
+                    id,
+                    room,
+                    change: Change::Banned { target, until_ms },
+                });
+            }
         };
-        if let Err(e) = journal.append(&event) {
-            tracing::error!(error = %e, "room journal append failed");
-            return Err(RoomError::Storage);
-        }
+        // The members of a room about to be deleted, to tell them.
+        let members: Vec<String> = match &event {
+            RoomEvent::Deleted { id } => self
+                .read()
+                .get(*id)
+                .map(|r| r.members.iter().cloned().collect())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        append(&mut journal, &event)?;
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        let deleted_name = match &event {
+            RoomEvent::Deleted { id } => state.get(*id).map(|r| r.name.clone()),
+            _ => None,
+        };
         state.apply(&event);
+        let changed = |state: &RoomDirectory, id: RoomId, change: Change| {
+            let room = state.get(id).ok_or(RoomError::NoSuchRoom)?.name.clone();
+            Ok::<_, RoomError>(Applied::Changed { id, room, change })
+        };
         let applied = match event {
             RoomEvent::Created { id, .. } => Applied::Created {
                 id,
@@ -193,8 +468,67 @@ impl Rooms {
                 id,
                 room: state.get(id).ok_or(RoomError::NoSuchRoom)?.name.clone(),
             },
+            RoomEvent::Topic { id, .. } => {
+                let topic = state.get(id).ok_or(RoomError::NoSuchRoom)?.topic.clone();
+                changed(&state, id, Change::Topic(topic))?
+            }
+            RoomEvent::InviteOnly { id, invite_only } => {
+                changed(&state, id, Change::InviteOnly(invite_only))?
+            }
+            RoomEvent::Invited {
+                id, user: target, ..
+            } => {
+                let topic = state.get(id).ok_or(RoomError::NoSuchRoom)?.topic.clone();
+                changed(&state, id, Change::Invited { target, topic })?
+            }
+            RoomEvent::Kicked { id, user: target } => {
+                changed(&state, id, Change::Kicked { target })?
+            }
+            RoomEvent::Banned {
+                id,
+                user: target,
+                until_ms,
+            } => changed(&state, id, Change::Banned { target, until_ms })?,
+            RoomEvent::Unbanned { id, user: target } => {
+                changed(&state, id, Change::Unbanned { target })?
+            }
+            RoomEvent::Moderator {
+                id,
+                user: target,
+                moderator,
+            } => {
+                let role = if moderator {
+                    RoomRole::Moderator
+                } else {
+                    RoomRole::Member
+                };
+                changed(&state, id, Change::Role { target, role })?
+            }
+            RoomEvent::Muted {
+                id,
+                user: target,
+                muted,
+            } => changed(&state, id, Change::Muted { target, muted })?,
+            RoomEvent::Deleted { id } => Applied::Deleted {
+                id,
+                room: deleted_name.ok_or(RoomError::NoSuchRoom)?,
+                members,
+            },
         };
         Ok(applied)
+    }
+
+    /// Rooms with an open invitation for `user`: each room's name, topic
+    /// and who invited (canonical).
+    pub fn invitations_of(&self, user: &str) -> Vec<(RoomName, Topic, String)> {
+        self.read()
+            .invitations_of(user)
+            .into_iter()
+            .map(|r| {
+                let by = r.invited.get(user).cloned().unwrap_or_default();
+                (r.name.clone(), r.topic.clone(), by)
+            })
+            .collect()
     }
 
     /// A newly registered account joins `#general`. Blocks for an fsync.
@@ -214,15 +548,15 @@ impl Rooms {
         Ok(())
     }
 
-    /// The room `name` (its id and its name as created) if `user` is a
-    /// member (for a message to it).
+    /// The room `name` (its id and its name as created) if `user` may
+    /// post in it: a member, not muted.
     pub fn member_room(
         &self,
         user: &str,
         name: &RoomName,
     ) -> Result<(RoomId, RoomName), RoomError> {
         self.read()
-            .member_room(user, name)
+            .postable_room(user, name)
             .map(|r| (r.id, r.name.clone()))
     }
 
@@ -238,9 +572,9 @@ impl Rooms {
         rooms
     }
 
-    /// `ListRooms`.
-    pub fn list(&self, user: &str, filter: &RoomFilter) -> Vec<RoomSummary> {
-        self.read().list(user, filter)
+    /// `ListRooms` at `now_ms`.
+    pub fn list(&self, user: &str, filter: &RoomFilter, now_ms: u64) -> Vec<RoomSummary> {
+        self.read().list(user, filter, now_ms)
     }
 
     /// The name of room `id`.
@@ -289,6 +623,8 @@ mod tests {
                     invite_only: false,
                     topic: Topic::new("crabs").unwrap(),
                 },
+                0,
+                false,
             )
             .unwrap();
         assert!(
@@ -300,6 +636,8 @@ mod tests {
                 &RoomRequest::Join {
                     room: room("#rust"),
                 },
+                0,
+                false,
             )
             .unwrap();
         rooms
@@ -308,6 +646,8 @@ mod tests {
                 &RoomRequest::Leave {
                     room: room("#general"),
                 },
+                0,
+                false,
             )
             .unwrap();
         rooms.on_registered("carol").unwrap();
@@ -346,6 +686,8 @@ mod tests {
         };
         let joined = Outcome::of(
             &bob,
+            None,
+            &Reason::empty(),
             Ok(Applied::Joined {
                 id: 7,
                 info: info.clone(),
@@ -365,6 +707,8 @@ mod tests {
         );
         let again = Outcome::of(
             &bob,
+            None,
+            &Reason::empty(),
             Ok(Applied::Joined {
                 id: 7,
                 info,
@@ -375,7 +719,7 @@ mod tests {
             again.to_room, None,
             "no notice for a join that changed nothing"
         );
-        let refused = Outcome::of(&bob, Err(RoomError::InviteOnly));
+        let refused = Outcome::of(&bob, None, &Reason::empty(), Err(RoomError::InviteOnly));
         assert!(matches!(
             refused.reply,
             Some(ServerMessage::Error {

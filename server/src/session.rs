@@ -36,7 +36,9 @@ use crate::history::{History, Recent};
 use crate::hub::{Hub, Kick, Outgoing, Registration, SessionControl, SessionId};
 use crate::rooms::{Outcome, RoomError, RoomId, Rooms};
 use crate::storage::Conversation;
+use crate::storage::{AuditEntry, AuditLog};
 use crate::unauthenticated_pool::PoolSlot;
+use policy::AdminRequest;
 use policy::{Action, AuthRequest, Directory, Disconnect, End, Event, SessionPolicy};
 
 /// Outbox messages sealed into one write at most.
@@ -47,6 +49,10 @@ pub struct Shared {
     pub hub: Hub,
     pub accounts: crate::accounts::Accounts,
     pub rooms: Rooms,
+    /// Every moderation and administration action (fsynced per entry).
+    pub audit: std::sync::Mutex<AuditLog>,
+    /// Canonical names of the server's administrators.
+    pub admins: std::collections::HashSet<String>,
     pub history: History,
     pub limits: ServerLimits,
     pub history_replay: usize,
@@ -287,15 +293,28 @@ where
                             .broadcast_room(room, chat.session_id, &message);
                     }
                 }
-                Action::Room(request) => {
+                Action::Room {
+                    request,
+                    target,
+                    reason,
+                } => {
                     if std::mem::take(&mut queued) {
                         self.flush().await?;
                     }
-                    queued = self.room_request(request).await?;
+                    queued = self.room_request(request, target, reason).await?;
+                }
+                Action::Admin(request) => {
+                    if std::mem::take(&mut queued) {
+                        self.flush().await?;
+                    }
+                    queued = self.admin_request(request).await?;
                 }
                 Action::ListRooms(filter) => {
                     if let Some(chat) = &self.chat {
-                        let rooms = self.shared.rooms.list(&chat.me.canonical, &filter);
+                        let rooms = self
+                            .shared
+                            .rooms
+                            .list(&chat.me.canonical, &filter, now_ms());
                         for page in ServerMessage::room_list_pages(rooms) {
                             self.session.queue(&page).map_err(|_| End::Violation)?;
                         }
@@ -324,18 +343,46 @@ where
     }
 
     /// Performs a room request off the runtime (a change fsyncs the
-    /// journal) and tells whom the outcome says. True if something was
-    /// queued for this session.
-    async fn room_request(&mut self, request: crate::rooms::RoomRequest) -> Result<bool, End> {
+    /// journal, a moderation action the audit log too) and tells whom the
+    /// outcome says. True if something was queued for this session.
+    async fn room_request(
+        &mut self,
+        request: crate::rooms::RoomRequest,
+        target: Option<Username>,
+        reason: proto_core::message::Reason,
+    ) -> Result<bool, End> {
         let Some(chat) = &self.chat else {
             return Ok(false);
         };
         let shared = Arc::clone(&self.shared);
         let user = chat.me.canonical.clone();
-        let result = tokio::task::spawn_blocking(move || shared.rooms.request(&user, &request))
-            .await
-            .unwrap_or(Err(RoomError::Storage));
-        let outcome = Outcome::of(&chat.me.username, result);
+        let admin = self.shared.admins.contains(&user);
+        let audit_reason = reason.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let at_ms = now_ms();
+            let result = shared.rooms.request(&user, &request, at_ms, admin);
+            if let (Ok(applied), true) = (&result, request.is_moderation()) {
+                // A kicked or banned user's sessions stop getting the room
+                // before anyone is told (R2).
+                if let crate::rooms::Applied::Changed {
+                    id,
+                    change:
+                        crate::rooms::Change::Kicked { target }
+                        | crate::rooms::Change::Banned { target, .. },
+                    ..
+                } = applied
+                {
+                    shared.hub.unsubscribe(target, *id);
+                }
+                let entry =
+                    crate::rooms::audit_entry(&user, &request, &audit_reason, applied, at_ms);
+                write_audit(&shared, &entry);
+            }
+            result
+        })
+        .await
+        .unwrap_or(Err(RoomError::Storage));
+        let outcome = Outcome::of(&chat.me.username, target.as_ref(), &reason, result);
         let hub = &self.shared.hub;
         if let Some(room) = outcome.unsubscribe {
             hub.unsubscribe(&chat.me.canonical, room);
@@ -346,8 +393,26 @@ where
         if let Some((room, msg)) = &outcome.to_room {
             hub.broadcast_room(*room, chat.session_id, msg);
         }
+        if let Some((room, msg)) = &outcome.to_everyone_in {
+            hub.broadcast_room_all(*room, msg);
+        }
+        for (who, msg) in &outcome.to_target {
+            hub.send_to(who, msg);
+        }
+        if let Some((who, room)) = &outcome.unsubscribe_target {
+            hub.unsubscribe(who, *room);
+        }
         if let Some(room) = outcome.subscribe {
             hub.subscribe(&chat.me.canonical, chat.session_id, room);
+        }
+        if let Some((room, msg, members)) = &outcome.deleted {
+            hub.drop_room(*room);
+            for member in members {
+                hub.send_to(member, msg);
+            }
+            if let Err(e) = self.shared.history.delete_room(*room).await {
+                tracing::error!(error = %e, "a deleted room's history could not be removed");
+            }
         }
         match outcome.reply {
             Some(reply) => {
@@ -356,6 +421,57 @@ where
             }
             None => Ok(false),
         }
+    }
+
+    /// An administrator's request: refused unless the user is one; then
+    /// carried out, audited, and answered `Done`.
+    async fn admin_request(&mut self, request: AdminRequest) -> Result<bool, End> {
+        let Some(chat) = &self.chat else {
+            return Ok(false);
+        };
+        let actor = chat.me.canonical.clone();
+        let reply = if !self.shared.admins.contains(&actor) {
+            crate::rooms::error_message(RoomError::NotAdmin)
+        } else {
+            let (action, target, done) = match request {
+                AdminRequest::SetDisabled {
+                    target, disabled, ..
+                } => {
+                    let done = self.shared.accounts.set_disabled(&target, disabled).await;
+                    if done.is_ok() && disabled {
+                        self.shared.hub.kick_user(&target, Kick::Disabled);
+                    }
+                    let action = if disabled {
+                        "disable_account"
+                    } else {
+                        "enable_account"
+                    };
+                    (action, target, done.is_ok())
+                }
+                AdminRequest::EndSessions { target, .. } => {
+                    self.shared.accounts.revoke_all_tokens(&target);
+                    self.shared.hub.kick_user(&target, Kick::Ended);
+                    ("end_sessions", target, true)
+                }
+            };
+            if done {
+                let entry = AuditEntry {
+                    at_ms: now_ms(),
+                    actor,
+                    action: action.to_owned(),
+                    room: None,
+                    target: Some(target),
+                    detail: String::new(),
+                };
+                let shared = Arc::clone(&self.shared);
+                let _ = tokio::task::spawn_blocking(move || write_audit(&shared, &entry)).await;
+                ServerMessage::Done
+            } else {
+                crate::rooms::error_message(RoomError::Storage)
+            }
+        };
+        self.session.queue(&reply).map_err(|_| End::Violation)?;
+        Ok(true)
     }
 
     /// Gives back the place among the not-logged-in, joins the hub and
@@ -424,6 +540,8 @@ where
                 Kick::SlowConsumer => End::SlowConsumer,
                 Kick::Replaced => End::Replaced,
                 Kick::Shutdown => End::Shutdown,
+                Kick::Disabled => End::Disabled,
+                Kick::Ended => End::Ended,
             }),
             written = timeout(write_timeout, flush) => match written {
                 Ok(Ok(())) => Ok(()),
@@ -505,6 +623,18 @@ async fn authenticate(
     }
 }
 
+/// Appends to the audit log (blocking: it fsyncs). A failure is logged
+/// loudly; the action it records has happened.
+fn write_audit(shared: &Shared, entry: &AuditEntry) {
+    let mut audit = shared
+        .audit
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Err(e) = audit.append(entry) {
+        tracing::error!(error = %e, action = %entry.action, "the audit log could not be written");
+    }
+}
+
 /// A new account joins `#general` (off the runtime: the journal fsyncs).
 async fn join_general(shared: &Arc<Shared>, canonical: &str) {
     let (shared, user) = (Arc::clone(shared), canonical.to_owned());
@@ -536,6 +666,11 @@ async fn greeting(
             .into_iter()
             .map(|(_, info)| ServerMessage::RoomJoined { info }),
     );
+    for (room, topic, by) in shared.rooms.invitations_of(&me.canonical) {
+        if let Some(by) = shared.accounts.display_name(&by) {
+            msgs.push(ServerMessage::Invited { room, by, topic });
+        }
+    }
     let recent = match shared
         .history
         .recent(me.canonical.clone(), ids, shared.history_replay)

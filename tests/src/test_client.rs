@@ -63,6 +63,8 @@ pub struct LoginInfo {
     pub online: Vec<Username>,
     /// The user's rooms, in the order the greeting gave them.
     pub rooms: Vec<RoomInfo>,
+    /// Open invitations the greeting listed: (room, who invited).
+    pub invitations: Vec<(String, String)>,
     pub history: Vec<HistoryEntry>,
     pub history_batches: usize,
 }
@@ -222,7 +224,7 @@ impl TestClient {
     pub async fn leave_room(&mut self, name: &str) -> Result<RoomName, ErrorCode> {
         self.send(&ClientMessage::LeaveRoom { room: room(name) })
             .await;
-        match self.recv().await {
+        match self.recv_skipping_presence().await {
             ServerMessage::RoomLeft {
                 room,
                 reason: RoomLeaveReason::Left,
@@ -252,8 +254,70 @@ impl TestClient {
         }
     }
 
+    /// Sends a moderation or administration request and returns the
+    /// refusal's code, if it was refused: `Ok` after the `RoomChanged`
+    /// (which the actor gets too), `RoomLeft` (deleting a room one is in)
+    /// or `Done` that says it happened.
+    pub async fn moderate(&mut self, msg: ClientMessage) -> Result<ServerMessage, ErrorCode> {
+        self.send(&msg).await;
+        match self.recv_skipping_presence().await {
+            ServerMessage::Error { code, .. } => Err(code),
+            ok @ (ServerMessage::RoomChanged { .. }
+            | ServerMessage::RoomLeft { .. }
+            | ServerMessage::Done) => Ok(ok),
+            other => panic!(
+                "{}: expected the answer to a moderation request, got {other:?}",
+                self.label
+            ),
+        }
+    }
+
+    /// The next message: `actor` changed `in_room` by `change`.
+    pub async fn expect_room_changed(
+        &mut self,
+        in_room: &str,
+        actor: &str,
+    ) -> proto_core::message::RoomChange {
+        match self.recv_skipping_presence().await {
+            ServerMessage::RoomChanged {
+                room: r,
+                actor: a,
+                change,
+            } if r.as_str() == in_room && a.as_str() == actor => change,
+            other => panic!(
+                "{}: expected RoomChanged in {in_room} by {actor}, got {other:?}",
+                self.label
+            ),
+        }
+    }
+
+    /// The next message: this user is no longer in `in_room`, for `reason`.
+    pub async fn expect_room_left(&mut self, in_room: &str, reason: RoomLeaveReason) {
+        match self.recv_skipping_presence().await {
+            ServerMessage::RoomLeft {
+                room: r,
+                reason: why,
+            } if r.as_str() == in_room && why == reason => {}
+            other => panic!(
+                "{}: expected RoomLeft {in_room} {reason:?}, got {other:?}",
+                self.label
+            ),
+        }
+    }
+
+    /// The next message that is not a presence notice (`UserJoined`,
+    /// `UserLeft`): room and moderation tests look past who comes and goes.
+    pub async fn recv_skipping_presence(&mut self) -> ServerMessage {
+        loop {
+            match self.recv().await {
+                ServerMessage::UserJoined { .. } | ServerMessage::UserLeft { .. } => {}
+                other => return other,
+            }
+        }
+    }
+
     async fn room_answer(&mut self) -> Result<RoomInfo, ErrorCode> {
-        match self.recv().await {
+        match self.recv_skipping_presence().await {
             ServerMessage::RoomJoined { info } => Ok(info),
             ServerMessage::Error { code, .. } => Err(code),
             other => panic!(
@@ -592,18 +656,29 @@ impl TestClient {
     }
 
     /// The greeting's `RoomJoined` messages, then its history pages.
-    async fn read_rooms_and_history(&mut self) -> (Vec<RoomInfo>, Vec<HistoryEntry>, usize) {
+    async fn read_rooms_and_history(
+        &mut self,
+    ) -> (
+        Vec<RoomInfo>,
+        Vec<(String, String)>,
+        Vec<HistoryEntry>,
+        usize,
+    ) {
         let mut rooms = Vec::new();
+        let mut invitations = Vec::new();
         let mut all = Vec::new();
         let mut batches = 0;
         loop {
             match self.recv().await {
                 ServerMessage::RoomJoined { info } if batches == 0 => rooms.push(info),
+                ServerMessage::Invited { room, by, .. } if batches == 0 => {
+                    invitations.push((room.as_str().to_owned(), by.as_str().to_owned()));
+                }
                 ServerMessage::HistoryBatch { more, entries } => {
                     batches += 1;
                     all.extend(entries.into_vec());
                     if !more {
-                        return (rooms, all, batches);
+                        return (rooms, invitations, all, batches);
                     }
                 }
                 other => panic!(
@@ -651,13 +726,15 @@ impl TestClient {
             } => {
                 self.label = username.as_str().to_owned();
                 let online = self.read_online_pages().await;
-                let (rooms, history, history_batches) = self.read_rooms_and_history().await;
+                let (rooms, invitations, history, history_batches) =
+                    self.read_rooms_and_history().await;
                 Ok(LoginInfo {
                     username,
                     token: resume_token,
                     token_lifetime_secs,
                     online,
                     rooms,
+                    invitations,
                     history,
                     history_batches,
                 })

@@ -62,6 +62,8 @@ pub struct ServerOptions {
     /// Start from a private copy of this data directory (a fixture)
     /// instead of an empty one.
     pub data_from: Option<PathBuf>,
+    /// The server's administrators (usernames).
+    pub admins: Vec<String>,
 }
 
 impl ServerOptions {
@@ -75,7 +77,13 @@ impl ServerOptions {
             password_hashing: TEST_PASSWORD_HASHING,
             listen: "127.0.0.1:0".parse().expect("loopback address"),
             data_from: None,
+            admins: Vec::new(),
         }
+    }
+
+    pub fn admins(mut self, names: &[&str]) -> Self {
+        self.admins = names.iter().map(|n| n.to_string()).collect();
+        self
     }
 
     pub fn limits(mut self, limits: ServerLimits) -> Self {
@@ -145,6 +153,7 @@ impl TestServer {
         config.history_replay = self.options.history_replay;
         config.token_lifetime = self.options.token_lifetime;
         config.password_hashing = self.options.password_hashing;
+        config.admins = self.options.admins.clone();
         config
     }
 

@@ -7,7 +7,8 @@ use crate::message::text::MAX_TEXT_WIRE_BYTES;
 use crate::message::username::MAX_USERNAME_WIRE_BYTES;
 use crate::message::MAX_MESSAGE_BYTES;
 use crate::message::{
-    MessageError, MessageText, Password, ResumeToken, RoomFilter, RoomName, Topic, Username,
+    MessageError, MessageText, Password, Reason, ResumeToken, RoomFilter, RoomName, RoomRole,
+    Topic, Username,
 };
 use crate::opaque::{
     CREDENTIAL_FINALIZATION_LEN, CREDENTIAL_REQUEST_LEN, REGISTRATION_REQUEST_LEN,
@@ -125,6 +126,53 @@ pub enum ClientMessage {
     /// 0x43: list the public rooms (and the user's own) whose name or
     /// topic contains `filter`; answered by `RoomList` pages.
     ListRooms { filter: RoomFilter },
+    /// 0x44: invite `user` (moderators and the owner): they may join the
+    /// room even if it is invite-only.
+    Invite { room: RoomName, user: Username },
+    /// 0x45: remove `user` from the room (moderators may remove members,
+    /// the owner anyone but themselves).
+    Kick {
+        room: RoomName,
+        user: Username,
+        reason: Reason,
+    },
+    /// 0x46: remove `user` and refuse their joins for `minutes` (0: until
+    /// unbanned); a user need not be a member to be banned.
+    Ban {
+        room: RoomName,
+        user: Username,
+        reason: Reason,
+        minutes: u32,
+    },
+    /// 0x47: lift a ban.
+    Unban { room: RoomName, user: Username },
+    /// 0x48: set the topic (moderators and the owner).
+    SetTopic { room: RoomName, topic: Topic },
+    /// 0x49: make the room invite-only or public (moderators and the
+    /// owner).
+    SetInviteOnly { room: RoomName, invite_only: bool },
+    /// 0x4A: make a member a moderator or a member again (the owner only;
+    /// `Owner` is refused).
+    SetRole {
+        room: RoomName,
+        user: Username,
+        role: RoomRole,
+    },
+    /// 0x4B: stop a member posting (`muted`), or let them again.
+    Mute {
+        room: RoomName,
+        user: Username,
+        muted: bool,
+    },
+    /// 0x4C: delete the room and its history (its owner, or a server
+    /// administrator).
+    DeleteRoom { room: RoomName },
+    /// 0x50: disable or re-enable an account (server administrators):
+    /// a disabled account's sessions end and it cannot log in.
+    SetAccountDisabled { user: Username, disabled: bool },
+    /// 0x51: end every session of an account and revoke its resume tokens
+    /// (server administrators).
+    EndSessions { user: Username },
 }
 
 pub(crate) mod tag {
@@ -149,6 +197,17 @@ pub(crate) mod tag {
     pub const JOIN_ROOM: u8 = 0x41;
     pub const LEAVE_ROOM: u8 = 0x42;
     pub const LIST_ROOMS: u8 = 0x43;
+    pub const INVITE: u8 = 0x44;
+    pub const KICK: u8 = 0x45;
+    pub const BAN: u8 = 0x46;
+    pub const UNBAN: u8 = 0x47;
+    pub const SET_TOPIC: u8 = 0x48;
+    pub const SET_INVITE_ONLY: u8 = 0x49;
+    pub const SET_ROLE: u8 = 0x4A;
+    pub const MUTE: u8 = 0x4B;
+    pub const DELETE_ROOM: u8 = 0x4C;
+    pub const SET_ACCOUNT_DISABLED: u8 = 0x50;
+    pub const END_SESSIONS: u8 = 0x51;
 }
 
 impl ClientMessage {
@@ -253,6 +312,53 @@ impl ClientMessage {
             tag::LIST_ROOMS => Self::ListRooms {
                 filter: RoomFilter::decode(&mut r)?,
             },
+            tag::INVITE => Self::Invite {
+                room: RoomName::decode(&mut r)?,
+                user: Username::decode(&mut r)?,
+            },
+            tag::KICK => Self::Kick {
+                room: RoomName::decode(&mut r)?,
+                user: Username::decode(&mut r)?,
+                reason: Reason::decode(&mut r)?,
+            },
+            tag::BAN => Self::Ban {
+                room: RoomName::decode(&mut r)?,
+                user: Username::decode(&mut r)?,
+                reason: Reason::decode(&mut r)?,
+                minutes: r.u32()?,
+            },
+            tag::UNBAN => Self::Unban {
+                room: RoomName::decode(&mut r)?,
+                user: Username::decode(&mut r)?,
+            },
+            tag::SET_TOPIC => Self::SetTopic {
+                room: RoomName::decode(&mut r)?,
+                topic: Topic::decode(&mut r)?,
+            },
+            tag::SET_INVITE_ONLY => Self::SetInviteOnly {
+                room: RoomName::decode(&mut r)?,
+                invite_only: r.bool("invite_only")?,
+            },
+            tag::SET_ROLE => Self::SetRole {
+                room: RoomName::decode(&mut r)?,
+                user: Username::decode(&mut r)?,
+                role: RoomRole::decode(&mut r)?,
+            },
+            tag::MUTE => Self::Mute {
+                room: RoomName::decode(&mut r)?,
+                user: Username::decode(&mut r)?,
+                muted: r.bool("muted")?,
+            },
+            tag::DELETE_ROOM => Self::DeleteRoom {
+                room: RoomName::decode(&mut r)?,
+            },
+            tag::SET_ACCOUNT_DISABLED => Self::SetAccountDisabled {
+                user: Username::decode(&mut r)?,
+                disabled: r.bool("disabled")?,
+            },
+            tag::END_SESSIONS => Self::EndSessions {
+                user: Username::decode(&mut r)?,
+            },
             unknown => return Err(MessageError::UnknownTag(unknown)),
         };
         r.finish()?;
@@ -283,6 +389,17 @@ impl ClientMessage {
             Self::JoinRoom { .. } => tag::JOIN_ROOM,
             Self::LeaveRoom { .. } => tag::LEAVE_ROOM,
             Self::ListRooms { .. } => tag::LIST_ROOMS,
+            Self::Invite { .. } => tag::INVITE,
+            Self::Kick { .. } => tag::KICK,
+            Self::Ban { .. } => tag::BAN,
+            Self::Unban { .. } => tag::UNBAN,
+            Self::SetTopic { .. } => tag::SET_TOPIC,
+            Self::SetInviteOnly { .. } => tag::SET_INVITE_ONLY,
+            Self::SetRole { .. } => tag::SET_ROLE,
+            Self::Mute { .. } => tag::MUTE,
+            Self::DeleteRoom { .. } => tag::DELETE_ROOM,
+            Self::SetAccountDisabled { .. } => tag::SET_ACCOUNT_DISABLED,
+            Self::EndSessions { .. } => tag::END_SESSIONS,
         }
     }
 
@@ -355,8 +472,53 @@ impl ClientMessage {
                 out.bool(*invite_only);
                 topic.encode(out);
             }
-            Self::JoinRoom { room } | Self::LeaveRoom { room } => room.encode(out),
+            Self::JoinRoom { room } | Self::LeaveRoom { room } | Self::DeleteRoom { room } => {
+                room.encode(out)
+            }
             Self::ListRooms { filter } => filter.encode(out),
+            Self::Invite { room, user } | Self::Unban { room, user } => {
+                room.encode(out);
+                user.encode(out);
+            }
+            Self::Kick { room, user, reason } => {
+                room.encode(out);
+                user.encode(out);
+                reason.encode(out);
+            }
+            Self::Ban {
+                room,
+                user,
+                reason,
+                minutes,
+            } => {
+                room.encode(out);
+                user.encode(out);
+                reason.encode(out);
+                out.u32(*minutes);
+            }
+            Self::SetTopic { room, topic } => {
+                room.encode(out);
+                topic.encode(out);
+            }
+            Self::SetInviteOnly { room, invite_only } => {
+                room.encode(out);
+                out.bool(*invite_only);
+            }
+            Self::SetRole { room, user, role } => {
+                room.encode(out);
+                user.encode(out);
+                role.encode(out);
+            }
+            Self::Mute { room, user, muted } => {
+                room.encode(out);
+                user.encode(out);
+                out.bool(*muted);
+            }
+            Self::SetAccountDisabled { user, disabled } => {
+                user.encode(out);
+                out.bool(*disabled);
+            }
+            Self::EndSessions { user } => user.encode(out),
         }
     }
 }

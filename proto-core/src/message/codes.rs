@@ -66,6 +66,9 @@ wire_enum! {
         WeakPassword = 4,
         /// `Resume` with an unknown, expired or used token.
         ResumeFailed = 5,
+        /// A server administrator disabled the account (told only after
+        /// the password was proven).
+        AccountDisabled = 6,
     }
 }
 
@@ -95,6 +98,10 @@ wire_enum! {
         SlowConsumer = 5,
         /// The same user logged in (or resumed) on another connection.
         Replaced = 6,
+        /// A server administrator disabled the account.
+        AccountDisabled = 7,
+        /// A server administrator ended the account's sessions.
+        SessionEnded = 8,
     }
 }
 
@@ -150,6 +157,12 @@ wire_enum! {
     RoomLeaveReason: u8, field = "room leave reason" {
         /// The user left (from this or another of their devices).
         Left = 1,
+        /// A moderator removed the user.
+        Kicked = 2,
+        /// A moderator banned the user.
+        Banned = 3,
+        /// The room was deleted (by its owner or a server administrator).
+        Deleted = 4,
     }
 }
 
@@ -172,30 +185,30 @@ mod tests {
             assert_eq!(ErrorCode::from_wire(v.to_wire()), Some(v));
         }
         assert_eq!(AuthFailure::from_wire(0), None);
-        assert_eq!(AuthFailure::from_wire(6), None);
+        assert_eq!(AuthFailure::from_wire(7), None);
         assert_eq!(LeaveReason::from_wire(5), None);
-        assert_eq!(GoodbyeReason::from_wire(7), None);
+        assert_eq!(GoodbyeReason::from_wire(9), None);
         assert_eq!(ErrorCode::from_wire(0), None);
         assert_eq!(ErrorCode::from_wire(15), None);
         assert_eq!(RoomRole::from_wire(0), None);
         assert_eq!(RoomRole::from_wire(4), None);
-        assert_eq!(RoomLeaveReason::from_wire(2), None);
+        assert_eq!(RoomLeaveReason::from_wire(5), None);
         assert_eq!(ErrorCode::from_wire(0x0101), None);
     }
 
     #[test]
     fn enum_values_match_the_spec() {
         let auth: Vec<u8> = AuthFailure::ALL.iter().map(|v| v.to_wire()).collect();
-        assert_eq!(auth, [1, 2, 3, 4, 5]);
+        assert_eq!(auth, [1, 2, 3, 4, 5, 6]);
         let leave: Vec<u8> = LeaveReason::ALL.iter().map(|v| v.to_wire()).collect();
         assert_eq!(leave, [1, 2, 3, 4]);
         let bye: Vec<u8> = GoodbyeReason::ALL.iter().map(|v| v.to_wire()).collect();
-        assert_eq!(bye, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(bye, [1, 2, 3, 4, 5, 6, 7, 8]);
         let codes: Vec<u16> = ErrorCode::ALL.iter().map(|v| v.to_wire()).collect();
         assert_eq!(codes, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
         let roles: Vec<u8> = RoomRole::ALL.iter().map(|v| v.to_wire()).collect();
         assert_eq!(roles, [1, 2, 3]);
         let gone: Vec<u8> = RoomLeaveReason::ALL.iter().map(|v| v.to_wire()).collect();
-        assert_eq!(gone, [1]);
+        assert_eq!(gone, [1, 2, 3, 4]);
     }
 }

@@ -356,6 +356,90 @@ fn server_room_notices_have_the_published_layout() {
 }
 
 #[test]
+fn moderation_messages_have_the_published_layout() {
+    assert_client_vector(
+        ClientMessage::Kick {
+            room: room("#rust"),
+            user: user("bob"),
+            reason: Reason::new("spam").unwrap(),
+        },
+        "45 0005 2372757374 0003 626f62 0004 7370616d",
+    );
+    assert_client_vector(
+        ClientMessage::Ban {
+            room: room("#rust"),
+            user: user("bob"),
+            reason: Reason::empty(),
+            minutes: 60,
+        },
+        "46 0005 2372757374 0003 626f62 0000 0000003c",
+    );
+    assert_client_vector(
+        ClientMessage::SetTopic {
+            room: room("#rust"),
+            topic: Topic::new("crabs").unwrap(),
+        },
+        "48 0005 2372757374 0005 6372616273",
+    );
+    assert_client_vector(
+        ClientMessage::SetRole {
+            room: room("#rust"),
+            user: user("bob"),
+            role: RoomRole::Moderator,
+        },
+        "4a 0005 2372757374 0003 626f62 02",
+    );
+    assert_client_vector(
+        ClientMessage::SetAccountDisabled {
+            user: user("bob"),
+            disabled: true,
+        },
+        "50 0003 626f62 01",
+    );
+    assert_server_vector(
+        ServerMessage::RoomChanged {
+            room: room("#rust"),
+            actor: user("alice"),
+            change: RoomChange::Kicked {
+                user: user("bob"),
+                reason: Reason::new("spam").unwrap(),
+            },
+        },
+        "1d 0005 2372757374 0005 616c696365 03 0003 626f62 0004 7370616d",
+    );
+    assert_server_vector(
+        ServerMessage::RoomChanged {
+            room: room("#rust"),
+            actor: user("alice"),
+            change: RoomChange::Banned {
+                user: user("bob"),
+                reason: Reason::empty(),
+                until_ms: 0,
+            },
+        },
+        "1d 0005 2372757374 0005 616c696365 04 0003 626f62 0000 0000000000000000",
+    );
+    assert_server_vector(
+        ServerMessage::Invited {
+            room: room("#rust"),
+            by: user("alice"),
+            topic: Topic::empty(),
+        },
+        "1e 0005 2372757374 0005 616c696365 0000",
+    );
+    assert_server_vector(ServerMessage::Done, "1f");
+    assert_eq!(
+        ServerMessage::decode(&unhex("1d 0002 2378 0001 61 09")).unwrap_err(),
+        MessageError::InvalidEnum {
+            field: "room change",
+            value: 9
+        }
+    );
+    assert!(Reason::new(&"r".repeat(MAX_REASON_BYTES + 1)).is_err());
+    assert!(Reason::new("two\nlines").is_err());
+}
+
+#[test]
 fn max_size_room_list_fits_and_long_lists_are_paged() {
     let widest = RoomSummary {
         room: widest_room(),
@@ -484,13 +568,13 @@ fn empty_input_is_truncated() {
 
 #[test]
 fn unknown_tags_are_rejected() {
-    for tag in [0x00, 0x0a, 0x15, 0x16, 0x22, 0x31, 0x44, 0xff] {
+    for tag in [0x00, 0x0a, 0x15, 0x16, 0x22, 0x31, 0x4d, 0x52, 0xff] {
         assert_eq!(
             ClientMessage::decode(&[tag]),
             Err(MessageError::UnknownTag(tag))
         );
     }
-    for tag in [0x00, 0x08, 0x1d, 0x22, 0x31, 0x41, 0xff] {
+    for tag in [0x00, 0x08, 0x22, 0x31, 0x41, 0xff] {
         assert_eq!(
             ServerMessage::decode(&[tag]),
             Err(MessageError::UnknownTag(tag))
@@ -644,14 +728,15 @@ fn bool_other_than_zero_or_one_is_rejected() {
 
 #[test]
 fn unknown_enum_values_are_rejected() {
-    let cases: [(&str, &'static str, u16); 8] = [
+    let cases: [(&str, &'static str, u16); 9] = [
         ("02 00", "auth failure", 0),
-        ("02 06", "auth failure", 6),
+        ("02 07", "auth failure", 7),
         ("13 0001 61 05", "leave reason", 5),
         ("30 00", "goodbye reason", 0),
+        ("30 09", "goodbye reason", 9),
         ("40 000f 0000", "error code", 15),
         ("18 0002 2378 0000 00 00 00000000", "room role", 0),
-        ("19 0002 2378 02", "room leave reason", 2),
+        ("19 0002 2378 05", "room leave reason", 5),
         (
             "15 00 0001 0000000000000001 0000000000000001 02 000000000000000000000000",
             "conversation",
@@ -946,6 +1031,32 @@ fn topic_strategy() -> impl Strategy<Value = Topic> {
     "[\\PC]{0,60}".prop_filter_map("valid topic", |s| Topic::new(&s).ok())
 }
 
+fn reason_strategy() -> impl Strategy<Value = Reason> {
+    "[\\PC]{0,40}".prop_filter_map("valid reason", |s| Reason::new(&s).ok())
+}
+
+fn room_change_strategy() -> impl Strategy<Value = RoomChange> {
+    prop_oneof![
+        topic_strategy().prop_map(|topic| RoomChange::Topic { topic }),
+        any::<bool>().prop_map(|invite_only| RoomChange::InviteOnly { invite_only }),
+        (username_strategy(), reason_strategy())
+            .prop_map(|(user, reason)| RoomChange::Kicked { user, reason }),
+        (username_strategy(), reason_strategy(), any::<u64>()).prop_map(
+            |(user, reason, until_ms)| RoomChange::Banned {
+                user,
+                reason,
+                until_ms
+            }
+        ),
+        username_strategy().prop_map(|user| RoomChange::Unbanned { user }),
+        (username_strategy(), select(RoomRole::ALL.to_vec()))
+            .prop_map(|(user, role)| RoomChange::Role { user, role }),
+        (username_strategy(), any::<bool>())
+            .prop_map(|(user, muted)| RoomChange::Muted { user, muted }),
+        username_strategy().prop_map(|user| RoomChange::Invited { user }),
+    ]
+}
+
 fn room_info_strategy() -> impl Strategy<Value = RoomInfo> {
     (
         room_strategy(),
@@ -1086,6 +1197,40 @@ fn client_message_strategy() -> impl Strategy<Value = ClientMessage> {
             }
         ),
         room_strategy().prop_map(|room| ClientMessage::JoinRoom { room }),
+        (room_strategy(), username_strategy())
+            .prop_map(|(room, user)| ClientMessage::Invite { room, user }),
+        (room_strategy(), username_strategy(), reason_strategy())
+            .prop_map(|(room, user, reason)| ClientMessage::Kick { room, user, reason }),
+        (
+            room_strategy(),
+            username_strategy(),
+            reason_strategy(),
+            any::<u32>()
+        )
+            .prop_map(|(room, user, reason, minutes)| ClientMessage::Ban {
+                room,
+                user,
+                reason,
+                minutes
+            }),
+        (room_strategy(), username_strategy())
+            .prop_map(|(room, user)| ClientMessage::Unban { room, user }),
+        (room_strategy(), topic_strategy())
+            .prop_map(|(room, topic)| ClientMessage::SetTopic { room, topic }),
+        (room_strategy(), any::<bool>())
+            .prop_map(|(room, invite_only)| { ClientMessage::SetInviteOnly { room, invite_only } }),
+        (
+            room_strategy(),
+            username_strategy(),
+            select(RoomRole::ALL.to_vec())
+        )
+            .prop_map(|(room, user, role)| ClientMessage::SetRole { room, user, role }),
+        (room_strategy(), username_strategy(), any::<bool>())
+            .prop_map(|(room, user, muted)| ClientMessage::Mute { room, user, muted }),
+        room_strategy().prop_map(|room| ClientMessage::DeleteRoom { room }),
+        (username_strategy(), any::<bool>())
+            .prop_map(|(user, disabled)| { ClientMessage::SetAccountDisabled { user, disabled } }),
+        username_strategy().prop_map(|user| ClientMessage::EndSessions { user }),
         room_strategy().prop_map(|room| ClientMessage::LeaveRoom { room }),
         "[\\PC]{0,20}".prop_filter_map("valid filter", |s| RoomFilter::new(&s)
             .ok()
@@ -1152,6 +1297,16 @@ fn server_message_strategy() -> impl Strategy<Value = ServerMessage> {
                 }
             }),
         room_info_strategy().prop_map(|info| ServerMessage::RoomJoined { info }),
+        (room_strategy(), username_strategy(), room_change_strategy()).prop_map(
+            |(room, actor, change)| ServerMessage::RoomChanged {
+                room,
+                actor,
+                change
+            }
+        ),
+        (room_strategy(), username_strategy(), topic_strategy())
+            .prop_map(|(room, by, topic)| ServerMessage::Invited { room, by, topic }),
+        Just(ServerMessage::Done),
         (room_strategy(), select(RoomLeaveReason::ALL.to_vec()))
             .prop_map(|(room, reason)| ServerMessage::RoomLeft { room, reason }),
         (

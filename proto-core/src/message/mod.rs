@@ -36,8 +36,8 @@ pub use error::{MessageError, PasswordError, TextError, UsernameError};
 pub use password::{Password, MAX_PASSWORD_BYTES};
 pub use resume_token::ResumeToken;
 pub use room::{
-    RoomFilter, RoomInfo, RoomName, RoomSummary, Topic, GENERAL_ROOM, MAX_ROOM_FILTER_BYTES,
-    MAX_ROOM_NAME_BYTES, MAX_TOPIC_BYTES,
+    Reason, RoomChange, RoomFilter, RoomInfo, RoomName, RoomSummary, Topic, GENERAL_ROOM,
+    MAX_REASON_BYTES, MAX_ROOM_FILTER_BYTES, MAX_ROOM_NAME_BYTES, MAX_TOPIC_BYTES,
 };
 pub use server_message::{
     Conversation, HistoryEntries, HistoryEntry, RoomSummaries, ServerMessage, UserList,

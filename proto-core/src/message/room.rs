@@ -7,7 +7,7 @@ use crate::message::codec::{Reader, Sink, U16_BYTES};
 use crate::message::error::{MessageError, TextError, UsernameError};
 use crate::message::text::check_chars;
 use crate::message::username::MAX_USERNAME_BYTES;
-use crate::message::Username;
+use crate::message::{RoomRole, Username};
 
 /// Maximum encoded length of a room name in bytes: `#` and a username.
 pub const MAX_ROOM_NAME_BYTES: usize = 1 + MAX_USERNAME_BYTES;
@@ -15,6 +15,8 @@ pub const MAX_ROOM_NAME_BYTES: usize = 1 + MAX_USERNAME_BYTES;
 pub const MAX_TOPIC_BYTES: usize = 512;
 /// Maximum length of a room-list filter in bytes of UTF-8.
 pub const MAX_ROOM_FILTER_BYTES: usize = 128;
+/// Maximum length of a moderator's reason in bytes of UTF-8.
+pub const MAX_REASON_BYTES: usize = 256;
 pub(crate) const MAX_ROOM_NAME_WIRE_BYTES: usize = U16_BYTES + MAX_ROOM_NAME_BYTES;
 pub(crate) const MIN_ROOM_NAME_WIRE_BYTES: usize = U16_BYTES + 2;
 pub(crate) const MAX_TOPIC_WIRE_BYTES: usize = U16_BYTES + MAX_TOPIC_BYTES;
@@ -183,6 +185,162 @@ impl fmt::Debug for RoomFilter {
     }
 }
 
+/// Why a moderator kicked or banned someone: 0 to [`MAX_REASON_BYTES`]
+/// bytes, one line, the text character rules; empty for none.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Reason(String);
+
+impl Reason {
+    pub fn new(s: &str) -> Result<Self, TextError> {
+        check_one_line(s, MAX_REASON_BYTES)?;
+        Ok(Self(s.to_owned()))
+    }
+
+    /// No reason given.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, MessageError> {
+        let s = r.str("reason", MAX_REASON_BYTES)?;
+        Ok(Self::new(s)?)
+    }
+
+    pub(crate) fn encode(&self, out: &mut impl Sink) {
+        out.str(&self.0);
+    }
+}
+
+impl fmt::Debug for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// What changed in a room, and about whom: the body of `RoomChanged`, which
+/// every member online sees with the name of who did it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RoomChange {
+    /// 1: the topic is now `topic`.
+    Topic { topic: Topic },
+    /// 2: the room is now invite-only, or public.
+    InviteOnly { invite_only: bool },
+    /// 3: `user` was removed from the room; they may join again (a public
+    /// room) or be invited again.
+    Kicked { user: Username, reason: Reason },
+    /// 4: `user` was removed and may not join again until `until_ms`
+    /// (milliseconds since the Unix epoch; 0: until unbanned).
+    Banned {
+        user: Username,
+        reason: Reason,
+        until_ms: u64,
+    },
+    /// 5: `user` may join again.
+    Unbanned { user: Username },
+    /// 6: `user` now has `role` (the owner appoints moderators).
+    Role { user: Username, role: RoomRole },
+    /// 7: `user` may not post (`muted`), or may again.
+    Muted { user: Username, muted: bool },
+    /// 8: `user` was invited (may join although the room is invite-only).
+    Invited { user: Username },
+}
+
+impl RoomChange {
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, MessageError> {
+        Ok(match r.u8()? {
+            1 => Self::Topic {
+                topic: Topic::decode(r)?,
+            },
+            2 => Self::InviteOnly {
+                invite_only: r.bool("invite_only")?,
+            },
+            3 => Self::Kicked {
+                user: Username::decode(r)?,
+                reason: Reason::decode(r)?,
+            },
+            4 => Self::Banned {
+                user: Username::decode(r)?,
+                reason: Reason::decode(r)?,
+                until_ms: r.u64()?,
+            },
+            5 => Self::Unbanned {
+                user: Username::decode(r)?,
+            },
+            6 => Self::Role {
+                user: Username::decode(r)?,
+                role: RoomRole::decode(r)?,
+            },
+            7 => Self::Muted {
+                user: Username::decode(r)?,
+                muted: r.bool("muted")?,
+            },
+            8 => Self::Invited {
+                user: Username::decode(r)?,
+            },
+            value => {
+                return Err(MessageError::InvalidEnum {
+                    field: "room change",
+                    value: u16::from(value),
+                })
+            }
+        })
+    }
+
+    pub(crate) fn encode(&self, out: &mut impl Sink) {
+        match self {
+            Self::Topic { topic } => {
+                out.u8(1);
+                topic.encode(out);
+            }
+            Self::InviteOnly { invite_only } => {
+                out.u8(2);
+                out.bool(*invite_only);
+            }
+            Self::Kicked { user, reason } => {
+                out.u8(3);
+                user.encode(out);
+                reason.encode(out);
+            }
+            Self::Banned {
+                user,
+                reason,
+                until_ms,
+            } => {
+                out.u8(4);
+                user.encode(out);
+                reason.encode(out);
+                out.u64(*until_ms);
+            }
+            Self::Unbanned { user } => {
+                out.u8(5);
+                user.encode(out);
+            }
+            Self::Role { user, role } => {
+                out.u8(6);
+                user.encode(out);
+                role.encode(out);
+            }
+            Self::Muted { user, muted } => {
+                out.u8(7);
+                user.encode(out);
+                out.bool(*muted);
+            }
+            Self::Invited { user } => {
+                out.u8(8);
+                user.encode(out);
+            }
+        }
+    }
+}
+
 fn check_one_line(s: &str, max: usize) -> Result<(), TextError> {
     check_chars(s, max)?;
     if s.contains('\n') {
@@ -199,7 +357,7 @@ pub struct RoomInfo {
     /// Joined by invitation only, and not listed to non-members.
     pub invite_only: bool,
     /// The user's role in it.
-    pub role: crate::message::RoomRole,
+    pub role: RoomRole,
     /// Members (online or not).
     pub members: u32,
 }
@@ -214,7 +372,7 @@ impl RoomInfo {
             room: RoomName::decode(r)?,
             topic: Topic::decode(r)?,
             invite_only: r.bool("invite_only")?,
-            role: crate::message::RoomRole::decode(r)?,
+            role: RoomRole::decode(r)?,
             members: r.u32()?,
         })
     }

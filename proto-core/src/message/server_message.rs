@@ -9,8 +9,8 @@ use crate::message::text::{MAX_TEXT_WIRE_BYTES, MIN_TEXT_WIRE_BYTES};
 use crate::message::username::{MAX_USERNAME_WIRE_BYTES, MIN_USERNAME_WIRE_BYTES};
 use crate::message::{
     AuthFailure, BoundedList, ErrorCode, ErrorDetail, GoodbyeReason, LeaveReason, MessageError,
-    MessageText, ResumeToken, RoomInfo, RoomLeaveReason, RoomName, RoomSummary, Username,
-    MAX_MESSAGE_BYTES,
+    MessageText, ResumeToken, RoomChange, RoomInfo, RoomLeaveReason, RoomName, RoomSummary, Topic,
+    Username, MAX_MESSAGE_BYTES,
 };
 use crate::opaque::{CREDENTIAL_RESPONSE_LEN, REGISTRATION_RESPONSE_LEN};
 
@@ -255,6 +255,23 @@ pub enum ServerMessage {
         user: Username,
         reason: RoomLeaveReason,
     },
+    /// 0x1D: a moderator (`actor`) changed the room: to every member
+    /// online, the actor's devices and the user it is about included.
+    RoomChanged {
+        room: RoomName,
+        actor: Username,
+        change: RoomChange,
+    },
+    /// 0x1E: `by` invited the user to `room` (to every device of the
+    /// invitee, and again in each greeting while the invitation stands).
+    /// `JoinRoom` accepts it.
+    Invited {
+        room: RoomName,
+        by: Username,
+        topic: Topic,
+    },
+    /// 0x1F: an administrator's request was carried out.
+    Done,
     /// 0x20: the client answers `Pong` with the same nonce.
     Ping { nonce: u64 },
     /// 0x21: the answer to a client `Ping`.
@@ -290,6 +307,9 @@ pub(crate) mod tag {
     pub const ROOM_LIST: u8 = 0x1A;
     pub const MEMBER_JOINED: u8 = 0x1B;
     pub const MEMBER_LEFT: u8 = 0x1C;
+    pub const ROOM_CHANGED: u8 = 0x1D;
+    pub const INVITED: u8 = 0x1E;
+    pub const DONE: u8 = 0x1F;
     pub const PING: u8 = 0x20;
     pub const PONG: u8 = 0x21;
     pub const GOODBYE: u8 = 0x30;
@@ -442,6 +462,17 @@ impl ServerMessage {
                 user: Username::decode(&mut r)?,
                 reason: RoomLeaveReason::decode(&mut r)?,
             },
+            tag::ROOM_CHANGED => Self::RoomChanged {
+                room: RoomName::decode(&mut r)?,
+                actor: Username::decode(&mut r)?,
+                change: RoomChange::decode(&mut r)?,
+            },
+            tag::INVITED => Self::Invited {
+                room: RoomName::decode(&mut r)?,
+                by: Username::decode(&mut r)?,
+                topic: Topic::decode(&mut r)?,
+            },
+            tag::DONE => Self::Done,
             tag::PING => Self::Ping { nonce: r.u64()? },
             tag::PONG => Self::Pong { nonce: r.u64()? },
             tag::GOODBYE => Self::Goodbye {
@@ -525,6 +556,9 @@ impl ServerMessage {
             Self::RoomList { .. } => tag::ROOM_LIST,
             Self::MemberJoined { .. } => tag::MEMBER_JOINED,
             Self::MemberLeft { .. } => tag::MEMBER_LEFT,
+            Self::RoomChanged { .. } => tag::ROOM_CHANGED,
+            Self::Invited { .. } => tag::INVITED,
+            Self::Done => tag::DONE,
             Self::Ping { .. } => tag::PING,
             Self::Pong { .. } => tag::PONG,
             Self::Goodbye { .. } => tag::GOODBYE,
@@ -646,6 +680,21 @@ impl ServerMessage {
                 user.encode(out);
                 reason.encode(out);
             }
+            Self::RoomChanged {
+                room,
+                actor,
+                change,
+            } => {
+                room.encode(out);
+                actor.encode(out);
+                change.encode(out);
+            }
+            Self::Invited { room, by, topic } => {
+                room.encode(out);
+                by.encode(out);
+                topic.encode(out);
+            }
+            Self::Done => {}
             Self::Ping { nonce } | Self::Pong { nonce } => out.u64(*nonce),
             Self::Goodbye { reason } => reason.encode(out),
             Self::Error { code, detail } => {

@@ -1,11 +1,17 @@
 //! The rooms as the server knows them, in memory and without I/O: who is in which room,
-//! with what role, and every rule a room request must pass (R1). [`RoomDirectory::decide`]
-//! checks a request against the state and the limits and answers with the
-//! [`RoomEvent`] to make durable (or why not); [`RoomDirectory::apply`] then changes the
-//! state. The journal replays through `apply` at start, so what is decided is what
-//! survives.
+//! with what role, who is banned, muted or invited, and every rule a room request must
+//! pass (R1). [`RoomDirectory::decide`] checks a request against the state, the limits
+//! and the time it is given and answers with the [`RoomEvent`] to make durable (or why
+//! not); [`RoomDirectory::apply`] then changes the state. The journal replays through
+//! `apply` at start, so what is decided is what survives.
+//!
+//! Roles rank member < moderator < owner. Moderators and the owner may invite, set the
+//! topic and the mode, and kick, ban, unban and mute anyone who ranks below them; only
+//! the owner appoints moderators; nobody acts on the owner. The owner, or a server
+//! administrator, may delete a room (not `#general`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
 
 use proto_core::message::{RoomFilter, RoomInfo, RoomName, RoomRole, RoomSummary, Topic};
 
@@ -28,6 +34,8 @@ pub struct RoomLimits {
     /// Members of one room (`#general`'s automatic joins at registration
     /// are not refused by it).
     pub max_members_per_room: usize,
+    /// Invitations not yet used, per room.
+    pub max_invites_per_room: usize,
 }
 
 impl Default for RoomLimits {
@@ -36,6 +44,7 @@ impl Default for RoomLimits {
             max_rooms: 10_000,
             max_rooms_per_user: 100,
             max_members_per_room: 10_000,
+            max_invites_per_room: 100,
         }
     }
 }
@@ -51,15 +60,46 @@ pub struct Room {
     pub owner: String,
     /// Canonical names.
     pub members: BTreeSet<String>,
+    /// Members appointed by the owner.
+    pub moderators: BTreeSet<String>,
+    /// Who may not join, until when (ms since the epoch; 0: until unbanned).
+    pub bans: BTreeMap<String, u64>,
+    /// Who may join although the room is invite-only (until they do), and
+    /// who invited them.
+    pub invited: BTreeMap<String, String>,
+    /// Members who may not post.
+    pub muted: BTreeSet<String>,
 }
 
 impl Room {
     pub fn role_of(&self, user: &str) -> RoomRole {
         if self.owner == user {
             RoomRole::Owner
+        } else if self.moderators.contains(user) {
+            RoomRole::Moderator
         } else {
             RoomRole::Member
         }
+    }
+
+    /// Whether `user` is banned at `now_ms`.
+    pub fn is_banned(&self, user: &str, now_ms: u64) -> bool {
+        self.bans
+            .get(user)
+            .is_some_and(|&until| until == 0 || until > now_ms)
+    }
+
+    /// `actor` (a member) may act on `target`: a moderator or the owner,
+    /// ranking above the target (a non-member ranks as a member).
+    fn outranks(&self, actor: &str, target: &str) -> Result<(), RoomError> {
+        let actor_role = self.role_of(actor);
+        if actor_role == RoomRole::Member {
+            return Err(RoomError::NotAllowed);
+        }
+        if rank(self.role_of(target)) >= rank(actor_role) {
+            return Err(RoomError::Outranked);
+        }
+        Ok(())
     }
 
     /// What `user` (a member) is told about the room.
@@ -82,7 +122,16 @@ impl Room {
     }
 }
 
-/// A room request, by the user named in [`RoomDirectory::decide`].
+fn rank(role: RoomRole) -> u8 {
+    match role {
+        RoomRole::Member => 0,
+        RoomRole::Moderator => 1,
+        RoomRole::Owner => 2,
+    }
+}
+
+/// A room request, by the user named in [`RoomDirectory::decide`]. Users it
+/// names (`target`) are canonical names of existing accounts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoomRequest {
     Create {
@@ -96,6 +145,73 @@ pub enum RoomRequest {
     Leave {
         room: RoomName,
     },
+    Invite {
+        room: RoomName,
+        target: String,
+    },
+    Kick {
+        room: RoomName,
+        target: String,
+    },
+    Ban {
+        room: RoomName,
+        target: String,
+        /// 0: until unbanned.
+        duration: Duration,
+    },
+    Unban {
+        room: RoomName,
+        target: String,
+    },
+    SetTopic {
+        room: RoomName,
+        topic: Topic,
+    },
+    SetInviteOnly {
+        room: RoomName,
+        invite_only: bool,
+    },
+    SetRole {
+        room: RoomName,
+        target: String,
+        role: RoomRole,
+    },
+    Mute {
+        room: RoomName,
+        target: String,
+        muted: bool,
+    },
+    Delete {
+        room: RoomName,
+    },
+}
+
+impl RoomRequest {
+    /// The room it is about.
+    pub fn room(&self) -> &RoomName {
+        match self {
+            Self::Create { room, .. }
+            | Self::Join { room }
+            | Self::Leave { room }
+            | Self::Invite { room, .. }
+            | Self::Kick { room, .. }
+            | Self::Ban { room, .. }
+            | Self::Unban { room, .. }
+            | Self::SetTopic { room, .. }
+            | Self::SetInviteOnly { room, .. }
+            | Self::SetRole { room, .. }
+            | Self::Mute { room, .. }
+            | Self::Delete { room } => room,
+        }
+    }
+
+    /// Whether it is a moderation action (it goes to the audit log).
+    pub fn is_moderation(&self) -> bool {
+        !matches!(
+            self,
+            Self::Create { .. } | Self::Join { .. } | Self::Leave { .. }
+        )
+    }
 }
 
 /// Why a room request is refused; each is one [`ErrorCode`](proto_core::message::ErrorCode).
@@ -107,8 +223,32 @@ pub enum RoomError {
     NotAMember,
     #[error("a room with that name exists")]
     RoomExists,
-    #[error("that room is invite-only")]
+    #[error("that room is invite-only: you need an invitation")]
     InviteOnly,
+    #[error("you are banned from that room")]
+    Banned,
+    #[error("you are muted in that room")]
+    Muted,
+    #[error("only the room's moderators and owner may do that")]
+    NotAllowed,
+    #[error("only the room's owner may do that")]
+    OwnerOnly,
+    #[error("you cannot act on someone whose role is as high as yours")]
+    Outranked,
+    #[error("they are not in that room")]
+    TargetNotAMember,
+    #[error("they are in that room already")]
+    AlreadyAMember,
+    #[error("they are not banned from that room")]
+    NotBanned,
+    #[error("the room's ownership cannot be given away")]
+    OwnerRole,
+    #[error("#general cannot be deleted")]
+    GeneralIsPermanent,
+    #[error("the room has too many open invitations (at most {0})")]
+    TooManyInvites(usize),
+    #[error("only the server's administrators may do that")]
+    NotAdmin,
     #[error("you are in too many rooms (at most {0})")]
     TooManyRoomsForUser(usize),
     #[error("the room is full (at most {0} members)")]
@@ -124,6 +264,12 @@ pub enum RoomError {
 pub enum Decision {
     /// Make this durable, then [`apply`](RoomDirectory::apply) it.
     Change(RoomEvent),
+    /// The ban of this room's member: make both durable, in order (the ban
+    /// first, so a crash between them leaves the user out, not in).
+    Ban {
+        ban: RoomEvent,
+        also: Option<RoomEvent>,
+    },
     /// Nothing to change (joining a room one is in already).
     AlreadyMember(RoomId),
 }
@@ -208,24 +354,47 @@ impl RoomDirectory {
         }
     }
 
-    /// Public rooms and the rooms `user` is in, matching `filter`, by name.
-    pub fn list(&self, user: &str, filter: &RoomFilter) -> Vec<RoomSummary> {
+    /// The room `name` if `user` may post in it (a member, not muted).
+    pub fn postable_room(&self, user: &str, name: &RoomName) -> Result<&Room, RoomError> {
+        let room = self.member_room(user, name)?;
+        if room.muted.contains(user) {
+            return Err(RoomError::Muted);
+        }
+        Ok(room)
+    }
+
+    /// Public rooms and the rooms `user` is in, matching `filter`, by name;
+    /// not the rooms `user` is banned from at `now_ms` (R2).
+    pub fn list(&self, user: &str, filter: &RoomFilter, now_ms: u64) -> Vec<RoomSummary> {
         let mut rooms: Vec<&Room> = self
             .rooms
             .values()
             .filter(|r| !r.invite_only || r.members.contains(user))
+            .filter(|r| !r.is_banned(user, now_ms))
             .filter(|r| filter.matches(&r.name, &r.topic))
             .collect();
         rooms.sort_by_key(|r| r.name.canonical());
         rooms.into_iter().map(Room::summary).collect()
     }
 
-    /// Checks `request` by `user` against the rules and limits.
+    /// Rooms with an open invitation for `user`.
+    pub fn invitations_of(&self, user: &str) -> Vec<&Room> {
+        self.rooms
+            .values()
+            .filter(|r| r.invited.contains_key(user) && !r.members.contains(user))
+            .collect()
+    }
+
+    /// Checks `request` by `user` at `now_ms` against the rules and
+    /// limits. `admin`: `user` is a server administrator (who may delete
+    /// any room but `#general`).
     pub fn decide(
         &self,
         user: &str,
         request: &RoomRequest,
         limits: &RoomLimits,
+        now_ms: u64,
+        admin: bool,
     ) -> Result<Decision, RoomError> {
         let rooms_of_user = self.by_user.get(user).map_or(0, BTreeSet::len);
         match request {
@@ -256,7 +425,12 @@ impl RoomDirectory {
                 if found.members.contains(user) {
                     return Ok(Decision::AlreadyMember(found.id));
                 }
-                if found.invite_only {
+                if found.is_banned(user, now_ms) {
+                    // Checked before the invite-only rule: an invite-only
+                    // room's ban is still a ban, and says so (R2).
+                    return Err(RoomError::Banned);
+                }
+                if found.invite_only && !found.invited.contains_key(user) {
                     return Err(RoomError::InviteOnly);
                 }
                 if rooms_of_user >= limits.max_rooms_per_user {
@@ -277,7 +451,140 @@ impl RoomDirectory {
                     user: user.to_owned(),
                 }))
             }
+            RoomRequest::Delete { room } => {
+                let found = if admin {
+                    self.find(room).ok_or(RoomError::NoSuchRoom)?
+                } else {
+                    self.member_room(user, room)?
+                };
+                if found.id == GENERAL_ID {
+                    return Err(RoomError::GeneralIsPermanent);
+                }
+                if !admin && found.role_of(user) != RoomRole::Owner {
+                    return Err(RoomError::OwnerOnly);
+                }
+                Ok(Decision::Change(RoomEvent::Deleted { id: found.id }))
+            }
+            RoomRequest::SetTopic { room, topic } => {
+                let found = self.moderated_room(user, room)?;
+                Ok(Decision::Change(RoomEvent::Topic {
+                    id: found.id,
+                    topic: topic.as_str().to_owned(),
+                }))
+            }
+            RoomRequest::SetInviteOnly { room, invite_only } => {
+                let found = self.moderated_room(user, room)?;
+                Ok(Decision::Change(RoomEvent::InviteOnly {
+                    id: found.id,
+                    invite_only: *invite_only,
+                }))
+            }
+            RoomRequest::Invite { room, target } => {
+                let found = self.moderated_room(user, room)?;
+                if found.members.contains(target) {
+                    return Err(RoomError::AlreadyAMember);
+                }
+                if found.is_banned(target, now_ms) {
+                    return Err(RoomError::Banned);
+                }
+                if !found.invited.contains_key(target)
+                    && found.invited.len() >= limits.max_invites_per_room
+                {
+                    return Err(RoomError::TooManyInvites(limits.max_invites_per_room));
+                }
+                Ok(Decision::Change(RoomEvent::Invited {
+                    id: found.id,
+                    user: target.clone(),
+                    by: user.to_owned(),
+                }))
+            }
+            RoomRequest::Kick { room, target } => {
+                let found = self.member_room(user, room)?;
+                found.outranks(user, target)?;
+                if !found.members.contains(target) {
+                    return Err(RoomError::TargetNotAMember);
+                }
+                Ok(Decision::Change(RoomEvent::Kicked {
+                    id: found.id,
+                    user: target.clone(),
+                }))
+            }
+            RoomRequest::Ban {
+                room,
+                target,
+                duration,
+            } => {
+                let found = self.member_room(user, room)?;
+                found.outranks(user, target)?;
+                let until_ms = if duration.is_zero() {
+                    0
+                } else {
+                    now_ms.saturating_add(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+                };
+                let ban = RoomEvent::Banned {
+                    id: found.id,
+                    user: target.clone(),
+                    until_ms,
+                };
+                let also = found.members.contains(target).then(|| RoomEvent::Kicked {
+                    id: found.id,
+                    user: target.clone(),
+                });
+                Ok(Decision::Ban { ban, also })
+            }
+            RoomRequest::Unban { room, target } => {
+                let found = self.moderated_room(user, room)?;
+                if !found.is_banned(target, now_ms) {
+                    return Err(RoomError::NotBanned);
+                }
+                Ok(Decision::Change(RoomEvent::Unbanned {
+                    id: found.id,
+                    user: target.clone(),
+                }))
+            }
+            RoomRequest::SetRole { room, target, role } => {
+                let found = self.member_room(user, room)?;
+                if found.role_of(user) != RoomRole::Owner {
+                    return Err(RoomError::OwnerOnly);
+                }
+                if *role == RoomRole::Owner || found.role_of(target) == RoomRole::Owner {
+                    return Err(RoomError::OwnerRole);
+                }
+                if !found.members.contains(target) {
+                    return Err(RoomError::TargetNotAMember);
+                }
+                Ok(Decision::Change(RoomEvent::Moderator {
+                    id: found.id,
+                    user: target.clone(),
+                    moderator: *role == RoomRole::Moderator,
+                }))
+            }
+            RoomRequest::Mute {
+                room,
+                target,
+                muted,
+            } => {
+                let found = self.member_room(user, room)?;
+                found.outranks(user, target)?;
+                if !found.members.contains(target) {
+                    return Err(RoomError::TargetNotAMember);
+                }
+                Ok(Decision::Change(RoomEvent::Muted {
+                    id: found.id,
+                    user: target.clone(),
+                    muted: *muted,
+                }))
+            }
         }
+    }
+
+    /// The room `name` if `user` is one of its moderators or its owner.
+    fn moderated_room(&self, user: &str, name: &RoomName) -> Result<&Room, RoomError> {
+        let room = self.member_room(user, name)?;
+        if room.role_of(user) == RoomRole::Member {
+            return Err(RoomError::NotAllowed);
+        }
+        Ok(room)
     }
 
     /// The event that joins a newly registered account to `#general`, if it
@@ -322,6 +629,10 @@ impl RoomDirectory {
                         invite_only: *invite_only,
                         owner: owner.clone(),
                         members,
+                        moderators: BTreeSet::new(),
+                        bans: BTreeMap::new(),
+                        invited: BTreeMap::new(),
+                        muted: BTreeSet::new(),
                     },
                 );
                 self.next_id = self.next_id.max(id + 1);
@@ -329,19 +640,86 @@ impl RoomDirectory {
             RoomEvent::Joined { id, user } => {
                 if let Some(room) = self.rooms.get_mut(id) {
                     room.members.insert(user.clone());
+                    room.invited.remove(user);
                     self.by_user.entry(user.clone()).or_default().insert(*id);
                 }
             }
-            RoomEvent::Left { id, user } => {
-                if let Some(room) = self.rooms.get_mut(id) {
-                    room.members.remove(user);
+            RoomEvent::Left { id, user } | RoomEvent::Kicked { id, user } => {
+                self.remove_member(*id, user)
+            }
+            RoomEvent::Topic { id, topic } => {
+                if let (Some(room), Ok(topic)) = (self.rooms.get_mut(id), Topic::new(topic)) {
+                    room.topic = topic;
                 }
-                if let Some(ids) = self.by_user.get_mut(user) {
-                    ids.remove(id);
-                    if ids.is_empty() {
-                        self.by_user.remove(user);
+            }
+            RoomEvent::InviteOnly { id, invite_only } => {
+                if let Some(room) = self.rooms.get_mut(id) {
+                    room.invite_only = *invite_only;
+                }
+            }
+            RoomEvent::Invited { id, user, by } => {
+                if let Some(room) = self.rooms.get_mut(id) {
+                    room.invited.insert(user.clone(), by.clone());
+                }
+            }
+            RoomEvent::Banned { id, user, until_ms } => {
+                if let Some(room) = self.rooms.get_mut(id) {
+                    room.bans.insert(user.clone(), *until_ms);
+                    room.invited.remove(user);
+                }
+            }
+            RoomEvent::Unbanned { id, user } => {
+                if let Some(room) = self.rooms.get_mut(id) {
+                    room.bans.remove(user);
+                }
+            }
+            RoomEvent::Moderator {
+                id,
+                user,
+                moderator,
+            } => {
+                if let Some(room) = self.rooms.get_mut(id) {
+                    if *moderator {
+                        room.moderators.insert(user.clone());
+                    } else {
+                        room.moderators.remove(user);
                     }
                 }
+            }
+            RoomEvent::Muted { id, user, muted } => {
+                if let Some(room) = self.rooms.get_mut(id) {
+                    if *muted {
+                        room.muted.insert(user.clone());
+                    } else {
+                        room.muted.remove(user);
+                    }
+                }
+            }
+            RoomEvent::Deleted { id } => {
+                if let Some(room) = self.rooms.remove(id) {
+                    self.by_name.remove(&room.name.canonical());
+                    for user in &room.members {
+                        self.forget_membership(*id, user);
+                    }
+                }
+            }
+        }
+    }
+
+    fn remove_member(&mut self, id: RoomId, user: &str) {
+        if let Some(room) = self.rooms.get_mut(&id) {
+            room.members.remove(user);
+            room.moderators.remove(user);
+            room.muted.remove(user);
+        }
+        self.forget_membership(id, user);
+    }
+
+    fn forget_membership(&mut self, id: RoomId, user: &str) {
+        if let Some(ids) = self.by_user.get_mut(user) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_user.remove(user);
             }
         }
     }
@@ -350,6 +728,8 @@ impl RoomDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const NOW: u64 = 1_000_000;
 
     fn room(s: &str) -> RoomName {
         RoomName::new(s).unwrap()
@@ -371,11 +751,31 @@ mod tests {
 
     /// Decides and applies, as the service does.
     fn act(dir: &mut RoomDirectory, user: &str, req: RoomRequest) -> Result<Decision, RoomError> {
-        let decision = dir.decide(user, &req, &RoomLimits::default())?;
-        if let Decision::Change(event) = &decision {
-            dir.apply(event);
-        }
+        act_at(dir, user, req, NOW)
+    }
+
+    fn act_at(
+        dir: &mut RoomDirectory,
+        user: &str,
+        req: RoomRequest,
+        now: u64,
+    ) -> Result<Decision, RoomError> {
+        let decision = dir.decide(user, &req, &RoomLimits::default(), now, false)?;
+        apply_decision(dir, &decision);
         Ok(decision)
+    }
+
+    fn apply_decision(dir: &mut RoomDirectory, decision: &Decision) {
+        match decision {
+            Decision::Change(event) => dir.apply(event),
+            Decision::Ban { ban, also } => {
+                dir.apply(ban);
+                if let Some(also) = also {
+                    dir.apply(also);
+                }
+            }
+            Decision::AlreadyMember(_) => {}
+        }
     }
 
     #[test]
@@ -474,7 +874,7 @@ mod tests {
             Err(RoomError::NoSuchRoom)
         );
         let names = |user: &str| -> Vec<String> {
-            dir.list(user, &RoomFilter::default())
+            dir.list(user, &RoomFilter::default(), NOW)
                 .into_iter()
                 .map(|r| r.room.as_str().to_owned())
                 .collect()
@@ -500,12 +900,11 @@ mod tests {
             max_rooms: 3,
             max_rooms_per_user: 2,
             max_members_per_room: 2,
+            max_invites_per_room: 1,
         };
         let mut go = |user: &str, req: RoomRequest| {
-            let d = dir.decide(user, &req, &limits)?;
-            if let Decision::Change(e) = &d {
-                dir.apply(e);
-            }
+            let d = dir.decide(user, &req, &limits, NOW, false)?;
+            apply_decision(&mut dir, &d);
             Ok::<_, RoomError>(d)
         };
         go("alice", create("#a", false)).unwrap();
@@ -541,7 +940,9 @@ mod tests {
             create("#one", false),
             RoomRequest::Leave { room: room("#one") },
         ] {
-            if let Decision::Change(e) = dir.decide("alice", &req, &RoomLimits::default()).unwrap()
+            if let Decision::Change(e) = dir
+                .decide("alice", &req, &RoomLimits::default(), NOW, false)
+                .unwrap()
             {
                 dir.apply(&e);
                 events.push(e);
@@ -551,7 +952,13 @@ mod tests {
         assert_eq!(again.rooms_of("alice"), dir.rooms_of("alice"));
         assert_eq!(again.len(), 2);
         let Decision::Change(RoomEvent::Created { id, .. }) = again
-            .decide("alice", &create("#two", false), &RoomLimits::default())
+            .decide(
+                "alice",
+                &create("#two", false),
+                &RoomLimits::default(),
+                NOW,
+                false,
+            )
             .unwrap()
         else {
             panic!("a create");
@@ -566,5 +973,308 @@ mod tests {
         let join = dir.registration_join("bob").unwrap();
         dir.apply(&join);
         assert_eq!(dir.rooms_of("bob"), vec![GENERAL_ID]);
+    }
+
+    fn target(req: fn(RoomName, String) -> RoomRequest, name: &str, who: &str) -> RoomRequest {
+        req(room(name), who.to_owned())
+    }
+
+    fn kick(r: RoomName, t: String) -> RoomRequest {
+        RoomRequest::Kick { room: r, target: t }
+    }
+
+    fn ban(r: RoomName, t: String) -> RoomRequest {
+        RoomRequest::Ban {
+            room: r,
+            target: t,
+            duration: Duration::ZERO,
+        }
+    }
+
+    fn mute(r: RoomName, t: String) -> RoomRequest {
+        RoomRequest::Mute {
+            room: r,
+            target: t,
+            muted: true,
+        }
+    }
+
+    fn op(r: RoomName, t: String) -> RoomRequest {
+        RoomRequest::SetRole {
+            room: r,
+            target: t,
+            role: RoomRole::Moderator,
+        }
+    }
+
+    fn invite(r: RoomName, t: String) -> RoomRequest {
+        RoomRequest::Invite { room: r, target: t }
+    }
+
+    fn join(name: &str) -> RoomRequest {
+        RoomRequest::Join { room: room(name) }
+    }
+
+    /// #den: owner "own", moderator "mod", members "ann" and "bob".
+    fn den() -> RoomDirectory {
+        let mut dir = fresh(&["own", "mod", "ann", "bob", "eve"]);
+        act(&mut dir, "own", create("#den", false)).unwrap();
+        for user in ["mod", "ann", "bob"] {
+            act(&mut dir, user, join("#den")).unwrap();
+        }
+        act(&mut dir, "own", target(op, "#den", "mod")).unwrap();
+        dir
+    }
+
+    #[test]
+    fn only_the_owner_appoints_moderators_and_ownership_stays() {
+        let mut dir = den();
+        assert_eq!(
+            dir.find(&room("#den")).unwrap().role_of("mod"),
+            RoomRole::Moderator
+        );
+        assert_eq!(
+            act(&mut dir, "mod", target(op, "#den", "ann")),
+            Err(RoomError::OwnerOnly)
+        );
+        assert_eq!(
+            act(&mut dir, "ann", target(op, "#den", "bob")),
+            Err(RoomError::OwnerOnly)
+        );
+        assert_eq!(
+            act(&mut dir, "own", target(op, "#den", "eve")),
+            Err(RoomError::TargetNotAMember)
+        );
+        let crown = RoomRequest::SetRole {
+            room: room("#den"),
+            target: "ann".into(),
+            role: RoomRole::Owner,
+        };
+        assert_eq!(act(&mut dir, "own", crown), Err(RoomError::OwnerRole));
+        let demote = RoomRequest::SetRole {
+            room: room("#den"),
+            target: "mod".into(),
+            role: RoomRole::Member,
+        };
+        act(&mut dir, "own", demote).unwrap();
+        assert_eq!(
+            dir.find(&room("#den")).unwrap().role_of("mod"),
+            RoomRole::Member
+        );
+    }
+
+    #[test]
+    fn moderators_kick_members_but_not_their_equals_or_the_owner() {
+        let mut dir = den();
+        assert_eq!(
+            act(&mut dir, "ann", target(kick, "#den", "bob")),
+            Err(RoomError::NotAllowed)
+        );
+        assert_eq!(
+            act(&mut dir, "mod", target(kick, "#den", "own")),
+            Err(RoomError::Outranked)
+        );
+        act(&mut dir, "own", target(op, "#den", "ann")).unwrap();
+        assert_eq!(
+            act(&mut dir, "mod", target(kick, "#den", "ann")),
+            Err(RoomError::Outranked)
+        );
+        assert_eq!(
+            act(&mut dir, "eve", target(kick, "#den", "bob")),
+            Err(RoomError::NotAMember)
+        );
+        act(&mut dir, "mod", target(kick, "#den", "bob")).unwrap();
+        assert!(!dir.find(&room("#den")).unwrap().members.contains("bob"));
+        assert_eq!(
+            act(&mut dir, "mod", target(kick, "#den", "bob")),
+            Err(RoomError::TargetNotAMember)
+        );
+        // A kicked member of a public room may come back.
+        act(&mut dir, "bob", join("#den")).unwrap();
+        // The owner removes a moderator.
+        act(&mut dir, "own", target(kick, "#den", "mod")).unwrap();
+    }
+
+    #[test]
+    fn a_ban_removes_keeps_out_hides_the_room_and_ends_when_it_expires_or_is_lifted() {
+        let mut dir = den();
+        assert_eq!(
+            act(&mut dir, "ann", target(ban, "#den", "bob")),
+            Err(RoomError::NotAllowed)
+        );
+        let timed = RoomRequest::Ban {
+            room: room("#den"),
+            target: "bob".into(),
+            duration: Duration::from_secs(60),
+        };
+        let d = act(&mut dir, "mod", timed).unwrap();
+        assert!(matches!(
+            d,
+            Decision::Ban { ban: RoomEvent::Banned { until_ms, .. }, also: Some(RoomEvent::Kicked { .. }) }
+                if until_ms == NOW + 60_000
+        ));
+        assert_eq!(act(&mut dir, "bob", join("#den")), Err(RoomError::Banned));
+        assert!(dir
+            .list("bob", &RoomFilter::default(), NOW)
+            .iter()
+            .all(|r| r.room.as_str() != "#den"));
+        // After a minute the ban has run out.
+        assert!(act_at(&mut dir, "bob", join("#den"), NOW + 60_001).is_ok());
+        // A ban of a non-member needs no kick and holds until lifted.
+        let d = act(&mut dir, "mod", target(ban, "#den", "eve")).unwrap();
+        assert!(matches!(d, Decision::Ban { also: None, .. }));
+        assert_eq!(
+            act_at(&mut dir, "eve", join("#den"), u64::MAX),
+            Err(RoomError::Banned)
+        );
+        assert_eq!(
+            act(
+                &mut dir,
+                "ann",
+                RoomRequest::Unban {
+                    room: room("#den"),
+                    target: "eve".into()
+                }
+            ),
+            Err(RoomError::NotAllowed)
+        );
+        act(
+            &mut dir,
+            "mod",
+            RoomRequest::Unban {
+                room: room("#den"),
+                target: "eve".into(),
+            },
+        )
+        .unwrap();
+        assert!(act(&mut dir, "eve", join("#den")).is_ok());
+        assert_eq!(
+            act(
+                &mut dir,
+                "mod",
+                RoomRequest::Unban {
+                    room: room("#den"),
+                    target: "eve".into()
+                }
+            ),
+            Err(RoomError::NotBanned)
+        );
+    }
+
+    #[test]
+    fn an_invitation_opens_an_invite_only_room_once_and_only_moderators_invite() {
+        let mut dir = den();
+        let closed = RoomRequest::SetInviteOnly {
+            room: room("#den"),
+            invite_only: true,
+        };
+        assert_eq!(
+            act(&mut dir, "ann", closed.clone()),
+            Err(RoomError::NotAllowed)
+        );
+        act(&mut dir, "mod", closed).unwrap();
+        assert_eq!(
+            act(&mut dir, "eve", join("#den")),
+            Err(RoomError::InviteOnly)
+        );
+        assert_eq!(
+            act(&mut dir, "ann", target(invite, "#den", "eve")),
+            Err(RoomError::NotAllowed)
+        );
+        assert_eq!(
+            act(&mut dir, "mod", target(invite, "#den", "ann")),
+            Err(RoomError::AlreadyAMember)
+        );
+        act(&mut dir, "mod", target(invite, "#den", "eve")).unwrap();
+        assert_eq!(dir.invitations_of("eve").len(), 1);
+        act(&mut dir, "eve", join("#den")).unwrap();
+        assert!(dir.invitations_of("eve").is_empty(), "used up");
+        act(&mut dir, "eve", RoomRequest::Leave { room: room("#den") }).unwrap();
+        assert_eq!(
+            act(&mut dir, "eve", join("#den")),
+            Err(RoomError::InviteOnly)
+        );
+        // A banned user cannot be invited.
+        act(&mut dir, "own", target(ban, "#den", "eve")).unwrap();
+        assert_eq!(
+            act(&mut dir, "mod", target(invite, "#den", "eve")),
+            Err(RoomError::Banned)
+        );
+    }
+
+    #[test]
+    fn a_muted_member_cannot_post_until_unmuted() {
+        let mut dir = den();
+        assert_eq!(
+            act(&mut dir, "bob", target(mute, "#den", "ann")),
+            Err(RoomError::NotAllowed)
+        );
+        act(&mut dir, "mod", target(mute, "#den", "ann")).unwrap();
+        assert_eq!(
+            dir.postable_room("ann", &room("#den")).map(|r| r.id),
+            Err(RoomError::Muted)
+        );
+        assert!(dir.postable_room("bob", &room("#den")).is_ok());
+        let unmute = RoomRequest::Mute {
+            room: room("#den"),
+            target: "ann".into(),
+            muted: false,
+        };
+        act(&mut dir, "mod", unmute).unwrap();
+        assert!(dir.postable_room("ann", &room("#den")).is_ok());
+    }
+
+    #[test]
+    fn topic_and_mode_are_for_moderators() {
+        let mut dir = den();
+        let topic = RoomRequest::SetTopic {
+            room: room("#den"),
+            topic: Topic::new("quiet please").unwrap(),
+        };
+        assert_eq!(
+            act(&mut dir, "bob", topic.clone()),
+            Err(RoomError::NotAllowed)
+        );
+        act(&mut dir, "mod", topic).unwrap();
+        assert_eq!(
+            dir.find(&room("#den")).unwrap().topic.as_str(),
+            "quiet please"
+        );
+    }
+
+    #[test]
+    fn the_owner_or_an_administrator_deletes_a_room_but_nobody_deletes_general() {
+        let mut dir = den();
+        let delete = RoomRequest::Delete { room: room("#den") };
+        assert_eq!(
+            act(&mut dir, "mod", delete.clone()),
+            Err(RoomError::OwnerOnly)
+        );
+        assert_eq!(
+            act(&mut dir, "eve", delete.clone()),
+            Err(RoomError::NotAMember)
+        );
+        let by_admin = dir.decide("eve", &delete, &RoomLimits::default(), NOW, true);
+        assert!(matches!(
+            by_admin,
+            Ok(Decision::Change(RoomEvent::Deleted { .. }))
+        ));
+        act(&mut dir, "own", delete).unwrap();
+        assert!(dir.find(&room("#den")).is_none());
+        assert_eq!(dir.rooms_of("ann"), vec![GENERAL_ID]);
+        let general = RoomRequest::Delete {
+            room: room("#general"),
+        };
+        assert_eq!(
+            dir.decide("own", &general, &RoomLimits::default(), NOW, true),
+            Err(RoomError::GeneralIsPermanent)
+        );
+        // The name is free again; the new room gets a new id (a new log).
+        let Decision::Change(RoomEvent::Created { id, .. }) =
+            act(&mut dir, "ann", create("#den", false)).unwrap()
+        else {
+            panic!("a create")
+        };
+        assert_eq!(id, 3);
     }
 }

@@ -34,7 +34,7 @@ use std::time::Instant;
 use proto_core::liveness::{Liveness, LivenessAction, SilenceLimits};
 use proto_core::message::{
     ClientMessage, ErrorCode, ErrorDetail, GoodbyeReason, LeaveReason, MessageText, Password,
-    ResumeToken, RoomFilter, RoomName, ServerMessage, Username,
+    Reason, ResumeToken, RoomFilter, RoomName, ServerMessage, Username,
 };
 use proto_core::opaque::{
     CREDENTIAL_FINALIZATION_LEN, CREDENTIAL_REQUEST_LEN, REGISTRATION_REQUEST_LEN,
@@ -187,15 +187,38 @@ pub enum Action {
         room: RoomId,
         message: ServerMessage,
     },
-    /// Create, join or leave a room for this session's user: the driver
+    /// A room request of this session's user (create, join, leave, or a
+    /// moderation action naming `target`, with `reason`): the driver
     /// performs it and tells whom the [`rooms::Outcome`] says.
-    Room(RoomRequest),
+    Room {
+        request: RoomRequest,
+        target: Option<Username>,
+        reason: Reason,
+    },
+    /// A server administrator's request; the driver checks that the user
+    /// is one.
+    Admin(AdminRequest),
     /// Answer `ListRooms` (from the rooms service).
     ListRooms(RoomFilter),
     /// Deliver to one user (canonical name).
     Deliver { to: String, message: ServerMessage },
     /// End the session; nothing follows.
     Close(End),
+}
+
+/// What a server administrator asks (the target by canonical and
+/// registered name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminRequest {
+    SetDisabled {
+        target: String,
+        display: Username,
+        disabled: bool,
+    },
+    EndSessions {
+        target: String,
+        display: Username,
+    },
 }
 
 /// Why a session ended.
@@ -219,6 +242,10 @@ pub enum End {
     AuthTimeout,
     /// Its place among the not-logged-in went to a newcomer.
     Evicted,
+    /// An administrator disabled the account.
+    Disabled,
+    /// An administrator ended the account's sessions.
+    Ended,
 }
 
 impl End {
@@ -234,6 +261,8 @@ impl End {
             End::Replaced => GoodbyeReason::Replaced,
             End::Idle | End::AuthTimeout => GoodbyeReason::IdleTimeout,
             End::Shutdown => GoodbyeReason::ServerShutdown,
+            End::Disabled => GoodbyeReason::AccountDisabled,
+            End::Ended => GoodbyeReason::SessionEnded,
             End::Evicted => {
                 return Some(error(
                     ErrorCode::ServerFull,
@@ -256,7 +285,9 @@ impl End {
             | End::Replaced
             | End::Idle
             | End::AuthTimeout
-            | End::Evicted => LeaveReason::Disconnected,
+            | End::Evicted
+            | End::Disabled
+            | End::Ended => LeaveReason::Disconnected,
         }
     }
 }
@@ -468,6 +499,8 @@ impl<D: Directory> SessionPolicy<D> {
             Event::Kicked(Kick::SlowConsumer) => self.close(End::SlowConsumer),
             Event::Kicked(Kick::Replaced) => self.close(End::Replaced),
             Event::Kicked(Kick::Shutdown) => self.close(End::Shutdown),
+            Event::Kicked(Kick::Disabled) => self.close(End::Disabled),
+            Event::Kicked(Kick::Ended) => self.close(End::Ended),
             Event::Evicted => {
                 if matches!(self.phase, Phase::LoggingIn { .. }) {
                     self.close(End::Evicted);
@@ -587,6 +620,17 @@ impl<D: Directory> SessionPolicy<D> {
             | ClientMessage::JoinRoom { .. }
             | ClientMessage::LeaveRoom { .. }
             | ClientMessage::ListRooms { .. }
+            | ClientMessage::Invite { .. }
+            | ClientMessage::Kick { .. }
+            | ClientMessage::Ban { .. }
+            | ClientMessage::Unban { .. }
+            | ClientMessage::SetTopic { .. }
+            | ClientMessage::SetInviteOnly { .. }
+            | ClientMessage::SetRole { .. }
+            | ClientMessage::Mute { .. }
+            | ClientMessage::DeleteRoom { .. }
+            | ClientMessage::SetAccountDisabled { .. }
+            | ClientMessage::EndSessions { .. }
             | ClientMessage::ChangePasswordStart { .. }
             | ClientMessage::ChangePasswordFinish { .. } => {
                 // Answered while tokens last, then ignored: a flood gets
@@ -711,6 +755,88 @@ impl<D: Directory> SessionPolicy<D> {
             ClientMessage::LeaveRoom { room } => {
                 self.room_request(RoomRequest::Leave { room }, now);
             }
+            ClientMessage::SetTopic { room, topic } => {
+                self.room_request(RoomRequest::SetTopic { room, topic }, now);
+            }
+            ClientMessage::SetInviteOnly { room, invite_only } => {
+                self.room_request(RoomRequest::SetInviteOnly { room, invite_only }, now);
+            }
+            ClientMessage::DeleteRoom { room } => {
+                self.room_request(RoomRequest::Delete { room }, now);
+            }
+            ClientMessage::Invite { room, user } => self.moderate(
+                user,
+                Reason::empty(),
+                |target| RoomRequest::Invite { room, target },
+                now,
+            ),
+            ClientMessage::Kick { room, user, reason } => {
+                let audit = reason.clone();
+                self.moderate(
+                    user,
+                    audit,
+                    |target| RoomRequest::Kick { room, target },
+                    now,
+                );
+            }
+            ClientMessage::Ban {
+                room,
+                user,
+                reason,
+                minutes,
+            } => {
+                let duration = std::time::Duration::from_secs(u64::from(minutes) * 60);
+                self.moderate(
+                    user,
+                    reason,
+                    |target| RoomRequest::Ban {
+                        room,
+                        target,
+                        duration,
+                    },
+                    now,
+                );
+            }
+            ClientMessage::Unban { room, user } => self.moderate(
+                user,
+                Reason::empty(),
+                |target| RoomRequest::Unban { room, target },
+                now,
+            ),
+            ClientMessage::SetRole { room, user, role } => self.moderate(
+                user,
+                Reason::empty(),
+                |target| RoomRequest::SetRole { room, target, role },
+                now,
+            ),
+            ClientMessage::Mute { room, user, muted } => self.moderate(
+                user,
+                Reason::empty(),
+                |target| RoomRequest::Mute {
+                    room,
+                    target,
+                    muted,
+                },
+                now,
+            ),
+            ClientMessage::SetAccountDisabled { user, disabled } => {
+                self.admin(
+                    user,
+                    move |target, display| AdminRequest::SetDisabled {
+                        target,
+                        display,
+                        disabled,
+                    },
+                    now,
+                );
+            }
+            ClientMessage::EndSessions { user } => {
+                self.admin(
+                    user,
+                    |target, display| AdminRequest::EndSessions { target, display },
+                    now,
+                );
+            }
             ClientMessage::ListRooms { filter } => match self.admit(false, now) {
                 Admission::Admitted => self.actions.push_back(Action::ListRooms(filter)),
                 Admission::Refused => {
@@ -780,7 +906,11 @@ impl<D: Directory> SessionPolicy<D> {
     /// so a client cannot make a storm of join and leave notices (R4).
     fn room_request(&mut self, request: RoomRequest, now: Instant) {
         match self.admit_room_request(now) {
-            Admission::Admitted => self.actions.push_back(Action::Room(request)),
+            Admission::Admitted => self.actions.push_back(Action::Room {
+                request,
+                target: None,
+                reason: Reason::empty(),
+            }),
             Admission::Refused => self.refuse(
                 None,
                 ErrorCode::RateLimited,
@@ -788,6 +918,60 @@ impl<D: Directory> SessionPolicy<D> {
             ),
             Admission::Flood => {}
         }
+    }
+
+    /// A moderation request about `user`, who must have an account: it
+    /// takes a room-request token like joins do.
+    fn moderate(
+        &mut self,
+        user: Username,
+        reason: Reason,
+        request: impl FnOnce(String) -> RoomRequest,
+        now: Instant,
+    ) {
+        match self.admit_room_request(now) {
+            Admission::Admitted => {}
+            Admission::Refused => {
+                return self.refuse(
+                    None,
+                    ErrorCode::RateLimited,
+                    "too many room requests; slow down",
+                )
+            }
+            Admission::Flood => return,
+        }
+        let canonical = user.canonical();
+        let Some(display) = self.directory.display_name(&canonical) else {
+            return self.refuse(None, ErrorCode::UnknownRecipient, "no such user");
+        };
+        self.actions.push_back(Action::Room {
+            request: request(canonical),
+            target: Some(display),
+            reason,
+        });
+    }
+
+    /// An administrator's request about `user` (the driver checks the
+    /// asker is one); it takes a room-request token.
+    fn admin(
+        &mut self,
+        user: Username,
+        request: impl FnOnce(String, Username) -> AdminRequest,
+        now: Instant,
+    ) {
+        match self.admit_room_request(now) {
+            Admission::Admitted => {}
+            Admission::Refused => {
+                return self.refuse(None, ErrorCode::RateLimited, "too many requests; slow down")
+            }
+            Admission::Flood => return,
+        }
+        let canonical = user.canonical();
+        let Some(display) = self.directory.display_name(&canonical) else {
+            return self.refuse(None, ErrorCode::UnknownRecipient, "no such user");
+        };
+        self.actions
+            .push_back(Action::Admin(request(canonical, display)));
     }
 
     /// A room message or a direct message: stored, then delivered, then
@@ -1485,14 +1669,17 @@ mod tests {
             p.handle(join(), start);
             assert!(matches!(
                 drain(&mut p)[..],
-                [Action::Room(RoomRequest::Join { .. })]
+                [Action::Room {
+                    request: RoomRequest::Join { .. },
+                    ..
+                }]
             ));
         }
         p.handle(join(), start);
         assert!(is_error(&drain(&mut p)[0], ErrorCode::RateLimited));
         // One per second after the burst of 10.
         p.handle(join(), start + secs(1));
-        assert!(matches!(drain(&mut p)[..], [Action::Room(_)]));
+        assert!(matches!(drain(&mut p)[..], [Action::Room { .. }]));
         // The chat bucket is untouched.
         p.handle(send_room(1), start + secs(1));
         assert!(matches!(drain(&mut p)[..], [Action::Store { .. }]));
@@ -1756,6 +1943,12 @@ mod tests {
                 GoodbyeReason::SlowConsumer,
             ),
             (Kick::Replaced, End::Replaced, GoodbyeReason::Replaced),
+            (
+                Kick::Disabled,
+                End::Disabled,
+                GoodbyeReason::AccountDisabled,
+            ),
+            (Kick::Ended, End::Ended, GoodbyeReason::SessionEnded),
         ] {
             let mut p = chatting(start);
             p.handle(Event::Kicked(kick), start);

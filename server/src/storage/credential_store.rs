@@ -86,6 +86,8 @@ pub struct Account {
     pub credential: Credential,
     /// Registration time, milliseconds since the Unix epoch.
     pub created_ms: u64,
+    /// A server administrator disabled it: it cannot log in.
+    pub disabled: bool,
 }
 
 /// An account as the file holds it: exactly one of `opaque` and `phc`.
@@ -98,6 +100,8 @@ struct AccountOnDisk {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     phc: Option<String>,
     created_ms: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    disabled: bool,
 }
 
 impl AccountOnDisk {
@@ -112,6 +116,7 @@ impl AccountOnDisk {
             opaque,
             phc,
             created_ms: a.created_ms,
+            disabled: a.disabled,
         }
     }
 
@@ -130,6 +135,7 @@ impl AccountOnDisk {
             canonical: self.key,
             credential,
             created_ms: self.created_ms,
+            disabled: self.disabled,
         })
     }
 }
@@ -205,6 +211,7 @@ impl CredentialStore {
             canonical: canonical.to_owned(),
             credential,
             created_ms: now_ms(),
+            disabled: false,
         };
         self.accounts.insert(canonical.to_owned(), account);
         if let Err(e) = self.persist() {
@@ -229,6 +236,22 @@ impl CredentialStore {
         if let Err(e) = self.persist() {
             if let Some(account) = self.accounts.get_mut(canonical) {
                 account.credential = old;
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Disables or re-enables an account and persists the store before
+    /// returning `Ok`; on error nothing changed.
+    pub fn set_disabled(&mut self, canonical: &str, disabled: bool) -> Result<(), StoreError> {
+        let Some(account) = self.accounts.get_mut(canonical) else {
+            return Err(StoreError::UnknownAccount);
+        };
+        let old = std::mem::replace(&mut account.disabled, disabled);
+        if let Err(e) = self.persist() {
+            if let Some(account) = self.accounts.get_mut(canonical) {
+                account.disabled = old;
             }
             return Err(e);
         }

@@ -13,6 +13,8 @@
 //!                         resume tokens, sealed the same way (see token_file)
 //!   rooms.log             the rooms and their members: an append-only journal of sealed
 //!                         records (see rooms_log)
+//!   audit.log             every moderation and administration action, the same way
+//!                         (see audit_log)
 //!   chat_histories/
 //!     room.log                 #general's messages (the room from before rooms)
 //!     room-<hex>.log           one per other room; hex = HMAC-SHA256(name key, "room" 0x00 id)
@@ -44,6 +46,7 @@ pub const OPAQUE_KEY_FILE: &str = "opaque_server.key.enc";
 pub const CHAT_HISTORIES_DIR: &str = "chat_histories";
 pub const RESUME_TOKENS_FILE: &str = "resume_tokens.enc";
 pub const ROOMS_FILE: &str = "rooms.log";
+pub const AUDIT_FILE: &str = "audit.log";
 
 const DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
@@ -73,6 +76,7 @@ impl DataDir {
             ACCOUNTS_FILE,
             RESUME_TOKENS_FILE,
             ROOMS_FILE,
+            AUDIT_FILE,
         ] {
             check_file_if_present(&root.join(name))?;
         }
@@ -111,6 +115,11 @@ impl DataDir {
     /// The rooms journal (`storage::rooms_log`).
     pub fn rooms_path(&self) -> PathBuf {
         self.root.join(ROOMS_FILE)
+    }
+
+    /// The moderation and administration audit log (`storage::audit_log`).
+    pub fn audit_path(&self) -> PathBuf {
+        self.root.join(AUDIT_FILE)
     }
 
     pub fn chat_histories_dir(&self) -> PathBuf {

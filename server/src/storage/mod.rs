@@ -2,6 +2,7 @@
 //! password hashing and encrypted chat-history logs. See `data_dir` for the on-disk layout.
 
 pub mod atomic_file;
+pub mod audit_log;
 pub mod credential_store;
 pub mod data_dir;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod rooms_log;
 mod sealing;
 pub mod token_file;
 
+pub use audit_log::{AuditEntry, AuditLog};
 pub use credential_store::{Account, Credential, CredentialStore};
 pub use data_dir::DataDir;
 pub use error::{

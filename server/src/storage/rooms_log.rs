@@ -51,6 +51,50 @@ pub enum RoomEvent {
         id: u64,
         user: String,
     },
+    Topic {
+        id: u64,
+        topic: String,
+    },
+    InviteOnly {
+        id: u64,
+        invite_only: bool,
+    },
+    /// `user` may join although the room is invite-only (until they do);
+    /// `by` invited them.
+    Invited {
+        id: u64,
+        user: String,
+        by: String,
+    },
+    Kicked {
+        id: u64,
+        user: String,
+    },
+    /// `user` is out and may not join before `until_ms` (0: until unbanned).
+    Banned {
+        id: u64,
+        user: String,
+        until_ms: u64,
+    },
+    Unbanned {
+        id: u64,
+        user: String,
+    },
+    /// `user` is a moderator (or no longer one).
+    Moderator {
+        id: u64,
+        user: String,
+        moderator: bool,
+    },
+    Muted {
+        id: u64,
+        user: String,
+        muted: bool,
+    },
+    /// The room and its history are gone; its id is never used again.
+    Deleted {
+        id: u64,
+    },
 }
 
 /// The open journal: appends go to its end.

@@ -270,6 +270,19 @@ impl HistoryStore {
         Ok(files)
     }
 
+    /// Deletes room `id`'s log (the room was deleted): what is cached of it,
+    /// then its file. A room log that never existed is not an error.
+    pub fn delete_room(&mut self, id: u64) -> Result<(), HistoryError> {
+        let log = self.keys.room_id(id);
+        drop(self.cache.remove(&log));
+        let path = keyed_names::path_of(&self.dir, &log);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(HistoryError::Io { path, source }),
+        }
+    }
+
     /// What the cache of loaded conversations holds now.
     pub fn cache_stats(&self) -> CacheStats {
         CacheStats {
