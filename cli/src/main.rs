@@ -165,6 +165,9 @@ struct Args {
     /// Join this room after logging in, creating it if it does not exist.
     #[arg(long)]
     join: Option<String>,
+    /// This device's name in your device list [default: "cli on HOSTNAME"].
+    #[arg(long)]
+    device_name: Option<String>,
     /// Print events as JSON lines.
     #[arg(long)]
     json: bool,
@@ -262,6 +265,14 @@ fn run() -> anyhow::Result<Exit> {
     if let Some(path) = &args.known_servers {
         options.known_servers = KnownServers::at(path.clone());
     }
+    options.device = Some(
+        client_core::DeviceIdentity::load_or_create(
+            &options.known_servers,
+            "cli",
+            args.device_name.as_deref(),
+        )
+        .context("this device's id (beside the known-servers file)")?,
+    );
     options.reconnect = args.send.is_none() && !args.change_password;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -100,6 +100,29 @@ pub fn human(event: &ClientEvent) -> Option<String> {
             actor,
             change,
         } => format!("-- {}: {}", esc(room), room_change_text(actor, change)),
+        ClientEvent::Devices { devices } => {
+            let lines: Vec<String> = devices
+                .iter()
+                .map(|d| {
+                    let state = match (d.current, d.online) {
+                        (true, _) => "this device".to_owned(),
+                        (false, true) => "online".to_owned(),
+                        (false, false) => format!("last seen {}", clock(d.last_seen_ms)),
+                    };
+                    format!(
+                        "   {:016x}  {}  ({state}, from {})",
+                        d.id,
+                        esc(&d.name),
+                        esc(&d.address)
+                    )
+                })
+                .collect();
+            format!(
+                "-- your devices ({}); /logout-device ID logs one out:\n{}",
+                devices.len(),
+                lines.join("\n")
+            )
+        }
         ClientEvent::Invited { room, by, topic } => {
             let topic = if topic.is_empty() {
                 String::new()
@@ -251,6 +274,13 @@ pub fn json(event: &ClientEvent) -> Option<String> {
             "type": "room_changed", "room": room, "actor": actor,
             "change": change_json(change),
             "text": room_change_text(actor, change)
+        }),
+        ClientEvent::Devices { devices } => json!({
+            "type": "devices",
+            "devices": devices.iter().map(|d| json!({
+                "id": format!("{:016x}", d.id), "name": d.name, "last_seen_ms": d.last_seen_ms,
+                "address": d.address, "online": d.online, "current": d.current
+            })).collect::<Vec<_>>()
         }),
         ClientEvent::Invited { room, by, topic } => json!({
             "type": "invited", "room": room, "by": by, "topic": topic

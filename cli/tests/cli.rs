@@ -274,7 +274,7 @@ async fn the_exit_status_says_why_the_cli_could_not_chat() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_session_taken_over_by_another_login_exits_with_5() {
+async fn a_session_taken_over_by_the_same_device_exits_with_5() {
     let server = TestServer::start(Transport::Plain).await;
     let dir = tempfile::tempdir().unwrap();
     let mut child = cli(&server, &dir.path().join("known"), "Gus")
@@ -285,13 +285,79 @@ async fn a_session_taken_over_by_another_login_exits_with_5() {
         .unwrap();
     wait_for_line(child.stdout.take().unwrap(), "-- end of history").await;
     let stdin = child.stdin.take().unwrap();
-    let _gus = server
-        .connect("second Gus")
-        .await
-        .login("Gus", PASSWORD)
+    // Another device of Gus: both stay.
+    let mut phone = server.connect("Gus's phone").await;
+    phone.set_device(77, "phone").await;
+    phone.login("Gus", PASSWORD).await;
+    // The cli's own device (its id beside the known-servers file) logging
+    // in elsewhere takes the session over.
+    let id = std::fs::read_to_string(dir.path().join("known.device-cli")).unwrap();
+    let mut same = server.connect("same device").await;
+    same.set_device(u64::from_str_radix(id.trim(), 16).unwrap(), "cli again")
         .await;
+    same.login("Gus", PASSWORD).await;
     assert_eq!(exits(&mut child).await.code(), Some(5));
+    phone.sync().await;
     drop(stdin);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_are_listed_with_the_name_given_and_logged_out_from_the_terminal() {
+    let server = TestServer::start(Transport::Plain).await;
+    let dir = tempfile::tempdir().unwrap();
+    let known = dir.path().join("known");
+    let out = cli(&server, &known, "Hal")
+        .args(["--register", "--device-name", "build box", "--send", "hi"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let mut phone = server.connect("Hal's phone").await;
+    phone.set_device(0xabc, "phone").await;
+    phone.login("Hal", PASSWORD).await;
+
+    let mut child = cli(&server, &known, "Hal")
+        .args(["--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next_of = async |kind: &str| -> serde_json::Value {
+        loop {
+            let line = tokio::time::timeout(RECV_TIMEOUT, lines.next_line())
+                .await
+                .expect("no output from the cli")
+                .unwrap()
+                .expect("cli output ended");
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if v["type"] == kind {
+                return v;
+            }
+        }
+    };
+    next_of("history_done").await;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"/devices\n").await.unwrap();
+    let list = next_of("devices").await;
+    let devices = list["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 2, "{list}");
+    let mine = devices.iter().find(|d| d["current"] == true).unwrap();
+    assert_eq!(
+        mine["name"], "build box",
+        "the name is kept from the first run"
+    );
+    let other = devices.iter().find(|d| d["current"] == false).unwrap();
+    assert_eq!(
+        (other["name"].as_str(), other["id"].as_str()),
+        (Some("phone"), Some("0000000000000abc"))
+    );
+    stdin.write_all(b"/logout-device abc\n").await.unwrap();
+    phone
+        .expect_cut_off(proto_core::message::GoodbyeReason::SessionEnded)
+        .await;
+    drop(stdin);
+    assert!(exits(&mut child).await.success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

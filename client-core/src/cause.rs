@@ -217,6 +217,10 @@ pub fn auth_failure_text(reason: AuthFailure) -> &'static str {
         AuthFailure::WeakPassword => "password too short",
         AuthFailure::ResumeFailed => "session expired; log in again",
         AuthFailure::AccountDisabled => "this account was disabled by the server's administrator",
+        AuthFailure::TooManyDevices => {
+            "this account is logged in on as many devices as the server allows: \
+             log one out (/devices, /logout-device ID) from another device first"
+        }
     }
 }
 

@@ -70,6 +70,15 @@ pub async fn establish(
     resume: Option<ResumeToken>,
 ) -> Result<Established, AttemptError> {
     let mut session = handshake(options, events).await?;
+    if let Some(device) = &options.device {
+        let claim = ClientMessage::SetDevice {
+            id: device.id,
+            name: device.name.clone(),
+        };
+        session
+            .queue(&claim)
+            .map_err(|e| RetryCause::Lost(Arc::new(e)))?;
+    }
     let resumed = match resume {
         Some(token) => Some(ask(&mut session, &ClientMessage::Resume { token }).await?),
         None => None,

@@ -82,6 +82,19 @@ pub struct RoomView {
     pub members: u32,
 }
 
+/// One of the user's devices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceView {
+    /// The id `/logout-device` takes (shown in hex).
+    pub id: u64,
+    pub name: String,
+    pub last_seen_ms: u64,
+    pub address: String,
+    pub online: bool,
+    /// This device.
+    pub current: bool,
+}
+
 /// A room in the answer to `/list`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomListing {
@@ -175,6 +188,10 @@ pub enum ClientEvent {
         room: String,
         actor: String,
         change: RoomChange,
+    },
+    /// The user's devices (the answer to `/devices`).
+    Devices {
+        devices: Vec<DeviceView>,
     },
     /// `by` invited the user to `room` (`/join` accepts).
     Invited {

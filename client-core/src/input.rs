@@ -19,6 +19,10 @@ pub enum Input {
     Moderate { room: String, action: Moderation },
     /// A server administrator's command.
     Admin(AdminCommand),
+    /// `/devices`: the user's devices.
+    Devices,
+    /// `/logout-device ID` (the hex id `/devices` shows).
+    LogoutDevice(u64),
     /// `/who`.
     Who,
     /// `/help`.
@@ -82,6 +86,7 @@ Moderators of this room (the owner too):
   /ban NAME [REASON]   /tempban NAME MINUTES [REASON]   /unban NAME
   /mute NAME  /unmute NAME
 The owner:  /op NAME  /deop NAME (moderators)   /deleteroom #ROOM
+Your devices:  /devices   /logout-device ID
 Server administrators:  /disable NAME  /enable NAME  /endsessions NAME
   /who             list who is online
   /help            this list
@@ -193,6 +198,13 @@ pub fn parse_input(line: &str, room: &str) -> Input {
         "endsessions" => one_name(args, "usage: /endsessions NAME", |user| {
             Input::Admin(AdminCommand::EndSessions(user))
         }),
+        "devices" => Input::Devices,
+        "logout-device" | "logoutdevice" => {
+            match u64::from_str_radix(args.trim().trim_start_matches("0x"), 16) {
+                Ok(id) if !args.trim().is_empty() => Input::LogoutDevice(id),
+                _ => Input::Usage("usage: /logout-device ID (the id /devices shows)"),
+            }
+        }
         "msg" => match args.split_once(char::is_whitespace) {
             Some((to, text)) if !text.trim().is_empty() => Input::Direct {
                 to: to.to_owned(),
@@ -329,6 +341,23 @@ mod tests {
         );
         assert!(matches!(
             parse_input("/invite a b", "#den"),
+            Input::Usage(_)
+        ));
+    }
+
+    #[test]
+    fn device_commands_are_recognised() {
+        assert_eq!(parse_input("/devices", "#den"), Input::Devices);
+        assert_eq!(
+            parse_input("/logout-device 00ff", "#den"),
+            Input::LogoutDevice(255)
+        );
+        assert!(matches!(
+            parse_input("/logout-device", "#den"),
+            Input::Usage(_)
+        ));
+        assert!(matches!(
+            parse_input("/logout-device xyz", "#den"),
             Input::Usage(_)
         ));
     }

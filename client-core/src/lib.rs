@@ -24,6 +24,7 @@ pub mod address;
 pub mod backoff;
 pub mod cause;
 pub mod connect;
+pub mod device;
 pub mod events;
 pub mod input;
 pub mod known_servers;
@@ -34,9 +35,10 @@ pub mod session_policy;
 
 pub use address::{ServerAddress, DEFAULT_PORT};
 pub use cause::{CloseCause, FatalCause, PasswordChangeError, RetryCause, ServerRefusal};
+pub use device::DeviceIdentity;
 pub use events::{
     room_change_text, room_leave_text, room_left_text, ChatLine, ClientEvent, ConnectionState,
-    Delivery, NoticeKind, RoomListing, RoomView,
+    Delivery, DeviceView, NoticeKind, RoomListing, RoomView,
 };
 pub use input::{parse_input, AdminCommand, Input, Moderation, HELP_TEXT};
 pub use known_servers::KnownServers;

@@ -75,6 +75,9 @@ pub struct ClientOptions {
     /// OPAQUE record: leave it at [`Stretch::RECOMMENDED`], which every
     /// SecureChat client uses; a test may lower it for accounts it makes.
     pub stretch: Stretch,
+    /// Which device this is (`SetDevice` before every login); `None`
+    /// names none (the server counts such logins as one device, id 0).
+    pub device: Option<crate::device::DeviceIdentity>,
 }
 
 impl ClientOptions {
@@ -88,6 +91,7 @@ impl ClientOptions {
             auth,
             reconnect: true,
             stretch: Stretch::RECOMMENDED,
+            device: None,
         }
     }
 }

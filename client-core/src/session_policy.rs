@@ -31,7 +31,7 @@ use crate::backoff::Backoff;
 use crate::cause::{CloseCause, RetryCause, ServerRefusal};
 use crate::connect::AttemptError;
 use crate::events::{
-    ChatLine, ClientEvent, ConnectionState, Delivery, NoticeKind, RoomListing, RoomView,
+    ChatLine, ClientEvent, ConnectionState, Delivery, DeviceView, NoticeKind, RoomListing, RoomView,
 };
 use crate::input::{AdminCommand, Input, Moderation, HELP_TEXT};
 use crate::outbox::{Outbox, Target};
@@ -426,6 +426,10 @@ impl SessionPolicy {
                         out.push(Action::Send(wire));
                     }
                 }
+                Input::Devices => out.push(Action::Send(ClientMessage::ListDevices)),
+                Input::LogoutDevice(id) => {
+                    out.push(Action::Send(ClientMessage::LogoutDevice { id }));
+                }
                 other => local_input(other, out),
             },
             // Offline: local commands answer, messages wait in the outbox
@@ -445,7 +449,9 @@ impl SessionPolicy {
                 | Input::Part(_)
                 | Input::List(_)
                 | Input::Moderate { .. }
-                | Input::Admin(_) => {
+                | Input::Admin(_)
+                | Input::Devices
+                | Input::LogoutDevice(_) => {
                     notice(out, NoticeKind::Error, "not connected");
                 }
                 other => local_input(other, out),
@@ -713,6 +719,23 @@ impl SessionPolicy {
                 },
             ),
             ServerMessage::Done => notice(out, NoticeKind::Info, "done"),
+            ServerMessage::DeviceList { devices } => emit(
+                out,
+                ClientEvent::Devices {
+                    devices: devices
+                        .into_vec()
+                        .into_iter()
+                        .map(|d| DeviceView {
+                            id: d.id,
+                            name: d.name.as_str().to_owned(),
+                            last_seen_ms: d.last_seen_ms,
+                            address: d.address,
+                            online: d.online,
+                            current: d.current,
+                        })
+                        .collect(),
+                },
+            ),
             // `/join` of a room nobody made yet makes it.
             ServerMessage::Error {
                 code: ErrorCode::NoSuchRoom,

@@ -315,6 +315,11 @@ impl Controller {
         if let Some(path) = &self.settings.known_servers {
             options.known_servers = KnownServers::at(path.clone());
         }
+        // A device the server can tell apart from this user's others; an
+        // unwritable config directory leaves it unnamed (device 0).
+        options.device =
+            client_core::DeviceIdentity::load_or_create(&options.known_servers, "desktop", None)
+                .ok();
         Ok(options)
     }
 

@@ -428,6 +428,26 @@ impl ChatModel {
                 let text = room_change_text(actor, change);
                 self.notice_in(index, NoticeStyle::Info, text, now_ms);
             }
+            ClientEvent::Devices { devices } => {
+                let lines: Vec<String> = devices
+                    .iter()
+                    .map(|d| {
+                        let state = if d.current {
+                            "this device"
+                        } else if d.online {
+                            "online"
+                        } else {
+                            "offline"
+                        };
+                        format!("{:016x}  {} ({state}, {})", d.id, d.name, d.address)
+                    })
+                    .collect();
+                let text = format!(
+                    "Your devices (/logout-device ID logs one out):\n{}",
+                    lines.join("\n")
+                );
+                self.notice_in(self.selected, NoticeStyle::Info, text, now_ms);
+            }
             ClientEvent::Invited { room, by, topic } => {
                 let about = if topic.is_empty() {
                     String::new()

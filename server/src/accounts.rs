@@ -43,6 +43,8 @@ pub struct LoggedIn {
     pub canonical: String,
     /// The new resume token (its hash is kept; this is the only copy).
     pub token: ResumeToken,
+    /// The device logged in (the client's id for it; 0 if it named none).
+    pub device: u64,
 }
 
 /// Why an authentication step did not succeed.
@@ -309,6 +311,7 @@ impl Accounts {
         &self,
         pending: Option<Pending>,
         upload: &[u8; REGISTRATION_UPLOAD_LEN],
+        device: u64,
     ) -> Result<AuthAnswer, AuthError> {
         let Some(Pending(PendingKind::Registration { username })) = pending else {
             return Err(AuthError::OutOfOrder);
@@ -335,7 +338,7 @@ impl Accounts {
         }
         self.remember(&canonical, username, credential);
         tracing::info!(user = %canonical, "account registered");
-        self.logged_in(canonical).map(AuthAnswer::LoggedIn)
+        self.logged_in(canonical, device).map(AuthAnswer::LoggedIn)
     }
 
     fn remember(&self, canonical: &str, display: Username, credential: Credential) {
@@ -404,6 +407,7 @@ impl Accounts {
         pending: Option<Pending>,
         finalization: &[u8; CREDENTIAL_FINALIZATION_LEN],
         binding: &ChannelBinding,
+        device: u64,
     ) -> Result<AuthAnswer, AuthError> {
         let Some(Pending(PendingKind::Login {
             canonical,
@@ -415,7 +419,7 @@ impl Accounts {
             return Err(AuthError::OutOfOrder);
         };
         self.check_proof(state, real, finalization, &canonical, ip, binding)?;
-        self.logged_in(canonical).map(AuthAnswer::LoggedIn)
+        self.logged_in(canonical, device).map(AuthAnswer::LoggedIn)
     }
 
     /// The version-1 `Login`, with the password: served only for accounts
@@ -429,6 +433,7 @@ impl Accounts {
         username: &Username,
         password: Password,
         ip: IpAddr,
+        device: u64,
     ) -> Result<AuthAnswer, AuthError> {
         let canonical = username.canonical();
         let _turn = self.attempts.turn(&canonical, ip).await;
@@ -470,7 +475,7 @@ impl Accounts {
             legacy_left = self.legacy_count(),
             "account migrated to OPAQUE; its Argon2id hash is deleted"
         );
-        self.logged_in(canonical).map(AuthAnswer::LoggedIn)
+        self.logged_in(canonical, device).map(AuthAnswer::LoggedIn)
     }
 
     /// KE2 for a credential request (a login, or the old password of a
@@ -615,6 +620,7 @@ impl Accounts {
         finalization: &[u8; CREDENTIAL_FINALIZATION_LEN],
         upload: &[u8; REGISTRATION_UPLOAD_LEN],
         binding: &ChannelBinding,
+        device: u64,
     ) -> Result<AuthAnswer, AuthError> {
         let Some(Pending(PendingKind::ChangePassword {
             canonical,
@@ -630,7 +636,7 @@ impl Accounts {
             .await?;
         lock(&self.tokens).revoke_all(&canonical);
         tracing::info!(user = %canonical, "password changed; resume tokens revoked");
-        let me = self.logged_in(canonical)?;
+        let me = self.logged_in(canonical, device)?;
         Ok(AuthAnswer::PasswordChanged {
             reply: ServerMessage::PasswordChanged {
                 resume_token: me.token,
@@ -641,12 +647,13 @@ impl Accounts {
 
     // ------------------------------------------------------------ tokens
 
-    /// Redeems a resume token (one use) and issues the next one.
+    /// Redeems a resume token (one use) and issues the next one, for the
+    /// device the token was issued to.
     pub fn resume(&self, token: &ResumeToken) -> Result<AuthAnswer, AuthError> {
         let user = lock(&self.tokens).redeem(token, now_ms());
         match user {
-            Some(canonical) if self.display_name(&canonical).is_some() => {
-                self.logged_in(canonical).map(AuthAnswer::LoggedIn)
+            Some((canonical, device)) if self.display_name(&canonical).is_some() => {
+                self.logged_in(canonical, device).map(AuthAnswer::LoggedIn)
             }
             _ => Err(AuthFailure::ResumeFailed.into()),
         }
@@ -701,7 +708,12 @@ impl Accounts {
 
     /// Every login ends here, after its proof: a disabled account is told
     /// so (only someone who proved the password learns it).
-    fn logged_in(&self, canonical: String) -> Result<LoggedIn, AuthError> {
+    /// Revokes the resume token of one device of `canonical`.
+    pub fn revoke_device_token(&self, canonical: &str, device: u64) {
+        lock(&self.tokens).revoke_device(canonical, device);
+    }
+
+    fn logged_in(&self, canonical: String, device: u64) -> Result<LoggedIn, AuthError> {
         if self.is_disabled(&canonical) {
             return Err(AuthFailure::AccountDisabled.into());
         }
@@ -710,12 +722,13 @@ impl Accounts {
             u64::try_from(self.config.token_lifetime.as_millis()).unwrap_or(u64::MAX),
         );
         let token = lock(&self.tokens)
-            .issue(&self.rng, &canonical, expires)
+            .issue(&self.rng, &canonical, device, expires)
             .map_err(|_| AuthError::Internal)?;
         Ok(LoggedIn {
             username,
             canonical,
             token,
+            device,
         })
     }
 

@@ -149,6 +149,11 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     )?;
     tracing::info!(rooms = rooms.len(), "rooms loaded");
     let audit = AuditLog::open(&dir.audit_path(), &storage_key)?;
+    let devices = crate::devices::Devices::open(
+        &dir.devices_path(),
+        &storage_key,
+        config.limits.max_devices_per_user,
+    )?;
     let accounts = Accounts::new(
         store,
         tokens,
@@ -190,6 +195,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         accounts,
         rooms,
         audit: std::sync::Mutex::new(audit),
+        devices,
         admins: config.admin_keys(),
         history,
         limits: config.limits.clone(),

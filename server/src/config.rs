@@ -153,6 +153,8 @@ pub struct ServerLimits {
     pub room_request_burst: u32,
     /// Rooms on the server, rooms per user, members per room.
     pub rooms: crate::rooms::RoomLimits,
+    /// Devices one user may be logged in from (at most 64).
+    pub max_devices_per_user: usize,
 }
 
 impl Default for ServerLimits {
@@ -175,6 +177,7 @@ impl Default for ServerLimits {
             room_requests_per_second: 1,
             room_request_burst: 10,
             rooms: crate::rooms::RoomLimits::default(),
+            max_devices_per_user: 10,
             outbox_capacity: 1024,
             write_timeout: Duration::from_secs(10),
             handshakes_per_ip_per_second: 10,
@@ -241,6 +244,7 @@ pub struct FileLimits {
     pub max_rooms: Option<usize>,
     pub max_rooms_per_user: Option<usize>,
     pub max_members_per_room: Option<usize>,
+    pub max_devices_per_user: Option<usize>,
     /// Accepted and ignored (with a warning): with OPAQUE the server never
     /// sees a password, so clients enforce the minimum (8 characters).
     pub min_password_chars: Option<usize>,
@@ -333,6 +337,7 @@ impl FileConfig {
         set(&mut l.rooms.max_rooms, f.max_rooms);
         set(&mut l.rooms.max_rooms_per_user, f.max_rooms_per_user);
         set(&mut l.rooms.max_members_per_room, f.max_members_per_room);
+        set(&mut l.max_devices_per_user, f.max_devices_per_user);
         if f.min_password_chars.is_some() {
             tracing::warn!(
                 "[limits] min_password_chars is ignored: the server never sees passwords \
@@ -346,7 +351,13 @@ impl ServerLimits {
     /// Refuses settings that would make the server unusable rather than
     /// merely strict.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let checks: [(bool, &'static str, &'static str); 11] = [
+        let checks: [(bool, &'static str, &'static str); 12] = [
+            (
+                (1..=proto_core::message::MAX_DEVICES_PER_LIST)
+                    .contains(&self.max_devices_per_user),
+                "max_devices_per_user",
+                "must be 1 to 64",
+            ),
             (
                 self.room_requests_per_second > 0 && self.room_request_burst > 0,
                 "room_requests_per_second",

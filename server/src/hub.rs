@@ -121,6 +121,8 @@ pub struct SessionId(pub u64);
 /// Where one session's deliveries go.
 struct Mailbox {
     session: SessionId,
+    /// The device it is (a user's devices each have their own id).
+    device: u64,
     outbox: mpsc::Sender<Outgoing>,
     control: Arc<SessionControl>,
 }
@@ -134,10 +136,12 @@ impl Mailbox {
     }
 }
 
+/// A user online: one session per device.
 struct Member {
     display: Username,
-    mailbox: Arc<Mailbox>,
-    /// The rooms it is subscribed to (few: one entry each in `State::rooms`).
+    sessions: Vec<Arc<Mailbox>>,
+    /// The rooms its sessions receive (few: one entry per session each in
+    /// `State::rooms`).
     rooms: Vec<RoomId>,
 }
 
@@ -146,6 +150,9 @@ pub struct Registration {
     pub canonical: String,
     pub display: Username,
     pub session: SessionId,
+    /// The device logging in: a second login of the same device replaces
+    /// the first; other devices of the user stay.
+    pub device: u64,
     pub outbox: mpsc::Sender<Outgoing>,
     pub control: Arc<SessionControl>,
     /// The rooms the user is in: their messages are delivered to it.
@@ -178,12 +185,6 @@ impl State {
             }
         }
     }
-
-    fn unsubscribe_all(&mut self, member: &Member) {
-        for &room in &member.rooms {
-            self.unsubscribe(room, member.mailbox.session);
-        }
-    }
 }
 
 /// The set of logged-in sessions and the rooms they receive.
@@ -202,14 +203,16 @@ impl Hub {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds a logged-in session, subscribed to its rooms. If the user was
-    /// online on another connection, that one is kicked ([`Kick::Replaced`])
-    /// and nobody is told anything (the user never left); otherwise everyone
-    /// else gets `UserJoined`.
+    /// Adds a logged-in session, subscribed to its rooms. A session of the
+    /// same device that was still online is kicked ([`Kick::Replaced`])
+    /// and nobody is told anything; a user's first session is announced
+    /// (`UserJoined`) to everyone else. Presence is per user, not device.
     pub fn join(&self, reg: Registration) {
-        let mut state = self.state();
+        let mut guard = self.state();
+        let state = &mut *guard;
         let mailbox = Arc::new(Mailbox {
             session: reg.session,
+            device: reg.device,
             outbox: reg.outbox,
             control: reg.control,
         });
@@ -219,51 +222,74 @@ impl Hub {
             // nobody is told it joined (as nobody is told who leaves).
             mailbox.control.kick(Kick::Shutdown);
         }
-        let replaced = state.members.remove(&reg.canonical);
-        if let Some(old) = &replaced {
-            old.mailbox.control.kick(Kick::Replaced);
-            state.unsubscribe_all(old);
+        let first = !state.members.contains_key(&reg.canonical);
+        let member = state
+            .members
+            .entry(reg.canonical.clone())
+            .or_insert_with(|| Member {
+                display: reg.display.clone(),
+                sessions: Vec::new(),
+                rooms: reg.rooms.clone(),
+            });
+        let mut replaced = Vec::new();
+        member.sessions.retain(|m| {
+            if m.device == reg.device {
+                m.control.kick(Kick::Replaced);
+                replaced.push(m.session);
+                false
+            } else {
+                true
+            }
+        });
+        member.sessions.push(Arc::clone(&mailbox));
+        let rooms = member.rooms.clone();
+        for session in replaced {
+            for &room in &rooms {
+                state.unsubscribe(room, session);
+            }
         }
-        for &room in &reg.rooms {
+        for &room in &rooms {
             state.subscribe(room, &mailbox);
         }
-        let display = reg.display.clone();
-        state.members.insert(
-            reg.canonical.clone(),
-            Member {
-                display: reg.display,
-                mailbox,
-                rooms: reg.rooms,
-            },
-        );
-        if replaced.is_some() || shutting_down {
+        if !first || shutting_down {
             return;
         }
-        let joined = ServerMessage::UserJoined { username: display };
+        let joined = ServerMessage::UserJoined {
+            username: reg.display,
+        };
         let msg = Arc::new(EncodedServerMessage::new(&joined));
         for (name, m) in state.members.iter() {
             if *name != reg.canonical {
-                m.mailbox.offer(&msg);
+                m.offer_all(&msg);
             }
         }
     }
 
-    /// Removes `session` if it is still the user's current one, and tells
-    /// everyone else why it left (not during shutdown: everyone gets the
-    /// server's goodbye instead).
+    /// Removes `session` if it is still registered; when it was the
+    /// user's last one, tells everyone else why the user left (not during
+    /// shutdown: everyone gets the server's goodbye instead).
     pub fn leave(&self, canonical: &str, session: SessionId, reason: LeaveReason) {
-        let mut state = self.state();
-        if state
-            .members
-            .get(canonical)
-            .is_none_or(|m| m.mailbox.session != session)
-        {
+        let mut guard = self.state();
+        let state = &mut *guard;
+        let Some(member) = state.members.get_mut(canonical) else {
+            return;
+        };
+        let before = member.sessions.len();
+        member.sessions.retain(|m| m.session != session);
+        if member.sessions.len() == before {
+            return;
+        }
+        let rooms = member.rooms.clone();
+        let last = member.sessions.is_empty();
+        for room in rooms {
+            state.unsubscribe(room, session);
+        }
+        if !last {
             return;
         }
         let Some(member) = state.members.remove(canonical) else {
             return;
         };
-        state.unsubscribe_all(&member);
         if self.shutting_down.load(Ordering::Acquire) {
             return;
         }
@@ -272,44 +298,76 @@ impl Hub {
             reason,
         }));
         for m in state.members.values() {
-            m.mailbox.offer(&msg);
+            m.offer_all(&msg);
         }
     }
 
-    /// From now on `room`'s messages reach the user's session `session`.
-    pub fn subscribe(&self, canonical: &str, session: SessionId, room: RoomId) {
-        let mut state = self.state();
+    /// From now on `room`'s messages reach every session of the user.
+    pub fn subscribe(&self, canonical: &str, room: RoomId) {
+        let mut guard = self.state();
+        let state = &mut *guard;
         let Some(member) = state.members.get_mut(canonical) else {
             return;
         };
-        if member.mailbox.session != session || member.rooms.contains(&room) {
+        if member.rooms.contains(&room) {
             return;
         }
         member.rooms.push(room);
-        let mailbox = Arc::clone(&member.mailbox);
-        state.subscribe(room, &mailbox);
+        let sessions = member.sessions.clone();
+        for mailbox in &sessions {
+            state.subscribe(room, mailbox);
+        }
     }
 
     /// From now on `room`'s messages no longer reach the user's sessions.
     pub fn unsubscribe(&self, canonical: &str, room: RoomId) {
-        let mut state = self.state();
+        let mut guard = self.state();
+        let state = &mut *guard;
         let Some(member) = state.members.get_mut(canonical) else {
             return;
         };
         member.rooms.retain(|&r| r != room);
-        let session = member.mailbox.session;
-        state.unsubscribe(room, session);
+        let sessions: Vec<SessionId> = member.sessions.iter().map(|m| m.session).collect();
+        for session in sessions {
+            state.unsubscribe(room, session);
+        }
     }
 
     /// Ends every session of `canonical` with `why`; false if none was online.
     pub fn kick_user(&self, canonical: &str, why: Kick) -> bool {
         match self.state().members.get(canonical) {
             Some(member) => {
-                member.mailbox.control.kick(why);
+                for m in &member.sessions {
+                    m.control.kick(why);
+                }
                 true
             }
             None => false,
         }
+    }
+
+    /// Ends the session of one device of `canonical`; false if it was not
+    /// online.
+    pub fn kick_device(&self, canonical: &str, device: u64, why: Kick) -> bool {
+        let state = self.state();
+        let Some(member) = state.members.get(canonical) else {
+            return false;
+        };
+        let mut found = false;
+        for m in member.sessions.iter().filter(|m| m.device == device) {
+            m.control.kick(why);
+            found = true;
+        }
+        found
+    }
+
+    /// The devices of `canonical` online now.
+    pub fn online_devices(&self, canonical: &str) -> Vec<u64> {
+        self.state()
+            .members
+            .get(canonical)
+            .map(|m| m.sessions.iter().map(|s| s.device).collect())
+            .unwrap_or_default()
     }
 
     /// Sends `msg` to every session subscribed to `room`; returns how many.
@@ -352,30 +410,43 @@ impl Hub {
         n
     }
 
-    /// Sends `msg` to every member but `except` (canonical name); returns
-    /// how many outboxes it was offered to.
+    /// Sends `msg` to every session of every user but `except` (canonical
+    /// name); returns how many users it was offered to.
     pub fn broadcast(&self, except: &str, msg: &ServerMessage) -> usize {
         let msg = Arc::new(EncodedServerMessage::new(msg));
         let state = self.state();
         let mut n = 0;
         for (name, m) in state.members.iter() {
             if name != except {
-                m.mailbox.offer(&msg);
+                m.offer_all(&msg);
                 n += 1;
             }
         }
         n
     }
 
-    /// Sends `msg` to one member; false if they are not online.
+    /// Sends `msg` to every session of one user; false if they are not online.
     pub fn send_to(&self, canonical: &str, msg: &ServerMessage) -> bool {
         let state = self.state();
         match state.members.get(canonical) {
             Some(m) => {
-                m.mailbox.offer(&Arc::new(EncodedServerMessage::new(msg)));
+                m.offer_all(&Arc::new(EncodedServerMessage::new(msg)));
                 true
             }
             None => false,
+        }
+    }
+
+    /// Sends `msg` to the user's sessions but `except` (their other devices).
+    pub fn send_to_others(&self, canonical: &str, except: SessionId, msg: &ServerMessage) {
+        let state = self.state();
+        let Some(member) = state.members.get(canonical) else {
+            return;
+        };
+        let mut encoded = None;
+        for m in member.sessions.iter().filter(|m| m.session != except) {
+            let msg = encoded.get_or_insert_with(|| Arc::new(EncodedServerMessage::new(msg)));
+            m.offer(msg);
         }
     }
 
@@ -388,9 +459,18 @@ impl Hub {
             .collect()
     }
 
-    /// Logged-in sessions.
+    /// Users logged in (on one device or more).
     pub fn len(&self) -> usize {
         self.state().members.len()
+    }
+
+    /// Logged-in sessions (devices).
+    pub fn sessions(&self) -> usize {
+        self.state()
+            .members
+            .values()
+            .map(|m| m.sessions.len())
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -402,7 +482,17 @@ impl Hub {
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::Release);
         for member in self.state().members.values() {
-            member.mailbox.control.kick(Kick::Shutdown);
+            for m in &member.sessions {
+                m.control.kick(Kick::Shutdown);
+            }
+        }
+    }
+}
+
+impl Member {
+    fn offer_all(&self, msg: &Outgoing) {
+        for m in &self.sessions {
+            m.offer(msg);
         }
     }
 }
@@ -421,12 +511,25 @@ mod tests {
     }
 
     fn join_rooms(hub: &Hub, name: &str, session: u64, cap: usize, rooms: Vec<RoomId>) -> Joined {
+        join_device(hub, name, session, session, cap, rooms)
+    }
+
+    /// A login of `name` from `device` as session `session`.
+    fn join_device(
+        hub: &Hub,
+        name: &str,
+        session: u64,
+        device: u64,
+        cap: usize,
+        rooms: Vec<RoomId>,
+    ) -> Joined {
         let (tx, rx) = mpsc::channel(cap);
         let control = Arc::new(SessionControl::default());
         hub.join(Registration {
             canonical: name.to_lowercase(),
             display: Username::new(name).unwrap(),
             session: SessionId(session),
+            device,
             outbox: tx,
             control: Arc::clone(&control),
             rooms,
@@ -503,8 +606,8 @@ mod tests {
         assert_eq!(drain_all(&mut a.rx), [room_message("#two")]);
         assert!(drain_all(&mut b.rx).is_empty(), "b is not in room 2");
 
-        hub.subscribe("b", SessionId(2), 2);
-        hub.subscribe("b", SessionId(2), 2);
+        hub.subscribe("b", 2);
+        hub.subscribe("b", 2);
         assert_eq!(
             hub.broadcast_room(2, SessionId(1), &room_message("#two")),
             1
@@ -525,19 +628,13 @@ mod tests {
             1
         );
         assert!(drain_all(&mut b.rx).is_empty());
-        // A stale session cannot subscribe the user's current one.
-        hub.subscribe("b", SessionId(77), 2);
-        assert_eq!(
-            hub.broadcast_room(2, SessionId(9), &room_message("#two")),
-            1
-        );
     }
 
     #[test]
     fn a_replacing_login_takes_over_the_room_subscriptions_and_a_leave_drops_them() {
         let hub = Hub::new();
-        let mut first = join_rooms(&hub, "a", 1, 16, vec![1, 2]);
-        let mut second = join_rooms(&hub, "a", 2, 16, vec![1, 2]);
+        let mut first = join_device(&hub, "a", 1, 7, 16, vec![1, 2]);
+        let mut second = join_device(&hub, "a", 2, 7, 16, vec![1, 2]);
         assert_eq!(
             hub.broadcast_room(2, SessionId(9), &room_message("#two")),
             1
@@ -575,9 +672,9 @@ mod tests {
     async fn second_login_replaces_the_first_silently() {
         let hub = Hub::new();
         let mut other = join(&hub, "other", 9, 16);
-        let first = join(&hub, "alice", 1, 16);
+        let first = join_device(&hub, "alice", 1, 5, 16, vec![1]);
         assert!(decode(&mut other.rx).is_some()); // alice joined
-        let _second = join(&hub, "Alice", 2, 16);
+        let _second = join_device(&hub, "Alice", 2, 5, 16, vec![1]);
         assert_eq!(first.control.kicked().await, Kick::Replaced);
         // The old session leaving must not remove the new one nor announce.
         hub.leave("alice", SessionId(1), LeaveReason::Dropped);
@@ -591,6 +688,63 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_users_devices_all_receive_and_presence_is_per_user() {
+        let hub = Hub::new();
+        let mut other = join(&hub, "other", 9, 16);
+        let mut laptop = join_device(&hub, "alice", 1, 100, 16, vec![1]);
+        let mut phone = join_device(&hub, "alice", 2, 200, 16, vec![1]);
+        let joined = drain_all(&mut other.rx);
+        assert_eq!(
+            joined.len(),
+            1,
+            "one UserJoined for two devices: {joined:?}"
+        );
+        assert_eq!(hub.len(), 2);
+        assert_eq!(hub.sessions(), 3);
+        // A room message from the laptop reaches the phone and the others.
+        assert_eq!(
+            hub.broadcast_room(1, SessionId(1), &room_message("#general")),
+            2
+        );
+        assert_eq!(drain_all(&mut phone.rx), [room_message("#general")]);
+        assert!(drain_all(&mut laptop.rx).is_empty());
+        // A direct message to alice reaches both; her own reaches the other device.
+        hub.send_to("alice", &ServerMessage::Ping { nonce: 1 });
+        assert_eq!(drain_all(&mut laptop.rx).len(), 1);
+        assert_eq!(drain_all(&mut phone.rx).len(), 1);
+        hub.send_to_others("alice", SessionId(1), &ServerMessage::Ping { nonce: 2 });
+        assert!(drain_all(&mut laptop.rx).is_empty());
+        assert_eq!(drain_all(&mut phone.rx).len(), 1);
+        // Joining a room subscribes every device.
+        hub.subscribe("alice", 3);
+        assert_eq!(
+            hub.broadcast_room(3, SessionId(9), &room_message("#three")),
+            2
+        );
+        assert_eq!(hub.online_devices("alice"), [100, 200]);
+        // Leaving from one device says nothing; the last one says left.
+        drain_all(&mut other.rx);
+        hub.leave("alice", SessionId(2), LeaveReason::Exit);
+        assert!(drain_all(&mut other.rx).is_empty());
+        hub.leave("alice", SessionId(1), LeaveReason::Exit);
+        assert!(matches!(
+            drain_all(&mut other.rx)[..],
+            [ServerMessage::UserLeft { .. }]
+        ));
+    }
+
+    #[tokio::test]
+    async fn one_device_is_logged_out_and_the_others_stay() {
+        let hub = Hub::new();
+        let laptop = join_device(&hub, "alice", 1, 100, 16, vec![1]);
+        let phone = join_device(&hub, "alice", 2, 200, 16, vec![1]);
+        assert!(hub.kick_device("alice", 200, Kick::Ended));
+        assert_eq!(phone.control.kicked().await, Kick::Ended);
+        assert_eq!(laptop.control.kicked_already(), None);
+        assert!(!hub.kick_device("alice", 300, Kick::Ended));
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@
 //!   Argon2id on the blocking pool, [`login_throttle`] and [`resume_tokens`].
 //! - [`rooms`] — the rooms and their members (durable in `rooms.log`), the
 //!   rules every room request passes, and who is told what.
+//! - [`devices`] — each user's devices: the cap, the list, logging one out.
 //! - [`history`] — the thread that owns the encrypted history logs.
 //! - [`storage`] — everything on disk (see its docs for the layout).
 //! - [`config`], [`rate_limit`], [`clock`] — settings and small helpers.
@@ -29,6 +30,7 @@ pub mod attempt_queue;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod devices;
 pub mod history;
 pub mod hub;
 pub mod listener;

@@ -1,7 +1,9 @@
 //! Resume tokens: 256 random bits handed out at login, redeemable once to
 //! log in again after a dropped connection without the password (and
 //! without another Argon2id run). Only their SHA-256 is kept; each has an
-//! expiry; redeeming one rotates it; `#exit` revokes it.
+//! expiry; redeeming one rotates it; `#exit` revokes it. A token belongs to
+//! one device of its user: a device holds one live token (a new one
+//! replaces it), and logging a device out revokes its token alone.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -11,8 +13,9 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::storage::token_file::StoredToken;
 
-/// Live tokens kept per user; logging in once more drops the oldest.
-pub const MAX_TOKENS_PER_USER: usize = 4;
+/// Live tokens kept per user (one per device; the server's device cap is at
+/// most this); one more drops the oldest.
+pub const MAX_TOKENS_PER_USER: usize = 64;
 
 type TokenHash = [u8; 32];
 
@@ -26,6 +29,7 @@ fn hash(token: &ResumeToken) -> TokenHash {
 #[derive(Debug)]
 struct Entry {
     user: String,
+    device: u64,
     expires_ms: u64,
 }
 
@@ -46,7 +50,7 @@ impl ResumeTokens {
     pub fn from_snapshot(tokens: Vec<StoredToken>, now_ms: u64) -> Self {
         let mut this = Self::default();
         for t in tokens.into_iter().filter(|t| t.expires_ms > now_ms) {
-            this.insert(t.hash, t.user, t.expires_ms);
+            this.insert(t.hash, t.user, t.device, t.expires_ms);
         }
         this
     }
@@ -59,27 +63,31 @@ impl ResumeTokens {
             .map(|(h, e)| StoredToken {
                 hash: *h,
                 user: e.user.clone(),
+                device: e.device,
                 expires_ms: e.expires_ms,
             })
             .collect()
     }
 
-    /// A new token for `user` (canonical name), valid until `expires_ms`.
+    /// A new token for `user` (canonical name) on `device`, valid until
+    /// `expires_ms`; the device's earlier token is revoked.
     pub fn issue(
         &mut self,
         rng: &SystemRandom,
         user: &str,
+        device: u64,
         expires_ms: u64,
     ) -> Result<ResumeToken, RandomFailed> {
         let mut bytes = [0u8; 32];
         rng.fill(&mut bytes).map_err(|_| RandomFailed)?;
         let token = ResumeToken::from_bytes(bytes);
         zeroize::Zeroize::zeroize(&mut bytes);
-        self.insert(hash(&token), user.to_owned(), expires_ms);
+        self.revoke_device(user, device);
+        self.insert(hash(&token), user.to_owned(), device, expires_ms);
         Ok(token)
     }
 
-    fn insert(&mut self, h: TokenHash, user: String, expires_ms: u64) {
+    fn insert(&mut self, h: TokenHash, user: String, device: u64, expires_ms: u64) {
         let list = self.by_user.entry(user.clone()).or_default();
         list.push_back(h);
         while list.len() > MAX_TOKENS_PER_USER {
@@ -87,15 +95,39 @@ impl ResumeTokens {
                 self.by_hash.remove(&old);
             }
         }
-        self.by_hash.insert(h, Entry { user, expires_ms });
+        self.by_hash.insert(
+            h,
+            Entry {
+                user,
+                device,
+                expires_ms,
+            },
+        );
     }
 
-    /// Consumes `token`: the user it belongs to if it is live. Whatever the
-    /// outcome, the token is no longer valid afterwards.
-    pub fn redeem(&mut self, token: &ResumeToken, now_ms: u64) -> Option<String> {
+    /// Consumes `token`: the user and device it belongs to if it is live.
+    /// Whatever the outcome, the token is no longer valid afterwards.
+    pub fn redeem(&mut self, token: &ResumeToken, now_ms: u64) -> Option<(String, u64)> {
         let h = hash(token);
         let entry = self.remove(&h)?;
-        (entry.expires_ms > now_ms).then_some(entry.user)
+        (entry.expires_ms > now_ms).then_some((entry.user, entry.device))
+    }
+
+    /// Revokes the token of one device of `user` (logging it out).
+    pub fn revoke_device(&mut self, user: &str, device: u64) {
+        let hashes: Vec<TokenHash> = self
+            .by_user
+            .get(user)
+            .map(|list| {
+                list.iter()
+                    .filter(|h| self.by_hash.get(*h).is_some_and(|e| e.device == device))
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for h in hashes {
+            self.remove(&h);
+        }
     }
 
     /// Revokes `token` (the `#exit` path). Unknown tokens are ignored.
@@ -141,10 +173,10 @@ mod tests {
     fn a_token_redeems_once_and_only_before_expiry() {
         let rng = SystemRandom::new();
         let mut t = ResumeTokens::default();
-        let a = t.issue(&rng, "alice", 100).unwrap();
-        assert_eq!(t.redeem(&a, 50).as_deref(), Some("alice"));
+        let a = t.issue(&rng, "alice", 1, 100).unwrap();
+        assert_eq!(t.redeem(&a, 50), Some(("alice".to_owned(), 1)));
         assert_eq!(t.redeem(&a, 50), None);
-        let b = t.issue(&rng, "alice", 100).unwrap();
+        let b = t.issue(&rng, "alice", 1, 100).unwrap();
         assert_eq!(t.redeem(&b, 100), None);
         assert!(t.is_empty());
     }
@@ -153,7 +185,7 @@ mod tests {
     fn revoked_and_forged_tokens_do_not_redeem() {
         let rng = SystemRandom::new();
         let mut t = ResumeTokens::default();
-        let a = t.issue(&rng, "alice", 100).unwrap();
+        let a = t.issue(&rng, "alice", 1, 100).unwrap();
         t.revoke(&a);
         assert_eq!(t.redeem(&a, 1), None);
         assert_eq!(t.redeem(&ResumeToken::from_bytes([0; 32]), 1), None);
@@ -163,22 +195,39 @@ mod tests {
     fn old_tokens_of_a_user_are_dropped_beyond_the_cap() {
         let rng = SystemRandom::new();
         let mut t = ResumeTokens::default();
-        let first = t.issue(&rng, "alice", 100).unwrap();
-        for _ in 0..MAX_TOKENS_PER_USER {
-            t.issue(&rng, "alice", 100).unwrap();
+        let first = t.issue(&rng, "alice", 0, 100).unwrap();
+        for device in 1..=MAX_TOKENS_PER_USER as u64 {
+            t.issue(&rng, "alice", device, 100).unwrap();
         }
         assert_eq!(t.len(), MAX_TOKENS_PER_USER);
         assert_eq!(t.redeem(&first, 1), None);
     }
 
     #[test]
+    fn a_device_holds_one_token_and_is_logged_out_alone() {
+        let rng = SystemRandom::new();
+        let mut t = ResumeTokens::default();
+        let laptop = t.issue(&rng, "alice", 1, 100).unwrap();
+        let laptop_again = t.issue(&rng, "alice", 1, 100).unwrap();
+        let phone = t.issue(&rng, "alice", 2, 100).unwrap();
+        assert_eq!(
+            t.redeem(&laptop, 1),
+            None,
+            "replaced by the device's next token"
+        );
+        t.revoke_device("alice", 1);
+        assert_eq!(t.redeem(&laptop_again, 1), None);
+        assert_eq!(t.redeem(&phone, 1), Some(("alice".to_owned(), 2)));
+    }
+
+    #[test]
     fn snapshot_keeps_live_tokens_and_their_owner() {
         let rng = SystemRandom::new();
         let mut t = ResumeTokens::default();
-        let a = t.issue(&rng, "alice", 100).unwrap();
-        t.issue(&rng, "bob", 10).unwrap();
+        let a = t.issue(&rng, "alice", 1, 100).unwrap();
+        t.issue(&rng, "bob", 1, 10).unwrap();
         let mut restored = ResumeTokens::from_snapshot(t.snapshot(0), 50);
         assert_eq!(restored.len(), 1);
-        assert_eq!(restored.redeem(&a, 60).as_deref(), Some("alice"));
+        assert_eq!(restored.redeem(&a, 60), Some(("alice".to_owned(), 1)));
     }
 }

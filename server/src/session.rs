@@ -49,6 +49,8 @@ pub struct Shared {
     pub hub: Hub,
     pub accounts: crate::accounts::Accounts,
     pub rooms: Rooms,
+    /// Each user's devices.
+    pub devices: crate::devices::Devices,
     /// Every moderation and administration action (fsynced per entry).
     pub audit: std::sync::Mutex<AuditLog>,
     /// Canonical names of the server's administrators.
@@ -254,13 +256,24 @@ where
                         self.flush().await?;
                     }
                     let registering = matches!(request, AuthRequest::RegisterFinish { .. });
-                    let answer = authenticate(
+                    let device = match &self.chat {
+                        Some(chat) => chat.me.device,
+                        None => self.policy.device().id,
+                    };
+                    let mut answer = authenticate(
                         &self.shared,
                         self.peer,
                         self.session.channel_binding(),
                         request,
+                        device,
                     )
                     .await;
+                    if let Ok(AuthAnswer::LoggedIn(me)) = &answer {
+                        let name = self.policy.device().name.clone();
+                        if let Err(refused) = self.admit_device(me, name.as_ref()) {
+                            answer = Err(refused);
+                        }
+                    }
                     if let (true, Ok(AuthAnswer::LoggedIn(me))) = (registering, &answer) {
                         join_general(&self.shared, &me.canonical).await;
                     }
@@ -323,6 +336,44 @@ where
                 }
                 Action::Deliver { to, message } => {
                     self.shared.hub.send_to(&to, &message);
+                    if let Some(chat) = &self.chat {
+                        self.shared.hub.send_to_others(
+                            &chat.me.canonical,
+                            chat.session_id,
+                            &message,
+                        );
+                    }
+                }
+                Action::ListDevices => {
+                    if let Some(chat) = &self.chat {
+                        let me = &chat.me.canonical;
+                        let online = self.shared.hub.online_devices(me);
+                        let list = self.shared.devices.list(me, &online, chat.me.device);
+                        let devices = proto_core::message::DeviceInfos::new(list)
+                            .unwrap_or_else(|_| proto_core::message::DeviceInfos::empty());
+                        let msg = ServerMessage::DeviceList { devices };
+                        self.session.queue(&msg).map_err(|_| End::Violation)?;
+                        queued = true;
+                    }
+                }
+                Action::LogoutDevice(id) => {
+                    if std::mem::take(&mut queued) {
+                        self.flush().await?;
+                    }
+                    queued = self.logout_device(id).await?;
+                }
+                Action::RenameDevice(name) => {
+                    if let Some(chat) = &self.chat {
+                        let (shared, me, device) = (
+                            Arc::clone(&self.shared),
+                            chat.me.canonical.clone(),
+                            chat.me.device,
+                        );
+                        let _ = tokio::task::spawn_blocking(move || {
+                            shared.devices.rename(&me, device, &name)
+                        })
+                        .await;
+                    }
                 }
                 // What is queued goes out with the close.
                 Action::Close(end) => return Err(end),
@@ -403,7 +454,7 @@ where
             hub.unsubscribe(who, *room);
         }
         if let Some(room) = outcome.subscribe {
-            hub.subscribe(&chat.me.canonical, chat.session_id, room);
+            hub.subscribe(&chat.me.canonical, room);
         }
         if let Some((room, msg, members)) = &outcome.deleted {
             hub.drop_room(*room);
@@ -421,6 +472,68 @@ where
             }
             None => Ok(false),
         }
+    }
+
+    /// A login of `me`'s device: refused (and its fresh token revoked) if it
+    /// is a new device beyond the cap; else recorded as seen.
+    fn admit_device(
+        &self,
+        me: &LoggedIn,
+        name: Option<&proto_core::message::DeviceName>,
+    ) -> Result<(), AuthError> {
+        let address = self.peer.ip().to_string();
+        match self
+            .shared
+            .devices
+            .admit(&me.canonical, me.device, name, &address, now_ms())
+        {
+            Ok(()) => Ok(()),
+            Err(crate::devices::DeviceError::TooMany(_)) => {
+                self.shared
+                    .accounts
+                    .revoke_device_token(&me.canonical, me.device);
+                Err(AuthError::Failed(
+                    proto_core::message::AuthFailure::TooManyDevices,
+                ))
+            }
+            Err(crate::devices::DeviceError::Storage) => {
+                self.shared
+                    .accounts
+                    .revoke_device_token(&me.canonical, me.device);
+                Err(AuthError::Internal)
+            }
+        }
+    }
+
+    /// Logs out one of the user's devices: forgotten (durably), its token
+    /// revoked, its session ended (`Goodbye SessionEnded`); then `Done`.
+    async fn logout_device(&mut self, id: u64) -> Result<bool, End> {
+        let Some(chat) = &self.chat else {
+            return Ok(false);
+        };
+        let (shared, me) = (Arc::clone(&self.shared), chat.me.canonical.clone());
+        let forgotten = tokio::task::spawn_blocking(move || shared.devices.forget(&me, id))
+            .await
+            .unwrap_or(Err(crate::devices::DeviceError::Storage));
+        let reply = match forgotten {
+            Ok(true) => {
+                self.shared
+                    .accounts
+                    .revoke_device_token(&chat.me.canonical, id);
+                self.shared
+                    .hub
+                    .kick_device(&chat.me.canonical, id, Kick::Ended);
+                ServerMessage::Done
+            }
+            Ok(false) => ServerMessage::Error {
+                code: proto_core::message::ErrorCode::InvalidMessage,
+                detail: proto_core::message::ErrorDetail::new("no such device")
+                    .unwrap_or_else(|_| proto_core::message::ErrorDetail::empty()),
+            },
+            Err(_) => crate::rooms::error_message(RoomError::Storage),
+        };
+        self.session.queue(&reply).map_err(|_| End::Violation)?;
+        Ok(true)
     }
 
     /// An administrator's request: refused unless the user is one; then
@@ -451,6 +564,9 @@ where
                 AdminRequest::EndSessions { target, .. } => {
                     self.shared.accounts.revoke_all_tokens(&target);
                     self.shared.hub.kick_user(&target, Kick::Ended);
+                    let (shared, t) = (Arc::clone(&self.shared), target.clone());
+                    let _ =
+                        tokio::task::spawn_blocking(move || shared.devices.forget_all(&t)).await;
                     ("end_sessions", target, true)
                 }
             };
@@ -487,6 +603,7 @@ where
             canonical: me.canonical.clone(),
             display: me.username.clone(),
             session: session_id,
+            device: me.device,
             outbox: tx,
             control: Arc::clone(&control),
             rooms: rooms.iter().map(|(id, _)| *id).collect(),
@@ -570,6 +687,9 @@ where
         self.shared
             .hub
             .leave(&chat.me.canonical, chat.session_id, end.leave_reason());
+        self.shared
+            .devices
+            .seen(&chat.me.canonical, chat.me.device, now_ms());
         tracing::info!(%conn, user = %chat.me.canonical, why = ?end, "left");
         let _ = self.session.close(end.last_word().as_ref()).await;
     }
@@ -580,6 +700,7 @@ async fn authenticate(
     peer: SocketAddr,
     binding: &ChannelBinding,
     request: AuthRequest,
+    device: u64,
 ) -> Result<AuthAnswer, AuthError> {
     let accounts = &shared.accounts;
     let ip = peer.ip();
@@ -589,7 +710,7 @@ async fn authenticate(
             accounts.register_start(&username, &request)
         }
         AuthRequest::RegisterFinish { pending, upload } => {
-            accounts.register_finish(pending, &upload).await
+            accounts.register_finish(pending, &upload, device).await
         }
         AuthRequest::LoginStart { username, request } => {
             accounts.login_start(&username, &request, ip, binding).await
@@ -597,9 +718,9 @@ async fn authenticate(
         AuthRequest::LoginFinish {
             pending,
             finalization,
-        } => accounts.login_finish(pending, &finalization, binding),
+        } => accounts.login_finish(pending, &finalization, binding, device),
         AuthRequest::LegacyLogin { username, password } => {
-            accounts.legacy_login(&username, password, ip).await
+            accounts.legacy_login(&username, password, ip, device).await
         }
         AuthRequest::Resume { token } => accounts.resume(&token),
         AuthRequest::ChangePasswordStart {
@@ -617,7 +738,7 @@ async fn authenticate(
             upload,
         } => {
             accounts
-                .change_password_finish(pending, &finalization, &upload, binding)
+                .change_password_finish(pending, &finalization, &upload, binding, device)
                 .await
         }
     }

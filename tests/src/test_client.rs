@@ -179,6 +179,15 @@ impl TestClient {
         self.session.send(msg).await
     }
 
+    /// Says which device this connection is (before logging in).
+    pub async fn set_device(&mut self, id: u64, name: &str) {
+        self.send(&ClientMessage::SetDevice {
+            id,
+            name: proto_core::message::DeviceName::new(name).expect("test device name"),
+        })
+        .await;
+    }
+
     /// Says `words` in `#general`.
     pub async fn say(&mut self, words: &str) {
         self.say_in("#general", words).await;
@@ -475,6 +484,20 @@ impl TestClient {
             got,
             ServerMessage::Pong { nonce },
             "{}: expected nothing but the Pong to our Ping",
+            self.label
+        );
+    }
+
+    /// [`sync`](Self::sync), looking past presence notices.
+    pub async fn sync_skipping_presence(&mut self) {
+        self.next_nonce += 1;
+        let nonce = 0x5EC0_0000_0000_0000 | self.next_nonce;
+        self.send(&ClientMessage::Ping { nonce }).await;
+        let got = self.recv_skipping_presence().await;
+        assert_eq!(
+            got,
+            ServerMessage::Pong { nonce },
+            "{}: expected the Pong",
             self.label
         );
     }

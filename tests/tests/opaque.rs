@@ -134,11 +134,15 @@ async fn a_data_directory_made_before_opaque_logs_in_and_keeps_no_password_hash(
 async fn a_password_change_revokes_every_other_devices_token() {
     let server = TestServer::start(Transport::Plain).await;
     let mut laptop = server.connect("laptop").await;
+    laptop.set_device(1, "laptop").await;
     laptop.register("Dana", PASSWORD).await;
     let mut phone = server.connect("phone").await;
+    phone.set_device(2, "phone").await;
     let phone_token = phone.login("Dana", PASSWORD).await.token;
-    // The phone (now replaced by the laptop's next login) keeps its token.
+    drop(phone);
+    // The phone (gone) keeps its token.
     let mut laptop = server.connect("laptop").await;
+    laptop.set_device(1, "laptop").await;
     laptop.login("Dana", PASSWORD).await;
 
     // The wrong current password: refused on the client, nothing changes.
@@ -156,6 +160,7 @@ async fn a_password_change_revokes_every_other_devices_token() {
         .expect("the password changes");
     // The phone's token is revoked; the old password is gone.
     let mut phone = server.connect("phone").await;
+    phone.set_device(2, "phone").await;
     assert_eq!(
         phone.try_resume(&phone_token).await.err(),
         Some(AuthFailure::ResumeFailed)

@@ -7,8 +7,8 @@ use crate::message::text::MAX_TEXT_WIRE_BYTES;
 use crate::message::username::MAX_USERNAME_WIRE_BYTES;
 use crate::message::MAX_MESSAGE_BYTES;
 use crate::message::{
-    MessageError, MessageText, Password, Reason, ResumeToken, RoomFilter, RoomName, RoomRole,
-    Topic, Username,
+    DeviceName, MessageError, MessageText, Password, Reason, ResumeToken, RoomFilter, RoomName,
+    RoomRole, Topic, Username,
 };
 use crate::opaque::{
     CREDENTIAL_FINALIZATION_LEN, CREDENTIAL_REQUEST_LEN, REGISTRATION_REQUEST_LEN,
@@ -81,6 +81,10 @@ pub enum ClientMessage {
         finalization: Box<[u8; CREDENTIAL_FINALIZATION_LEN]>,
         upload: Box<[u8; REGISTRATION_UPLOAD_LEN]>,
     },
+    /// 0x0A: which device this connection is: an id the client chose at
+    /// random and keeps, and the name the user gave it. Sent before the
+    /// login (or resume); sent again later, it renames the device.
+    SetDevice { id: u64, name: DeviceName },
     /// 0x10: say something in a room, without an acknowledgement
     /// ([`SendRoom`](Self::SendRoom) is preferred).
     RoomMessage { room: RoomName, text: MessageText },
@@ -173,6 +177,11 @@ pub enum ClientMessage {
     /// 0x51: end every session of an account and revoke its resume tokens
     /// (server administrators).
     EndSessions { user: Username },
+    /// 0x52: ask for `DeviceList`.
+    ListDevices,
+    /// 0x53: log out one of the user's devices: its session ends, its
+    /// resume token is revoked, and it is forgotten.
+    LogoutDevice { id: u64 },
 }
 
 pub(crate) mod tag {
@@ -185,6 +194,7 @@ pub(crate) mod tag {
     pub const LOGIN_FINISH: u8 = 0x07;
     pub const CHANGE_PASSWORD_START: u8 = 0x08;
     pub const CHANGE_PASSWORD_FINISH: u8 = 0x09;
+    pub const SET_DEVICE: u8 = 0x0A;
     pub const ROOM_MESSAGE: u8 = 0x10;
     pub const DIRECT_MESSAGE: u8 = 0x11;
     pub const WHO_IS_ONLINE: u8 = 0x12;
@@ -208,6 +218,8 @@ pub(crate) mod tag {
     pub const DELETE_ROOM: u8 = 0x4C;
     pub const SET_ACCOUNT_DISABLED: u8 = 0x50;
     pub const END_SESSIONS: u8 = 0x51;
+    pub const LIST_DEVICES: u8 = 0x52;
+    pub const LOGOUT_DEVICE: u8 = 0x53;
 }
 
 impl ClientMessage {
@@ -275,6 +287,10 @@ impl ClientMessage {
             tag::CHANGE_PASSWORD_FINISH => Self::ChangePasswordFinish {
                 finalization: Box::new(r.array()?),
                 upload: Box::new(r.array()?),
+            },
+            tag::SET_DEVICE => Self::SetDevice {
+                id: r.u64()?,
+                name: DeviceName::decode(&mut r)?,
             },
             tag::ROOM_MESSAGE => Self::RoomMessage {
                 room: RoomName::decode(&mut r)?,
@@ -359,6 +375,8 @@ impl ClientMessage {
             tag::END_SESSIONS => Self::EndSessions {
                 user: Username::decode(&mut r)?,
             },
+            tag::LIST_DEVICES => Self::ListDevices,
+            tag::LOGOUT_DEVICE => Self::LogoutDevice { id: r.u64()? },
             unknown => return Err(MessageError::UnknownTag(unknown)),
         };
         r.finish()?;
@@ -377,6 +395,7 @@ impl ClientMessage {
             Self::LoginFinish { .. } => tag::LOGIN_FINISH,
             Self::ChangePasswordStart { .. } => tag::CHANGE_PASSWORD_START,
             Self::ChangePasswordFinish { .. } => tag::CHANGE_PASSWORD_FINISH,
+            Self::SetDevice { .. } => tag::SET_DEVICE,
             Self::RoomMessage { .. } => tag::ROOM_MESSAGE,
             Self::DirectMessage { .. } => tag::DIRECT_MESSAGE,
             Self::WhoIsOnline => tag::WHO_IS_ONLINE,
@@ -400,6 +419,8 @@ impl ClientMessage {
             Self::DeleteRoom { .. } => tag::DELETE_ROOM,
             Self::SetAccountDisabled { .. } => tag::SET_ACCOUNT_DISABLED,
             Self::EndSessions { .. } => tag::END_SESSIONS,
+            Self::ListDevices => tag::LIST_DEVICES,
+            Self::LogoutDevice { .. } => tag::LOGOUT_DEVICE,
         }
     }
 
@@ -519,6 +540,12 @@ impl ClientMessage {
                 out.bool(*disabled);
             }
             Self::EndSessions { user } => user.encode(out),
+            Self::SetDevice { id, name } => {
+                out.u64(*id);
+                name.encode(out);
+            }
+            Self::ListDevices => {}
+            Self::LogoutDevice { id } => out.u64(*id),
         }
     }
 }

@@ -69,6 +69,9 @@ wire_enum! {
         /// A server administrator disabled the account (told only after
         /// the password was proven).
         AccountDisabled = 6,
+        /// The account is logged in on as many devices as the server
+        /// allows, and this is a new one: log one out first.
+        TooManyDevices = 7,
     }
 }
 
@@ -185,7 +188,7 @@ mod tests {
             assert_eq!(ErrorCode::from_wire(v.to_wire()), Some(v));
         }
         assert_eq!(AuthFailure::from_wire(0), None);
-        assert_eq!(AuthFailure::from_wire(7), None);
+        assert_eq!(AuthFailure::from_wire(8), None);
         assert_eq!(LeaveReason::from_wire(5), None);
         assert_eq!(GoodbyeReason::from_wire(9), None);
         assert_eq!(ErrorCode::from_wire(0), None);
@@ -199,7 +202,7 @@ mod tests {
     #[test]
     fn enum_values_match_the_spec() {
         let auth: Vec<u8> = AuthFailure::ALL.iter().map(|v| v.to_wire()).collect();
-        assert_eq!(auth, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(auth, [1, 2, 3, 4, 5, 6, 7]);
         let leave: Vec<u8> = LeaveReason::ALL.iter().map(|v| v.to_wire()).collect();
         assert_eq!(leave, [1, 2, 3, 4]);
         let bye: Vec<u8> = GoodbyeReason::ALL.iter().map(|v| v.to_wire()).collect();

@@ -440,6 +440,38 @@ fn moderation_messages_have_the_published_layout() {
 }
 
 #[test]
+fn device_messages_have_the_published_layout() {
+    assert_client_vector(
+        ClientMessage::SetDevice {
+            id: 0x0102_0304_0506_0708,
+            name: DeviceName::new("laptop").unwrap(),
+        },
+        "0a 0102030405060708 0006 6c6170746f70",
+    );
+    assert_client_vector(ClientMessage::ListDevices, "52");
+    assert_client_vector(ClientMessage::LogoutDevice { id: 7 }, "53 0000000000000007");
+    assert_server_vector(
+        ServerMessage::DeviceList {
+            devices: DeviceInfos::new(vec![DeviceInfo {
+                id: 7,
+                name: DeviceName::new("laptop").unwrap(),
+                last_seen_ms: 1_700_000_000_000,
+                address: "127.0.0.1".into(),
+                online: true,
+                current: false,
+            }])
+            .unwrap(),
+        },
+        "08 0001 0000000000000007 0006 6c6170746f70 0000018bcfe56800 0009 3132372e302e302e31 01 00",
+    );
+    // An address is printable ASCII.
+    assert!(ServerMessage::decode(&unhex(
+        "08 0001 0000000000000007 0001 61 0000000000000000 0001 0a 00 00"
+    ))
+    .is_err());
+}
+
+#[test]
 fn max_size_room_list_fits_and_long_lists_are_paged() {
     let widest = RoomSummary {
         room: widest_room(),
@@ -568,13 +600,13 @@ fn empty_input_is_truncated() {
 
 #[test]
 fn unknown_tags_are_rejected() {
-    for tag in [0x00, 0x0a, 0x15, 0x16, 0x22, 0x31, 0x4d, 0x52, 0xff] {
+    for tag in [0x00, 0x0b, 0x15, 0x16, 0x22, 0x31, 0x4d, 0x54, 0xff] {
         assert_eq!(
             ClientMessage::decode(&[tag]),
             Err(MessageError::UnknownTag(tag))
         );
     }
-    for tag in [0x00, 0x08, 0x22, 0x31, 0x41, 0xff] {
+    for tag in [0x00, 0x09, 0x22, 0x31, 0x41, 0xff] {
         assert_eq!(
             ServerMessage::decode(&[tag]),
             Err(MessageError::UnknownTag(tag))
@@ -730,7 +762,7 @@ fn bool_other_than_zero_or_one_is_rejected() {
 fn unknown_enum_values_are_rejected() {
     let cases: [(&str, &'static str, u16); 9] = [
         ("02 00", "auth failure", 0),
-        ("02 07", "auth failure", 7),
+        ("02 08", "auth failure", 8),
         ("13 0001 61 05", "leave reason", 5),
         ("30 00", "goodbye reason", 0),
         ("30 09", "goodbye reason", 9),
@@ -1031,6 +1063,10 @@ fn topic_strategy() -> impl Strategy<Value = Topic> {
     "[\\PC]{0,60}".prop_filter_map("valid topic", |s| Topic::new(&s).ok())
 }
 
+fn device_name_strategy() -> impl Strategy<Value = DeviceName> {
+    "[\\PC]{1,20}".prop_filter_map("valid device name", |s| DeviceName::new(&s).ok())
+}
+
 fn reason_strategy() -> impl Strategy<Value = Reason> {
     "[\\PC]{0,40}".prop_filter_map("valid reason", |s| Reason::new(&s).ok())
 }
@@ -1231,6 +1267,10 @@ fn client_message_strategy() -> impl Strategy<Value = ClientMessage> {
         (username_strategy(), any::<bool>())
             .prop_map(|(user, disabled)| { ClientMessage::SetAccountDisabled { user, disabled } }),
         username_strategy().prop_map(|user| ClientMessage::EndSessions { user }),
+        (any::<u64>(), device_name_strategy())
+            .prop_map(|(id, name)| ClientMessage::SetDevice { id, name }),
+        Just(ClientMessage::ListDevices),
+        any::<u64>().prop_map(|id| ClientMessage::LogoutDevice { id }),
         room_strategy().prop_map(|room| ClientMessage::LeaveRoom { room }),
         "[\\PC]{0,20}".prop_filter_map("valid filter", |s| RoomFilter::new(&s)
             .ok()
@@ -1307,6 +1347,35 @@ fn server_message_strategy() -> impl Strategy<Value = ServerMessage> {
         (room_strategy(), username_strategy(), topic_strategy())
             .prop_map(|(room, by, topic)| ServerMessage::Invited { room, by, topic }),
         Just(ServerMessage::Done),
+        proptest::collection::vec(
+            (
+                any::<u64>(),
+                device_name_strategy(),
+                any::<u64>(),
+                "[0-9a-f:.]{0,45}",
+                any::<bool>(),
+                any::<bool>()
+            ),
+            0..6
+        )
+        .prop_map(|devices| ServerMessage::DeviceList {
+            devices: DeviceInfos::new(
+                devices
+                    .into_iter()
+                    .map(
+                        |(id, name, last_seen_ms, address, online, current)| DeviceInfo {
+                            id,
+                            name,
+                            last_seen_ms,
+                            address,
+                            online,
+                            current
+                        }
+                    )
+                    .collect()
+            )
+            .unwrap()
+        }),
         (room_strategy(), select(RoomLeaveReason::ALL.to_vec()))
             .prop_map(|(room, reason)| ServerMessage::RoomLeft { room, reason }),
         (

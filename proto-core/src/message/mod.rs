@@ -18,6 +18,7 @@ mod bounded_list;
 mod client_message;
 mod codec;
 mod codes;
+mod device;
 mod error;
 mod password;
 mod resume_token;
@@ -32,6 +33,7 @@ mod encoding_tests;
 pub use bounded_list::BoundedList;
 pub use client_message::ClientMessage;
 pub use codes::{AuthFailure, ErrorCode, GoodbyeReason, LeaveReason, RoomLeaveReason, RoomRole};
+pub use device::{DeviceInfo, DeviceName, MAX_ADDRESS_BYTES, MAX_DEVICE_NAME_BYTES};
 pub use error::{MessageError, PasswordError, TextError, UsernameError};
 pub use password::{Password, MAX_PASSWORD_BYTES};
 pub use resume_token::ResumeToken;
@@ -40,8 +42,9 @@ pub use room::{
     MAX_REASON_BYTES, MAX_ROOM_FILTER_BYTES, MAX_ROOM_NAME_BYTES, MAX_TOPIC_BYTES,
 };
 pub use server_message::{
-    Conversation, HistoryEntries, HistoryEntry, RoomSummaries, ServerMessage, UserList,
-    MAX_HISTORY_ENTRIES_PER_BATCH, MAX_ONLINE_USERS_PER_MESSAGE, MAX_ROOMS_PER_LIST,
+    Conversation, DeviceInfos, HistoryEntries, HistoryEntry, RoomSummaries, ServerMessage,
+    UserList, MAX_DEVICES_PER_LIST, MAX_HISTORY_ENTRIES_PER_BATCH, MAX_ONLINE_USERS_PER_MESSAGE,
+    MAX_ROOMS_PER_LIST,
 };
 pub use text::{
     escape_for_display, ErrorDetail, MessageText, MAX_ERROR_DETAIL_BYTES, MAX_TEXT_BYTES,

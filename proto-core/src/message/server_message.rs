@@ -1,6 +1,7 @@
 //! Messages from server to client, and the size arithmetic that bounds them.
 
 use crate::message::codec::{ByteCounter, Reader, Sink, U16_BYTES, U64_BYTES};
+use crate::message::device::{MAX_DEVICE_INFO_BYTES, MIN_DEVICE_INFO_BYTES};
 use crate::message::room::{
     MAX_ROOM_NAME_WIRE_BYTES, MAX_ROOM_SUMMARY_BYTES, MIN_ROOM_NAME_WIRE_BYTES,
     MIN_ROOM_SUMMARY_BYTES,
@@ -8,9 +9,9 @@ use crate::message::room::{
 use crate::message::text::{MAX_TEXT_WIRE_BYTES, MIN_TEXT_WIRE_BYTES};
 use crate::message::username::{MAX_USERNAME_WIRE_BYTES, MIN_USERNAME_WIRE_BYTES};
 use crate::message::{
-    AuthFailure, BoundedList, ErrorCode, ErrorDetail, GoodbyeReason, LeaveReason, MessageError,
-    MessageText, ResumeToken, RoomChange, RoomInfo, RoomLeaveReason, RoomName, RoomSummary, Topic,
-    Username, MAX_MESSAGE_BYTES,
+    AuthFailure, BoundedList, DeviceInfo, ErrorCode, ErrorDetail, GoodbyeReason, LeaveReason,
+    MessageError, MessageText, ResumeToken, RoomChange, RoomInfo, RoomLeaveReason, RoomName,
+    RoomSummary, Topic, Username, MAX_MESSAGE_BYTES,
 };
 use crate::opaque::{CREDENTIAL_RESPONSE_LEN, REGISTRATION_RESPONSE_LEN};
 
@@ -29,6 +30,13 @@ pub const MAX_HISTORY_ENTRIES_PER_BATCH: usize = 14;
 /// [`MAX_MESSAGE_BYTES`]: 1 + 1 + 2 + 100 × 649 = 64 904; 101 would be
 /// 65 553.
 pub const MAX_ROOMS_PER_LIST: usize = 100;
+
+/// Most devices in one `DeviceList`: the server's cap on devices per user
+/// is at most this.
+pub const MAX_DEVICES_PER_LIST: usize = 64;
+/// The devices of one `DeviceList` message.
+pub type DeviceInfos = BoundedList<DeviceInfo, MAX_DEVICES_PER_LIST>;
+const _: () = assert!(1 + 2 + MAX_DEVICES_PER_LIST * MAX_DEVICE_INFO_BYTES <= MAX_MESSAGE_BYTES);
 
 /// The rooms of one `RoomList` message.
 pub type RoomSummaries = BoundedList<RoomSummary, MAX_ROOMS_PER_LIST>;
@@ -192,6 +200,9 @@ pub enum ServerMessage {
         resume_token: ResumeToken,
         token_lifetime_secs: u32,
     },
+    /// 0x08: the answer to `ListDevices`: every device of the user the
+    /// server knows, the asking one marked `current`.
+    DeviceList { devices: DeviceInfos },
     /// 0x10: a message in a room the user is in (`from` is set by the
     /// server from the session).
     RoomMessage {
@@ -294,6 +305,7 @@ pub(crate) mod tag {
     pub const LEGACY_LOGIN_REQUIRED: u8 = 0x05;
     pub const CHANGE_PASSWORD_RESPONSE: u8 = 0x06;
     pub const PASSWORD_CHANGED: u8 = 0x07;
+    pub const DEVICE_LIST: u8 = 0x08;
     pub const ROOM_MESSAGE: u8 = 0x10;
     pub const DIRECT_MESSAGE: u8 = 0x11;
     pub const USER_JOINED: u8 = 0x12;
@@ -371,6 +383,16 @@ impl ServerMessage {
                 resume_token: ResumeToken::decode(&mut r)?,
                 token_lifetime_secs: r.u32()?,
             },
+            tag::DEVICE_LIST => {
+                let count = r.count("devices", MAX_DEVICES_PER_LIST, MIN_DEVICE_INFO_BYTES)?;
+                let mut devices = Vec::with_capacity(count);
+                for _ in 0..count {
+                    devices.push(DeviceInfo::decode(&mut r)?);
+                }
+                Self::DeviceList {
+                    devices: BoundedList::from_checked(devices),
+                }
+            }
             tag::ROOM_MESSAGE => Self::RoomMessage {
                 id: r.u64()?,
                 timestamp_ms: r.u64()?,
@@ -543,6 +565,7 @@ impl ServerMessage {
             Self::LegacyLoginRequired => tag::LEGACY_LOGIN_REQUIRED,
             Self::ChangePasswordResponse { .. } => tag::CHANGE_PASSWORD_RESPONSE,
             Self::PasswordChanged { .. } => tag::PASSWORD_CHANGED,
+            Self::DeviceList { .. } => tag::DEVICE_LIST,
             Self::RoomMessage { .. } => tag::ROOM_MESSAGE,
             Self::DirectMessage { .. } => tag::DIRECT_MESSAGE,
             Self::UserJoined { .. } => tag::USER_JOINED,
@@ -695,6 +718,12 @@ impl ServerMessage {
                 topic.encode(out);
             }
             Self::Done => {}
+            Self::DeviceList { devices } => {
+                out.len16(devices.len());
+                for device in devices {
+                    device.encode(out);
+                }
+            }
             Self::Ping { nonce } | Self::Pong { nonce } => out.u64(*nonce),
             Self::Goodbye { reason } => reason.encode(out),
             Self::Error { code, detail } => {

@@ -58,7 +58,7 @@ async fn register(accounts: &Accounts, user: &str, password: &str) -> Result<Log
             &ksf(),
         )
         .unwrap();
-    match accounts.register_finish(pending, &upload).await? {
+    match accounts.register_finish(pending, &upload, 1).await? {
         AuthAnswer::LoggedIn(me) => Ok(me),
         other => panic!("expected a login, got {other:?}"),
     }
@@ -95,7 +95,7 @@ async fn login(
         Ok((finalization, _)) => finalization,
         Err(_) => [0u8; CREDENTIAL_FINALIZATION_LEN],
     };
-    match accounts.login_finish(pending, &finalization, &binding())? {
+    match accounts.login_finish(pending, &finalization, &binding(), 1)? {
         AuthAnswer::LoggedIn(me) => Ok(me),
         other => panic!("expected a login, got {other:?}"),
     }
@@ -143,13 +143,13 @@ async fn a_finish_without_its_start_is_out_of_order() {
     let dir = tempfile::tempdir().unwrap();
     let accounts = accounts_in(dir.path());
     assert_eq!(
-        outcome(accounts.login_finish(None, &[0; CREDENTIAL_FINALIZATION_LEN], &binding())),
+        outcome(accounts.login_finish(None, &[0; CREDENTIAL_FINALIZATION_LEN], &binding(), 1)),
         Err(AuthError::OutOfOrder)
     );
     assert_eq!(
         outcome(
             accounts
-                .register_finish(None, &[0; REGISTRATION_UPLOAD_LEN])
+                .register_finish(None, &[0; REGISTRATION_UPLOAD_LEN], 1)
                 .await
         ),
         Err(AuthError::OutOfOrder)
@@ -300,6 +300,7 @@ async fn legacy_login(accounts: &Accounts, user: &str, password: &str) -> Result
                 &name(user),
                 Password::new(password.to_owned()).unwrap(),
                 ip(1),
+                1,
             )
             .await,
     )
@@ -363,7 +364,7 @@ async fn a_legacy_account_is_asked_for_the_old_login_then_migrated_by_it() {
         )
         .unwrap();
     assert!(matches!(
-        accounts.login_finish(pending, &finalization, &binding()),
+        accounts.login_finish(pending, &finalization, &binding(), 1),
         Ok(AuthAnswer::LoggedIn(_))
     ));
 }
@@ -436,7 +437,7 @@ async fn change_password(
         )
         .unwrap();
     accounts
-        .change_password_finish(pending, &finalization, &upload, &binding())
+        .change_password_finish(pending, &finalization, &upload, &binding(), 1)
         .await
 }
 

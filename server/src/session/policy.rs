@@ -33,8 +33,8 @@ use std::time::Instant;
 
 use proto_core::liveness::{Liveness, LivenessAction, SilenceLimits};
 use proto_core::message::{
-    ClientMessage, ErrorCode, ErrorDetail, GoodbyeReason, LeaveReason, MessageText, Password,
-    Reason, ResumeToken, RoomFilter, RoomName, ServerMessage, Username,
+    ClientMessage, DeviceName, ErrorCode, ErrorDetail, GoodbyeReason, LeaveReason, MessageText,
+    Password, Reason, ResumeToken, RoomFilter, RoomName, ServerMessage, Username,
 };
 use proto_core::opaque::{
     CREDENTIAL_FINALIZATION_LEN, CREDENTIAL_REQUEST_LEN, REGISTRATION_REQUEST_LEN,
@@ -200,8 +200,15 @@ pub enum Action {
     Admin(AdminRequest),
     /// Answer `ListRooms` (from the rooms service).
     ListRooms(RoomFilter),
-    /// Deliver to one user (canonical name).
+    /// Deliver to one user's devices (canonical name), and to this user's
+    /// other devices (a direct message the user sent).
     Deliver { to: String, message: ServerMessage },
+    /// Answer `ListDevices`.
+    ListDevices,
+    /// Log out one of this user's devices (by the client's id for it).
+    LogoutDevice(u64),
+    /// The client renamed this session's device.
+    RenameDevice(DeviceName),
     /// End the session; nothing follows.
     Close(End),
 }
@@ -325,6 +332,15 @@ fn error(code: ErrorCode, detail: &str) -> ServerMessage {
 struct Me {
     username: Username,
     canonical: String,
+    device: u64,
+}
+
+/// Which device a connection says it is (`SetDevice`); id 0 and no name
+/// until it says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceClaim {
+    pub id: u64,
+    pub name: Option<DeviceName>,
 }
 
 /// A message waiting for the history's answer: what delivering and
@@ -380,6 +396,8 @@ enum Admission {
 pub struct SessionPolicy<D> {
     directory: D,
     phase: Phase,
+    /// What `SetDevice` said before the login.
+    device: DeviceClaim,
     /// Login-phase requests, apart so logging in costs no chat budget.
     auth_bucket: TokenBucket,
     /// Chat messages (room, direct, who-is-online, room lists).
@@ -396,6 +414,7 @@ impl<D: Directory> SessionPolicy<D> {
     pub fn new(limits: &ServerLimits, directory: D, now: Instant) -> Self {
         Self {
             directory,
+            device: DeviceClaim::default(),
             phase: Phase::LoggingIn {
                 deadline: now + limits.auth_timeout,
                 silence: SilenceLimits {
@@ -415,6 +434,11 @@ impl<D: Directory> SessionPolicy<D> {
             violations: 0,
             actions: VecDeque::new(),
         }
+    }
+
+    /// The device this connection said it is (for the login it completes).
+    pub fn device(&self) -> &DeviceClaim {
+        &self.device
     }
 
     /// True once [`Action::Close`] has been issued.
@@ -611,6 +635,20 @@ impl<D: Directory> SessionPolicy<D> {
             ClientMessage::Resume { token } => AuthRequest::Resume { token },
             ClientMessage::Ping { .. } | ClientMessage::Pong { .. } => return,
             ClientMessage::Goodbye => return self.close(End::Exit),
+            // Said before the login: costs nothing, answers nothing.
+            ClientMessage::SetDevice { id, name } => {
+                self.device = DeviceClaim {
+                    id,
+                    name: Some(name),
+                };
+                return;
+            }
+            ClientMessage::ListDevices | ClientMessage::LogoutDevice { .. } => {
+                if let Admission::Admitted = self.admit(true, now) {
+                    self.send(error(ErrorCode::NotLoggedIn, "log in or register first"));
+                }
+                return;
+            }
             ClientMessage::RoomMessage { .. }
             | ClientMessage::DirectMessage { .. }
             | ClientMessage::SendRoom { .. }
@@ -687,6 +725,7 @@ impl<D: Directory> SessionPolicy<D> {
                     me: Me {
                         username: me.username.clone(),
                         canonical: me.canonical.clone(),
+                        device: me.device,
                     },
                     liveness: Liveness::new(silence, now),
                     pending: None,
@@ -819,6 +858,33 @@ impl<D: Directory> SessionPolicy<D> {
                 },
                 now,
             ),
+            ClientMessage::SetDevice { id, name } => {
+                let Phase::Chatting { me, .. } = &self.phase else {
+                    return;
+                };
+                if id == me.device {
+                    self.actions.push_back(Action::RenameDevice(name));
+                } else {
+                    self.send(error(
+                        ErrorCode::InvalidMessage,
+                        "a connection's device cannot change after the login",
+                    ));
+                }
+            }
+            ClientMessage::ListDevices => match self.admit(false, now) {
+                Admission::Admitted => self.actions.push_back(Action::ListDevices),
+                Admission::Refused => {
+                    self.refuse(None, ErrorCode::RateLimited, "too many requests; slow down");
+                }
+                Admission::Flood => {}
+            },
+            ClientMessage::LogoutDevice { id } => match self.admit_room_request(now) {
+                Admission::Admitted => self.actions.push_back(Action::LogoutDevice(id)),
+                Admission::Refused => {
+                    self.refuse(None, ErrorCode::RateLimited, "too many requests; slow down");
+                }
+                Admission::Flood => {}
+            },
             ClientMessage::SetAccountDisabled { user, disabled } => {
                 self.admin(
                     user,
@@ -1177,6 +1243,7 @@ mod tests {
             username: name(user),
             canonical: name(user).canonical(),
             token: ResumeToken::from_bytes([7; 32]),
+            device: 1,
         }
     }
 
@@ -1654,6 +1721,43 @@ mod tests {
                 "{room}: {actions:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_device_named_before_login_is_kept_and_cannot_change_after() {
+        let start = Instant::now();
+        let mut p = new_policy(start);
+        assert_eq!(p.device(), &DeviceClaim::default());
+        let phone = DeviceName::new("phone").unwrap();
+        p.handle(
+            Event::Client(ClientMessage::SetDevice {
+                id: 42,
+                name: phone.clone(),
+            }),
+            start,
+        );
+        assert!(drain(&mut p).is_empty(), "no answer, no token");
+        assert_eq!(p.device().id, 42);
+        let mut p = chatting(start);
+        // `chatting` logged in as device 1: renaming it is allowed ...
+        p.handle(
+            Event::Client(ClientMessage::SetDevice {
+                id: 1,
+                name: phone.clone(),
+            }),
+            start,
+        );
+        assert!(matches!(drain(&mut p)[..], [Action::RenameDevice(_)]));
+        // ... becoming another device is not.
+        p.handle(
+            Event::Client(ClientMessage::SetDevice { id: 2, name: phone }),
+            start,
+        );
+        assert!(is_error(&drain(&mut p)[0], ErrorCode::InvalidMessage));
+        // Devices are for the logged in.
+        let mut p = new_policy(start);
+        p.handle(Event::Client(ClientMessage::ListDevices), start);
+        assert!(is_error(&drain(&mut p)[0], ErrorCode::NotLoggedIn));
     }
 
     #[test]

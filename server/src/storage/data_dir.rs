@@ -15,6 +15,7 @@
 //!                         records (see rooms_log)
 //!   audit.log             every moderation and administration action, the same way
 //!                         (see audit_log)
+//!   devices.log           each user's devices: name, last seen, address (see devices_log)
 //!   chat_histories/
 //!     room.log                 #general's messages (the room from before rooms)
 //!     room-<hex>.log           one per other room; hex = HMAC-SHA256(name key, "room" 0x00 id)
@@ -47,6 +48,7 @@ pub const CHAT_HISTORIES_DIR: &str = "chat_histories";
 pub const RESUME_TOKENS_FILE: &str = "resume_tokens.enc";
 pub const ROOMS_FILE: &str = "rooms.log";
 pub const AUDIT_FILE: &str = "audit.log";
+pub const DEVICES_FILE: &str = "devices.log";
 
 const DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
@@ -77,6 +79,7 @@ impl DataDir {
             RESUME_TOKENS_FILE,
             ROOMS_FILE,
             AUDIT_FILE,
+            DEVICES_FILE,
         ] {
             check_file_if_present(&root.join(name))?;
         }
@@ -115,6 +118,11 @@ impl DataDir {
     /// The rooms journal (`storage::rooms_log`).
     pub fn rooms_path(&self) -> PathBuf {
         self.root.join(ROOMS_FILE)
+    }
+
+    /// Each user's devices (`storage::devices_log`).
+    pub fn devices_path(&self) -> PathBuf {
+        self.root.join(DEVICES_FILE)
     }
 
     /// The moderation and administration audit log (`storage::audit_log`).

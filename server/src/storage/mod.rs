@@ -5,6 +5,7 @@ pub mod atomic_file;
 pub mod audit_log;
 pub mod credential_store;
 pub mod data_dir;
+pub mod devices_log;
 pub mod error;
 pub mod history;
 pub mod key_files;

@@ -29,6 +29,9 @@ pub struct StoredToken {
     #[serde(with = "hex::serde")]
     pub hash: [u8; 32],
     pub user: String,
+    /// The device it was issued to (0 in a file from before devices).
+    #[serde(default)]
+    pub device: u64,
     pub expires_ms: u64,
 }
 
@@ -100,6 +103,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("resume_tokens.enc");
         let tokens = vec![StoredToken {
+            device: 3,
             hash: [7; 32],
             user: "alice".into(),
             expires_ms: 99,

@@ -1,0 +1,252 @@
+//! `devices.log`: each user's devices (the id the client chose, the name the user gave
+//! it, when and from where it was last seen), as an append-only journal of sealed
+//! records (AES-256-GCM under `HKDF(storage key, "securechat devices v1")`, AAD =
+//! `devices` || record index).
+//!
+//! A login or a departure appends a `Seen` with one `write(2)` (no fsync: a power loss
+//! may lose the latest "last seen", never a device); logging a device out is fsynced
+//! before it is acknowledged. The journal grows with every login, so opening it
+//! rewrites it compactly (one record per device) when it holds more than twice that
+//! plus 1,024 records: to `devices.log.tmp`, fsynced, renamed over the old one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use ring::rand::SystemRandom;
+use serde::{Deserialize, Serialize};
+
+use super::atomic_file;
+use super::error::HistoryError;
+use super::history::log_file::{Durability, LogFile, Unparsable};
+use super::sealing;
+
+const DEVICES_INFO: &[u8] = b"securechat devices v1";
+const LOG_ID: &str = "devices";
+
+/// One change to a user's devices (canonical names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum DeviceEvent {
+    Seen {
+        user: String,
+        id: u64,
+        name: String,
+        at_ms: u64,
+        address: String,
+    },
+    Forgotten {
+        user: String,
+        id: u64,
+    },
+    ForgottenAll {
+        user: String,
+    },
+}
+
+/// What is known of one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    pub name: String,
+    pub last_seen_ms: u64,
+    pub address: String,
+}
+
+/// Every user's devices, by user then id.
+pub type DeviceTable = HashMap<String, BTreeMap<u64, DeviceRecord>>;
+
+/// Applies `event` to `table`.
+pub fn apply(table: &mut DeviceTable, event: &DeviceEvent) {
+    match event {
+        DeviceEvent::Seen {
+            user,
+            id,
+            name,
+            at_ms,
+            address,
+        } => {
+            table.entry(user.clone()).or_default().insert(
+                *id,
+                DeviceRecord {
+                    name: name.clone(),
+                    last_seen_ms: *at_ms,
+                    address: address.clone(),
+                },
+            );
+        }
+        DeviceEvent::Forgotten { user, id } => {
+            if let Some(devices) = table.get_mut(user) {
+                devices.remove(id);
+                if devices.is_empty() {
+                    table.remove(user);
+                }
+            }
+        }
+        DeviceEvent::ForgottenAll { user } => {
+            table.remove(user);
+        }
+    }
+}
+
+/// The open journal.
+pub struct DevicesLog {
+    log: LogFile,
+    rng: SystemRandom,
+}
+
+impl DevicesLog {
+    /// Opens (or creates) the journal at `path` and returns it with the table it
+    /// holds, compacting it first if it has grown.
+    pub fn open(path: &Path, storage_key: &[u8; 32]) -> Result<(Self, DeviceTable), HistoryError> {
+        let rng = SystemRandom::new();
+        let mut log = LogFile::new(path.to_path_buf(), LOG_ID.to_owned(), key(storage_key)?);
+        let mut table = DeviceTable::new();
+        let mut records = 0usize;
+        log.scan(|_, plaintext| {
+            let event: DeviceEvent = serde_json::from_slice(plaintext).map_err(|_| Unparsable)?;
+            apply(&mut table, &event);
+            records += 1;
+            Ok(())
+        })?;
+        let live: usize = table.values().map(BTreeMap::len).sum();
+        if records > 2 * live + 1024 {
+            drop(log);
+            compact(path, storage_key, &rng, &table)?;
+            log = LogFile::new(path.to_path_buf(), LOG_ID.to_owned(), key(storage_key)?);
+            log.scan(|_, _| Ok(()))?;
+        }
+        Ok((Self { log, rng }, table))
+    }
+
+    /// Appends `event`: fsynced when `durable`, else one `write(2)`.
+    pub fn append(&mut self, event: &DeviceEvent, durable: bool) -> Result<(), HistoryError> {
+        let plaintext = serde_json::to_vec(event).map_err(|_| HistoryError::Crypto)?;
+        let durability = if durable {
+            Durability::SyncEachAppend
+        } else {
+            Durability::WriteThrough
+        };
+        self.log.append(&self.rng, &plaintext, durability)
+    }
+}
+
+/// Rewrites the journal as one `Seen` per device, atomically.
+fn compact(
+    path: &Path,
+    storage_key: &[u8; 32],
+    rng: &SystemRandom,
+    table: &DeviceTable,
+) -> Result<(), HistoryError> {
+    let tmp = temp_path(path);
+    let io_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source: io::Error| HistoryError::Io { path, source }
+    };
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_error(&tmp)(e)),
+    }
+    let mut fresh = LogFile::new(tmp.clone(), LOG_ID.to_owned(), key(storage_key)?);
+    for (user, devices) in table {
+        for (id, record) in devices {
+            let event = DeviceEvent::Seen {
+                user: user.clone(),
+                id: *id,
+                name: record.name.clone(),
+                at_ms: record.last_seen_ms,
+                address: record.address.clone(),
+            };
+            let plaintext = serde_json::to_vec(&event).map_err(|_| HistoryError::Crypto)?;
+            fresh.append(rng, &plaintext, Durability::Buffered)?;
+        }
+    }
+    fresh.flush(true)?;
+    drop(fresh);
+    fs::rename(&tmp, path).map_err(io_error(path))?;
+    if let Some(dir) = path.parent() {
+        atomic_file::sync_dir(dir).map_err(io_error(dir))?;
+    }
+    Ok(())
+}
+
+fn key(storage_key: &[u8; 32]) -> Result<ring::aead::LessSafeKey, HistoryError> {
+    sealing::derive_aead_key(storage_key, &[DEVICES_INFO]).map_err(|_| HistoryError::Crypto)
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(user: &str, id: u64, at_ms: u64) -> DeviceEvent {
+        DeviceEvent::Seen {
+            user: user.into(),
+            id,
+            name: format!("device {id}"),
+            at_ms,
+            address: "192.0.2.7".into(),
+        }
+    }
+
+    #[test]
+    fn devices_survive_a_reopen_and_forgetting_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("devices.log");
+        let key = [4u8; 32];
+        let (mut log, table) = DevicesLog::open(&path, &key).unwrap();
+        assert!(table.is_empty());
+        for event in [
+            seen("alice", 1, 10),
+            seen("alice", 2, 20),
+            seen("bob", 1, 30),
+        ] {
+            log.append(&event, false).unwrap();
+        }
+        log.append(
+            &DeviceEvent::Forgotten {
+                user: "alice".into(),
+                id: 1,
+            },
+            true,
+        )
+        .unwrap();
+        log.append(&DeviceEvent::ForgottenAll { user: "bob".into() }, true)
+            .unwrap();
+        drop(log);
+        let (_, table) = DevicesLog::open(&path, &key).unwrap();
+        assert_eq!(table.len(), 1);
+        assert_eq!(table["alice"].keys().copied().collect::<Vec<_>>(), [2]);
+        assert_eq!(table["alice"][&2].last_seen_ms, 20);
+        let bytes = fs::read(&path).unwrap();
+        for needle in [&b"alice"[..], b"192.0.2.7", b"device"] {
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle));
+        }
+    }
+
+    #[test]
+    fn a_long_journal_is_compacted_at_open_and_keeps_the_latest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("devices.log");
+        let key = [4u8; 32];
+        let (mut log, _) = DevicesLog::open(&path, &key).unwrap();
+        for at in 0..2000 {
+            log.append(&seen("alice", at % 3, at), false).unwrap();
+        }
+        drop(log);
+        let before = fs::metadata(&path).unwrap().len();
+        let (_, table) = DevicesLog::open(&path, &key).unwrap();
+        let after = fs::metadata(&path).unwrap().len();
+        assert!(after * 100 < before, "{before} -> {after}");
+        assert_eq!(table["alice"].len(), 3);
+        assert_eq!(table["alice"][&1].last_seen_ms, 1999);
+        let (_, again) = DevicesLog::open(&path, &key).unwrap();
+        assert_eq!(again, table);
+    }
+}
