@@ -422,10 +422,16 @@ async fn chat(args: Args, options: ClientOptions, new_password: Option<Zeroizing
             }
             line = stdin.next_line(), if stdin_open => match line {
                 Some(line) => {
-                    if let Input::Join(room) = parse_input(&line, current.name()) {
-                        current.switch_on_join(&room);
+                    let input = parse_input(&line, current.name());
+                    if let Input::Join(room) = &input {
+                        current.switch_on_join(room);
                     }
+                    let said = matches!(input, Input::Room { .. });
                     handle.submit(&line, current.name());
+                    if said {
+                        // Writing in a room means having read it.
+                        handle.mark_read(current.name());
+                    }
                     if prompt {
                         let mut out = stdout.lock();
                         let _ = write!(out, "{}", current.prompt());

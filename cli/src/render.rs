@@ -100,6 +100,27 @@ pub fn human(event: &ClientEvent) -> Option<String> {
             actor,
             change,
         } => format!("-- {}: {}", esc(room), room_change_text(actor, change)),
+        ClientEvent::HistoryPage {
+            conversation,
+            lines,
+            complete,
+        } => {
+            let name = match conversation {
+                client_core::ConversationRef::Room(r) | client_core::ConversationRef::Direct(r) => {
+                    esc(r)
+                }
+            };
+            let mut text = format!("-- {} earlier message(s) of {name}:", lines.len());
+            for line in lines {
+                text.push('\n');
+                text.push_str(&chat_line(line));
+            }
+            if *complete {
+                text.push_str(&format!("\n-- the beginning of {name}"));
+            }
+            text
+        }
+        ClientEvent::ReadMarker { .. } => return None,
         ClientEvent::Devices { devices } => {
             let lines: Vec<String> = devices
                 .iter()
@@ -275,6 +296,23 @@ pub fn json(event: &ClientEvent) -> Option<String> {
             "change": change_json(change),
             "text": room_change_text(actor, change)
         }),
+        ClientEvent::HistoryPage {
+            conversation,
+            lines,
+            complete,
+        } => json!({
+            "type": "history_page", "conversation": conversation_json(conversation),
+            "complete": complete,
+            "messages": lines.iter().map(|l| line_json(if l.room.is_some() { "room" } else { "direct" }, l)).collect::<Vec<_>>()
+        }),
+        ClientEvent::ReadMarker {
+            conversation,
+            up_to_id,
+            unread,
+        } => json!({
+            "type": "read_marker", "conversation": conversation_json(conversation),
+            "up_to_id": up_to_id, "unread": unread
+        }),
         ClientEvent::Devices { devices } => json!({
             "type": "devices",
             "devices": devices.iter().map(|d| json!({
@@ -320,6 +358,13 @@ pub fn json(event: &ClientEvent) -> Option<String> {
         ClientEvent::Closed { cause } => json!({ "type": "closed", "reason": cause.to_string() }),
     };
     Some(terminal_safe_json(&value.to_string()))
+}
+
+fn conversation_json(conversation: &client_core::ConversationRef) -> serde_json::Value {
+    match conversation {
+        client_core::ConversationRef::Room(room) => json!({ "room": room }),
+        client_core::ConversationRef::Direct(peer) => json!({ "direct": peer }),
+    }
 }
 
 /// A room change's fields, for scripts.

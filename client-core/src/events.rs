@@ -82,6 +82,14 @@ pub struct RoomView {
     pub members: u32,
 }
 
+/// A conversation: a room (its name as created) or a direct conversation
+/// (the partner's name).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ConversationRef {
+    Room(String),
+    Direct(String),
+}
+
 /// One of the user's devices.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceView {
@@ -192,6 +200,21 @@ pub enum ClientEvent {
     /// The user's devices (the answer to `/devices`).
     Devices {
         devices: Vec<DeviceView>,
+    },
+    /// Older messages of a conversation (the answer to `/history`),
+    /// oldest first; `complete`: there are none older.
+    HistoryPage {
+        conversation: ConversationRef,
+        lines: Vec<ChatLine>,
+        complete: bool,
+    },
+    /// The user has read `conversation` up to message `up_to_id` (on this
+    /// or another device); at login `unread` counts the messages from
+    /// others after it among those replayed.
+    ReadMarker {
+        conversation: ConversationRef,
+        up_to_id: u64,
+        unread: u32,
     },
     /// `by` invited the user to `room` (`/join` accepts).
     Invited {

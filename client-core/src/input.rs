@@ -23,6 +23,11 @@ pub enum Input {
     Devices,
     /// `/logout-device ID` (the hex id `/devices` shows).
     LogoutDevice(u64),
+    /// `/history [N]`: the N (default 50) messages of `room` before the
+    /// oldest this client has.
+    History { room: String, count: u16 },
+    /// The user has seen `room` up to its newest message (the UI says when).
+    MarkRead { room: String },
     /// `/who`.
     Who,
     /// `/help`.
@@ -86,6 +91,7 @@ Moderators of this room (the owner too):
   /ban NAME [REASON]   /tempban NAME MINUTES [REASON]   /unban NAME
   /mute NAME  /unmute NAME
 The owner:  /op NAME  /deop NAME (moderators)   /deleteroom #ROOM
+  /history [N]     the N (default 50) messages before the oldest shown here
 Your devices:  /devices   /logout-device ID
 Server administrators:  /disable NAME  /enable NAME  /endsessions NAME
   /who             list who is online
@@ -199,6 +205,21 @@ pub fn parse_input(line: &str, room: &str) -> Input {
             Input::Admin(AdminCommand::EndSessions(user))
         }),
         "devices" => Input::Devices,
+        "history" => match args.trim() {
+            "" => Input::History {
+                room: room.to_owned(),
+                count: 50,
+            },
+            n => match n.parse::<u16>() {
+                Ok(count) if (1..=proto_core::message::MAX_HISTORY_PAGE).contains(&count) => {
+                    Input::History {
+                        room: room.to_owned(),
+                        count,
+                    }
+                }
+                _ => Input::Usage("usage: /history [N], N from 1 to 200"),
+            },
+        },
         "logout-device" | "logoutdevice" => {
             match u64::from_str_radix(args.trim().trim_start_matches("0x"), 16) {
                 Ok(id) if !args.trim().is_empty() => Input::LogoutDevice(id),
@@ -341,6 +362,28 @@ mod tests {
         );
         assert!(matches!(
             parse_input("/invite a b", "#den"),
+            Input::Usage(_)
+        ));
+    }
+
+    #[test]
+    fn history_asks_for_older_messages_of_the_room_shown() {
+        assert_eq!(
+            parse_input("/history", "#rust"),
+            Input::History {
+                room: "#rust".into(),
+                count: 50
+            }
+        );
+        assert_eq!(
+            parse_input("/history 200", "#rust"),
+            Input::History {
+                room: "#rust".into(),
+                count: 200
+            }
+        );
+        assert!(matches!(
+            parse_input("/history 201", "#rust"),
             Input::Usage(_)
         ));
     }

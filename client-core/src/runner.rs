@@ -78,6 +78,14 @@ impl ClientHandle {
         }));
     }
 
+    /// The user has seen `room` up to its newest message: moves the read
+    /// marker every device of the user shares.
+    pub fn mark_read(&self, room: &str) {
+        let _ = self.tx.send(Command::Input(Input::MarkRead {
+            room: room.to_owned(),
+        }));
+    }
+
     /// Joins `room`, creating it if it does not exist.
     pub fn join(&self, room: &str) {
         let _ = self.tx.send(Command::Input(Input::Join(room.to_owned())));

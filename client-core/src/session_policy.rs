@@ -31,7 +31,8 @@ use crate::backoff::Backoff;
 use crate::cause::{CloseCause, RetryCause, ServerRefusal};
 use crate::connect::AttemptError;
 use crate::events::{
-    ChatLine, ClientEvent, ConnectionState, Delivery, DeviceView, NoticeKind, RoomListing, RoomView,
+    ChatLine, ClientEvent, ConnectionState, ConversationRef, Delivery, DeviceView, NoticeKind,
+    RoomListing, RoomView,
 };
 use crate::input::{AdminCommand, Input, Moderation, HELP_TEXT};
 use crate::outbox::{Outbox, Target};
@@ -148,6 +149,11 @@ pub struct SessionPolicy {
     /// A `/join` waiting for its answer: if the room does not exist, it
     /// is created.
     pending_join: Option<RoomName>,
+    /// Per room (canonical name): the oldest and newest message ids this
+    /// client has, for `/history` and read markers.
+    room_span: std::collections::HashMap<String, (u64, u64)>,
+    /// The chunks of a `HistoryPage` answer so far.
+    page_lines: Vec<ChatLine>,
     seen: VecDeque<u64>,
     seen_set: HashSet<u64>,
 }
@@ -187,6 +193,8 @@ impl SessionPolicy {
             online_pages: Vec::new(),
             room_list_pages: Vec::new(),
             pending_join: None,
+            room_span: std::collections::HashMap::new(),
+            page_lines: Vec::new(),
             seen: VecDeque::new(),
             seen_set: HashSet::new(),
         }
@@ -427,6 +435,29 @@ impl SessionPolicy {
                     }
                 }
                 Input::Devices => out.push(Action::Send(ClientMessage::ListDevices)),
+                Input::History { room, count } => {
+                    if let Some(room) = room_name(&room, out) {
+                        let before_id = self
+                            .room_span
+                            .get(&room.canonical())
+                            .map_or(0, |&(oldest, _)| oldest);
+                        out.push(Action::Send(ClientMessage::History {
+                            conversation: Conversation::Room { room },
+                            before_id,
+                            limit: count,
+                        }));
+                    }
+                }
+                Input::MarkRead { room } => {
+                    if let Ok(room) = RoomName::parse_normalizing(&room) {
+                        if let Some(&(_, newest)) = self.room_span.get(&room.canonical()) {
+                            out.push(Action::Send(ClientMessage::MarkRead {
+                                conversation: Conversation::Room { room },
+                                up_to_id: newest,
+                            }));
+                        }
+                    }
+                }
                 Input::LogoutDevice(id) => {
                     out.push(Action::Send(ClientMessage::LogoutDevice { id }));
                 }
@@ -451,9 +482,12 @@ impl SessionPolicy {
                 | Input::Moderate { .. }
                 | Input::Admin(_)
                 | Input::Devices
-                | Input::LogoutDevice(_) => {
+                | Input::LogoutDevice(_)
+                | Input::History { .. } => {
                     notice(out, NoticeKind::Error, "not connected");
                 }
+                // Read while offline: the next one after reconnecting says it.
+                Input::MarkRead { .. } => {}
                 other => local_input(other, out),
             },
         }
@@ -522,6 +556,44 @@ impl SessionPolicy {
 
     // ---- server messages
 
+    /// Widens a room's known span of ids by `id`.
+    fn note_room_id(&mut self, room: &RoomName, id: u64) {
+        let span = self.room_span.entry(room.canonical()).or_insert((id, id));
+        span.0 = span.0.min(id);
+        span.1 = span.1.max(id);
+    }
+
+    /// A stored message as a line (replayed or paged).
+    fn history_line(&mut self, e: proto_core::message::HistoryEntry) -> ChatLine {
+        let from = e.from.as_str().to_owned();
+        let own = from == self.me;
+        let (room, to) = match &e.conversation {
+            Conversation::Room { room } => {
+                self.note_room_id(room, e.id);
+                (Some(room.as_str().to_owned()), None)
+            }
+            Conversation::Direct { peer } => {
+                let to = if own {
+                    peer.as_str().to_owned()
+                } else {
+                    self.me.clone()
+                };
+                (None, Some(to))
+            }
+        };
+        ChatLine {
+            id: e.id,
+            timestamp_ms: e.timestamp_ms,
+            from,
+            room,
+            to,
+            text: e.text.as_str().to_owned(),
+            history: true,
+            own,
+            client_id: None,
+        }
+    }
+
     fn first_time(&mut self, id: u64) -> bool {
         if !self.seen_set.insert(id) {
             return false;
@@ -545,6 +617,7 @@ impl SessionPolicy {
                 from,
                 text,
             } => {
+                self.note_room_id(&room, id);
                 if self.first_time(id) {
                     let own = from.as_str() == self.me;
                     emit(
@@ -613,33 +686,15 @@ impl SessionPolicy {
                     if !self.first_time(e.id) {
                         continue;
                     }
-                    let from = e.from.as_str().to_owned();
-                    let own = from == self.me;
-                    let line = |room, to| ChatLine {
-                        id: e.id,
-                        timestamp_ms: e.timestamp_ms,
-                        from: from.clone(),
-                        room,
-                        to,
-                        text: e.text.as_str().to_owned(),
-                        history: true,
-                        own,
-                        client_id: None,
-                    };
-                    match &e.conversation {
-                        Conversation::Room { room } => emit(
-                            out,
-                            ClientEvent::Room(line(Some(room.as_str().to_owned()), None)),
-                        ),
-                        Conversation::Direct { peer } => {
-                            let to = if own {
-                                peer.as_str().to_owned()
-                            } else {
-                                self.me.clone()
-                            };
-                            emit(out, ClientEvent::Direct(line(None, Some(to))));
-                        }
-                    }
+                    let line = self.history_line(e);
+                    emit(
+                        out,
+                        if line.room.is_some() {
+                            ClientEvent::Room(line)
+                        } else {
+                            ClientEvent::Direct(line)
+                        },
+                    );
                 }
                 if !more {
                     emit(out, ClientEvent::HistoryDone);
@@ -719,6 +774,42 @@ impl SessionPolicy {
                 },
             ),
             ServerMessage::Done => notice(out, NoticeKind::Info, "done"),
+            ServerMessage::HistoryPage {
+                conversation,
+                more,
+                complete,
+                entries,
+            } => {
+                let lines: Vec<ChatLine> = entries
+                    .into_vec()
+                    .into_iter()
+                    .map(|e| self.history_line(e))
+                    .collect();
+                self.page_lines.extend(lines);
+                if !more {
+                    let lines = std::mem::take(&mut self.page_lines);
+                    emit(
+                        out,
+                        ClientEvent::HistoryPage {
+                            conversation: conversation_ref(&conversation),
+                            lines,
+                            complete,
+                        },
+                    );
+                }
+            }
+            ServerMessage::ReadMarker {
+                conversation,
+                up_to_id,
+                unread,
+            } => emit(
+                out,
+                ClientEvent::ReadMarker {
+                    conversation: conversation_ref(&conversation),
+                    up_to_id,
+                    unread,
+                },
+            ),
             ServerMessage::DeviceList { devices } => emit(
                 out,
                 ClientEvent::Devices {
@@ -944,6 +1035,13 @@ fn reason_text(typed: &str, out: &mut Vec<Action>) -> Option<proto_core::message
             notice(out, NoticeKind::Error, format!("not sent: reason {e}"));
             None
         }
+    }
+}
+
+fn conversation_ref(conversation: &Conversation) -> ConversationRef {
+    match conversation {
+        Conversation::Room { room } => ConversationRef::Room(room.as_str().to_owned()),
+        Conversation::Direct { peer } => ConversationRef::Direct(peer.as_str().to_owned()),
     }
 }
 

@@ -239,6 +239,53 @@ impl Conversation {
         true
     }
 
+    /// Older messages (a history page), before everything shown.
+    fn prepend_lines(&mut self, lines: &[ChatLine]) {
+        let mut older = Vec::with_capacity(lines.len());
+        for line in lines {
+            if line.id != 0 && !self.seen_ids.insert(line.id) {
+                continue;
+            }
+            older.push(Entry {
+                timestamp_ms: line.timestamp_ms,
+                kind: EntryKind::Message {
+                    id: line.id,
+                    from: line.from.clone(),
+                    own: line.own,
+                    history: true,
+                    state: SendState::Stored,
+                },
+                text: line.text.clone(),
+                subject: None,
+            });
+        }
+        let added = older.len();
+        older.append(&mut self.entries);
+        self.entries = older;
+        self.read_upto += added;
+        self.marker = self.marker.map(|m| m + added);
+    }
+
+    /// A read marker from the server: at login with the count of unread
+    /// messages it knows of; later (another device read it) as read up
+    /// to `up_to_id`.
+    fn apply_read_marker(&mut self, up_to_id: u64, unread: u32, selected: bool) {
+        if selected {
+            return;
+        }
+        self.unread = if unread > 0 {
+            usize::try_from(unread).unwrap_or(usize::MAX)
+        } else {
+            self.entries
+                .iter()
+                .filter(|e| {
+                    e.is_unread_kind()
+                        && matches!(e.kind, EntryKind::Message { id, .. } if id > up_to_id)
+                })
+                .count()
+        };
+    }
+
     /// The user leaves the conversation: everything in it has been seen.
     fn leave(&mut self) {
         self.read_upto = self.entries.len();
@@ -447,6 +494,42 @@ impl ChatModel {
                     lines.join("\n")
                 );
                 self.notice_in(self.selected, NoticeStyle::Info, text, now_ms);
+            }
+            ClientEvent::HistoryPage {
+                conversation,
+                lines,
+                complete,
+            } => {
+                let index = match conversation {
+                    client_core::ConversationRef::Room(room) => self.index_of_room(room),
+                    client_core::ConversationRef::Direct(peer) => self.index_of_direct(peer),
+                };
+                self.conversations[index].prepend_lines(lines);
+                if *complete {
+                    let text = "Beginning of the conversation".to_owned();
+                    self.conversations[index].entries.insert(
+                        0,
+                        Entry {
+                            timestamp_ms: lines.first().map_or(now_ms, |l| l.timestamp_ms),
+                            kind: EntryKind::Notice(NoticeStyle::Info),
+                            text,
+                            subject: None,
+                        },
+                    );
+                    self.conversations[index].read_upto += 1;
+                }
+            }
+            ClientEvent::ReadMarker {
+                conversation,
+                up_to_id,
+                unread,
+            } => {
+                let index = match conversation {
+                    client_core::ConversationRef::Room(room) => self.index_of_room(room),
+                    client_core::ConversationRef::Direct(peer) => self.index_of_direct(peer),
+                };
+                let selected = self.selected == index;
+                self.conversations[index].apply_read_marker(*up_to_id, *unread, selected);
             }
             ClientEvent::Invited { room, by, topic } => {
                 let about = if topic.is_empty() {

@@ -196,6 +196,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         rooms,
         audit: std::sync::Mutex::new(audit),
         devices,
+        read_markers: crate::read_markers::ReadMarkers::open(
+            &dir.read_markers_path(),
+            &storage_key,
+        )?,
         admins: config.admin_keys(),
         history,
         limits: config.limits.clone(),

@@ -80,6 +80,12 @@ enum Request {
         id: u64,
         reply: oneshot::Sender<Result<(), HistoryError>>,
     },
+    Page {
+        destination: Destination,
+        before_id: u64,
+        limit: usize,
+        reply: oneshot::Sender<Result<(Vec<HistoryEntry>, bool), HistoryError>>,
+    },
     Stats(oneshot::Sender<HistoryStats>),
 }
 
@@ -290,6 +296,21 @@ async fn serve(mut writer: Writer, mut rx: mpsc::Receiver<Request>, sync_every: 
                 writer = back;
                 let _ = reply.send(result);
             }
+            Request::Page {
+                destination,
+                before_id,
+                limit,
+                reply,
+            } => {
+                let moved = off_runtime(writer, move |w| {
+                    let target = w.target(destination)?;
+                    w.store.page(&target, before_id, limit)
+                })
+                .await;
+                let Some((back, result)) = moved else { return };
+                writer = back;
+                let _ = reply.send(result);
+            }
             Request::DeleteRoom { id, reply } => {
                 let moved = off_runtime(writer, move |w| w.store.delete_room(id)).await;
                 let Some((back, result)) = moved else { return };
@@ -368,6 +389,27 @@ impl History {
             .await
             .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())
+    }
+
+    /// A page of older messages (see `HistoryStore::page`): the entries and
+    /// whether none older exists.
+    pub async fn page(
+        &self,
+        destination: Destination,
+        before_id: u64,
+        limit: usize,
+    ) -> Result<(Vec<HistoryEntry>, bool), HistoryError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Page {
+                destination,
+                before_id,
+                limit,
+                reply,
+            })
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
     }
 
     /// Deletes room `id`'s history (the room was deleted): its file, and

@@ -16,6 +16,7 @@
 //! - [`rooms`] — the rooms and their members (durable in `rooms.log`), the
 //!   rules every room request passes, and who is told what.
 //! - [`devices`] — each user's devices: the cap, the list, logging one out.
+//! - [`read_markers`] — how far each user has read each conversation.
 //! - [`history`] — the thread that owns the encrypted history logs.
 //! - [`storage`] — everything on disk (see its docs for the layout).
 //! - [`config`], [`rate_limit`], [`clock`] — settings and small helpers.
@@ -36,6 +37,7 @@ pub mod hub;
 pub mod listener;
 pub mod login_throttle;
 pub mod rate_limit;
+pub mod read_markers;
 pub mod resume_tokens;
 pub mod rooms;
 pub mod session;

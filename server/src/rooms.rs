@@ -560,6 +560,18 @@ impl Rooms {
             .map(|r| (r.id, r.name.clone()))
     }
 
+    /// The room `name` (id, name as created) if `user` is a member (muted
+    /// or not): reading its history.
+    pub fn readable_room(
+        &self,
+        user: &str,
+        name: &RoomName,
+    ) -> Result<(RoomId, RoomName), RoomError> {
+        self.read()
+            .member_room(user, name)
+            .map(|r| (r.id, r.name.clone()))
+    }
+
     /// The rooms `user` is in, as the greeting describes them, by name.
     pub fn rooms_of(&self, user: &str) -> Vec<(RoomId, RoomInfo)> {
         let state = self.read();

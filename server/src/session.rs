@@ -51,6 +51,8 @@ pub struct Shared {
     pub rooms: Rooms,
     /// Each user's devices.
     pub devices: crate::devices::Devices,
+    /// How far each user has read each conversation.
+    pub read_markers: crate::read_markers::ReadMarkers,
     /// Every moderation and administration action (fsynced per entry).
     pub audit: std::sync::Mutex<AuditLog>,
     /// Canonical names of the server's administrators.
@@ -362,6 +364,20 @@ where
                     }
                     queued = self.logout_device(id).await?;
                 }
+                Action::History {
+                    conversation,
+                    before_id,
+                    limit,
+                } => {
+                    if std::mem::take(&mut queued) {
+                        self.flush().await?;
+                    }
+                    queued = self.history_page(conversation, before_id, limit).await?;
+                }
+                Action::MarkRead {
+                    conversation,
+                    up_to_id,
+                } => self.mark_read(conversation, up_to_id),
                 Action::RenameDevice(name) => {
                     if let Some(chat) = &self.chat {
                         let (shared, me, device) = (
@@ -471,6 +487,106 @@ where
                 Ok(true)
             }
             None => Ok(false),
+        }
+    }
+
+    /// Where a conversation named on the wire lives, if this user may read
+    /// it: the history's destination, the marker's key, and the name to
+    /// answer with (a room's as created, a partner's as registered).
+    fn resolve(
+        &self,
+        conversation: &WireConversation,
+    ) -> Option<(
+        crate::history::Destination,
+        crate::read_markers::MarkerKey,
+        WireConversation,
+    )> {
+        let me = &self.chat.as_ref()?.me.canonical;
+        match conversation {
+            WireConversation::Room { room } => {
+                let (id, room) = self.shared.rooms.readable_room(me, room).ok()?;
+                Some((
+                    crate::history::Destination::Room { id },
+                    crate::read_markers::MarkerKey::Room(id),
+                    WireConversation::Room { room },
+                ))
+            }
+            WireConversation::Direct { peer } => {
+                let partner = peer.canonical();
+                let peer = self.shared.accounts.display_name(&partner)?;
+                Some((
+                    crate::history::Destination::Direct {
+                        a: me.clone(),
+                        b: partner.clone(),
+                    },
+                    crate::read_markers::MarkerKey::Direct(partner),
+                    WireConversation::Direct { peer },
+                ))
+            }
+        }
+    }
+
+    /// Answers `History`: the page, or `Error NoSuchRoom` for a room the
+    /// user is not in (a banned or kicked user pages nothing).
+    async fn history_page(
+        &mut self,
+        conversation: WireConversation,
+        before_id: u64,
+        limit: u16,
+    ) -> Result<bool, End> {
+        let Some((destination, _, named)) = self.resolve(&conversation) else {
+            let refusal = match conversation {
+                WireConversation::Room { .. } => RoomError::NoSuchRoom,
+                WireConversation::Direct { .. } => RoomError::TargetNotAMember,
+            };
+            let reply = crate::rooms::error_message(refusal);
+            self.session.queue(&reply).map_err(|_| End::Violation)?;
+            return Ok(true);
+        };
+        let pages = match self
+            .shared
+            .history
+            .page(destination, before_id, usize::from(limit))
+            .await
+        {
+            Ok((entries, complete)) => {
+                let wire = wire_entries(&named, entries);
+                ServerMessage::history_page_chunks(named, wire, complete)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a history page could not be read");
+                vec![crate::rooms::error_message(RoomError::Storage)]
+            }
+        };
+        for page in &pages {
+            self.session.queue(page).map_err(|_| End::Violation)?;
+        }
+        Ok(true)
+    }
+
+    /// Moves the user's read marker and tells their other devices.
+    fn mark_read(&mut self, conversation: WireConversation, up_to_id: u64) {
+        let Some((_, key, named)) = self.resolve(&conversation) else {
+            return;
+        };
+        let Some(chat) = &self.chat else { return };
+        match self
+            .shared
+            .read_markers
+            .mark(&chat.me.canonical, key, up_to_id)
+        {
+            Ok(true) => {
+                let msg = ServerMessage::ReadMarker {
+                    conversation: named,
+                    up_to_id,
+                    unread: 0,
+                };
+                self.shared
+                    .hub
+                    .send_to_others(&chat.me.canonical, chat.session_id, &msg);
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "a read marker could not be saved"),
         }
     }
 
@@ -803,10 +919,80 @@ async fn greeting(
             Vec::new()
         }
     };
+    msgs.extend(read_markers(shared, me, &names, &recent));
     msgs.extend(ServerMessage::history_batches(wire_history(
         shared, &names, recent,
     )));
     msgs
+}
+
+/// The greeting's `ReadMarker`s: each conversation the user has a marker
+/// in, with the messages from others after it among those replayed.
+fn read_markers(
+    shared: &Shared,
+    me: &LoggedIn,
+    rooms: &std::collections::HashMap<RoomId, proto_core::message::RoomName>,
+    recent: &Recent,
+) -> Vec<ServerMessage> {
+    use crate::read_markers::MarkerKey;
+    let markers = shared.read_markers.of(&me.canonical);
+    if markers.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (conversation, entries) in recent {
+        let (key, wire) = match conversation {
+            Conversation::Room { id } => match rooms.get(id) {
+                Some(room) => (
+                    MarkerKey::Room(*id),
+                    WireConversation::Room { room: room.clone() },
+                ),
+                None => continue,
+            },
+            Conversation::Direct { partner } => match shared.accounts.display_name(partner) {
+                Some(peer) => (
+                    MarkerKey::Direct(partner.clone()),
+                    WireConversation::Direct { peer },
+                ),
+                None => continue,
+            },
+        };
+        let Some(&up_to_id) = markers.get(&key) else {
+            continue;
+        };
+        let unread = entries
+            .iter()
+            .filter(|e| e.id > up_to_id && e.from != me.username.as_str())
+            .count();
+        out.push(ServerMessage::ReadMarker {
+            conversation: wire,
+            up_to_id,
+            unread: u32::try_from(unread).unwrap_or(u32::MAX),
+        });
+    }
+    out
+}
+
+/// Stored entries as a page's wire entries, all in `conversation`.
+fn wire_entries(
+    conversation: &WireConversation,
+    entries: Vec<crate::storage::HistoryEntry>,
+) -> Vec<WireEntry> {
+    entries
+        .into_iter()
+        .filter_map(|e| {
+            let (Ok(from), Ok(text)) = (Username::new(&e.from), MessageText::new(&e.text)) else {
+                return None;
+            };
+            Some(WireEntry {
+                id: e.id,
+                timestamp_ms: e.timestamp_ms,
+                conversation: conversation.clone(),
+                from,
+                text,
+            })
+        })
+        .collect()
 }
 
 fn wire_history(

@@ -65,6 +65,8 @@ pub struct LoginInfo {
     pub rooms: Vec<RoomInfo>,
     /// Open invitations the greeting listed: (room, who invited).
     pub invitations: Vec<(String, String)>,
+    /// The greeting's read markers: (conversation, up to, unread).
+    pub read_markers: Vec<(proto_core::message::Conversation, u64, u32)>,
     pub history: Vec<HistoryEntry>,
     pub history_batches: usize,
 }
@@ -82,6 +84,15 @@ impl LoginInfo {
     pub fn online_names(&self) -> BTreeSet<String> {
         self.online.iter().map(|u| u.as_str().to_owned()).collect()
     }
+}
+
+/// What a greeting holds after `AuthOk` and the online pages.
+struct Greeting {
+    rooms: Vec<RoomInfo>,
+    invitations: Vec<(String, String)>,
+    read_markers: Vec<(proto_core::message::Conversation, u64, u32)>,
+    history: Vec<HistoryEntry>,
+    batches: usize,
 }
 
 /// How a session ended.
@@ -321,6 +332,40 @@ impl TestClient {
             match self.recv().await {
                 ServerMessage::UserJoined { .. } | ServerMessage::UserLeft { .. } => {}
                 other => return other,
+            }
+        }
+    }
+
+    /// Sends `History` and gathers the chunks: the entries and `complete`,
+    /// or the refusal's code.
+    pub async fn history_page(
+        &mut self,
+        conversation: proto_core::message::Conversation,
+        before_id: u64,
+        limit: u16,
+    ) -> Result<(Vec<HistoryEntry>, bool), ErrorCode> {
+        self.send(&ClientMessage::History {
+            conversation,
+            before_id,
+            limit,
+        })
+        .await;
+        let mut all = Vec::new();
+        loop {
+            match self.recv_skipping_presence().await {
+                ServerMessage::HistoryPage {
+                    more,
+                    complete,
+                    entries,
+                    ..
+                } => {
+                    all.extend(entries.into_vec());
+                    if !more {
+                        return Ok((all, complete));
+                    }
+                }
+                ServerMessage::Error { code, .. } => return Err(code),
+                other => panic!("{}: expected a HistoryPage, got {other:?}", self.label),
             }
         }
     }
@@ -679,16 +724,10 @@ impl TestClient {
     }
 
     /// The greeting's `RoomJoined` messages, then its history pages.
-    async fn read_rooms_and_history(
-        &mut self,
-    ) -> (
-        Vec<RoomInfo>,
-        Vec<(String, String)>,
-        Vec<HistoryEntry>,
-        usize,
-    ) {
+    async fn read_rooms_and_history(&mut self) -> Greeting {
         let mut rooms = Vec::new();
         let mut invitations = Vec::new();
+        let mut read_markers = Vec::new();
         let mut all = Vec::new();
         let mut batches = 0;
         loop {
@@ -697,11 +736,22 @@ impl TestClient {
                 ServerMessage::Invited { room, by, .. } if batches == 0 => {
                     invitations.push((room.as_str().to_owned(), by.as_str().to_owned()));
                 }
+                ServerMessage::ReadMarker {
+                    conversation,
+                    up_to_id,
+                    unread,
+                } if batches == 0 => read_markers.push((conversation, up_to_id, unread)),
                 ServerMessage::HistoryBatch { more, entries } => {
                     batches += 1;
                     all.extend(entries.into_vec());
                     if !more {
-                        return (rooms, invitations, all, batches);
+                        return Greeting {
+                            rooms,
+                            invitations,
+                            read_markers,
+                            history: all,
+                            batches,
+                        };
                     }
                 }
                 other => panic!(
@@ -749,8 +799,13 @@ impl TestClient {
             } => {
                 self.label = username.as_str().to_owned();
                 let online = self.read_online_pages().await;
-                let (rooms, invitations, history, history_batches) =
-                    self.read_rooms_and_history().await;
+                let Greeting {
+                    rooms,
+                    invitations,
+                    read_markers,
+                    history,
+                    batches: history_batches,
+                } = self.read_rooms_and_history().await;
                 Ok(LoginInfo {
                     username,
                     token: resume_token,
@@ -758,6 +813,7 @@ impl TestClient {
                     online,
                     rooms,
                     invitations,
+                    read_markers,
                     history,
                     history_batches,
                 })

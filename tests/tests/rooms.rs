@@ -255,3 +255,118 @@ async fn a_version_1_client_is_told_the_server_speaks_version_2() {
     // A plaintext protocol_version alert carrying the server's version.
     assert_eq!(reply, [0x15, 0x00, 0x00, 0x00, 0x03, 0x01, 0x00, 0x02]);
 }
+
+/// Scrolling back: pages of a room's history before an id, down to its
+/// beginning; nobody outside the room pages it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_pages_back_through_a_long_history_and_an_outsider_cannot() {
+    let server = TestServer::start(Transport::Plain).await;
+    let mut c = server.group(&["Alice", "Bob"]).await;
+    let [alice, bob] = &mut c[..] else {
+        unreachable!()
+    };
+    alice.create_room("#log", false, "").await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..35 {
+        ids.push(
+            send_room(alice, i, "#log", &format!("line {i}"))
+                .await
+                .unwrap(),
+        );
+    }
+    let log = || Conversation::Room { room: room("#LOG") };
+    let (newest, complete) = alice.history_page(log(), 0, 10).await.unwrap();
+    let got: Vec<u64> = newest.iter().map(|e| e.id).collect();
+    assert_eq!(got, ids[25..], "the newest ten, oldest first");
+    assert!(!complete);
+    assert!(newest
+        .iter()
+        .all(|e| e.conversation == Conversation::Room { room: room("#log") }));
+    let mut before = got[0];
+    let mut pages = 1;
+    loop {
+        let (page, complete) = alice.history_page(log(), before, 10).await.unwrap();
+        pages += 1;
+        if let Some(first) = page.first() {
+            before = first.id;
+        }
+        if complete {
+            assert_eq!(page.len(), 5);
+            assert_eq!(page[0].text.as_str(), "line 0");
+            break;
+        }
+    }
+    assert_eq!(pages, 4);
+    // Bob is not in #log: nothing.
+    assert_eq!(
+        bob.history_page(log(), 0, 10).await.err(),
+        Some(ErrorCode::NoSuchRoom)
+    );
+    // A direct conversation pages for its two people.
+    bob.dm("Alice", "just us").await;
+    alice.expect_direct_message("Bob", "Alice", "just us").await;
+    let dm = Conversation::Direct {
+        peer: tests::username("bob"),
+    };
+    let (page, complete) = alice.history_page(dm, 0, 50).await.unwrap();
+    assert_eq!((page.len(), complete), (1, true));
+}
+
+/// Read markers are the server's: one device's reading reaches the others,
+/// and the next login counts what came since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_marker_follows_the_user_to_other_devices_and_counts_unread_at_login() {
+    let server = TestServer::start(Transport::Plain).await;
+    let mut bob = server.user("Bob").await;
+    let mut laptop = server.connect("laptop").await;
+    laptop.set_device(1, "laptop").await;
+    laptop.register("Alice", tests::PASSWORD).await;
+    bob.expect_user_joined("Alice").await;
+    let mut phone = server.connect("phone").await;
+    phone.set_device(2, "phone").await;
+    phone.login("Alice", tests::PASSWORD).await;
+    let id = send_room(&mut bob, 1, "#general", "read me").await.unwrap();
+    laptop.expect_room_message("Bob", "read me").await;
+    phone.expect_room_message("Bob", "read me").await;
+
+    let general = || Conversation::Room {
+        room: room("#general"),
+    };
+    laptop
+        .send(&ClientMessage::MarkRead {
+            conversation: general(),
+            up_to_id: id,
+        })
+        .await;
+    match phone.recv().await {
+        ServerMessage::ReadMarker {
+            conversation,
+            up_to_id,
+            ..
+        } => assert_eq!((conversation, up_to_id), (general(), id)),
+        other => panic!("expected the laptop's ReadMarker on the phone, got {other:?}"),
+    }
+    laptop.sync().await;
+    // Backwards: nothing moves, nobody is told.
+    laptop
+        .send(&ClientMessage::MarkRead {
+            conversation: general(),
+            up_to_id: id - 1,
+        })
+        .await;
+    phone.sync().await;
+
+    for i in 2..5 {
+        send_room(&mut bob, i, "#general", &format!("new {i}"))
+            .await
+            .unwrap();
+    }
+    let mut later = server.connect("laptop again").await;
+    later.set_device(1, "laptop").await;
+    let info = later.login("Alice", tests::PASSWORD).await;
+    assert_eq!(
+        info.read_markers,
+        [(general(), id, 3)],
+        "three from Bob since"
+    );
+}

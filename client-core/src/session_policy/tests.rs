@@ -652,3 +652,43 @@ fn room_lines_name_their_room() {
         Action::Emit(ClientEvent::Room(ChatLine { room: Some(r), own: true, .. })) if r == "#general"
     )));
 }
+
+#[test]
+fn history_asks_for_what_is_older_than_the_oldest_line_shown() {
+    let (mut p, t0) = online(true);
+    let asked = |actions: Vec<Action>| match sent(&actions)[..] {
+        [ClientMessage::History {
+            before_id, limit, ..
+        }] => (*before_id, *limit),
+        ref other => panic!("expected one History, got {other:?}"),
+    };
+    let first = p.handle(
+        Event::Input(Input::History {
+            room: "#general".into(),
+            count: 20,
+        }),
+        t0,
+    );
+    assert_eq!(asked(first), (0, 20), "nothing shown yet: the newest");
+    for id in [40, 30, 50] {
+        let _ = p.handle(Event::Received(room(id, "Bob")), t0);
+    }
+    let next = p.handle(
+        Event::Input(Input::History {
+            room: "#general".into(),
+            count: 20,
+        }),
+        t0,
+    );
+    assert_eq!(asked(next), (30, 20));
+    let read = p.handle(
+        Event::Input(Input::MarkRead {
+            room: "#GENERAL".into(),
+        }),
+        t0,
+    );
+    assert!(matches!(
+        sent(&read)[..],
+        [ClientMessage::MarkRead { up_to_id: 50, .. }]
+    ));
+}

@@ -3,6 +3,7 @@
 use crate::message::codec::{ByteCounter, Reader, Sink};
 use crate::message::password::MAX_PASSWORD_WIRE_BYTES;
 use crate::message::room::MAX_ROOM_NAME_WIRE_BYTES;
+use crate::message::server_message::Conversation;
 use crate::message::text::MAX_TEXT_WIRE_BYTES;
 use crate::message::username::MAX_USERNAME_WIRE_BYTES;
 use crate::message::MAX_MESSAGE_BYTES;
@@ -182,7 +183,24 @@ pub enum ClientMessage {
     /// 0x53: log out one of the user's devices: its session ends, its
     /// resume token is revoked, and it is forgotten.
     LogoutDevice { id: u64 },
+    /// 0x54: older messages of a conversation: at most `limit` (1 to
+    /// [`MAX_HISTORY_PAGE`]) of those with an id below `before_id` (0: the
+    /// newest), answered by `HistoryPage` chunks.
+    History {
+        conversation: Conversation,
+        before_id: u64,
+        limit: u16,
+    },
+    /// 0x55: the user has read `conversation` up to message `up_to_id`;
+    /// the server keeps it and tells the user's other devices.
+    MarkRead {
+        conversation: Conversation,
+        up_to_id: u64,
+    },
 }
+
+/// Most messages one `History` request may ask for.
+pub const MAX_HISTORY_PAGE: u16 = 200;
 
 pub(crate) mod tag {
     pub const REGISTER: u8 = 0x01;
@@ -220,6 +238,8 @@ pub(crate) mod tag {
     pub const END_SESSIONS: u8 = 0x51;
     pub const LIST_DEVICES: u8 = 0x52;
     pub const LOGOUT_DEVICE: u8 = 0x53;
+    pub const HISTORY: u8 = 0x54;
+    pub const MARK_READ: u8 = 0x55;
 }
 
 impl ClientMessage {
@@ -377,6 +397,24 @@ impl ClientMessage {
             },
             tag::LIST_DEVICES => Self::ListDevices,
             tag::LOGOUT_DEVICE => Self::LogoutDevice { id: r.u64()? },
+            tag::HISTORY => Self::History {
+                conversation: Conversation::decode(&mut r)?,
+                before_id: r.u64()?,
+                limit: {
+                    let limit = r.u16()?;
+                    if !(1..=MAX_HISTORY_PAGE).contains(&limit) {
+                        return Err(MessageError::InvalidEnum {
+                            field: "history limit",
+                            value: limit,
+                        });
+                    }
+                    limit
+                },
+            },
+            tag::MARK_READ => Self::MarkRead {
+                conversation: Conversation::decode(&mut r)?,
+                up_to_id: r.u64()?,
+            },
             unknown => return Err(MessageError::UnknownTag(unknown)),
         };
         r.finish()?;
@@ -421,6 +459,8 @@ impl ClientMessage {
             Self::EndSessions { .. } => tag::END_SESSIONS,
             Self::ListDevices => tag::LIST_DEVICES,
             Self::LogoutDevice { .. } => tag::LOGOUT_DEVICE,
+            Self::History { .. } => tag::HISTORY,
+            Self::MarkRead { .. } => tag::MARK_READ,
         }
     }
 
@@ -546,6 +586,22 @@ impl ClientMessage {
             }
             Self::ListDevices => {}
             Self::LogoutDevice { id } => out.u64(*id),
+            Self::History {
+                conversation,
+                before_id,
+                limit,
+            } => {
+                conversation.encode(out);
+                out.u64(*before_id);
+                out.u16(*limit);
+            }
+            Self::MarkRead {
+                conversation,
+                up_to_id,
+            } => {
+                conversation.encode(out);
+                out.u64(*up_to_id);
+            }
         }
     }
 }

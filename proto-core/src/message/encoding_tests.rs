@@ -440,6 +440,65 @@ fn moderation_messages_have_the_published_layout() {
 }
 
 #[test]
+fn history_paging_and_read_markers_have_the_published_layout() {
+    let rust = || Conversation::Room {
+        room: room("#rust"),
+    };
+    assert_client_vector(
+        ClientMessage::History {
+            conversation: rust(),
+            before_id: 100,
+            limit: 50,
+        },
+        "54 00 0005 2372757374 0000000000000064 0032",
+    );
+    assert_client_vector(
+        ClientMessage::MarkRead {
+            conversation: Conversation::Direct { peer: user("bob") },
+            up_to_id: 7,
+        },
+        "55 01 0003 626f62 0000000000000007",
+    );
+    assert_server_vector(
+        ServerMessage::HistoryPage {
+            conversation: rust(),
+            more: false,
+            complete: true,
+            entries: HistoryEntries::empty(),
+        },
+        "09 00 0005 2372757374 00 01 0000",
+    );
+    assert_server_vector(
+        ServerMessage::ReadMarker {
+            conversation: rust(),
+            up_to_id: 7,
+            unread: 3,
+        },
+        "0b 00 0005 2372757374 0000000000000007 00000003",
+    );
+    for limit in ["0000", "00c9"] {
+        assert_eq!(
+            ClientMessage::decode(&unhex(&format!("54 00 0002 2378 0000000000000000 {limit}")))
+                .unwrap_err(),
+            MessageError::InvalidEnum {
+                field: "history limit",
+                value: u16::from_str_radix(limit, 16).unwrap()
+            }
+        );
+    }
+    let chunks = ServerMessage::history_page_chunks(rust(), vec![widest_history_entry(); 20], true);
+    let flags: Vec<(bool, bool)> = chunks
+        .iter()
+        .map(|c| match c {
+            ServerMessage::HistoryPage { more, complete, .. } => (*more, *complete),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(flags, [(true, false), (false, true)]);
+    assert!(chunks.iter().all(|c| c.encode().len() <= MAX_MESSAGE_BYTES));
+}
+
+#[test]
 fn device_messages_have_the_published_layout() {
     assert_client_vector(
         ClientMessage::SetDevice {
@@ -600,13 +659,13 @@ fn empty_input_is_truncated() {
 
 #[test]
 fn unknown_tags_are_rejected() {
-    for tag in [0x00, 0x0b, 0x15, 0x16, 0x22, 0x31, 0x4d, 0x54, 0xff] {
+    for tag in [0x00, 0x0b, 0x15, 0x16, 0x22, 0x31, 0x4d, 0x56, 0xff] {
         assert_eq!(
             ClientMessage::decode(&[tag]),
             Err(MessageError::UnknownTag(tag))
         );
     }
-    for tag in [0x00, 0x09, 0x22, 0x31, 0x41, 0xff] {
+    for tag in [0x00, 0x0a, 0x22, 0x31, 0x41, 0xff] {
         assert_eq!(
             ServerMessage::decode(&[tag]),
             Err(MessageError::UnknownTag(tag))
@@ -1152,11 +1211,15 @@ fn token_strategy() -> impl Strategy<Value = ResumeToken> {
     any::<[u8; 32]>().prop_map(ResumeToken::from_bytes)
 }
 
-fn history_entry_strategy() -> impl Strategy<Value = HistoryEntry> {
-    let conversation = prop_oneof![
+fn conversation_strategy() -> impl Strategy<Value = Conversation> {
+    prop_oneof![
         room_strategy().prop_map(|room| Conversation::Room { room }),
         username_strategy().prop_map(|peer| Conversation::Direct { peer }),
-    ];
+    ]
+}
+
+fn history_entry_strategy() -> impl Strategy<Value = HistoryEntry> {
+    let conversation = conversation_strategy();
     (
         any::<u64>(),
         any::<u64>(),
@@ -1270,6 +1333,19 @@ fn client_message_strategy() -> impl Strategy<Value = ClientMessage> {
         (any::<u64>(), device_name_strategy())
             .prop_map(|(id, name)| ClientMessage::SetDevice { id, name }),
         Just(ClientMessage::ListDevices),
+        (conversation_strategy(), any::<u64>(), 1..=MAX_HISTORY_PAGE).prop_map(
+            |(conversation, before_id, limit)| ClientMessage::History {
+                conversation,
+                before_id,
+                limit
+            }
+        ),
+        (conversation_strategy(), any::<u64>()).prop_map(|(conversation, up_to_id)| {
+            ClientMessage::MarkRead {
+                conversation,
+                up_to_id,
+            }
+        }),
         any::<u64>().prop_map(|id| ClientMessage::LogoutDevice { id }),
         room_strategy().prop_map(|room| ClientMessage::LeaveRoom { room }),
         "[\\PC]{0,20}".prop_filter_map("valid filter", |s| RoomFilter::new(&s)
@@ -1347,6 +1423,27 @@ fn server_message_strategy() -> impl Strategy<Value = ServerMessage> {
         (room_strategy(), username_strategy(), topic_strategy())
             .prop_map(|(room, by, topic)| ServerMessage::Invited { room, by, topic }),
         Just(ServerMessage::Done),
+        (
+            conversation_strategy(),
+            any::<bool>(),
+            any::<bool>(),
+            proptest::collection::vec(history_entry_strategy(), 0..=3)
+        )
+            .prop_map(|(conversation, more, complete, entries)| {
+                ServerMessage::HistoryPage {
+                    conversation,
+                    more,
+                    complete,
+                    entries: HistoryEntries::new(entries).unwrap(),
+                }
+            }),
+        (conversation_strategy(), any::<u64>(), any::<u32>()).prop_map(
+            |(conversation, up_to_id, unread)| ServerMessage::ReadMarker {
+                conversation,
+                up_to_id,
+                unread
+            }
+        ),
         proptest::collection::vec(
             (
                 any::<u64>(),

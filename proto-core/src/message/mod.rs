@@ -31,7 +31,7 @@ mod username;
 mod encoding_tests;
 
 pub use bounded_list::BoundedList;
-pub use client_message::ClientMessage;
+pub use client_message::{ClientMessage, MAX_HISTORY_PAGE};
 pub use codes::{AuthFailure, ErrorCode, GoodbyeReason, LeaveReason, RoomLeaveReason, RoomRole};
 pub use device::{DeviceInfo, DeviceName, MAX_ADDRESS_BYTES, MAX_DEVICE_NAME_BYTES};
 pub use error::{MessageError, PasswordError, TextError, UsernameError};

@@ -83,6 +83,15 @@ const _: () = assert!(
         > MAX_MESSAGE_BYTES
 );
 const _: () = assert!(MAX_HISTORY_ENTRY_BYTES == 4376);
+// A `HistoryPage` chunk: tag, conversation, two bools, a full batch.
+const _: () = assert!(
+    1 + 1
+        + MAX_ROOM_NAME_WIRE_BYTES
+        + 2
+        + U16_BYTES
+        + MAX_HISTORY_ENTRIES_PER_BATCH * MAX_HISTORY_ENTRY_BYTES
+        <= MAX_MESSAGE_BYTES
+);
 const _: () = assert!(MAX_ROOM_LIST_BYTES <= MAX_MESSAGE_BYTES);
 const _: () = assert!(
     LIST_HEADER_BYTES + (MAX_ROOMS_PER_LIST + 1) * MAX_ROOM_SUMMARY_BYTES > MAX_MESSAGE_BYTES
@@ -102,7 +111,7 @@ pub enum Conversation {
 }
 
 impl Conversation {
-    fn decode(r: &mut Reader<'_>) -> Result<Self, MessageError> {
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, MessageError> {
         match r.u8()? {
             0x00 => Ok(Self::Room {
                 room: RoomName::decode(r)?,
@@ -117,7 +126,7 @@ impl Conversation {
         }
     }
 
-    fn encode(&self, out: &mut impl Sink) {
+    pub(crate) fn encode(&self, out: &mut impl Sink) {
         match self {
             Self::Room { room } => {
                 out.u8(0x00);
@@ -203,6 +212,24 @@ pub enum ServerMessage {
     /// 0x08: the answer to `ListDevices`: every device of the user the
     /// server knows, the asking one marked `current`.
     DeviceList { devices: DeviceInfos },
+    /// 0x09: one chunk of the answer to `History`, oldest first; every
+    /// chunk but the last has `more`. `complete` (on the last chunk): no
+    /// message older than these exists.
+    HistoryPage {
+        conversation: Conversation,
+        more: bool,
+        complete: bool,
+        entries: HistoryEntries,
+    },
+    /// 0x0B: the user has read `conversation` up to `up_to_id`, with
+    /// `unread` messages from others after it (counted among the last
+    /// replayed ones at login): in the greeting, and to every device of
+    /// the user when one of them moves it.
+    ReadMarker {
+        conversation: Conversation,
+        up_to_id: u64,
+        unread: u32,
+    },
     /// 0x10: a message in a room the user is in (`from` is set by the
     /// server from the session).
     RoomMessage {
@@ -306,6 +333,8 @@ pub(crate) mod tag {
     pub const CHANGE_PASSWORD_RESPONSE: u8 = 0x06;
     pub const PASSWORD_CHANGED: u8 = 0x07;
     pub const DEVICE_LIST: u8 = 0x08;
+    pub const HISTORY_PAGE: u8 = 0x09;
+    pub const READ_MARKER: u8 = 0x0B;
     pub const ROOM_MESSAGE: u8 = 0x10;
     pub const DIRECT_MESSAGE: u8 = 0x11;
     pub const USER_JOINED: u8 = 0x12;
@@ -393,6 +422,31 @@ impl ServerMessage {
                     devices: BoundedList::from_checked(devices),
                 }
             }
+            tag::HISTORY_PAGE => {
+                let conversation = Conversation::decode(&mut r)?;
+                let more = r.bool("more")?;
+                let complete = r.bool("complete")?;
+                let count = r.count(
+                    "entries",
+                    MAX_HISTORY_ENTRIES_PER_BATCH,
+                    MIN_HISTORY_ENTRY_BYTES,
+                )?;
+                let mut entries = Vec::with_capacity(count);
+                for _ in 0..count {
+                    entries.push(HistoryEntry::decode(&mut r)?);
+                }
+                Self::HistoryPage {
+                    conversation,
+                    more,
+                    complete,
+                    entries: BoundedList::from_checked(entries),
+                }
+            }
+            tag::READ_MARKER => Self::ReadMarker {
+                conversation: Conversation::decode(&mut r)?,
+                up_to_id: r.u64()?,
+                unread: r.u32()?,
+            },
             tag::ROOM_MESSAGE => Self::RoomMessage {
                 id: r.u64()?,
                 timestamp_ms: r.u64()?,
@@ -540,6 +594,27 @@ impl ServerMessage {
             .collect()
     }
 
+    /// `HistoryPage` chunks answering a `History` request, oldest first:
+    /// every chunk but the last has `more`; `complete` on the last.
+    pub fn history_page_chunks(
+        conversation: Conversation,
+        entries: Vec<HistoryEntry>,
+        complete: bool,
+    ) -> Vec<ServerMessage> {
+        let pages = HistoryEntries::paginate(entries);
+        let last = pages.len().saturating_sub(1);
+        pages
+            .into_iter()
+            .enumerate()
+            .map(|(i, entries)| Self::HistoryPage {
+                conversation: conversation.clone(),
+                more: i < last,
+                complete: i == last && complete,
+                entries,
+            })
+            .collect()
+    }
+
     /// `RoomList` pages for any number of rooms: every page but the last
     /// has `more == true`; at least one page.
     pub fn room_list_pages(rooms: Vec<RoomSummary>) -> Vec<ServerMessage> {
@@ -566,6 +641,8 @@ impl ServerMessage {
             Self::ChangePasswordResponse { .. } => tag::CHANGE_PASSWORD_RESPONSE,
             Self::PasswordChanged { .. } => tag::PASSWORD_CHANGED,
             Self::DeviceList { .. } => tag::DEVICE_LIST,
+            Self::HistoryPage { .. } => tag::HISTORY_PAGE,
+            Self::ReadMarker { .. } => tag::READ_MARKER,
             Self::RoomMessage { .. } => tag::ROOM_MESSAGE,
             Self::DirectMessage { .. } => tag::DIRECT_MESSAGE,
             Self::UserJoined { .. } => tag::USER_JOINED,
@@ -718,6 +795,29 @@ impl ServerMessage {
                 topic.encode(out);
             }
             Self::Done => {}
+            Self::HistoryPage {
+                conversation,
+                more,
+                complete,
+                entries,
+            } => {
+                conversation.encode(out);
+                out.bool(*more);
+                out.bool(*complete);
+                out.len16(entries.len());
+                for entry in entries {
+                    entry.encode(out);
+                }
+            }
+            Self::ReadMarker {
+                conversation,
+                up_to_id,
+                unread,
+            } => {
+                conversation.encode(out);
+                out.u64(*up_to_id);
+                out.u32(*unread);
+            }
             Self::DeviceList { devices } => {
                 out.len16(devices.len());
                 for device in devices {

@@ -209,6 +209,17 @@ pub enum Action {
     LogoutDevice(u64),
     /// The client renamed this session's device.
     RenameDevice(DeviceName),
+    /// Answer `History` with `HistoryPage` chunks.
+    History {
+        conversation: proto_core::message::Conversation,
+        before_id: u64,
+        limit: u16,
+    },
+    /// Move this user's read marker (and tell their other devices).
+    MarkRead {
+        conversation: proto_core::message::Conversation,
+        up_to_id: u64,
+    },
     /// End the session; nothing follows.
     Close(End),
 }
@@ -643,7 +654,10 @@ impl<D: Directory> SessionPolicy<D> {
                 };
                 return;
             }
-            ClientMessage::ListDevices | ClientMessage::LogoutDevice { .. } => {
+            ClientMessage::ListDevices
+            | ClientMessage::LogoutDevice { .. }
+            | ClientMessage::History { .. }
+            | ClientMessage::MarkRead { .. } => {
                 if let Admission::Admitted = self.admit(true, now) {
                     self.send(error(ErrorCode::NotLoggedIn, "log in or register first"));
                 }
@@ -871,6 +885,32 @@ impl<D: Directory> SessionPolicy<D> {
                     ));
                 }
             }
+            ClientMessage::History {
+                conversation,
+                before_id,
+                limit,
+            } => match self.admit(false, now) {
+                Admission::Admitted => self.actions.push_back(Action::History {
+                    conversation,
+                    before_id,
+                    limit,
+                }),
+                Admission::Refused => {
+                    self.refuse(None, ErrorCode::RateLimited, "too many requests; slow down");
+                }
+                Admission::Flood => {}
+            },
+            ClientMessage::MarkRead {
+                conversation,
+                up_to_id,
+            } => match self.admit(false, now) {
+                Admission::Admitted => self.actions.push_back(Action::MarkRead {
+                    conversation,
+                    up_to_id,
+                }),
+                // A marker that could not move now moves with the next one.
+                Admission::Refused | Admission::Flood => {}
+            },
             ClientMessage::ListDevices => match self.admit(false, now) {
                 Admission::Admitted => self.actions.push_back(Action::ListDevices),
                 Admission::Refused => {

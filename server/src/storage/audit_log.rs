@@ -7,15 +7,10 @@
 
 use std::path::Path;
 
-use ring::rand::SystemRandom;
 use serde::{Deserialize, Serialize};
 
 use super::error::HistoryError;
-use super::history::log_file::{Durability, LogFile, Unparsable};
-use super::sealing;
-
-const AUDIT_INFO: &[u8] = b"securechat audit v1";
-const LOG_ID: &str = "audit";
+use super::journal::{Journal, JournalKind};
 
 /// One action. Names are canonical account names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,44 +33,32 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+const KIND: JournalKind = JournalKind {
+    info: b"securechat audit v1",
+    id: "audit",
+};
+
 /// The open audit log.
 pub struct AuditLog {
-    log: LogFile,
-    rng: SystemRandom,
+    journal: Journal,
 }
 
 impl AuditLog {
     /// Opens (or, on first use, creates) the log at `path`, checking every record.
     pub fn open(path: &Path, storage_key: &[u8; 32]) -> Result<Self, HistoryError> {
-        let mut log = LogFile::new(path.to_path_buf(), LOG_ID.to_owned(), key(storage_key)?);
-        log.scan(|_, _| Ok(()))?;
-        Ok(Self {
-            log,
-            rng: SystemRandom::new(),
-        })
+        let (journal, _) = Journal::open::<AuditEntry>(path, storage_key, KIND)?;
+        Ok(Self { journal })
     }
 
     /// Appends `entry` and fsyncs it.
     pub fn append(&mut self, entry: &AuditEntry) -> Result<(), HistoryError> {
-        let plaintext = serde_json::to_vec(entry).map_err(|_| HistoryError::Crypto)?;
-        self.log
-            .append(&self.rng, &plaintext, Durability::SyncEachAppend)
+        self.journal.append(entry, true)
     }
 
     /// Every entry at `path`, oldest first (for the operator's tools and tests).
     pub fn read_all(path: &Path, storage_key: &[u8; 32]) -> Result<Vec<AuditEntry>, HistoryError> {
-        let mut log = LogFile::new(path.to_path_buf(), LOG_ID.to_owned(), key(storage_key)?);
-        let mut entries = Vec::new();
-        log.scan(|_, plaintext| {
-            entries.push(serde_json::from_slice(plaintext).map_err(|_| Unparsable)?);
-            Ok(())
-        })?;
-        Ok(entries)
+        Ok(Journal::open(path, storage_key, KIND)?.1)
     }
-}
-
-fn key(storage_key: &[u8; 32]) -> Result<ring::aead::LessSafeKey, HistoryError> {
-    sealing::derive_aead_key(storage_key, &[AUDIT_INFO]).map_err(|_| HistoryError::Crypto)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 //!   audit.log             every moderation and administration action, the same way
 //!                         (see audit_log)
 //!   devices.log           each user's devices: name, last seen, address (see devices_log)
+//!   read_markers.log      how far each user has read each conversation (see read_markers)
 //!   chat_histories/
 //!     room.log                 #general's messages (the room from before rooms)
 //!     room-<hex>.log           one per other room; hex = HMAC-SHA256(name key, "room" 0x00 id)
@@ -49,6 +50,7 @@ pub const RESUME_TOKENS_FILE: &str = "resume_tokens.enc";
 pub const ROOMS_FILE: &str = "rooms.log";
 pub const AUDIT_FILE: &str = "audit.log";
 pub const DEVICES_FILE: &str = "devices.log";
+pub const READ_MARKERS_FILE: &str = "read_markers.log";
 
 const DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
@@ -80,6 +82,7 @@ impl DataDir {
             ROOMS_FILE,
             AUDIT_FILE,
             DEVICES_FILE,
+            READ_MARKERS_FILE,
         ] {
             check_file_if_present(&root.join(name))?;
         }
@@ -118,6 +121,11 @@ impl DataDir {
     /// The rooms journal (`storage::rooms_log`).
     pub fn rooms_path(&self) -> PathBuf {
         self.root.join(ROOMS_FILE)
+    }
+
+    /// How far each user has read each conversation (`read_markers`).
+    pub fn read_markers_path(&self) -> PathBuf {
+        self.root.join(READ_MARKERS_FILE)
     }
 
     /// Each user's devices (`storage::devices_log`).

@@ -10,20 +10,12 @@
 //! plus 1,024 records: to `devices.log.tmp`, fsynced, renamed over the old one.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use ring::rand::SystemRandom;
 use serde::{Deserialize, Serialize};
 
-use super::atomic_file;
 use super::error::HistoryError;
-use super::history::log_file::{Durability, LogFile, Unparsable};
-use super::sealing;
-
-const DEVICES_INFO: &[u8] = b"securechat devices v1";
-const LOG_ID: &str = "devices";
+use super::journal::{Journal, JournalKind};
 
 /// One change to a user's devices (canonical names).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,101 +81,60 @@ pub fn apply(table: &mut DeviceTable, event: &DeviceEvent) {
     }
 }
 
+const KIND: JournalKind = JournalKind {
+    info: b"securechat devices v1",
+    id: "devices",
+};
+
 /// The open journal.
 pub struct DevicesLog {
-    log: LogFile,
-    rng: SystemRandom,
+    journal: Journal,
 }
 
 impl DevicesLog {
     /// Opens (or creates) the journal at `path` and returns it with the table it
     /// holds, compacting it first if it has grown.
     pub fn open(path: &Path, storage_key: &[u8; 32]) -> Result<(Self, DeviceTable), HistoryError> {
-        let rng = SystemRandom::new();
-        let mut log = LogFile::new(path.to_path_buf(), LOG_ID.to_owned(), key(storage_key)?);
+        let (mut journal, events) = Journal::open::<DeviceEvent>(path, storage_key, KIND)?;
         let mut table = DeviceTable::new();
-        let mut records = 0usize;
-        log.scan(|_, plaintext| {
-            let event: DeviceEvent = serde_json::from_slice(plaintext).map_err(|_| Unparsable)?;
-            apply(&mut table, &event);
-            records += 1;
-            Ok(())
-        })?;
-        let live: usize = table.values().map(BTreeMap::len).sum();
-        if records > 2 * live + 1024 {
-            drop(log);
-            compact(path, storage_key, &rng, &table)?;
-            log = LogFile::new(path.to_path_buf(), LOG_ID.to_owned(), key(storage_key)?);
-            log.scan(|_, _| Ok(()))?;
+        for event in &events {
+            apply(&mut table, event);
         }
-        Ok((Self { log, rng }, table))
+        let live: usize = table.values().map(BTreeMap::len).sum();
+        if events.len() > 2 * live + 1024 {
+            drop(journal);
+            Journal::rewrite(path, storage_key, KIND, compacted(&table))?;
+            journal = Journal::open::<DeviceEvent>(path, storage_key, KIND)?.0;
+        }
+        Ok((Self { journal }, table))
     }
 
     /// Appends `event`: fsynced when `durable`, else one `write(2)`.
     pub fn append(&mut self, event: &DeviceEvent, durable: bool) -> Result<(), HistoryError> {
-        let plaintext = serde_json::to_vec(event).map_err(|_| HistoryError::Crypto)?;
-        let durability = if durable {
-            Durability::SyncEachAppend
-        } else {
-            Durability::WriteThrough
-        };
-        self.log.append(&self.rng, &plaintext, durability)
+        self.journal.append(event, durable)
     }
 }
 
-/// Rewrites the journal as one `Seen` per device, atomically.
-fn compact(
-    path: &Path,
-    storage_key: &[u8; 32],
-    rng: &SystemRandom,
-    table: &DeviceTable,
-) -> Result<(), HistoryError> {
-    let tmp = temp_path(path);
-    let io_error = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source: io::Error| HistoryError::Io { path, source }
-    };
-    match fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_error(&tmp)(e)),
-    }
-    let mut fresh = LogFile::new(tmp.clone(), LOG_ID.to_owned(), key(storage_key)?);
-    for (user, devices) in table {
-        for (id, record) in devices {
-            let event = DeviceEvent::Seen {
+/// One `Seen` per device.
+fn compacted(table: &DeviceTable) -> Vec<DeviceEvent> {
+    table
+        .iter()
+        .flat_map(|(user, devices)| {
+            devices.iter().map(|(id, record)| DeviceEvent::Seen {
                 user: user.clone(),
                 id: *id,
                 name: record.name.clone(),
                 at_ms: record.last_seen_ms,
                 address: record.address.clone(),
-            };
-            let plaintext = serde_json::to_vec(&event).map_err(|_| HistoryError::Crypto)?;
-            fresh.append(rng, &plaintext, Durability::Buffered)?;
-        }
-    }
-    fresh.flush(true)?;
-    drop(fresh);
-    fs::rename(&tmp, path).map_err(io_error(path))?;
-    if let Some(dir) = path.parent() {
-        atomic_file::sync_dir(dir).map_err(io_error(dir))?;
-    }
-    Ok(())
-}
-
-fn key(storage_key: &[u8; 32]) -> Result<ring::aead::LessSafeKey, HistoryError> {
-    sealing::derive_aead_key(storage_key, &[DEVICES_INFO]).map_err(|_| HistoryError::Crypto)
-}
-
-fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn seen(user: &str, id: u64, at_ms: u64) -> DeviceEvent {
         DeviceEvent::Seen {

@@ -8,6 +8,7 @@ pub mod data_dir;
 pub mod devices_log;
 pub mod error;
 pub mod history;
+pub mod journal;
 pub mod key_files;
 pub mod opaque_key_file;
 pub mod password;

@@ -14,20 +14,12 @@
 //! place: `#general` holding every existing account. A crash before the rename leaves
 //! no `rooms.log`, so the next start does it again.
 
-use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use ring::rand::SystemRandom;
 use serde::{Deserialize, Serialize};
 
-use super::atomic_file;
 use super::error::HistoryError;
-use super::history::log_file::{Durability, LogFile, Unparsable};
-use super::sealing;
-
-const ROOMS_INFO: &[u8] = b"securechat rooms v1";
-const LOG_ID: &str = "rooms";
+use super::journal::{Journal, JournalKind};
 
 /// One change to the rooms. Names are canonical account names; a room is named by its
 /// id (ids are never reused, so a room deleted and created again is another room).
@@ -97,10 +89,14 @@ pub enum RoomEvent {
     },
 }
 
+const KIND: JournalKind = JournalKind {
+    info: b"securechat rooms v1",
+    id: "rooms",
+};
+
 /// The open journal: appends go to its end.
 pub struct RoomsLog {
-    log: LogFile,
-    rng: SystemRandom,
+    journal: Journal,
 }
 
 impl RoomsLog {
@@ -112,62 +108,24 @@ impl RoomsLog {
         storage_key: &[u8; 32],
         initial: impl FnOnce() -> Vec<RoomEvent>,
     ) -> Result<(Self, Vec<RoomEvent>), HistoryError> {
-        let key = || {
-            sealing::derive_aead_key(storage_key, &[ROOMS_INFO]).map_err(|_| HistoryError::Crypto)
-        };
-        let rng = SystemRandom::new();
-        let io_error = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source: io::Error| HistoryError::Io { path, source }
-        };
         if !path.exists() {
-            let tmp = temp_path(path);
-            match fs::remove_file(&tmp) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_error(&tmp)(e)),
-            }
-            let mut fresh = LogFile::new(tmp.clone(), LOG_ID.to_owned(), key()?);
-            for event in initial() {
-                fresh.append(&rng, &encode(&event)?, Durability::Buffered)?;
-            }
-            fresh.flush(true)?;
-            drop(fresh);
-            fs::rename(&tmp, path).map_err(io_error(path))?;
-            if let Some(dir) = path.parent() {
-                atomic_file::sync_dir(dir).map_err(io_error(dir))?;
-            }
+            Journal::rewrite(path, storage_key, KIND, initial())?;
         }
-        let mut log = LogFile::new(path.to_path_buf(), LOG_ID.to_owned(), key()?);
-        let mut events = Vec::new();
-        log.scan(|_, plaintext| {
-            let event = serde_json::from_slice(plaintext).map_err(|_| Unparsable)?;
-            events.push(event);
-            Ok(())
-        })?;
-        Ok((Self { log, rng }, events))
+        let (journal, events) = Journal::open(path, storage_key, KIND)?;
+        Ok((Self { journal }, events))
     }
 
     /// Appends `event` and fsyncs it before returning.
     pub fn append(&mut self, event: &RoomEvent) -> Result<(), HistoryError> {
-        self.log
-            .append(&self.rng, &encode(event)?, Durability::SyncEachAppend)
+        self.journal.append(event, true)
     }
-}
-
-fn encode(event: &RoomEvent) -> Result<Vec<u8>, HistoryError> {
-    serde_json::to_vec(event).map_err(|_| HistoryError::Crypto)
-}
-
-fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::journal::temp_path;
     use super::*;
+    use std::fs;
 
     fn created(id: u64, name: &str) -> RoomEvent {
         RoomEvent::Created {

@@ -270,6 +270,44 @@ impl HistoryStore {
         Ok(files)
     }
 
+    /// Up to `limit` messages of the conversation `target` names with an id
+    /// below `before_id` (0: the newest), oldest first, and whether none
+    /// older exists. Reads the whole log (each record authenticated), so a
+    /// page costs a scan of the conversation's file: fine for scrolling back,
+    /// where a person reads far slower than this reads.
+    pub fn page(
+        &mut self,
+        target: &AppendTarget,
+        before_id: u64,
+        limit: usize,
+    ) -> Result<(Vec<HistoryEntry>, bool), HistoryError> {
+        let id = match target {
+            AppendTarget::Room(log) => log.clone(),
+            AppendTarget::Direct(logs) => logs.dm.clone(),
+        };
+        // Written but unflushed appends (buffered durability) go first.
+        self.cache.update(&id, cached_flush);
+        let key = self.keys.log_key(&id)?;
+        let mut log = LogFile::new(keyed_names::path_of(&self.dir, &id), id, key);
+        let before = if before_id == 0 { u64::MAX } else { before_id };
+        let mut kept: std::collections::VecDeque<HistoryEntry> =
+            std::collections::VecDeque::with_capacity(limit + 1);
+        let mut older = 0usize;
+        log.scan(|_, plaintext| {
+            let entry: HistoryEntry =
+                serde_json::from_slice(plaintext).map_err(|_| super::log_file::Unparsable)?;
+            if entry.id < before {
+                kept.push_back(entry);
+                if kept.len() > limit {
+                    kept.pop_front();
+                    older += 1;
+                }
+            }
+            Ok(())
+        })?;
+        Ok((kept.into(), older == 0))
+    }
+
     /// Deletes room `id`'s log (the room was deleted): what is cached of it,
     /// then its file. A room log that never existed is not an error.
     pub fn delete_room(&mut self, id: u64) -> Result<(), HistoryError> {
@@ -427,6 +465,13 @@ impl HistoryStore {
     }
 }
 
+/// Writes a cached log's buffered appends (before it is read from disk).
+fn cached_flush(cached: &mut CachedLog) {
+    if let Err(e) = cached.log.flush(false) {
+        tracing::warn!(error = %e, "a history log could not be flushed before a page read");
+    }
+}
+
 impl Drop for HistoryStore {
     fn drop(&mut self) {
         if let Err(e) = self.flush() {
@@ -489,6 +534,31 @@ mod tests {
             store.cache.bytes(),
             store.config.cache_bytes
         );
+    }
+
+    #[test]
+    fn a_page_is_the_messages_before_an_id_oldest_first_and_says_when_there_are_no_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = HistoryStore::open(dir.path(), &KEY).unwrap();
+        for id in 1..=10 {
+            store
+                .append_room(SEED_ROOM, &entry(id, "A", None, &format!("m{id}")))
+                .unwrap();
+        }
+        let target = store.room_target(SEED_ROOM);
+        let ids = |page: &(Vec<HistoryEntry>, bool)| -> Vec<u64> {
+            page.0.iter().map(|e| e.id).collect()
+        };
+        let newest = store.page(&target, 0, 3).unwrap();
+        assert_eq!((ids(&newest), newest.1), (vec![8, 9, 10], false));
+        let before = store.page(&target, 8, 3).unwrap();
+        assert_eq!((ids(&before), before.1), (vec![5, 6, 7], false));
+        let last = store.page(&target, 3, 3).unwrap();
+        assert_eq!((ids(&last), last.1), (vec![1, 2], true));
+        let none = store.page(&target, 1, 3).unwrap();
+        assert_eq!((ids(&none), none.1), (vec![], true));
+        let empty_room = store.room_target(99);
+        assert_eq!(store.page(&empty_room, 0, 3).unwrap(), (vec![], true));
     }
 
     #[test]
