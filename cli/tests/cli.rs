@@ -34,6 +34,32 @@ fn cli(server: &TestServer, known: &Path, user: &str) -> Command {
     c
 }
 
+/// The cli's `--json` output, read event by event.
+struct JsonEvents(tokio::io::Lines<BufReader<tokio::process::ChildStdout>>);
+
+impl JsonEvents {
+    fn of(child: &mut Child) -> Self {
+        Self(BufReader::new(child.stdout.take().expect("stdout piped")).lines())
+    }
+
+    /// The next event of type `kind` (others are skipped); fails the test
+    /// after `RECV_TIMEOUT` or at the end of the output.
+    async fn next_of(&mut self, kind: &str) -> serde_json::Value {
+        loop {
+            let line = tokio::time::timeout(RECV_TIMEOUT, self.0.next_line())
+                .await
+                .expect("no output from the cli")
+                .unwrap()
+                .expect("cli output ended");
+            let v: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"));
+            if v["type"] == kind {
+                return v;
+            }
+        }
+    }
+}
+
 /// Reads `out` until a line contains `text`, then drains the rest in the
 /// background (a closed pipe would kill the writer); fails the test after
 /// `RECV_TIMEOUT` or at the end of the output.
@@ -322,24 +348,11 @@ async fn devices_are_listed_with_the_name_given_and_logged_out_from_the_terminal
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut next_of = async |kind: &str| -> serde_json::Value {
-        loop {
-            let line = tokio::time::timeout(RECV_TIMEOUT, lines.next_line())
-                .await
-                .expect("no output from the cli")
-                .unwrap()
-                .expect("cli output ended");
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            if v["type"] == kind {
-                return v;
-            }
-        }
-    };
-    next_of("history_done").await;
+    let mut events = JsonEvents::of(&mut child);
+    events.next_of("history_done").await;
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"/devices\n").await.unwrap();
-    let list = next_of("devices").await;
+    let list = events.next_of("devices").await;
     let devices = list["devices"].as_array().unwrap();
     assert_eq!(devices.len(), 2, "{list}");
     let mine = devices.iter().find(|d| d["current"] == true).unwrap();
@@ -596,45 +609,32 @@ async fn typed_room_commands_join_list_part_and_the_text_follows_the_current_roo
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut next_of = async |kind: &str| -> serde_json::Value {
-        loop {
-            let line = tokio::time::timeout(RECV_TIMEOUT, lines.next_line())
-                .await
-                .expect("no output from the cli")
-                .unwrap()
-                .expect("cli output ended");
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            if v["type"] == kind {
-                return v;
-            }
-        }
-    };
-    next_of("history_done").await;
+    let mut events = JsonEvents::of(&mut child);
+    events.next_of("history_done").await;
     bob.expect_user_joined("Carol").await;
     let mut stdin = child.stdin.take().unwrap();
 
     stdin.write_all(b"/join dev\n").await.unwrap();
-    assert_eq!(next_of("room_joined").await["room"], "#dev");
+    assert_eq!(events.next_of("room_joined").await["room"], "#dev");
     bob.expect_member_joined("#dev", "Carol").await;
     stdin.write_all(b"now in dev\n").await.unwrap();
     bob.expect_room_message_in("#dev", "Carol", "now in dev")
         .await;
 
     stdin.write_all(b"/list tabs\n").await.unwrap();
-    let list = next_of("room_list").await;
+    let list = events.next_of("room_list").await;
     assert_eq!(list["rooms"][0]["room"], "#dev");
     assert_eq!(list["rooms"].as_array().unwrap().len(), 1);
 
     bob.say("in general").await;
-    let heard = next_of("room").await;
+    let heard = events.next_of("room").await;
     assert_eq!(
         (heard["room"].as_str(), heard["text"].as_str()),
         (Some("#general"), Some("in general"))
     );
 
     stdin.write_all(b"/part\n").await.unwrap();
-    assert_eq!(next_of("room_left").await["room"], "#dev");
+    assert_eq!(events.next_of("room_left").await["room"], "#dev");
     bob.expect_member_left("#dev", "Carol").await;
     stdin.write_all(b"back in general\n").await.unwrap();
     bob.expect_room_message_in("#general", "Carol", "back in general")
@@ -658,29 +658,16 @@ async fn an_owner_moderates_from_the_terminal() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut next_of = async |kind: &str| -> serde_json::Value {
-        loop {
-            let line = tokio::time::timeout(RECV_TIMEOUT, lines.next_line())
-                .await
-                .expect("no output from the cli")
-                .unwrap()
-                .expect("cli output ended");
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            if v["type"] == kind {
-                return v;
-            }
-        }
-    };
-    assert_eq!(next_of("room_joined").await["room"], "#general");
-    let den = next_of("room_joined").await;
+    let mut events = JsonEvents::of(&mut child);
+    assert_eq!(events.next_of("room_joined").await["room"], "#general");
+    let den = events.next_of("room_joined").await;
     assert_eq!(
         (den["room"].as_str(), den["role"].as_str()),
         (Some("#den"), Some("owner"))
     );
     bob.expect_user_joined("Carol").await;
     bob.join_room("#den").await.unwrap();
-    next_of("member_joined").await;
+    events.next_of("member_joined").await;
     let mut stdin = child.stdin.take().unwrap();
 
     stdin.write_all(b"/op Bob\n").await.unwrap();
@@ -691,7 +678,7 @@ async fn an_owner_moderates_from_the_terminal() {
             role: RoomRole::Moderator
         }
     );
-    let op = next_of("room_changed").await;
+    let op = events.next_of("room_changed").await;
     assert_eq!(op["change"]["kind"], "role");
     assert_eq!(op["text"], "Carol made Bob a moderator");
 
@@ -716,7 +703,7 @@ async fn an_owner_moderates_from_the_terminal() {
     bob.expect_room_left("#den", RoomLeaveReason::Kicked).await;
     // A command the server refuses is shown, and nothing happens.
     stdin.write_all(b"/deleteroom #general\n").await.unwrap();
-    let refusal = next_of("notice").await;
+    let refusal = events.next_of("notice").await;
     assert_eq!(refusal["kind"], "error");
     assert!(refusal["text"]
         .as_str()

@@ -500,10 +500,7 @@ impl ChatModel {
                 lines,
                 complete,
             } => {
-                let index = match conversation {
-                    client_core::ConversationRef::Room(room) => self.index_of_room(room),
-                    client_core::ConversationRef::Direct(peer) => self.index_of_direct(peer),
-                };
+                let index = self.index_of(conversation);
                 self.conversations[index].prepend_lines(lines);
                 if *complete {
                     let text = "Beginning of the conversation".to_owned();
@@ -524,10 +521,7 @@ impl ChatModel {
                 up_to_id,
                 unread,
             } => {
-                let index = match conversation {
-                    client_core::ConversationRef::Room(room) => self.index_of_room(room),
-                    client_core::ConversationRef::Direct(peer) => self.index_of_direct(peer),
-                };
+                let index = self.index_of(conversation);
                 let selected = self.selected == index;
                 self.conversations[index].apply_read_marker(*up_to_id, *unread, selected);
             }
@@ -647,6 +641,13 @@ impl ChatModel {
         let index = self.index_of_direct(name);
         self.select(index);
         index
+    }
+
+    fn index_of(&mut self, conversation: &client_core::ConversationRef) -> usize {
+        match conversation {
+            client_core::ConversationRef::Room(room) => self.index_of_room(room),
+            client_core::ConversationRef::Direct(peer) => self.index_of_direct(peer),
+        }
     }
 
     /// The room's conversation, made (after the other rooms, before the

@@ -32,6 +32,7 @@ use crate::resume_tokens::ResumeTokens;
 use crate::storage::token_file::StoredToken;
 use crate::storage::{
     dummy_phc, verify_login, Credential, CredentialStore, PasswordParams, PhcString, RegisterError,
+    StoreError,
 };
 
 /// A successful register, login or resume.
@@ -547,14 +548,32 @@ impl Accounts {
         canonical: &str,
         credential: Credential,
     ) -> Result<(), AuthError> {
+        let cred = credential.clone();
+        self.change_account(
+            canonical,
+            "a new credential could not be stored",
+            move |store, c| store.replace_credential(c, cred),
+            |account| account.credential = Arc::new(credential),
+        )
+        .await
+    }
+
+    /// Changes `canonical`'s account in the store (on the blocking pool: it
+    /// fsyncs), then, once that is durable, in memory.
+    async fn change_account(
+        &self,
+        canonical: &str,
+        failure: &'static str,
+        on_disk: impl FnOnce(&mut CredentialStore, &str) -> Result<(), StoreError> + Send + 'static,
+        in_memory: impl FnOnce(&mut KnownAccount),
+    ) -> Result<(), AuthError> {
         let store = Arc::clone(&self.store);
-        let (c, cred) = (canonical.to_owned(), credential.clone());
-        let written =
-            tokio::task::spawn_blocking(move || lock(&store).replace_credential(&c, cred))
-                .await
-                .map_err(|_| AuthError::Internal)?;
+        let c = canonical.to_owned();
+        let written = tokio::task::spawn_blocking(move || on_disk(&mut lock(&store), &c))
+            .await
+            .map_err(|_| AuthError::Internal)?;
         if let Err(e) = written {
-            tracing::error!(error = %e, "a new credential could not be stored");
+            tracing::error!(error = %e, "{failure}");
             return Err(AuthError::Internal);
         }
         if let Some(account) = self
@@ -563,7 +582,7 @@ impl Accounts {
             .unwrap_or_else(PoisonError::into_inner)
             .get_mut(canonical)
         {
-            account.credential = Arc::new(credential);
+            in_memory(account);
         }
         Ok(())
     }
@@ -668,23 +687,13 @@ impl Accounts {
     /// persisted before it takes effect; disabling also revokes every
     /// resume token of the account. The caller ends its sessions.
     pub async fn set_disabled(&self, canonical: &str, disabled: bool) -> Result<(), AuthError> {
-        let store = Arc::clone(&self.store);
-        let c = canonical.to_owned();
-        let written = tokio::task::spawn_blocking(move || lock(&store).set_disabled(&c, disabled))
-            .await
-            .map_err(|_| AuthError::Internal)?;
-        if let Err(e) = written {
-            tracing::error!(error = %e, "an account could not be disabled or enabled");
-            return Err(AuthError::Internal);
-        }
-        if let Some(account) = self
-            .known
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get_mut(canonical)
-        {
-            account.disabled = disabled;
-        }
+        self.change_account(
+            canonical,
+            "an account could not be disabled or enabled",
+            move |store, c| store.set_disabled(c, disabled),
+            |account| account.disabled = disabled,
+        )
+        .await?;
         if disabled {
             self.revoke_all_tokens(canonical);
         }

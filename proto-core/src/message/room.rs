@@ -102,63 +102,78 @@ impl fmt::Display for RoomName {
     }
 }
 
-/// A room's topic: 0 to [`MAX_TOPIC_BYTES`] bytes, the character rules of
-/// [`MessageText`](crate::message::MessageText) and one line (no `\n`).
-/// Empty means no topic.
-#[derive(Clone, PartialEq, Eq, Hash, Default)]
-pub struct Topic(String);
+/// A one-line text field: 0 to `$max` bytes of UTF-8, the character rules
+/// of [`MessageText`](crate::message::MessageText) and no `\n`; empty
+/// means none.
+macro_rules! one_line_text {
+    ($(#[$meta:meta])* $name:ident, $max:expr, $field:literal) => {
+        $(#[$meta])*
+        #[derive(Clone, PartialEq, Eq, Hash, Default)]
+        pub struct $name(String);
 
-impl Topic {
-    pub fn new(s: &str) -> Result<Self, TextError> {
-        check_one_line(s, MAX_TOPIC_BYTES)?;
-        Ok(Self(s.to_owned()))
-    }
+        impl $name {
+            pub fn new(s: &str) -> Result<Self, TextError> {
+                check_one_line(s, $max)?;
+                Ok(Self(s.to_owned()))
+            }
 
-    /// No topic.
-    pub fn empty() -> Self {
-        Self::default()
-    }
+            /// None.
+            pub fn empty() -> Self {
+                Self::default()
+            }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
+            pub fn is_empty(&self) -> bool {
+                self.0.is_empty()
+            }
 
-    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, MessageError> {
-        let s = r.str("topic", MAX_TOPIC_BYTES)?;
-        Ok(Self::new(s)?)
-    }
+            pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, MessageError> {
+                let s = r.str($field, $max)?;
+                Ok(Self::new(s)?)
+            }
 
-    pub(crate) fn encode(&self, out: &mut impl Sink) {
-        out.str(&self.0);
-    }
+            pub(crate) fn encode(&self, out: &mut impl Sink) {
+                out.str(&self.0);
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.0, f)
+            }
+        }
+    };
 }
 
-impl fmt::Debug for Topic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
+one_line_text!(
+    /// A room's topic: 0 to [`MAX_TOPIC_BYTES`] bytes, one line. Empty
+    /// means no topic.
+    Topic,
+    MAX_TOPIC_BYTES,
+    "topic"
+);
 
-/// What a room list is narrowed to: rooms whose name or topic contains it,
-/// case-insensitively. 0 to [`MAX_ROOM_FILTER_BYTES`] bytes, one line, the
-/// text character rules; empty lists every room.
-#[derive(Clone, PartialEq, Eq, Hash, Default)]
-pub struct RoomFilter(String);
+one_line_text!(
+    /// What a room list is narrowed to: rooms whose name or topic contains
+    /// it, case-insensitively. 0 to [`MAX_ROOM_FILTER_BYTES`] bytes, one
+    /// line; empty lists every room.
+    RoomFilter,
+    MAX_ROOM_FILTER_BYTES,
+    "filter"
+);
+
+one_line_text!(
+    /// Why a moderator kicked or banned someone: 0 to [`MAX_REASON_BYTES`]
+    /// bytes, one line; empty for none.
+    Reason,
+    MAX_REASON_BYTES,
+    "reason"
+);
 
 impl RoomFilter {
-    pub fn new(s: &str) -> Result<Self, TextError> {
-        check_one_line(s, MAX_ROOM_FILTER_BYTES)?;
-        Ok(Self(s.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// Whether a room with this name and topic is listed.
     pub fn matches(&self, room: &RoomName, topic: &Topic) -> bool {
         if self.0.is_empty() {
@@ -167,61 +182,6 @@ impl RoomFilter {
         let needle = self.0.to_lowercase();
         room.as_str().to_lowercase().contains(&needle)
             || topic.as_str().to_lowercase().contains(&needle)
-    }
-
-    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, MessageError> {
-        let s = r.str("filter", MAX_ROOM_FILTER_BYTES)?;
-        Ok(Self::new(s)?)
-    }
-
-    pub(crate) fn encode(&self, out: &mut impl Sink) {
-        out.str(&self.0);
-    }
-}
-
-impl fmt::Debug for RoomFilter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-
-/// Why a moderator kicked or banned someone: 0 to [`MAX_REASON_BYTES`]
-/// bytes, one line, the text character rules; empty for none.
-#[derive(Clone, PartialEq, Eq, Hash, Default)]
-pub struct Reason(String);
-
-impl Reason {
-    pub fn new(s: &str) -> Result<Self, TextError> {
-        check_one_line(s, MAX_REASON_BYTES)?;
-        Ok(Self(s.to_owned()))
-    }
-
-    /// No reason given.
-    pub fn empty() -> Self {
-        Self::default()
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, MessageError> {
-        let s = r.str("reason", MAX_REASON_BYTES)?;
-        Ok(Self::new(s)?)
-    }
-
-    pub(crate) fn encode(&self, out: &mut impl Sink) {
-        out.str(&self.0);
-    }
-}
-
-impl fmt::Debug for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
     }
 }
 

@@ -324,6 +324,21 @@ pub enum ServerMessage {
     },
 }
 
+/// `items` split into lists of at most `MAX`, each made a message by
+/// `message(more, list)`: `more` on every one but the last; at least one.
+fn paged<T, const MAX: usize>(
+    items: Vec<T>,
+    message: impl Fn(bool, BoundedList<T, MAX>) -> ServerMessage,
+) -> Vec<ServerMessage> {
+    let pages = BoundedList::paginate(items);
+    let last = pages.len().saturating_sub(1);
+    pages
+        .into_iter()
+        .enumerate()
+        .map(|(i, list)| message(i < last, list))
+        .collect()
+}
+
 pub(crate) mod tag {
     pub const AUTH_OK: u8 = 0x01;
     pub const AUTH_FAILED: u8 = 0x02;
@@ -567,31 +582,16 @@ impl ServerMessage {
     /// `OnlineUsers` pages for any number of users: every page but the last
     /// has `more == true`; at least one page, even for no users.
     pub fn online_users_pages(users: Vec<Username>) -> Vec<ServerMessage> {
-        let pages = UserList::paginate(users);
-        let last = pages.len().saturating_sub(1);
-        pages
-            .into_iter()
-            .enumerate()
-            .map(|(i, users)| Self::OnlineUsers {
-                more: i < last,
-                users,
-            })
-            .collect()
+        paged(users, |more, users| Self::OnlineUsers { more, users })
     }
 
     /// `HistoryBatch` pages for any number of entries, oldest first: every
     /// page but the last has `more == true`; at least one page.
     pub fn history_batches(entries: Vec<HistoryEntry>) -> Vec<ServerMessage> {
-        let pages = HistoryEntries::paginate(entries);
-        let last = pages.len().saturating_sub(1);
-        pages
-            .into_iter()
-            .enumerate()
-            .map(|(i, entries)| Self::HistoryBatch {
-                more: i < last,
-                entries,
-            })
-            .collect()
+        paged(entries, |more, entries| Self::HistoryBatch {
+            more,
+            entries,
+        })
     }
 
     /// `HistoryPage` chunks answering a `History` request, oldest first:
@@ -601,33 +601,18 @@ impl ServerMessage {
         entries: Vec<HistoryEntry>,
         complete: bool,
     ) -> Vec<ServerMessage> {
-        let pages = HistoryEntries::paginate(entries);
-        let last = pages.len().saturating_sub(1);
-        pages
-            .into_iter()
-            .enumerate()
-            .map(|(i, entries)| Self::HistoryPage {
-                conversation: conversation.clone(),
-                more: i < last,
-                complete: i == last && complete,
-                entries,
-            })
-            .collect()
+        paged(entries, |more, entries| Self::HistoryPage {
+            conversation: conversation.clone(),
+            more,
+            complete: !more && complete,
+            entries,
+        })
     }
 
     /// `RoomList` pages for any number of rooms: every page but the last
     /// has `more == true`; at least one page.
     pub fn room_list_pages(rooms: Vec<RoomSummary>) -> Vec<ServerMessage> {
-        let pages = RoomSummaries::paginate(rooms);
-        let last = pages.len().saturating_sub(1);
-        pages
-            .into_iter()
-            .enumerate()
-            .map(|(i, rooms)| Self::RoomList {
-                more: i < last,
-                rooms,
-            })
-            .collect()
+        paged(rooms, |more, rooms| Self::RoomList { more, rooms })
     }
 
     /// The tag byte that starts this message's encoding.
