@@ -100,16 +100,17 @@ impl ChatView {
         chat.set_connected(*model.status() == crate::model::Status::Connected);
 
         let selected = model.selected_index();
-        chat.set_title(escape_for_display(model.selected().title()).into());
+        chat.set_title(escape_for_display(shown_title(model.selected())).into());
         chat.set_room_open(model.selected().id.room().is_some());
+        chat.set_topic(escape_for_display(&model.selected().topic).into());
         let items: Vec<ConversationItem> = model
             .conversations()
             .iter()
             .enumerate()
             .map(|(i, c)| ConversationItem {
-                title: escape_for_display(c.title()).into(),
+                title: escape_for_display(shown_title(c)).into(),
                 unread: i32::try_from(c.unread()).unwrap_or(i32::MAX),
-                is_room: i == 0,
+                is_room: c.id.room().is_some(),
                 selected: i == selected,
             })
             .collect();
@@ -215,5 +216,14 @@ fn to_slint_row(row: &Row) -> TimelineRow {
         history: row.history,
         continued: row.continued,
         status: row.status.as_str().into(),
+    }
+}
+
+/// A conversation's name beside its sigil: a room's without its `#` (the
+/// sigil shows it), a partner's as is.
+fn shown_title(conversation: &crate::model::Conversation) -> &str {
+    match conversation.id.room() {
+        Some(room) => room.strip_prefix('#').unwrap_or(room),
+        None => conversation.title(),
     }
 }

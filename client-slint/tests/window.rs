@@ -309,7 +309,7 @@ fn direct_messages_get_their_own_conversation_with_an_unread_count() {
         .iter()
         .map(|c| (c.title.to_string(), c.unread))
         .collect();
-    assert_eq!(unread, [("#general".to_owned(), 0), ("李雷".to_owned(), 1)]);
+    assert_eq!(unread, [("general".to_owned(), 0), ("李雷".to_owned(), 1)]);
     click(&app, "李雷 (1 unread)");
     let chat = app.window().global::<ChatAdapter>();
     assert_eq!(chat.get_title(), "李雷");
