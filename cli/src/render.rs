@@ -157,6 +157,39 @@ pub fn human(event: &ClientEvent) -> Option<String> {
                 esc(room)
             )
         }
+        ClientEvent::Members {
+            room,
+            members,
+            total,
+        } => {
+            let online = members.iter().filter(|m| m.online).count();
+            let mut text = format!(
+                "-- {} has {total} member{} ({online} shown online):",
+                esc(room),
+                if *total == 1 { "" } else { "s" }
+            );
+            for m in members {
+                let role = match m.role {
+                    client_core::RoomRole::Owner => "owner",
+                    client_core::RoomRole::Moderator => "moderator",
+                    client_core::RoomRole::Member => "",
+                };
+                let state = match (role, m.online) {
+                    ("", false) => String::new(),
+                    ("", true) => " (online)".into(),
+                    (role, false) => format!(" ({role})"),
+                    (role, true) => format!(" ({role}, online)"),
+                };
+                text.push_str(&format!("\n   {}{state}", esc(&m.name)));
+            }
+            if members.len() < usize::try_from(*total).unwrap_or(usize::MAX) {
+                text.push_str(&format!(
+                    "\n   … and {} more",
+                    *total as usize - members.len()
+                ));
+            }
+            text
+        }
         ClientEvent::RoomList { rooms } => {
             if rooms.is_empty() {
                 "-- no rooms match".into()
@@ -277,6 +310,16 @@ pub fn json(event: &ClientEvent) -> Option<String> {
         }),
         ClientEvent::RoomLeft { room, reason } => json!({
             "type": "room_left", "room": room, "reason": format!("{reason:?}").to_lowercase()
+        }),
+        ClientEvent::Members {
+            room,
+            members,
+            total,
+        } => json!({
+            "type": "members", "room": room, "total": total,
+            "members": members.iter().map(|m| json!({
+                "user": m.name, "role": format!("{:?}", m.role).to_lowercase(), "online": m.online
+            })).collect::<Vec<_>>()
         }),
         ClientEvent::RoomList { rooms } => json!({
             "type": "room_list",

@@ -111,6 +111,19 @@ pub struct RoomListing {
     pub members: u32,
 }
 
+/// Most members one `/names` answer collects (50 pages); a bigger room
+/// shows its first ones and its count.
+pub const MAX_MEMBERS_SHOWN: usize = 10_000;
+
+/// A member of a room in the answer to `/names`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    pub name: String,
+    pub role: RoomRole,
+    /// Logged in on at least one device.
+    pub online: bool,
+}
+
 /// Informational or error notices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoticeKind {
@@ -196,6 +209,15 @@ pub enum ClientEvent {
         room: String,
         actor: String,
         change: RoomChange,
+    },
+    /// The members of `room` (the answer to `/names`; pages merged), by
+    /// name; `total` is how many the server counts, more than
+    /// `members.len()` only past [`MAX_MEMBERS_SHOWN`] or if the room
+    /// changed while the pages came.
+    Members {
+        room: String,
+        members: Vec<MemberView>,
+        total: u32,
     },
     /// The user's devices (the answer to `/devices`).
     Devices {

@@ -15,6 +15,9 @@ pub enum Input {
     Part(String),
     /// `/list [FILTER]`: public rooms (and the user's own).
     List(String),
+    /// `/names [#ROOM]`: the members of a room (the room being shown
+    /// without a name).
+    Names(String),
     /// A moderator's command about `room` (the room being shown).
     Moderate { room: String, action: Moderation },
     /// A server administrator's command.
@@ -84,6 +87,7 @@ Commands:
   /join #ROOM      join ROOM (created, with you as owner, if it does not exist)
   /part [#ROOM]    leave ROOM (this room without a name)
   /list [FILTER]   list the public rooms whose name or topic contains FILTER
+  /names [#ROOM]   who is in ROOM (this room without a name), and who is online
   /msg NAME TEXT   send a direct message to NAME
 Moderators of this room (the owner too):
   /topic TEXT      set the topic          /mode +i | -i    invite-only, or public
@@ -139,6 +143,9 @@ pub fn parse_input(line: &str, room: &str) -> Input {
         },
         "part" | "leave" => Input::Part(args.split_whitespace().next().unwrap_or(room).to_owned()),
         "list" => Input::List(args.trim().to_owned()),
+        "names" | "members" => {
+            Input::Names(args.split_whitespace().next().unwrap_or(room).to_owned())
+        }
         "topic" if !args.trim().is_empty() => moderate(Moderation::Topic(args.trim().to_owned())),
         "topic" => Input::Usage("usage: /topic TEXT"),
         "mode" => match args.trim() {
@@ -386,6 +393,15 @@ mod tests {
             parse_input("/history 201", "#rust"),
             Input::Usage(_)
         ));
+    }
+
+    #[test]
+    fn names_asks_about_the_room_shown_or_the_one_named() {
+        assert_eq!(parse_input("/names", "#den"), Input::Names("#den".into()));
+        assert_eq!(
+            parse_input("/names #rust", "#den"),
+            Input::Names("#rust".into())
+        );
     }
 
     #[test]

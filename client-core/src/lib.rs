@@ -38,7 +38,8 @@ pub use cause::{CloseCause, FatalCause, PasswordChangeError, RetryCause, ServerR
 pub use device::DeviceIdentity;
 pub use events::{
     room_change_text, room_leave_text, room_left_text, ChatLine, ClientEvent, ConnectionState,
-    ConversationRef, Delivery, DeviceView, NoticeKind, RoomListing, RoomView,
+    ConversationRef, Delivery, DeviceView, MemberView, NoticeKind, RoomListing, RoomView,
+    MAX_MEMBERS_SHOWN,
 };
 pub use input::{parse_input, AdminCommand, Input, Moderation, HELP_TEXT};
 pub use known_servers::KnownServers;

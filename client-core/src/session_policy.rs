@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use proto_core::liveness::{Liveness, LivenessAction, SilenceLimits};
 use proto_core::message::{
-    ClientMessage, Conversation, ErrorCode, GoodbyeReason, MessageText, ResumeToken, RoomFilter,
-    RoomName, ServerMessage, Topic, Username,
+    ClientMessage, Conversation, ErrorCode, GoodbyeReason, MemberInfos, MessageText, ResumeToken,
+    RoomFilter, RoomName, ServerMessage, Topic, Username,
 };
 use rand_core::RngCore;
 
@@ -31,8 +31,8 @@ use crate::backoff::Backoff;
 use crate::cause::{CloseCause, RetryCause, ServerRefusal};
 use crate::connect::AttemptError;
 use crate::events::{
-    ChatLine, ClientEvent, ConnectionState, ConversationRef, Delivery, DeviceView, NoticeKind,
-    RoomListing, RoomView,
+    ChatLine, ClientEvent, ConnectionState, ConversationRef, Delivery, DeviceView, MemberView,
+    NoticeKind, RoomListing, RoomView, MAX_MEMBERS_SHOWN,
 };
 use crate::input::{AdminCommand, Input, Moderation, HELP_TEXT};
 use crate::outbox::{Outbox, Target};
@@ -154,6 +154,8 @@ pub struct SessionPolicy {
     room_span: std::collections::HashMap<String, (u64, u64)>,
     /// The chunks of a `HistoryPage` answer so far.
     page_lines: Vec<ChatLine>,
+    /// A `/names` answer so far: the room (canonical) and its members.
+    member_pages: Option<(String, Vec<MemberView>)>,
     seen: VecDeque<u64>,
     seen_set: HashSet<u64>,
 }
@@ -195,6 +197,7 @@ impl SessionPolicy {
             pending_join: None,
             room_span: std::collections::HashMap::new(),
             page_lines: Vec::new(),
+            member_pages: None,
             seen: VecDeque::new(),
             seen_set: HashSet::new(),
         }
@@ -420,6 +423,12 @@ impl SessionPolicy {
                         out.push(Action::Send(ClientMessage::LeaveRoom { room }));
                     }
                 }
+                Input::Names(name) => {
+                    if let Some(room) = room_name(&name, out) {
+                        self.member_pages = Some((room.canonical(), Vec::new()));
+                        out.push(Action::Send(ClientMessage::Members { room, offset: 0 }));
+                    }
+                }
                 Input::List(filter) => match RoomFilter::new(&filter) {
                     Ok(filter) => out.push(Action::Send(ClientMessage::ListRooms { filter })),
                     Err(e) => notice(out, NoticeKind::Error, format!("not sent: filter {e}")),
@@ -478,6 +487,7 @@ impl SessionPolicy {
                 Input::Who
                 | Input::Join(_)
                 | Input::Part(_)
+                | Input::Names(_)
                 | Input::List(_)
                 | Input::Moderate { .. }
                 | Input::Admin(_)
@@ -561,6 +571,44 @@ impl SessionPolicy {
         let span = self.room_span.entry(room.canonical()).or_insert((id, id));
         span.0 = span.0.min(id);
         span.1 = span.1.max(id);
+    }
+
+    /// One page of a `/names` answer: kept, and the next asked for until
+    /// the room's count (or [`MAX_MEMBERS_SHOWN`]) is reached; pages
+    /// nobody asked for, or out of order, are dropped.
+    fn member_page(
+        &mut self,
+        room: RoomName,
+        offset: u32,
+        total: u32,
+        members: MemberInfos,
+        out: &mut Vec<Action>,
+    ) {
+        let Some((asked, so_far)) = &mut self.member_pages else {
+            return;
+        };
+        if *asked != room.canonical() || usize::try_from(offset).ok() != Some(so_far.len()) {
+            return;
+        }
+        let got = members.len();
+        so_far.extend(members.into_vec().into_iter().map(|m| MemberView {
+            name: m.user.as_str().to_owned(),
+            role: m.role,
+            online: m.online,
+        }));
+        let wanted = usize::try_from(total).unwrap_or(usize::MAX);
+        if got > 0 && so_far.len() < wanted.min(MAX_MEMBERS_SHOWN) {
+            let offset = u32::try_from(so_far.len()).unwrap_or(u32::MAX);
+            out.push(Action::Send(ClientMessage::Members { room, offset }));
+            return;
+        }
+        if let Some((_, members)) = self.member_pages.take() {
+            out.push(Action::Emit(ClientEvent::Members {
+                room: room.as_str().to_owned(),
+                members,
+                total,
+            }));
+        }
     }
 
     /// A stored message as a line (replayed or paged).
@@ -738,6 +786,12 @@ impl SessionPolicy {
                     emit(out, ClientEvent::RoomList { rooms });
                 }
             }
+            ServerMessage::MemberPage {
+                room,
+                offset,
+                total,
+                members,
+            } => self.member_page(room, offset, total, members, out),
             ServerMessage::MemberJoined { room, user } => emit(
                 out,
                 ClientEvent::MemberJoined {

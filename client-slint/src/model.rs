@@ -475,6 +475,31 @@ impl ChatModel {
                 let text = room_change_text(actor, change);
                 self.notice_in(index, NoticeStyle::Info, text, now_ms);
             }
+            ClientEvent::Members {
+                room,
+                members,
+                total,
+            } => {
+                let index = self.index_of_room(room);
+                let names: Vec<String> = members
+                    .iter()
+                    .map(|m| {
+                        let sigil = match m.role {
+                            client_core::RoomRole::Owner => "~",
+                            client_core::RoomRole::Moderator => "@",
+                            client_core::RoomRole::Member => "",
+                        };
+                        let online = if m.online { " ●" } else { "" };
+                        format!("{sigil}{}{online}", m.name)
+                    })
+                    .collect();
+                let text = format!(
+                    "{total} member{} (~ owner, @ moderator, ● online):\n{}",
+                    if *total == 1 { "" } else { "s" },
+                    names.join(", ")
+                );
+                self.notice_in(index, NoticeStyle::Info, text, now_ms);
+            }
             ClientEvent::Devices { devices } => {
                 let lines: Vec<String> = devices
                     .iter()

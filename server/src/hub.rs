@@ -361,6 +361,16 @@ impl Hub {
         found
     }
 
+    /// Whether each of `users` (canonical names) is online now, under one
+    /// lock.
+    pub fn online_among<'a>(&self, users: impl IntoIterator<Item = &'a str>) -> Vec<bool> {
+        let state = self.state();
+        users
+            .into_iter()
+            .map(|u| state.members.contains_key(u))
+            .collect()
+    }
+
     /// The devices of `canonical` online now.
     pub fn online_devices(&self, canonical: &str) -> Vec<u64> {
         self.state()

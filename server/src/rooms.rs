@@ -245,6 +245,15 @@ impl Outcome {
     }
 }
 
+/// A page of a room's members, as `Rooms::member_page` finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberPage {
+    pub room: RoomName,
+    pub total: u32,
+    /// Canonical names and roles.
+    pub members: Vec<(String, proto_core::message::RoomRole)>,
+}
+
 /// The audit log's entry for a moderation request by `actor` that did
 /// `applied` at `at_ms` (`reason`: what the moderator gave).
 pub fn audit_entry(
@@ -572,6 +581,31 @@ impl Rooms {
             .map(|r| (r.id, r.name.clone()))
     }
 
+    /// Up to `limit` members of room `name` from `offset` on (canonical
+    /// names in order, with their roles), the room's name as created and
+    /// how many members it has, if `user` is a member.
+    pub fn member_page(
+        &self,
+        user: &str,
+        name: &RoomName,
+        offset: usize,
+        limit: usize,
+    ) -> Result<MemberPage, RoomError> {
+        let state = self.read();
+        let room = state.member_room(user, name)?;
+        Ok(MemberPage {
+            room: room.name.clone(),
+            total: u32::try_from(room.members.len()).unwrap_or(u32::MAX),
+            members: room
+                .members
+                .iter()
+                .skip(offset)
+                .take(limit)
+                .map(|m| (m.clone(), room.role_of(m)))
+                .collect(),
+        })
+    }
+
     /// The rooms `user` is in, as the greeting describes them, by name.
     pub fn rooms_of(&self, user: &str) -> Vec<(RoomId, RoomInfo)> {
         let state = self.read();
@@ -621,6 +655,43 @@ mod tests {
             RoomLimits::default(),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn members_come_in_pages_by_name_to_members_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let rooms = Rooms::open(
+            &dir.path().join("rooms.log"),
+            &[3u8; 32],
+            || (0..450).map(|i| format!("user{i:03}")).collect(),
+            RoomLimits::default(),
+        )
+        .unwrap();
+        let general = room("#GENERAL");
+        let mut seen = Vec::new();
+        let mut offset = 0;
+        loop {
+            let page = rooms.member_page("user007", &general, offset, 200).unwrap();
+            assert_eq!((page.room.as_str(), page.total), ("#general", 450));
+            assert!(page.members.len() <= 200);
+            if page.members.is_empty() {
+                break;
+            }
+            offset += page.members.len();
+            seen.extend(page.members);
+        }
+        let expected: Vec<(String, RoomRole)> = (0..450)
+            .map(|i| (format!("user{i:03}"), RoomRole::Member))
+            .collect();
+        assert_eq!(seen, expected, "every member once, in order");
+        assert_eq!(
+            rooms.member_page("nobody", &general, 0, 200),
+            Err(RoomError::NotAMember)
+        );
+        assert_eq!(
+            rooms.member_page("user007", &room("#nowhere"), 0, 200),
+            Err(RoomError::NoSuchRoom)
+        );
     }
 
     #[test]

@@ -21,8 +21,8 @@ use std::task::Poll;
 
 use net::{LinkEvent, NetError, ServerLink};
 use proto_core::message::{
-    Conversation as WireConversation, HistoryEntry as WireEntry, MessageText, ServerMessage,
-    Username,
+    Conversation as WireConversation, HistoryEntry as WireEntry, MessageText, RoomName,
+    ServerMessage, Username,
 };
 use proto_core::ChannelBinding;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -374,6 +374,12 @@ where
                     }
                     queued = self.history_page(conversation, before_id, limit).await?;
                 }
+                Action::Members { room, offset } => {
+                    if let Some(msg) = self.member_page(&room, offset) {
+                        self.session.queue(&msg).map_err(|_| End::Violation)?;
+                        queued = true;
+                    }
+                }
                 Action::MarkRead {
                     conversation,
                     up_to_id,
@@ -399,6 +405,46 @@ where
             self.flush().await?;
         }
         Ok(())
+    }
+
+    /// The answer to `Members`: a page of the room's members, with their
+    /// roles and whether they are online, or why not.
+    fn member_page(&self, room: &RoomName, offset: u32) -> Option<ServerMessage> {
+        use proto_core::message::{MemberInfo, MemberInfos, MAX_MEMBERS_PER_PAGE};
+        let chat = self.chat.as_ref()?;
+        let offset_at = usize::try_from(offset).unwrap_or(usize::MAX);
+        let page = match self.shared.rooms.member_page(
+            &chat.me.canonical,
+            room,
+            offset_at,
+            MAX_MEMBERS_PER_PAGE,
+        ) {
+            Ok(page) => page,
+            Err(e) => return Some(crate::rooms::error_message(e)),
+        };
+        let online = self
+            .shared
+            .hub
+            .online_among(page.members.iter().map(|(name, _)| name.as_str()));
+        let members = page
+            .members
+            .into_iter()
+            .zip(online)
+            .filter_map(|((canonical, role), online)| {
+                let user = self
+                    .shared
+                    .accounts
+                    .display_name(&canonical)
+                    .or_else(|| Username::new(&canonical).ok())?;
+                Some(MemberInfo { user, role, online })
+            })
+            .collect();
+        Some(ServerMessage::MemberPage {
+            room: page.room,
+            offset,
+            total: page.total,
+            members: MemberInfos::new(members).unwrap_or_else(|_| MemberInfos::empty()),
+        })
     }
 
     async fn flush(&mut self) -> Result<(), End> {

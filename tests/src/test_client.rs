@@ -16,7 +16,8 @@ use proto_core::login::{
 };
 use proto_core::message::{
     AuthFailure, ClientMessage, ErrorCode, GoodbyeReason, HistoryEntry, LeaveReason, ResumeToken,
-    RoomFilter, RoomInfo, RoomLeaveReason, RoomName, RoomSummary, ServerMessage, Topic, Username,
+    RoomFilter, RoomInfo, RoomLeaveReason, RoomName, RoomRole, RoomSummary, ServerMessage, Topic,
+    Username,
 };
 use proto_core::opaque::{Argon2id, ExportKey, Stretch};
 use proto_core::{ClientConfig, Fingerprint, ServerTrust};
@@ -271,6 +272,42 @@ impl TestClient {
                 }
                 other => panic!("{}: expected a RoomList page, got {other:?}", self.label),
             }
+        }
+    }
+
+    /// Sends `Members` for `in_room` from `offset` and returns the page
+    /// (`total` and the members as (name, role, online)), or the `Error`
+    /// code.
+    pub async fn members(
+        &mut self,
+        in_room: &str,
+        offset: u32,
+    ) -> Result<(u32, Vec<(String, RoomRole, bool)>), ErrorCode> {
+        self.send(&ClientMessage::Members {
+            room: room(in_room),
+            offset,
+        })
+        .await;
+        match self.recv_skipping_presence().await {
+            ServerMessage::MemberPage {
+                room: r,
+                offset: o,
+                total,
+                members,
+            } => {
+                assert_eq!((r.canonical(), o), (room(in_room).canonical(), offset));
+                let members = members
+                    .into_vec()
+                    .into_iter()
+                    .map(|m| (m.user.as_str().to_owned(), m.role, m.online))
+                    .collect();
+                Ok((total, members))
+            }
+            ServerMessage::Error { code, .. } => Err(code),
+            other => panic!(
+                "{}: expected a MemberPage or Error, got {other:?}",
+                self.label
+            ),
         }
     }
 

@@ -370,3 +370,57 @@ async fn a_read_marker_follows_the_user_to_other_devices_and_counts_unread_at_lo
         "three from Bob since"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_see_who_is_in_a_room_with_roles_and_presence_and_others_do_not() {
+    let server = TestServer::start(Transport::Plain).await;
+    let mut c = server.group(&["Alice", "Bob", "Carol"]).await;
+    let [alice, bob, carol] = &mut c[..] else {
+        unreachable!()
+    };
+    alice.create_room("#den", false, "").await.unwrap();
+    bob.join_room("#den").await.unwrap();
+    alice.expect_member_joined("#den", "Bob").await;
+    alice
+        .moderate(ClientMessage::SetRole {
+            room: room("#den"),
+            user: tests::username("Bob"),
+            role: RoomRole::Moderator,
+        })
+        .await
+        .unwrap();
+    bob.expect_room_changed("#den", "Alice").await;
+
+    // A member (any role) sees the members by name, with roles and who is
+    // online.
+    let expected = vec![
+        ("Alice".to_owned(), RoomRole::Owner, true),
+        ("Bob".to_owned(), RoomRole::Moderator, true),
+    ];
+    assert_eq!(bob.members("#DEN", 0).await, Ok((2, expected.clone())));
+    assert_eq!(alice.members("#den", 0).await, Ok((2, expected)));
+    // Past the end: the count and nobody.
+    assert_eq!(alice.members("#den", 2).await, Ok((2, vec![])));
+
+    // Someone who is not in the room learns nothing about its members.
+    assert_eq!(carol.members("#den", 0).await, Err(ErrorCode::NotAMember));
+    assert_eq!(
+        carol.members("#nowhere", 0).await,
+        Err(ErrorCode::NoSuchRoom)
+    );
+
+    // Presence follows the member's devices.
+    alice.send(&ClientMessage::Goodbye).await;
+    bob.expect_user_left("Alice", proto_core::message::LeaveReason::Exit)
+        .await;
+    assert_eq!(
+        bob.members("#den", 0).await,
+        Ok((
+            2,
+            vec![
+                ("Alice".to_owned(), RoomRole::Owner, false),
+                ("Bob".to_owned(), RoomRole::Moderator, true),
+            ]
+        ))
+    );
+}

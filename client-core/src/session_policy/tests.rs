@@ -692,3 +692,56 @@ fn history_asks_for_what_is_older_than_the_oldest_line_shown() {
         [ClientMessage::MarkRead { up_to_id: 50, .. }]
     ));
 }
+
+#[test]
+fn names_gathers_every_page_and_ignores_pages_nobody_asked_for() {
+    use proto_core::message::{MemberInfo, MemberInfos, RoomRole};
+    let (mut p, t0) = online(true);
+    let page = |offset: u32, from: usize, count: usize| {
+        Event::Received(ServerMessage::MemberPage {
+            room: RoomName::new("#general").unwrap(),
+            offset,
+            total: 250,
+            members: MemberInfos::new(
+                (from..from + count)
+                    .map(|i| MemberInfo {
+                        user: Username::new(&format!("u{i:03}")).unwrap(),
+                        role: RoomRole::Member,
+                        online: i % 2 == 0,
+                    })
+                    .collect(),
+            )
+            .unwrap(),
+        })
+    };
+    // Unasked: dropped.
+    assert!(p.handle(page(0, 0, 200), t0).is_empty());
+    let asked = p.handle(Event::Input(Input::Names("#General".into())), t0);
+    assert!(matches!(
+        sent(&asked)[..],
+        [ClientMessage::Members { offset: 0, .. }]
+    ));
+    let more = p.handle(page(0, 0, 200), t0);
+    assert!(matches!(
+        sent(&more)[..],
+        [ClientMessage::Members { offset: 200, .. }]
+    ));
+    // A page for the wrong offset is not taken for the one asked.
+    assert!(p.handle(page(0, 0, 200), t0).is_empty());
+    let done = p.handle(page(200, 200, 50), t0);
+    match &done[..] {
+        [Action::Emit(ClientEvent::Members {
+            room,
+            members,
+            total: 250,
+        })] => {
+            assert_eq!(room, "#general");
+            assert_eq!(members.len(), 250);
+            assert_eq!(members[249].name, "u249");
+            assert!(members[0].online && !members[1].online);
+        }
+        other => panic!("expected the members, got {other:?}"),
+    }
+    // Answered once.
+    assert!(p.handle(page(200, 200, 50), t0).is_empty());
+}

@@ -197,6 +197,9 @@ pub enum ClientMessage {
         conversation: Conversation,
         up_to_id: u64,
     },
+    /// 0x56: a page of `room`'s members (by name, from `offset`), answered
+    /// by `MemberPage`. Members only.
+    Members { room: RoomName, offset: u32 },
 }
 
 /// Most messages one `History` request may ask for.
@@ -240,6 +243,7 @@ pub(crate) mod tag {
     pub const LOGOUT_DEVICE: u8 = 0x53;
     pub const HISTORY: u8 = 0x54;
     pub const MARK_READ: u8 = 0x55;
+    pub const MEMBERS: u8 = 0x56;
 }
 
 impl ClientMessage {
@@ -415,6 +419,10 @@ impl ClientMessage {
                 conversation: Conversation::decode(&mut r)?,
                 up_to_id: r.u64()?,
             },
+            tag::MEMBERS => Self::Members {
+                room: RoomName::decode(&mut r)?,
+                offset: r.u32()?,
+            },
             unknown => return Err(MessageError::UnknownTag(unknown)),
         };
         r.finish()?;
@@ -461,6 +469,7 @@ impl ClientMessage {
             Self::LogoutDevice { .. } => tag::LOGOUT_DEVICE,
             Self::History { .. } => tag::HISTORY,
             Self::MarkRead { .. } => tag::MARK_READ,
+            Self::Members { .. } => tag::MEMBERS,
         }
     }
 
@@ -601,6 +610,10 @@ impl ClientMessage {
             } => {
                 conversation.encode(out);
                 out.u64(*up_to_id);
+            }
+            Self::Members { room, offset } => {
+                room.encode(out);
+                out.u32(*offset);
             }
         }
     }

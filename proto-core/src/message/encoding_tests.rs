@@ -499,6 +499,53 @@ fn history_paging_and_read_markers_have_the_published_layout() {
 }
 
 #[test]
+fn member_pages_have_the_published_layout() {
+    assert_client_vector(
+        ClientMessage::Members {
+            room: room("#rust"),
+            offset: 200,
+        },
+        "56 0005 2372757374 000000c8",
+    );
+    assert_server_vector(
+        ServerMessage::MemberPage {
+            room: room("#rust"),
+            offset: 0,
+            total: 2,
+            members: MemberInfos::new(vec![
+                MemberInfo {
+                    user: user("alice"),
+                    role: RoomRole::Owner,
+                    online: true,
+                },
+                MemberInfo {
+                    user: user("bob"),
+                    role: RoomRole::Member,
+                    online: false,
+                },
+            ])
+            .unwrap(),
+        },
+        "0c 0005 2372757374 00000000 00000002 0002 0005 616c696365 03 01 0003 626f62 01 00",
+    );
+    // 201 members do not fit one page.
+    let many = vec![
+        MemberInfo {
+            user: user("bob"),
+            role: RoomRole::Member,
+            online: false,
+        };
+        MAX_MEMBERS_PER_PAGE + 1
+    ];
+    assert!(MemberInfos::new(many).is_err());
+    let mut wire = unhex("0c 0002 2378 00000000 000000c9 00c9");
+    for _ in 0..=MAX_MEMBERS_PER_PAGE {
+        wire.extend(unhex("0003 626f62 01 00"));
+    }
+    assert!(ServerMessage::decode(&wire).is_err());
+}
+
+#[test]
 fn device_messages_have_the_published_layout() {
     assert_client_vector(
         ClientMessage::SetDevice {
@@ -659,7 +706,7 @@ fn empty_input_is_truncated() {
 
 #[test]
 fn unknown_tags_are_rejected() {
-    for tag in [0x00, 0x0b, 0x15, 0x16, 0x22, 0x31, 0x4d, 0x56, 0xff] {
+    for tag in [0x00, 0x0b, 0x15, 0x16, 0x22, 0x31, 0x4d, 0x57, 0xff] {
         assert_eq!(
             ClientMessage::decode(&[tag]),
             Err(MessageError::UnknownTag(tag))
@@ -1333,6 +1380,8 @@ fn client_message_strategy() -> impl Strategy<Value = ClientMessage> {
         (any::<u64>(), device_name_strategy())
             .prop_map(|(id, name)| ClientMessage::SetDevice { id, name }),
         Just(ClientMessage::ListDevices),
+        (room_strategy(), any::<u32>())
+            .prop_map(|(room, offset)| ClientMessage::Members { room, offset }),
         (conversation_strategy(), any::<u64>(), 1..=MAX_HISTORY_PAGE).prop_map(
             |(conversation, before_id, limit)| ClientMessage::History {
                 conversation,
@@ -1444,6 +1493,31 @@ fn server_message_strategy() -> impl Strategy<Value = ServerMessage> {
                 unread
             }
         ),
+        (
+            room_strategy(),
+            any::<u32>(),
+            any::<u32>(),
+            proptest::collection::vec(
+                (
+                    username_strategy(),
+                    select(RoomRole::ALL.to_vec()),
+                    any::<bool>()
+                ),
+                0..6
+            )
+        )
+            .prop_map(|(room, offset, total, members)| ServerMessage::MemberPage {
+                room,
+                offset,
+                total,
+                members: MemberInfos::new(
+                    members
+                        .into_iter()
+                        .map(|(user, role, online)| MemberInfo { user, role, online })
+                        .collect()
+                )
+                .unwrap()
+            }),
         proptest::collection::vec(
             (
                 any::<u64>(),

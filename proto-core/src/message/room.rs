@@ -346,6 +346,37 @@ impl RoomInfo {
     }
 }
 
+/// A member of a room, as a `MemberPage` lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MemberInfo {
+    pub user: Username,
+    pub role: RoomRole,
+    /// Logged in on at least one device.
+    pub online: bool,
+}
+
+/// Largest encoding of a [`MemberInfo`]: a username, a role, a bool.
+pub(crate) const MAX_MEMBER_INFO_BYTES: usize =
+    crate::message::username::MAX_USERNAME_WIRE_BYTES + 1 + 1;
+pub(crate) const MIN_MEMBER_INFO_BYTES: usize =
+    crate::message::username::MIN_USERNAME_WIRE_BYTES + 1 + 1;
+
+impl MemberInfo {
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, MessageError> {
+        Ok(Self {
+            user: Username::decode(r)?,
+            role: RoomRole::decode(r)?,
+            online: r.bool("online")?,
+        })
+    }
+
+    pub(crate) fn encode(&self, out: &mut impl Sink) {
+        self.user.encode(out);
+        self.role.encode(out);
+        out.bool(self.online);
+    }
+}
+
 /// A room in a `RoomList`: a public room (or one the asker is in).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RoomSummary {

@@ -3,8 +3,8 @@
 use crate::message::codec::{ByteCounter, Reader, Sink, U16_BYTES, U64_BYTES};
 use crate::message::device::{MAX_DEVICE_INFO_BYTES, MIN_DEVICE_INFO_BYTES};
 use crate::message::room::{
-    MAX_ROOM_NAME_WIRE_BYTES, MAX_ROOM_SUMMARY_BYTES, MIN_ROOM_NAME_WIRE_BYTES,
-    MIN_ROOM_SUMMARY_BYTES,
+    MemberInfo, MAX_MEMBER_INFO_BYTES, MAX_ROOM_NAME_WIRE_BYTES, MAX_ROOM_SUMMARY_BYTES,
+    MIN_MEMBER_INFO_BYTES, MIN_ROOM_NAME_WIRE_BYTES, MIN_ROOM_SUMMARY_BYTES,
 };
 use crate::message::text::{MAX_TEXT_WIRE_BYTES, MIN_TEXT_WIRE_BYTES};
 use crate::message::username::{MAX_USERNAME_WIRE_BYTES, MIN_USERNAME_WIRE_BYTES};
@@ -37,6 +37,15 @@ pub const MAX_DEVICES_PER_LIST: usize = 64;
 /// The devices of one `DeviceList` message.
 pub type DeviceInfos = BoundedList<DeviceInfo, MAX_DEVICES_PER_LIST>;
 const _: () = assert!(1 + 2 + MAX_DEVICES_PER_LIST * MAX_DEVICE_INFO_BYTES <= MAX_MESSAGE_BYTES);
+
+/// Most members in one `MemberPage`.
+pub const MAX_MEMBERS_PER_PAGE: usize = 200;
+/// The members of one `MemberPage` message.
+pub type MemberInfos = BoundedList<MemberInfo, MAX_MEMBERS_PER_PAGE>;
+const _: () = assert!(
+    1 + MAX_ROOM_NAME_WIRE_BYTES + 4 + 4 + 2 + MAX_MEMBERS_PER_PAGE * MAX_MEMBER_INFO_BYTES
+        <= MAX_MESSAGE_BYTES
+);
 
 /// The rooms of one `RoomList` message.
 pub type RoomSummaries = BoundedList<RoomSummary, MAX_ROOMS_PER_LIST>;
@@ -221,6 +230,14 @@ pub enum ServerMessage {
         complete: bool,
         entries: HistoryEntries,
     },
+    /// 0x0C: the answer to `Members`: up to 200 members of `room` from
+    /// `offset` on (by canonical name), of `total`.
+    MemberPage {
+        room: RoomName,
+        offset: u32,
+        total: u32,
+        members: MemberInfos,
+    },
     /// 0x0B: the user has read `conversation` up to `up_to_id`, with
     /// `unread` messages from others after it (counted among the last
     /// replayed ones at login): in the greeting, and to every device of
@@ -350,6 +367,7 @@ pub(crate) mod tag {
     pub const DEVICE_LIST: u8 = 0x08;
     pub const HISTORY_PAGE: u8 = 0x09;
     pub const READ_MARKER: u8 = 0x0B;
+    pub const MEMBER_PAGE: u8 = 0x0C;
     pub const ROOM_MESSAGE: u8 = 0x10;
     pub const DIRECT_MESSAGE: u8 = 0x11;
     pub const USER_JOINED: u8 = 0x12;
@@ -455,6 +473,22 @@ impl ServerMessage {
                     more,
                     complete,
                     entries: BoundedList::from_checked(entries),
+                }
+            }
+            tag::MEMBER_PAGE => {
+                let room = RoomName::decode(&mut r)?;
+                let offset = r.u32()?;
+                let total = r.u32()?;
+                let count = r.count("members", MAX_MEMBERS_PER_PAGE, MIN_MEMBER_INFO_BYTES)?;
+                let mut members = Vec::with_capacity(count);
+                for _ in 0..count {
+                    members.push(MemberInfo::decode(&mut r)?);
+                }
+                Self::MemberPage {
+                    room,
+                    offset,
+                    total,
+                    members: BoundedList::from_checked(members),
                 }
             }
             tag::READ_MARKER => Self::ReadMarker {
@@ -628,6 +662,7 @@ impl ServerMessage {
             Self::DeviceList { .. } => tag::DEVICE_LIST,
             Self::HistoryPage { .. } => tag::HISTORY_PAGE,
             Self::ReadMarker { .. } => tag::READ_MARKER,
+            Self::MemberPage { .. } => tag::MEMBER_PAGE,
             Self::RoomMessage { .. } => tag::ROOM_MESSAGE,
             Self::DirectMessage { .. } => tag::DIRECT_MESSAGE,
             Self::UserJoined { .. } => tag::USER_JOINED,
@@ -802,6 +837,20 @@ impl ServerMessage {
                 conversation.encode(out);
                 out.u64(*up_to_id);
                 out.u32(*unread);
+            }
+            Self::MemberPage {
+                room,
+                offset,
+                total,
+                members,
+            } => {
+                room.encode(out);
+                out.u32(*offset);
+                out.u32(*total);
+                out.len16(members.len());
+                for member in members {
+                    member.encode(out);
+                }
             }
             Self::DeviceList { devices } => {
                 out.len16(devices.len());

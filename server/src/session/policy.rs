@@ -215,6 +215,8 @@ pub enum Action {
         before_id: u64,
         limit: u16,
     },
+    /// Answer `Members` with a `MemberPage`.
+    Members { room: RoomName, offset: u32 },
     /// Move this user's read marker (and tell their other devices).
     MarkRead {
         conversation: proto_core::message::Conversation,
@@ -657,6 +659,7 @@ impl<D: Directory> SessionPolicy<D> {
             ClientMessage::ListDevices
             | ClientMessage::LogoutDevice { .. }
             | ClientMessage::History { .. }
+            | ClientMessage::Members { .. }
             | ClientMessage::MarkRead { .. } => {
                 if let Admission::Admitted = self.admit(true, now) {
                     self.send(error(ErrorCode::NotLoggedIn, "log in or register first"));
@@ -895,6 +898,13 @@ impl<D: Directory> SessionPolicy<D> {
                     before_id,
                     limit,
                 }),
+                Admission::Refused => {
+                    self.refuse(None, ErrorCode::RateLimited, "too many requests; slow down");
+                }
+                Admission::Flood => {}
+            },
+            ClientMessage::Members { room, offset } => match self.admit(false, now) {
+                Admission::Admitted => self.actions.push_back(Action::Members { room, offset }),
                 Admission::Refused => {
                     self.refuse(None, ErrorCode::RateLimited, "too many requests; slow down");
                 }
