@@ -156,6 +156,9 @@ pub struct SessionPolicy {
     page_lines: Vec<ChatLine>,
     /// A `/names` answer so far: the room (canonical) and its members.
     member_pages: Option<(String, Vec<MemberView>)>,
+    /// Whether each user (canonical) was last told online or offline in
+    /// this session: presence comes once per shared room.
+    presence: std::collections::HashMap<String, bool>,
     seen: VecDeque<u64>,
     seen_set: HashSet<u64>,
 }
@@ -198,6 +201,7 @@ impl SessionPolicy {
             room_span: std::collections::HashMap::new(),
             page_lines: Vec::new(),
             member_pages: None,
+            presence: std::collections::HashMap::new(),
             seen: VecDeque::new(),
             seen_set: HashSet::new(),
         }
@@ -321,6 +325,7 @@ impl SessionPolicy {
         self.logged_in_once = true;
         self.token = Some(token);
         self.me = username.clone();
+        self.presence.clear();
         out.push(emit_state(ConnectionState::Connected));
         out.push(Action::Emit(ClientEvent::LoggedIn { username }));
         // Whatever the server has not acknowledged, oldest first, with the
@@ -708,22 +713,37 @@ impl SessionPolicy {
                     );
                 }
             }
-            ServerMessage::UserJoined { username } => emit(
-                out,
-                ClientEvent::Joined {
-                    username: username.as_str().to_owned(),
-                },
-            ),
-            ServerMessage::UserLeft { username, reason } => emit(
-                out,
-                ClientEvent::Left {
-                    username: username.as_str().to_owned(),
-                    reason,
-                },
-            ),
+            ServerMessage::Presence { online, offline } => {
+                // A name comes once per room shared: told once per change.
+                for user in online.into_vec() {
+                    if user.as_str() != self.me
+                        && self.presence.insert(user.canonical(), true) != Some(true)
+                    {
+                        emit(
+                            out,
+                            ClientEvent::Joined {
+                                username: user.as_str().to_owned(),
+                            },
+                        );
+                    }
+                }
+                for d in offline.into_vec() {
+                    if self.presence.insert(d.user.canonical(), false) != Some(false) {
+                        emit(
+                            out,
+                            ClientEvent::Left {
+                                username: d.user.as_str().to_owned(),
+                                reason: d.reason,
+                            },
+                        );
+                    }
+                }
+            }
             ServerMessage::OnlineUsers { more, users } => {
-                self.online_pages
-                    .extend(users.into_vec().into_iter().map(|u| u.as_str().to_owned()));
+                for user in users.into_vec() {
+                    self.presence.insert(user.canonical(), true);
+                    self.online_pages.push(user.as_str().to_owned());
+                }
                 if !more {
                     let users = std::mem::take(&mut self.online_pages);
                     emit(out, ClientEvent::Online { users });

@@ -360,6 +360,9 @@ impl Controller {
     fn send_pending(&mut self) {
         if let Some(client) = &self.client {
             let room = self.model.command_room().to_owned();
+            // The greeting no longer lists who is online (presence comes
+            // in batches from now on): the sidebar asks once per login.
+            client.submit("/who", &room);
             for text in self.pending_sends.drain(..) {
                 client.submit(&text, &room);
             }

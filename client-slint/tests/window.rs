@@ -319,7 +319,11 @@ fn direct_messages_get_their_own_conversation_with_an_unread_count() {
     // Text typed here goes to 李雷.
     element(&app, "message").set_accessible_value("回复");
     click(&app, "Send");
-    assert_eq!(fake.calls(), ["direct 李雷 回复"]);
+    assert_eq!(
+        fake.calls(),
+        ["submit #general /who", "direct 李雷 回复"],
+        "who is online asked once after the history, then the message"
+    );
 }
 
 #[test]
@@ -430,7 +434,13 @@ fn scripted_messages_are_sent_after_the_history() {
     }]);
     assert!(fake.calls().is_empty());
     fake.send(vec![ClientEvent::HistoryDone]);
-    assert_eq!(fake.calls(), ["submit #general hello from the script"]);
+    assert_eq!(
+        fake.calls(),
+        [
+            "submit #general /who",
+            "submit #general hello from the script"
+        ]
+    );
 }
 
 #[test]

@@ -189,7 +189,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         source,
     })?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let hub = Hub::new();
+    let hub = Hub::with_presence_interval(config.limits.presence_interval);
     let shared = Arc::new(Shared {
         hub,
         accounts,
@@ -213,6 +213,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         shared: Arc::clone(&shared),
         cpu_permits: Arc::new(Semaphore::new(config.limits.handshake_workers)),
     };
+    tokio::spawn(presence_task(Arc::clone(&shared), shutdown_rx.clone()));
     let listener = tokio::spawn(listener.run(shutdown_rx));
     tracing::info!(
         addr = %local_addr,
@@ -289,5 +290,26 @@ impl RunningServer {
         drop(self.shared);
         self.history_task.join().await;
         tracing::info!("stopped");
+    }
+}
+
+/// Sends the hub's presence batches when they are due, until shutdown.
+async fn presence_task(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let deadline = shared.hub.presence_deadline();
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            () = shared.hub.presence_recorded() => {}
+            () = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        shared.hub.flush_presence(std::time::Instant::now());
     }
 }

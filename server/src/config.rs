@@ -155,6 +155,10 @@ pub struct ServerLimits {
     pub rooms: crate::rooms::RoomLimits,
     /// Devices one user may be logged in from (at most 64).
     pub max_devices_per_user: usize,
+    /// Presence (who came online, who went offline) goes out in batches,
+    /// at most one per this interval: a storm of logins costs each
+    /// session one message per interval, not one per login.
+    pub presence_interval: Duration,
 }
 
 impl Default for ServerLimits {
@@ -178,6 +182,7 @@ impl Default for ServerLimits {
             room_request_burst: 10,
             rooms: crate::rooms::RoomLimits::default(),
             max_devices_per_user: 10,
+            presence_interval: crate::presence::DEFAULT_PRESENCE_INTERVAL,
             outbox_capacity: 1024,
             write_timeout: Duration::from_secs(10),
             handshakes_per_ip_per_second: 10,
@@ -245,6 +250,7 @@ pub struct FileLimits {
     pub max_rooms_per_user: Option<usize>,
     pub max_members_per_room: Option<usize>,
     pub max_devices_per_user: Option<usize>,
+    pub presence_interval_ms: Option<u64>,
     /// Accepted and ignored (with a warning): with OPAQUE the server never
     /// sees a password, so clients enforce the minimum (8 characters).
     pub min_password_chars: Option<usize>,
@@ -338,6 +344,9 @@ impl FileConfig {
         set(&mut l.rooms.max_rooms_per_user, f.max_rooms_per_user);
         set(&mut l.rooms.max_members_per_room, f.max_members_per_room);
         set(&mut l.max_devices_per_user, f.max_devices_per_user);
+        if let Some(ms) = f.presence_interval_ms {
+            l.presence_interval = Duration::from_millis(ms);
+        }
         if f.min_password_chars.is_some() {
             tracing::warn!(
                 "[limits] min_password_chars is ignored: the server never sees passwords \
@@ -351,7 +360,12 @@ impl ServerLimits {
     /// Refuses settings that would make the server unusable rather than
     /// merely strict.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let checks: [(bool, &'static str, &'static str); 12] = [
+        let checks: [(bool, &'static str, &'static str); 13] = [
+            (
+                self.presence_interval <= Duration::from_secs(60),
+                "presence_interval_ms",
+                "must be at most 60000",
+            ),
             (
                 (1..=proto_core::message::MAX_DEVICES_PER_LIST)
                     .contains(&self.max_devices_per_user),

@@ -1,5 +1,6 @@
 //! Who is online, and delivery to them: room messages to each room's online
-//! members, direct messages, join and leave notices.
+//! members, direct messages, and presence (batched by [`crate::presence`],
+//! told per room).
 //!
 //! Each logged-in session registers an outbox (a bounded channel of
 //! encoded messages) with the hub. A broadcast encodes the message once and
@@ -13,12 +14,14 @@ use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use atomic_waker::AtomicWaker;
 use proto_core::message::{LeaveReason, ServerMessage, Username};
 use proto_core::EncodedServerMessage;
 use tokio::sync::mpsc;
 
+use crate::presence::PresenceBatcher;
 use crate::rooms::RoomId;
 
 /// One encoded message on its way to one or many outboxes.
@@ -159,7 +162,6 @@ pub struct Registration {
     pub rooms: Vec<RoomId>,
 }
 
-#[derive(Default)]
 struct State {
     /// By canonical name, so the online list comes out sorted without
     /// sorting thousands of names per login.
@@ -167,6 +169,8 @@ struct State {
     /// Each room's online sessions: a room message is offered to these,
     /// without a lookup per recipient.
     rooms: HashMap<RoomId, Vec<Arc<Mailbox>>>,
+    /// Who came online or went offline since the last presence batch.
+    presence: PresenceBatcher,
 }
 
 impl State {
@@ -188,15 +192,71 @@ impl State {
 }
 
 /// The set of logged-in sessions and the rooms they receive.
-#[derive(Default)]
 pub struct Hub {
     state: Mutex<State>,
     shutting_down: AtomicBool,
+    /// Wakes the presence task when a change was recorded.
+    presence_recorded: tokio::sync::Notify,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::with_presence_interval(crate::presence::DEFAULT_PRESENCE_INTERVAL)
+    }
 }
 
 impl Hub {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A hub that sends presence batches at most once per `interval`.
+    pub fn with_presence_interval(interval: Duration) -> Self {
+        Self {
+            state: Mutex::new(State {
+                members: BTreeMap::new(),
+                rooms: HashMap::new(),
+                presence: PresenceBatcher::new(interval),
+            }),
+            shutting_down: AtomicBool::new(false),
+            presence_recorded: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// When the next presence batch is due, if a change waits.
+    pub fn presence_deadline(&self) -> Option<Instant> {
+        self.state().presence.poll_timeout()
+    }
+
+    /// Resolves when a presence change was recorded (since the last call).
+    pub async fn presence_recorded(&self) {
+        self.presence_recorded.notified().await;
+    }
+
+    /// Sends the presence batch if it is due at `now`: per room, one set
+    /// of `Presence` messages (encoded once) to the room's online sessions.
+    /// Returns how many deliveries were offered.
+    pub fn flush_presence(&self, now: Instant) -> usize {
+        let mut guard = self.state();
+        let state = &mut *guard;
+        let batch = state.presence.handle_timeout(now);
+        if self.shutting_down.load(Ordering::Acquire) {
+            return 0;
+        }
+        let mut offered = 0;
+        for (room, change) in batch {
+            let Some(subscribers) = state.rooms.get(&room) else {
+                continue;
+            };
+            for msg in ServerMessage::presence_batches(change.online, change.offline) {
+                let msg = Arc::new(EncodedServerMessage::new(&msg));
+                for m in subscribers {
+                    m.offer(&msg);
+                }
+                offered += subscribers.len();
+            }
+        }
+        offered
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -205,8 +265,9 @@ impl Hub {
 
     /// Adds a logged-in session, subscribed to its rooms. A session of the
     /// same device that was still online is kicked ([`Kick::Replaced`])
-    /// and nobody is told anything; a user's first session is announced
-    /// (`UserJoined`) to everyone else. Presence is per user, not device.
+    /// and nobody is told anything; a user's first session is recorded
+    /// for the next presence batch to the user's rooms. Presence is per
+    /// user, not device.
     pub fn join(&self, reg: Registration) {
         let mut guard = self.state();
         let state = &mut *guard;
@@ -254,20 +315,17 @@ impl Hub {
         if !first || shutting_down {
             return;
         }
-        let joined = ServerMessage::UserJoined {
-            username: reg.display,
-        };
-        let msg = Arc::new(EncodedServerMessage::new(&joined));
-        for (name, m) in state.members.iter() {
-            if *name != reg.canonical {
-                m.offer_all(&msg);
-            }
-        }
+        state
+            .presence
+            .record(Instant::now(), &reg.canonical, &reg.display, None, &rooms);
+        drop(guard);
+        self.presence_recorded.notify_one();
     }
 
     /// Removes `session` if it is still registered; when it was the
-    /// user's last one, tells everyone else why the user left (not during
-    /// shutdown: everyone gets the server's goodbye instead).
+    /// user's last one, records why the user left for the next presence
+    /// batch (not during shutdown: everyone gets the server's goodbye
+    /// instead).
     pub fn leave(&self, canonical: &str, session: SessionId, reason: LeaveReason) {
         let mut guard = self.state();
         let state = &mut *guard;
@@ -293,13 +351,15 @@ impl Hub {
         if self.shutting_down.load(Ordering::Acquire) {
             return;
         }
-        let msg = Arc::new(EncodedServerMessage::new(&ServerMessage::UserLeft {
-            username: member.display,
-            reason,
-        }));
-        for m in state.members.values() {
-            m.offer_all(&msg);
-        }
+        state.presence.record(
+            Instant::now(),
+            canonical,
+            &member.display,
+            Some(reason),
+            &member.rooms,
+        );
+        drop(guard);
+        self.presence_recorded.notify_one();
     }
 
     /// From now on `room`'s messages reach every session of the user.
@@ -516,6 +576,27 @@ mod tests {
         control: Arc<SessionControl>,
     }
 
+    /// A hub whose presence batches are due at once.
+    fn hub() -> Hub {
+        Hub::with_presence_interval(Duration::ZERO)
+    }
+
+    /// Sends the presence batch now.
+    fn flush(hub: &Hub) -> usize {
+        hub.flush_presence(Instant::now())
+    }
+
+    /// The next message if it is a `Presence`: who came online, who left.
+    fn presence(rx: &mut mpsc::Receiver<Outgoing>) -> Option<(Vec<String>, Vec<String>)> {
+        match decode(rx)? {
+            ServerMessage::Presence { online, offline } => Some((
+                online.iter().map(|u| u.as_str().to_owned()).collect(),
+                offline.iter().map(|d| d.user.as_str().to_owned()).collect(),
+            )),
+            other => panic!("expected Presence, got {other:?}"),
+        }
+    }
+
     fn join(hub: &Hub, name: &str, session: u64, cap: usize) -> Joined {
         join_rooms(hub, name, session, cap, vec![1])
     }
@@ -559,12 +640,14 @@ mod tests {
 
     #[test]
     fn broadcast_reaches_everyone_but_the_sender_and_joins_are_announced() {
-        let hub = Hub::new();
+        let hub = hub();
         let mut a = join(&hub, "Alice", 1, 16);
+        flush(&hub);
+        assert_eq!(presence(&mut a.rx), Some((vec!["Alice".into()], vec![])));
         let mut b = join(&hub, "Bob", 2, 16);
-        assert!(
-            matches!(decode(&mut a.rx), Some(ServerMessage::UserJoined { username }) if username.as_str() == "Bob")
-        );
+        assert_eq!(flush(&hub), 2, "the room's two sessions");
+        assert_eq!(presence(&mut a.rx), Some((vec!["Bob".into()], vec![])));
+        assert_eq!(presence(&mut b.rx), Some((vec!["Bob".into()], vec![])));
         let msg = ServerMessage::RoomMessage {
             id: 1,
             timestamp_ms: 0,
@@ -605,7 +688,7 @@ mod tests {
 
     #[test]
     fn a_room_message_reaches_the_rooms_online_members_and_follows_joins_and_leaves() {
-        let hub = Hub::new();
+        let hub = hub();
         let mut a = join_rooms(&hub, "a", 1, 16, vec![1, 2]);
         let mut b = join_rooms(&hub, "b", 2, 16, vec![1]);
         drain_all(&mut a.rx);
@@ -642,7 +725,7 @@ mod tests {
 
     #[test]
     fn a_replacing_login_takes_over_the_room_subscriptions_and_a_leave_drops_them() {
-        let hub = Hub::new();
+        let hub = hub();
         let mut first = join_device(&hub, "a", 1, 7, 16, vec![1, 2]);
         let mut second = join_device(&hub, "a", 2, 7, 16, vec![1, 2]);
         assert_eq!(
@@ -664,7 +747,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_outbox_kicks_only_that_member() {
-        let hub = Hub::new();
+        let hub = hub();
         let slow = join(&hub, "slow", 1, 2);
         let mut fast = join(&hub, "fast", 2, 64);
         for i in 0..5 {
@@ -680,38 +763,44 @@ mod tests {
 
     #[tokio::test]
     async fn second_login_replaces_the_first_silently() {
-        let hub = Hub::new();
+        let hub = hub();
         let mut other = join(&hub, "other", 9, 16);
         let first = join_device(&hub, "alice", 1, 5, 16, vec![1]);
-        assert!(decode(&mut other.rx).is_some()); // alice joined
+        flush(&hub);
+        drain_all(&mut other.rx);
         let _second = join_device(&hub, "Alice", 2, 5, 16, vec![1]);
         assert_eq!(first.control.kicked().await, Kick::Replaced);
         // The old session leaving must not remove the new one nor announce.
         hub.leave("alice", SessionId(1), LeaveReason::Dropped);
         assert_eq!(hub.len(), 2);
+        assert_eq!(flush(&hub), 0);
         assert_eq!(decode(&mut other.rx), None);
         hub.leave("alice", SessionId(2), LeaveReason::Exit);
+        flush(&hub);
         assert!(matches!(
-            decode(&mut other.rx),
-            Some(ServerMessage::UserLeft {
-                reason: LeaveReason::Exit,
-                ..
-            })
+            drain_all(&mut other.rx)[..],
+            [ServerMessage::Presence { ref offline, .. }]
+                if offline[0].reason == LeaveReason::Exit && offline[0].user.as_str() == "alice"
         ));
     }
 
     #[test]
     fn a_users_devices_all_receive_and_presence_is_per_user() {
-        let hub = Hub::new();
+        let hub = hub();
         let mut other = join(&hub, "other", 9, 16);
+        flush(&hub);
+        drain_all(&mut other.rx);
         let mut laptop = join_device(&hub, "alice", 1, 100, 16, vec![1]);
         let mut phone = join_device(&hub, "alice", 2, 200, 16, vec![1]);
-        let joined = drain_all(&mut other.rx);
+        flush(&hub);
         assert_eq!(
-            joined.len(),
-            1,
-            "one UserJoined for two devices: {joined:?}"
+            presence(&mut other.rx),
+            Some((vec!["alice".into()], vec![])),
+            "one presence for two devices"
         );
+        assert_eq!(presence(&mut other.rx), None);
+        drain_all(&mut laptop.rx);
+        drain_all(&mut phone.rx);
         assert_eq!(hub.len(), 2);
         assert_eq!(hub.sessions(), 3);
         // A room message from the laptop reaches the phone and the others.
@@ -738,17 +827,19 @@ mod tests {
         // Leaving from one device says nothing; the last one says left.
         drain_all(&mut other.rx);
         hub.leave("alice", SessionId(2), LeaveReason::Exit);
+        flush(&hub);
         assert!(drain_all(&mut other.rx).is_empty());
         hub.leave("alice", SessionId(1), LeaveReason::Exit);
-        assert!(matches!(
-            drain_all(&mut other.rx)[..],
-            [ServerMessage::UserLeft { .. }]
-        ));
+        flush(&hub);
+        assert_eq!(
+            presence(&mut other.rx),
+            Some((vec![], vec!["alice".into()]))
+        );
     }
 
     #[tokio::test]
     async fn one_device_is_logged_out_and_the_others_stay() {
-        let hub = Hub::new();
+        let hub = hub();
         let laptop = join_device(&hub, "alice", 1, 100, 16, vec![1]);
         let phone = join_device(&hub, "alice", 2, 200, 16, vec![1]);
         assert!(hub.kick_device("alice", 200, Kick::Ended));
@@ -759,10 +850,11 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_kicks_every_member_and_anyone_who_logs_in_after_it() {
-        let hub = Hub::new();
+        let hub = hub();
         let before = join(&hub, "Ann", 1, 16);
         hub.begin_shutdown();
         let after = join(&hub, "Bob", 2, 16);
+        flush(&hub);
         assert_eq!(before.control.kicked().await, Kick::Shutdown);
         assert_eq!(after.control.kicked().await, Kick::Shutdown);
         let mut before = before;
@@ -783,12 +875,47 @@ mod tests {
 
     #[test]
     fn departures_during_shutdown_are_not_announced() {
-        let hub = Hub::new();
+        let hub = hub();
         let mut a = join(&hub, "a", 1, 16);
         let _b = join(&hub, "b", 2, 16);
+        flush(&hub);
         let _ = decode(&mut a.rx);
         hub.begin_shutdown();
         hub.leave("b", SessionId(2), LeaveReason::ServerShutdown);
+        flush(&hub);
         assert_eq!(decode(&mut a.rx), None);
+    }
+}
+
+#[cfg(test)]
+mod presence_tests {
+    use super::*;
+
+    #[test]
+    fn presence_goes_to_the_rooms_a_user_shares_and_nowhere_else() {
+        let hub = Hub::with_presence_interval(Duration::ZERO);
+        let (tx_a, mut rx_a) = mpsc::channel(16);
+        let (tx_b, mut rx_b) = mpsc::channel(16);
+        for (name, session, tx, rooms) in [("a", 1, tx_a, vec![1, 2]), ("b", 2, tx_b, vec![3])] {
+            hub.join(Registration {
+                canonical: name.into(),
+                display: Username::new(name).unwrap(),
+                session: SessionId(session),
+                device: session,
+                outbox: tx,
+                control: Arc::new(SessionControl::default()),
+                rooms,
+            });
+        }
+        // a is in rooms 1 and 2 (its own presence, once per room); b shares none.
+        assert_eq!(hub.flush_presence(Instant::now()), 3);
+        assert_eq!(std::iter::from_fn(|| rx_a.try_recv().ok()).count(), 2);
+        let b_got: Vec<ServerMessage> = std::iter::from_fn(|| rx_b.try_recv().ok())
+            .map(|m| ServerMessage::decode(m.as_bytes()).unwrap())
+            .collect();
+        assert!(
+            b_got.iter().all(|m| !matches!(m, ServerMessage::Presence { online, .. } if online.iter().any(|u| u.as_str() == "a"))),
+            "b shares no room with a: {b_got:?}"
+        );
     }
 }

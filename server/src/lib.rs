@@ -36,6 +36,7 @@ pub mod history;
 pub mod hub;
 pub mod listener;
 pub mod login_throttle;
+pub mod presence;
 pub mod rate_limit;
 pub mod read_markers;
 pub mod resume_tokens;

@@ -927,7 +927,8 @@ async fn join_general(shared: &Arc<Shared>, canonical: &str) {
     }
 }
 
-/// AuthOk, who is online, the user's rooms, and the recent history.
+/// AuthOk, the user's rooms, and the recent history (who is online comes
+/// with the next presence batch, per room, and on request).
 async fn greeting(
     shared: &Shared,
     me: &LoggedIn,
@@ -938,7 +939,6 @@ async fn greeting(
         resume_token: me.token.clone(),
         token_lifetime_secs: shared.accounts.token_lifetime_secs(),
     }];
-    msgs.extend(ServerMessage::online_users_pages(shared.hub.online()));
     let ids: Vec<RoomId> = rooms.iter().map(|(id, _)| *id).collect();
     let names: std::collections::HashMap<RoomId, proto_core::message::RoomName> = rooms
         .iter()

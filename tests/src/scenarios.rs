@@ -81,24 +81,28 @@ pub async fn direct_message_to_an_unknown_user_is_refused(transport: Transport) 
     c[0].sync().await;
 }
 
-/// Logging in announces the newcomer to the others; the newcomer's online
-/// list and `WhoIsOnline` list everyone, itself included.
+/// Logging in announces the newcomer to the others (in a presence batch
+/// to the rooms it is in, itself included); `WhoIsOnline` lists everyone.
 pub async fn joins_are_announced_and_who_is_online_lists_everyone(transport: Transport) {
     let server = TestServer::start(transport).await;
     let mut alice = server.connect("Alice").await;
     let info = alice.register("Alice", PASSWORD).await;
     assert_eq!(info.username.as_str(), "Alice");
-    assert_eq!(info.online_names(), names(&["Alice"]));
     assert!(info.token_lifetime_secs > 0);
+    alice.expect_user_joined("Alice").await;
+    assert_eq!(alice.who_is_online().await, names(&["Alice"]));
 
     let mut bob = server.connect("Bob").await;
-    let info = bob.register("Bob", PASSWORD).await;
-    assert_eq!(info.online_names(), names(&["Alice", "Bob"]));
+    bob.register("Bob", PASSWORD).await;
+    assert_eq!(bob.who_is_online().await, names(&["Alice", "Bob"]));
     alice.expect_user_joined("Bob").await;
 
     let mut carol = server.connect("Carol").await;
-    let info = carol.register("Carol", PASSWORD).await;
-    assert_eq!(info.online_names(), names(&["Alice", "Bob", "Carol"]));
+    carol.register("Carol", PASSWORD).await;
+    assert_eq!(
+        carol.who_is_online().await,
+        names(&["Alice", "Bob", "Carol"])
+    );
     alice.expect_user_joined("Carol").await;
     bob.expect_user_joined("Carol").await;
 
@@ -235,11 +239,15 @@ pub async fn a_second_login_replaces_the_first(transport: Transport) {
         "Alice",
         "AuthOk names the registered form"
     );
-    assert_eq!(info.online_names(), names(&["Alice", "Bob"]));
+    assert_eq!(alice2.who_is_online().await, names(&["Alice", "Bob"]));
     c[0].expect_goodbye(GoodbyeReason::Replaced).await;
 
     alice2.say("I moved").await;
     c[1].expect_room_message("Alice", "I moved").await;
+    assert!(
+        c[1].presence_of("Alice").iter().all(Option::is_none),
+        "a replaced device is not a leave"
+    );
     c[1].dm("Alice", "welcome back").await;
     alice2
         .expect_direct_message("Bob", "Alice", "welcome back")
@@ -262,7 +270,7 @@ pub async fn resume_token_works_once_is_rotated_and_is_revoked_by_goodbye(transp
     let mut a2 = server.connect("Alice (resumed)").await;
     let info = a2.resume(&first).await;
     assert_eq!(info.username.as_str(), "Alice");
-    assert_eq!(info.online_names(), names(&["Alice", "Bob"]));
+    assert_eq!(a2.who_is_online().await, names(&["Alice", "Bob"]));
     let second = info.token;
     assert_ne!(second, first, "Resume must issue a new token");
     bob.expect_user_joined("Alice").await;

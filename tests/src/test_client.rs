@@ -54,14 +54,13 @@ pub struct Endpoint {
 }
 
 /// What a successful `Register`, `Login` or `Resume` returned: `AuthOk`,
-/// then every `OnlineUsers` page, a `RoomJoined` per room, then every
+/// then a `RoomJoined` per room, then every
 /// `HistoryBatch` page.
 #[derive(Debug)]
 pub struct LoginInfo {
     pub username: Username,
     pub token: ResumeToken,
     pub token_lifetime_secs: u32,
-    pub online: Vec<Username>,
     /// The user's rooms, in the order the greeting gave them.
     pub rooms: Vec<RoomInfo>,
     /// Open invitations the greeting listed: (room, who invited).
@@ -80,14 +79,9 @@ impl LoginInfo {
             .map(|r| r.room.as_str().to_owned())
             .collect()
     }
-
-    /// The online users as plain strings, sorted.
-    pub fn online_names(&self) -> BTreeSet<String> {
-        self.online.iter().map(|u| u.as_str().to_owned()).collect()
-    }
 }
 
-/// What a greeting holds after `AuthOk` and the online pages.
+/// What a greeting holds after `AuthOk`.
 struct Greeting {
     rooms: Vec<RoomInfo>,
     invitations: Vec<(String, String)>,
@@ -108,6 +102,13 @@ pub struct TestClient {
     label: String,
     session: ClientLink<ClientStream>,
     next_nonce: u64,
+    /// Presence the server sent and no `expect_user_*` took yet: (name,
+    /// `None` online or the reason it left), oldest first. Presence comes
+    /// in batches whose timing is the server's, so [`recv`](Self::recv)
+    /// sets it aside instead of returning it.
+    presence: std::collections::VecDeque<(String, Option<LeaveReason>)>,
+    /// `Presence` messages received so far.
+    presence_messages: usize,
 }
 
 /// Opens the transport: TCP, then TLS if the endpoint has a CA.
@@ -152,6 +153,8 @@ impl TestClient {
                 label: label.to_owned(),
                 session,
                 next_nonce: 0,
+                presence: std::collections::VecDeque::new(),
+                presence_messages: 0,
             }),
             ClientHandshake::NeedsTrust(_) => {
                 panic!("{label}: a pinned fingerprint asked for trust")
@@ -245,7 +248,7 @@ impl TestClient {
     pub async fn leave_room(&mut self, name: &str) -> Result<RoomName, ErrorCode> {
         self.send(&ClientMessage::LeaveRoom { room: room(name) })
             .await;
-        match self.recv_skipping_presence().await {
+        match self.recv().await {
             ServerMessage::RoomLeft {
                 room,
                 reason: RoomLeaveReason::Left,
@@ -288,7 +291,7 @@ impl TestClient {
             offset,
         })
         .await;
-        match self.recv_skipping_presence().await {
+        match self.recv().await {
             ServerMessage::MemberPage {
                 room: r,
                 offset: o,
@@ -317,7 +320,7 @@ impl TestClient {
     /// or `Done` that says it happened.
     pub async fn moderate(&mut self, msg: ClientMessage) -> Result<ServerMessage, ErrorCode> {
         self.send(&msg).await;
-        match self.recv_skipping_presence().await {
+        match self.recv().await {
             ServerMessage::Error { code, .. } => Err(code),
             ok @ (ServerMessage::RoomChanged { .. }
             | ServerMessage::RoomLeft { .. }
@@ -335,7 +338,7 @@ impl TestClient {
         in_room: &str,
         actor: &str,
     ) -> proto_core::message::RoomChange {
-        match self.recv_skipping_presence().await {
+        match self.recv().await {
             ServerMessage::RoomChanged {
                 room: r,
                 actor: a,
@@ -350,7 +353,7 @@ impl TestClient {
 
     /// The next message: this user is no longer in `in_room`, for `reason`.
     pub async fn expect_room_left(&mut self, in_room: &str, reason: RoomLeaveReason) {
-        match self.recv_skipping_presence().await {
+        match self.recv().await {
             ServerMessage::RoomLeft {
                 room: r,
                 reason: why,
@@ -359,17 +362,6 @@ impl TestClient {
                 "{}: expected RoomLeft {in_room} {reason:?}, got {other:?}",
                 self.label
             ),
-        }
-    }
-
-    /// The next message that is not a presence notice (`UserJoined`,
-    /// `UserLeft`): room and moderation tests look past who comes and goes.
-    pub async fn recv_skipping_presence(&mut self) -> ServerMessage {
-        loop {
-            match self.recv().await {
-                ServerMessage::UserJoined { .. } | ServerMessage::UserLeft { .. } => {}
-                other => return other,
-            }
         }
     }
 
@@ -389,7 +381,7 @@ impl TestClient {
         .await;
         let mut all = Vec::new();
         loop {
-            match self.recv_skipping_presence().await {
+            match self.recv().await {
                 ServerMessage::HistoryPage {
                     more,
                     complete,
@@ -408,7 +400,7 @@ impl TestClient {
     }
 
     async fn room_answer(&mut self) -> Result<RoomInfo, ErrorCode> {
-        match self.recv_skipping_presence().await {
+        match self.recv().await {
             ServerMessage::RoomJoined { info } => Ok(info),
             ServerMessage::Error { code, .. } => Err(code),
             other => panic!(
@@ -509,13 +501,33 @@ impl TestClient {
     /// The next message other than Ping (Pings are answered), within
     /// [`RECV_TIMEOUT`]; fails the test on timeout, close or error.
     pub async fn recv(&mut self) -> ServerMessage {
+        loop {
+            if let Some(msg) = self.recv_or_presence().await {
+                return msg;
+            }
+        }
+    }
+
+    /// The next message, or `None` after setting a `Presence` aside.
+    async fn recv_or_presence(&mut self) -> Option<ServerMessage> {
         let deadline = Instant::now() + RECV_TIMEOUT;
         loop {
             match self.next_event_until(deadline).await {
                 Some(Ok(LinkEvent::Message(ServerMessage::Ping { nonce }))) => {
                     self.answer_ping(nonce).await
                 }
-                Some(Ok(LinkEvent::Message(msg))) => return msg,
+                Some(Ok(LinkEvent::Message(ServerMessage::Presence { online, offline }))) => {
+                    self.presence_messages += 1;
+                    self.presence
+                        .extend(online.iter().map(|u| (u.as_str().to_owned(), None)));
+                    self.presence.extend(
+                        offline
+                            .iter()
+                            .map(|d| (d.user.as_str().to_owned(), Some(d.reason))),
+                    );
+                    return None;
+                }
+                Some(Ok(LinkEvent::Message(msg))) => return Some(msg),
                 Some(Ok(LinkEvent::Closed { clean })) => panic!(
                     "{}: the session closed (clean: {clean}) while a message was expected",
                     self.label
@@ -570,20 +582,6 @@ impl TestClient {
         );
     }
 
-    /// [`sync`](Self::sync), looking past presence notices.
-    pub async fn sync_skipping_presence(&mut self) {
-        self.next_nonce += 1;
-        let nonce = 0x5EC0_0000_0000_0000 | self.next_nonce;
-        self.send(&ClientMessage::Ping { nonce }).await;
-        let got = self.recv_skipping_presence().await;
-        assert_eq!(
-            got,
-            ServerMessage::Pong { nonce },
-            "{}: expected the Pong",
-            self.label
-        );
-    }
-
     /// Reads until the session ends, returning every message (Pings
     /// included, unanswered) and how it ended. Fails the test if the
     /// session is still open after [`END_BOUND`].
@@ -608,12 +606,17 @@ impl TestClient {
         }
     }
 
-    /// The session ends with no further message but Pings.
+    /// The session ends with no further message but Pings (and presence).
     pub async fn expect_closed(&mut self) -> SessionEnd {
         let (seen, end) = self.read_until_end().await;
         let unexpected: Vec<_> = seen
             .iter()
-            .filter(|m| !matches!(m, ServerMessage::Ping { .. }))
+            .filter(|m| {
+                !matches!(
+                    m,
+                    ServerMessage::Ping { .. } | ServerMessage::Presence { .. }
+                )
+            })
             .collect();
         assert!(
             unexpected.is_empty(),
@@ -636,12 +639,12 @@ impl TestClient {
     }
 
     /// The server cuts this client off: the session ends, with at most a
-    /// `Goodbye{reason}` (best effort) and Pings before the end.
+    /// `Goodbye{reason}` (best effort), Pings and presence before the end.
     pub async fn expect_cut_off(&mut self, reason: GoodbyeReason) -> SessionEnd {
         let (seen, end) = self.read_until_end().await;
         for msg in &seen {
             match msg {
-                ServerMessage::Ping { .. } => {}
+                ServerMessage::Ping { .. } | ServerMessage::Presence { .. } => {}
                 ServerMessage::Goodbye { reason: r } if *r == reason => {}
                 other => panic!(
                     "{}: expected to be cut off with at most Goodbye {reason:?}, got {other:?}",
@@ -689,24 +692,48 @@ impl TestClient {
         }
     }
 
+    /// Presence says `name` came online (now or in a batch set aside
+    /// earlier); any other message meanwhile fails the test.
     pub async fn expect_user_joined(&mut self, name: &str) {
-        match self.recv().await {
-            ServerMessage::UserJoined { username } if username.as_str() == name => {}
-            other => panic!("{}: expected UserJoined {name}, got {other:?}", self.label),
+        self.expect_presence(name, None).await;
+    }
+
+    /// Presence says `name` went offline for `reason`.
+    pub async fn expect_user_left(&mut self, name: &str, reason: LeaveReason) {
+        self.expect_presence(name, Some(reason)).await;
+    }
+
+    async fn expect_presence(&mut self, name: &str, state: Option<LeaveReason>) {
+        loop {
+            if let Some(at) = self
+                .presence
+                .iter()
+                .position(|(n, s)| n == name && *s == state)
+            {
+                self.presence.remove(at);
+                return;
+            }
+            if let Some(other) = self.recv_or_presence().await {
+                panic!(
+                    "{}: expected presence {name} {state:?}, got {other:?}",
+                    self.label
+                );
+            }
         }
     }
 
-    pub async fn expect_user_left(&mut self, name: &str, reason: LeaveReason) {
-        match self.recv().await {
-            ServerMessage::UserLeft {
-                username,
-                reason: r,
-            } if username.as_str() == name && r == reason => {}
-            other => panic!(
-                "{}: expected UserLeft {name} {reason:?}, got {other:?}",
-                self.label
-            ),
-        }
+    /// How many `Presence` messages came so far.
+    pub fn presence_messages(&self) -> usize {
+        self.presence_messages
+    }
+
+    /// What presence said of `name` that no `expect_user_*` took.
+    pub fn presence_of(&self, name: &str) -> Vec<Option<LeaveReason>> {
+        self.presence
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, s)| *s)
+            .collect()
     }
 
     pub async fn expect_error(&mut self, code: ErrorCode) {
@@ -835,7 +862,6 @@ impl TestClient {
                 token_lifetime_secs,
             } => {
                 self.label = username.as_str().to_owned();
-                let online = self.read_online_pages().await;
                 let Greeting {
                     rooms,
                     invitations,
@@ -847,7 +873,6 @@ impl TestClient {
                     username,
                     token: resume_token,
                     token_lifetime_secs,
-                    online,
                     rooms,
                     invitations,
                     read_markers,

@@ -35,6 +35,8 @@ pub fn test_limits() -> ServerLimits {
         handshake_burst_per_ip: 10_000,
         handshake_workers: 2,
         hash_workers: 2,
+        // Presence at once: tests wait for it; the batching has its own.
+        presence_interval: Duration::ZERO,
         ..ServerLimits::default()
     }
 }
@@ -240,7 +242,7 @@ impl TestServer {
     }
 
     /// Registers `names` one after another; each earlier member reads the
-    /// `UserJoined` of each later one, so the group starts quiet.
+    /// presence of each later one, so the group starts quiet.
     pub async fn group(&self, names: &[&str]) -> Vec<TestClient> {
         let mut clients: Vec<TestClient> = Vec::new();
         for name in names {

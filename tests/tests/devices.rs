@@ -3,6 +3,8 @@
 //! too), presence is per user, the device list, logging one device out,
 //! and the cap on devices.
 
+use std::time::Duration;
+
 use proto_core::message::{AuthFailure, ClientMessage, GoodbyeReason, LeaveReason, ServerMessage};
 use tests::{test_limits, ServerOptions, TestClient, TestServer, Transport, PASSWORD};
 
@@ -40,7 +42,12 @@ async fn every_device_of_a_user_gets_the_whole_conversation_and_presence_is_per_
     let (mut laptop, _) = device(&server, "Alice", 1, "laptop").await;
     bob.expect_user_joined("Alice").await;
     let (mut phone, _) = device(&server, "Alice", 2, "phone").await;
-    bob.sync().await; // no second UserJoined: Alice was online already
+    bob.sync().await;
+    assert_eq!(
+        bob.presence_of("Alice"),
+        [],
+        "no second join: Alice was online already"
+    );
     laptop.sync().await;
 
     // Someone else's room message reaches both devices.
@@ -147,11 +154,8 @@ async fn a_user_lists_devices_and_logs_one_out() {
     // Another user's device cannot be touched: ids are per user.
     let mut bob = server.user("Bob").await;
     bob.send(&ClientMessage::LogoutDevice { id: 0x11 }).await;
-    assert!(matches!(
-        bob.recv_skipping_presence().await,
-        ServerMessage::Error { .. }
-    ));
-    laptop.sync_skipping_presence().await;
+    assert!(matches!(bob.recv().await, ServerMessage::Error { .. }));
+    laptop.sync().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,4 +177,38 @@ async fn devices_beyond_the_cap_are_refused_and_known_ones_come_back() {
     let (_phone2, _) = device(&server, "Alice", 2, "phone").await;
     let mut phone = phone;
     phone.expect_goodbye(GoodbyeReason::Replaced).await;
+}
+
+/// Presence under a burst of logins: the first change after a quiet
+/// interval is told at once, the rest of the interval's in one batch, and
+/// someone who came and went within it is not told at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_comes_in_batches_and_a_quick_in_and_out_is_not_told() {
+    let mut options = ServerOptions::new(Transport::Plain);
+    options.limits.presence_interval = Duration::from_secs(6);
+    let server = TestServer::start_with(options).await;
+    let mut watcher = server.user("Watcher").await;
+    // Its own coming online: the first change, told at once.
+    watcher.expect_user_joined("Watcher").await;
+    let before = watcher.presence_messages();
+
+    // Within the next interval: one user in and out, four who stay.
+    {
+        let flap = server.user("Flap").await;
+        flap.goodbye().await;
+    }
+    let mut stay = Vec::new();
+    for name in ["Ann", "Ben", "Cat", "Dan"] {
+        stay.push(server.user(name).await);
+    }
+    for name in ["Ann", "Ben", "Cat", "Dan"] {
+        watcher.expect_user_joined(name).await;
+    }
+    assert_eq!(
+        watcher.presence_messages() - before,
+        1,
+        "five logins and a logout in one interval: one message"
+    );
+    watcher.sync().await;
+    assert_eq!(watcher.presence_of("Flap"), [], "in and out: nothing told");
 }

@@ -745,3 +745,43 @@ fn names_gathers_every_page_and_ignores_pages_nobody_asked_for() {
     // Answered once.
     assert!(p.handle(page(200, 200, 50), t0).is_empty());
 }
+
+#[test]
+fn presence_from_several_shared_rooms_is_told_once_per_change_and_never_of_oneself() {
+    use proto_core::message::{Departure, LeaveReason, PresenceOffline, PresenceOnline};
+    let (mut p, t0) = online(true);
+    let me = p.me.clone();
+    let batch = |online: &[&str], offline: &[&str]| {
+        Event::Received(ServerMessage::Presence {
+            online: PresenceOnline::new(online.iter().map(|n| Username::new(n).unwrap()).collect())
+                .unwrap(),
+            offline: PresenceOffline::new(
+                offline
+                    .iter()
+                    .map(|n| Departure {
+                        user: Username::new(n).unwrap(),
+                        reason: LeaveReason::Exit,
+                    })
+                    .collect(),
+            )
+            .unwrap(),
+        })
+    };
+    let told = |actions: Vec<Action>| -> Vec<String> {
+        actions
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Emit(ClientEvent::Joined { username }) => Some(format!("+{username}")),
+                Action::Emit(ClientEvent::Left { username, .. }) => Some(format!("-{username}")),
+                _ => None,
+            })
+            .collect()
+    };
+    // Bob is in two rooms with us: the same change comes twice.
+    assert_eq!(told(p.handle(batch(&["Bob", &me], &[]), t0)), ["+Bob"]);
+    assert!(told(p.handle(batch(&["bob"], &[]), t0)).is_empty());
+    assert_eq!(told(p.handle(batch(&[], &["Bob"]), t0)), ["-Bob"]);
+    assert!(told(p.handle(batch(&[], &["Bob"]), t0)).is_empty());
+    // Someone online before we logged in, leaving: told.
+    assert_eq!(told(p.handle(batch(&[], &["Carol"]), t0)), ["-Carol"]);
+}

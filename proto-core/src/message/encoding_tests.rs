@@ -618,18 +618,46 @@ fn a_room_name_without_its_hash_does_not_decode() {
 #[test]
 fn server_presence_messages_have_the_published_layout() {
     assert_server_vector(
-        ServerMessage::UserJoined {
-            username: user("bob"),
+        ServerMessage::Presence {
+            online: PresenceOnline::new(vec![user("alice")]).unwrap(),
+            offline: PresenceOffline::new(vec![Departure {
+                user: user("bob"),
+                reason: LeaveReason::Dropped,
+            }])
+            .unwrap(),
         },
-        "12 0003 626f62",
+        "0d 0001 0005 616c696365 0001 0003 626f62 02",
     );
-    assert_server_vector(
-        ServerMessage::UserLeft {
-            username: user("bob"),
-            reason: LeaveReason::Dropped,
-        },
-        "13 0003 626f62 02",
-    );
+    // The widest batch fits a message; one name more does not decode.
+    let widest = ServerMessage::Presence {
+        online: PresenceOnline::new(vec![widest_username(); MAX_PRESENCE_PER_LIST]).unwrap(),
+        offline: PresenceOffline::new(vec![
+            Departure {
+                user: widest_username(),
+                reason: LeaveReason::Exit,
+            };
+            MAX_PRESENCE_PER_LIST
+        ])
+        .unwrap(),
+    };
+    assert_eq!(widest.encode().len(), 62_645);
+    let mut wire = unhex("0d 00f1");
+    for _ in 0..=MAX_PRESENCE_PER_LIST {
+        wire.extend(unhex("0001 61"));
+    }
+    wire.extend(unhex("0000"));
+    assert!(ServerMessage::decode(&wire).is_err());
+    // Batches: none for nothing, and as many messages as the lists need.
+    assert!(ServerMessage::presence_batches(vec![], vec![]).is_empty());
+    let batches = ServerMessage::presence_batches(vec![user("a"); 500], vec![]);
+    let sizes: Vec<usize> = batches
+        .iter()
+        .map(|m| match m {
+            ServerMessage::Presence { online, offline } => online.len() + offline.len(),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(sizes, [240, 240, 20]);
     assert_server_vector(
         ServerMessage::OnlineUsers {
             more: false,
@@ -712,7 +740,7 @@ fn unknown_tags_are_rejected() {
             Err(MessageError::UnknownTag(tag))
         );
     }
-    for tag in [0x00, 0x0a, 0x22, 0x31, 0x41, 0xff] {
+    for tag in [0x00, 0x0a, 0x12, 0x13, 0x22, 0x31, 0x41, 0xff] {
         assert_eq!(
             ServerMessage::decode(&[tag]),
             Err(MessageError::UnknownTag(tag))
@@ -869,7 +897,7 @@ fn unknown_enum_values_are_rejected() {
     let cases: [(&str, &'static str, u16); 9] = [
         ("02 00", "auth failure", 0),
         ("02 08", "auth failure", 8),
-        ("13 0001 61 05", "leave reason", 5),
+        ("0d 0000 0001 0001 61 05", "leave reason", 5),
         ("30 00", "goodbye reason", 0),
         ("30 09", "goodbye reason", 9),
         ("40 000f 0000", "error code", 15),
@@ -1072,16 +1100,9 @@ fn max_size_single_messages_fit() {
             from: widest_username(),
             text: widest_text(),
         },
-        ServerMessage::UserJoined {
-            username: widest_username(),
-        },
-        ServerMessage::UserLeft {
-            username: widest_username(),
-            reason: LeaveReason::Exit,
-        },
     ];
     let sizes: Vec<usize> = others.iter().map(|m| m.encode().len()).collect();
-    assert_eq!(sizes, [167, 4_376, 131, 132], "the spec's maxima");
+    assert_eq!(sizes, [167, 4_376], "the spec's maxima");
     let server = [
         ServerMessage::DirectMessage {
             id: u64::MAX,
@@ -1595,9 +1616,23 @@ fn server_message_strategy() -> impl Strategy<Value = ServerMessage> {
                     text,
                 }
             }),
-        username_strategy().prop_map(|username| ServerMessage::UserJoined { username }),
-        (username_strategy(), select(LeaveReason::ALL.to_vec()))
-            .prop_map(|(username, reason)| ServerMessage::UserLeft { username, reason }),
+        (
+            proptest::collection::vec(username_strategy(), 0..4),
+            proptest::collection::vec(
+                (username_strategy(), select(LeaveReason::ALL.to_vec())),
+                0..4
+            )
+        )
+            .prop_map(|(online, offline)| ServerMessage::Presence {
+                online: PresenceOnline::new(online).unwrap(),
+                offline: PresenceOffline::new(
+                    offline
+                        .into_iter()
+                        .map(|(user, reason)| Departure { user, reason })
+                        .collect()
+                )
+                .unwrap()
+            }),
         (
             any::<bool>(),
             proptest::collection::vec(username_strategy(), 0..40)
@@ -1710,7 +1745,7 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_after_a_valid_tag_never_panic(
-        tag in select(vec![0x01u8, 0x02, 0x03, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x20, 0x21, 0x30, 0x40]),
+        tag in select(vec![0x01u8, 0x02, 0x03, 0x0d, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x20, 0x21, 0x30, 0x40]),
         body in proptest::collection::vec(any::<u8>(), 0..300),
     ) {
         let mut bytes = vec![tag];

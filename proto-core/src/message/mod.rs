@@ -42,9 +42,10 @@ pub use room::{
     GENERAL_ROOM, MAX_REASON_BYTES, MAX_ROOM_FILTER_BYTES, MAX_ROOM_NAME_BYTES, MAX_TOPIC_BYTES,
 };
 pub use server_message::{
-    Conversation, DeviceInfos, HistoryEntries, HistoryEntry, MemberInfos, RoomSummaries,
-    ServerMessage, UserList, MAX_DEVICES_PER_LIST, MAX_HISTORY_ENTRIES_PER_BATCH,
-    MAX_MEMBERS_PER_PAGE, MAX_ONLINE_USERS_PER_MESSAGE, MAX_ROOMS_PER_LIST,
+    Conversation, Departure, DeviceInfos, HistoryEntries, HistoryEntry, MemberInfos,
+    PresenceOffline, PresenceOnline, RoomSummaries, ServerMessage, UserList, MAX_DEVICES_PER_LIST,
+    MAX_HISTORY_ENTRIES_PER_BATCH, MAX_MEMBERS_PER_PAGE, MAX_ONLINE_USERS_PER_MESSAGE,
+    MAX_PRESENCE_PER_LIST, MAX_ROOMS_PER_LIST,
 };
 pub use text::{
     escape_for_display, ErrorDetail, MessageText, MAX_ERROR_DETAIL_BYTES, MAX_TEXT_BYTES,

@@ -47,6 +47,28 @@ const _: () = assert!(
         <= MAX_MESSAGE_BYTES
 );
 
+/// Most names in each list of one `Presence`: both lists at their
+/// largest, every name 128 bytes, fit [`MAX_MESSAGE_BYTES`]:
+/// 1 + 2 + 240 × 130 + 2 + 240 × 131 = 62 645.
+pub const MAX_PRESENCE_PER_LIST: usize = 240;
+/// Who came online, in one `Presence`.
+pub type PresenceOnline = BoundedList<Username, MAX_PRESENCE_PER_LIST>;
+/// Who went offline and why, in one `Presence`.
+pub type PresenceOffline = BoundedList<Departure, MAX_PRESENCE_PER_LIST>;
+const _: () = assert!(
+    1 + 2 * U16_BYTES
+        + MAX_PRESENCE_PER_LIST * MAX_USERNAME_WIRE_BYTES
+        + MAX_PRESENCE_PER_LIST * (MAX_USERNAME_WIRE_BYTES + 1)
+        <= MAX_MESSAGE_BYTES
+);
+
+/// A user who went offline, in a `Presence`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Departure {
+    pub user: Username,
+    pub reason: LeaveReason,
+}
+
 /// The rooms of one `RoomList` message.
 pub type RoomSummaries = BoundedList<RoomSummary, MAX_ROOMS_PER_LIST>;
 /// The usernames of one `OnlineUsers` message.
@@ -264,12 +286,13 @@ pub enum ServerMessage {
         to: Username,
         text: MessageText,
     },
-    /// 0x12: a user came online.
-    UserJoined { username: Username },
-    /// 0x13: a user went offline.
-    UserLeft {
-        username: Username,
-        reason: LeaveReason,
+    /// 0x0D: users who share a room with this user came online or went
+    /// offline (on their last device), batched: at most one batch per
+    /// presence interval, in as many messages as it takes. A name may come
+    /// again (from each shared room) with the same state.
+    Presence {
+        online: PresenceOnline,
+        offline: PresenceOffline,
     },
     /// 0x14: one page of the online users; the client accumulates pages
     /// until one has `more == false`.
@@ -368,10 +391,9 @@ pub(crate) mod tag {
     pub const HISTORY_PAGE: u8 = 0x09;
     pub const READ_MARKER: u8 = 0x0B;
     pub const MEMBER_PAGE: u8 = 0x0C;
+    pub const PRESENCE: u8 = 0x0D;
     pub const ROOM_MESSAGE: u8 = 0x10;
     pub const DIRECT_MESSAGE: u8 = 0x11;
-    pub const USER_JOINED: u8 = 0x12;
-    pub const USER_LEFT: u8 = 0x13;
     pub const ONLINE_USERS: u8 = 0x14;
     pub const HISTORY_BATCH: u8 = 0x15;
     pub const STORED: u8 = 0x16;
@@ -510,13 +532,29 @@ impl ServerMessage {
                 to: Username::decode(&mut r)?,
                 text: MessageText::decode(&mut r)?,
             },
-            tag::USER_JOINED => Self::UserJoined {
-                username: Username::decode(&mut r)?,
-            },
-            tag::USER_LEFT => Self::UserLeft {
-                username: Username::decode(&mut r)?,
-                reason: LeaveReason::decode(&mut r)?,
-            },
+            tag::PRESENCE => {
+                let count = r.count("online", MAX_PRESENCE_PER_LIST, MIN_USERNAME_WIRE_BYTES)?;
+                let mut online = Vec::with_capacity(count);
+                for _ in 0..count {
+                    online.push(Username::decode(&mut r)?);
+                }
+                let count = r.count(
+                    "offline",
+                    MAX_PRESENCE_PER_LIST,
+                    MIN_USERNAME_WIRE_BYTES + 1,
+                )?;
+                let mut offline = Vec::with_capacity(count);
+                for _ in 0..count {
+                    offline.push(Departure {
+                        user: Username::decode(&mut r)?,
+                        reason: LeaveReason::decode(&mut r)?,
+                    });
+                }
+                Self::Presence {
+                    online: BoundedList::from_checked(online),
+                    offline: BoundedList::from_checked(offline),
+                }
+            }
             tag::ONLINE_USERS => {
                 let more = r.bool("more")?;
                 let count = r.count(
@@ -619,6 +657,25 @@ impl ServerMessage {
         paged(users, |more, users| Self::OnlineUsers { more, users })
     }
 
+    /// `Presence` messages for any number of changes (none for none): each
+    /// carries up to [`MAX_PRESENCE_PER_LIST`] of each kind.
+    pub fn presence_batches(online: Vec<Username>, offline: Vec<Departure>) -> Vec<ServerMessage> {
+        let mut online = online.into_iter().peekable();
+        let mut offline = offline.into_iter().peekable();
+        let mut out = Vec::new();
+        while online.peek().is_some() || offline.peek().is_some() {
+            out.push(Self::Presence {
+                online: BoundedList::from_checked(
+                    online.by_ref().take(MAX_PRESENCE_PER_LIST).collect(),
+                ),
+                offline: BoundedList::from_checked(
+                    offline.by_ref().take(MAX_PRESENCE_PER_LIST).collect(),
+                ),
+            });
+        }
+        out
+    }
+
     /// `HistoryBatch` pages for any number of entries, oldest first: every
     /// page but the last has `more == true`; at least one page.
     pub fn history_batches(entries: Vec<HistoryEntry>) -> Vec<ServerMessage> {
@@ -665,8 +722,7 @@ impl ServerMessage {
             Self::MemberPage { .. } => tag::MEMBER_PAGE,
             Self::RoomMessage { .. } => tag::ROOM_MESSAGE,
             Self::DirectMessage { .. } => tag::DIRECT_MESSAGE,
-            Self::UserJoined { .. } => tag::USER_JOINED,
-            Self::UserLeft { .. } => tag::USER_LEFT,
+            Self::Presence { .. } => tag::PRESENCE,
             Self::OnlineUsers { .. } => tag::ONLINE_USERS,
             Self::HistoryBatch { .. } => tag::HISTORY_BATCH,
             Self::Stored { .. } => tag::STORED,
@@ -742,10 +798,16 @@ impl ServerMessage {
                 to.encode(out);
                 text.encode(out);
             }
-            Self::UserJoined { username } => username.encode(out),
-            Self::UserLeft { username, reason } => {
-                username.encode(out);
-                reason.encode(out);
+            Self::Presence { online, offline } => {
+                out.len16(online.len());
+                for user in online {
+                    user.encode(out);
+                }
+                out.len16(offline.len());
+                for d in offline {
+                    d.user.encode(out);
+                    d.reason.encode(out);
+                }
             }
             Self::OnlineUsers { more, users } => {
                 out.bool(*more);
