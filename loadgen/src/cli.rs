@@ -144,6 +144,10 @@ pub enum Mode {
     Handshakes(StormArgs),
     /// Password logins (handshake + Login + Goodbye) as fast as C workers can.
     Logins(LoginArgs),
+    /// N clients log in, then all drop their connections at once and come
+    /// back with their resume tokens: how long until all are back, and
+    /// what it does to a room chatting meanwhile (in its own room).
+    Reconnect(ReconnectArgs),
 }
 
 impl Mode {
@@ -154,6 +158,7 @@ impl Mode {
             Mode::Ramp(_) => "ramp",
             Mode::Handshakes(_) => "handshakes",
             Mode::Logins(_) => "logins",
+            Mode::Reconnect(_) => "reconnect",
         }
     }
 }
@@ -274,6 +279,22 @@ pub struct StormArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ReconnectArgs {
+    /// Clients that drop and come back (in `#general`).
+    #[arg(long, short = 'n', default_value_t = 1000)]
+    pub clients: usize,
+    /// Seconds to wait for all of them to be back.
+    #[arg(long, default_value = "60", value_parser = parse_secs)]
+    pub within: Duration,
+    /// The room the background room's clients join and write to (so the
+    /// reconnecting clients in `#general` do not receive its messages).
+    #[arg(long, default_value = "#bench")]
+    pub room_name: String,
+    #[command(flatten)]
+    pub room: BackgroundRoom,
+}
+
+#[derive(Debug, Args)]
 pub struct LoginArgs {
     #[command(flatten)]
     pub storm: StormArgs,
@@ -342,6 +363,18 @@ impl Cli {
             }
             Mode::Handshakes(a) => check_storm(a)?,
             Mode::Logins(a) => check_storm(&a.storm)?,
+            Mode::Reconnect(a) => {
+                if a.clients == 0 {
+                    return Err("--clients must be at least 1".into());
+                }
+                positive("--within", a.within)?;
+                if let Some(shape) = a.room.shape() {
+                    check_shape(&shape, "room-")?;
+                    check_rate("--room-rate", a.room.room_rate)?;
+                }
+                proto_core::message::RoomName::new(&a.room_name)
+                    .map_err(|e| format!("--room-name: {e}"))?;
+            }
         }
         Ok(())
     }
@@ -359,7 +392,7 @@ impl Cli {
             Mode::Idle(_) => None,
             Mode::Room(a) => Some(a.shape.bytes),
             Mode::Ramp(a) => Some(a.shape.bytes),
-            Mode::Handshakes(_) | Mode::Logins(_) => {
+            Mode::Handshakes(_) | Mode::Logins(_) | Mode::Reconnect(_) => {
                 return Err(format!(
                     "--protocol irc runs idle, room and ramp, not {}",
                     self.mode.name()
@@ -383,6 +416,7 @@ impl Cli {
             Mode::Ramp(a) => a.shape.clients,
             Mode::Handshakes(a) => a.concurrency + a.room.room_clients,
             Mode::Logins(a) => a.storm.concurrency + a.storm.room.room_clients,
+            Mode::Reconnect(a) => a.clients + a.room.room_clients,
         }
     }
 }

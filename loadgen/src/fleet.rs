@@ -116,6 +116,29 @@ pub struct PhaseOutcome {
     pub cpu: CpuUse,
 }
 
+/// How a mass reconnect went: every member dropped its connection at once
+/// and logged in again with its resume token.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReconnectOutcome {
+    pub clients: usize,
+    pub back: usize,
+    /// Back with the resume token (the rest had to log in with the password).
+    pub resumed: usize,
+    pub gone: usize,
+    /// From the command to the last member back in its rooms (greeting
+    /// read), if everyone came back.
+    pub all_back_secs: Option<f64>,
+    /// ... to the moment half, 90 % and 99 % were back.
+    pub half_back_secs: Option<f64>,
+    pub p90_back_secs: Option<f64>,
+    pub p99_back_secs: Option<f64>,
+    pub within_secs: f64,
+    pub handshake: Summary,
+    pub login: Summary,
+    pub errors: Tally,
+    pub cpu: CpuUse,
+}
+
 /// Time allowed past a phase's end for senders to report.
 const SENT_GRACE: Duration = Duration::from_secs(30);
 /// Time allowed past the drain deadline for results to arrive.
@@ -409,6 +432,72 @@ impl Fleet {
             drops: self.drops - drops0.0,
             rejoins: self.rejoins - drops0.1,
             cpu,
+        }
+    }
+
+    /// Every member drops its connection at once and logs in again with
+    /// its resume token; waits at most `within` for them to be back.
+    pub async fn reconnect_all(&mut self, within: Duration) -> ReconnectOutcome {
+        let id = self.next_phase;
+        self.next_phase += 1;
+        let clients = self.alive();
+        let cpu0 = CpuSample::take(self.server_pid);
+        let started = Instant::now();
+        // Left as the current command: a member acts on it once.
+        self.commands.send_replace(Command::Reconnect(id));
+        let deadline = tokio::time::Instant::now() + within;
+        let mut back_at: Vec<f64> = Vec::with_capacity(clients);
+        let (mut resumed, mut gone) = (0, 0);
+        let mut handshake = Merged::default();
+        let mut login = Merged::default();
+        let mut errors = Tally::default();
+        let mut last_progress = Instant::now();
+        let mut ticks = tokio::time::interval(Duration::from_secs(2));
+        while back_at.len() + gone < clients {
+            tokio::select! {
+                r = self.reports.recv() => match r {
+                    Some(Report::Rejoined { info, .. }) => {
+                        back_at.push(started.elapsed().as_secs_f64());
+                        resumed += usize::from(info.resumed);
+                        handshake.record(info.handshake);
+                        login.record(info.login);
+                    }
+                    Some(Report::Gone { slot, error }) => {
+                        gone += 1;
+                        self.alive[slot] = false;
+                        errors.add(&error);
+                    }
+                    Some(other) => self.absorb(other),
+                    None => break,
+                },
+                () = tokio::time::sleep_until(deadline) => break,
+                _ = ticks.tick() => {
+                    let n = back_at.len();
+                    self.progress_line(
+                        || format!("reconnecting: {n} of {clients} back, {gone} gone"),
+                        &mut last_progress,
+                    );
+                }
+            }
+        }
+        let at = |fraction: f64| -> Option<f64> {
+            let needed = ((clients as f64) * fraction).ceil() as usize;
+            (needed > 0 && back_at.len() >= needed).then(|| back_at[needed - 1])
+        };
+        ReconnectOutcome {
+            clients,
+            back: back_at.len(),
+            resumed,
+            gone,
+            all_back_secs: at(1.0),
+            half_back_secs: at(0.5),
+            p90_back_secs: at(0.9),
+            p99_back_secs: at(0.99),
+            within_secs: within.as_secs_f64(),
+            handshake: handshake.summary(),
+            login: login.summary(),
+            errors,
+            cpu: cpu0.until(&CpuSample::take(self.server_pid)),
         }
     }
 

@@ -33,6 +33,10 @@ pub enum Command {
     Hold,
     Run(Phase),
     Drain(Drain),
+    /// Drop the connection without a goodbye (as a network cut does) and
+    /// log in again at once with the resume token; the number tells one
+    /// such command from the next.
+    Reconnect(u16),
     /// Say goodbye and end the task.
     Stop,
 }
@@ -189,7 +193,7 @@ impl Member {
     /// Acts on a new command (not `Stop`, which the task handles).
     pub fn on_command(&mut self, cmd: Command, out: &mut Vec<Report>) {
         match cmd {
-            Command::Hold | Command::Stop => {}
+            Command::Hold | Command::Stop | Command::Reconnect(_) => {}
             Command::Run(phase) => {
                 self.enter_phase(phase.id);
                 if let Some((rank, senders)) = self.spec.sender {
@@ -407,6 +411,7 @@ pub async fn run<T: Transport>(
     let mut command = Box::pin(next_command(commands));
 
     loop {
+        let mut forced = false;
         let want = member.next_wakeup();
         if want != armed {
             timer.as_mut().reset(want.unwrap_or_else(far).into());
@@ -438,8 +443,13 @@ pub async fn run<T: Transport>(
                     conn.close().await;
                     return;
                 }
-                member.on_command(cmd, &mut out);
-                None
+                if let Command::Reconnect(_) = cmd {
+                    forced = true;
+                    Some("asked to reconnect".to_owned())
+                } else {
+                    member.on_command(cmd, &mut out);
+                    None
+                }
             },
             () = &mut timer, if armed.is_some() => {
                 // The timer has fired: re-arm on the next turn whatever happens.
@@ -456,7 +466,11 @@ pub async fn run<T: Transport>(
         flush(&reports, &mut out);
 
         if let Some(reason) = lost {
-            let _ = reports.send(Report::Dropped { slot, reason });
+            if !forced {
+                let _ = reports.send(Report::Dropped { slot, reason });
+            }
+            // Closed without a goodbye: the server sees the connection drop.
+            drop(conn);
             match rejoin(&*transport, spec.account, &mut memory, &join_permits).await {
                 Ok((new_conn, info)) => {
                     conn = new_conn;

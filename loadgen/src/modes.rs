@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::accounts;
 use crate::cli::{
-    AccountOrder, Cli, IdleArgs, LoginArgs, Mode, Protocol, RampArgs, RoomArgs, RoomShape,
-    StormArgs,
+    AccountOrder, Cli, IdleArgs, LoginArgs, Mode, Protocol, RampArgs, ReconnectArgs, RoomArgs,
+    RoomShape, StormArgs,
 };
 use crate::fd_limit;
 use crate::fleet::{Fleet, FleetOptions, JoinSummary, PhaseOutcome, Tally};
@@ -139,6 +139,7 @@ pub async fn run(cli: &Cli, threads: usize) -> Result<Report, String> {
             room: None,
             ramp: None,
             storm: None,
+            reconnect: None,
             connection_drops: Tally::default(),
             cpu_run: CpuUse::default(),
             error: None,
@@ -150,6 +151,7 @@ pub async fn run(cli: &Cli, threads: usize) -> Result<Report, String> {
         Mode::Ramp(a) => run.ramp(a).await,
         Mode::Handshakes(a) => run.handshakes(a).await,
         Mode::Logins(a) => run.logins(a).await,
+        Mode::Reconnect(a) => run.reconnect(a).await,
     };
     let mut report = run.report;
     if let Client::SecureChat { target, .. } = &run.client {
@@ -520,6 +522,99 @@ impl Run<'_> {
             },
         );
         self.storm_with_room(s, room, storm).await;
+        Ok(())
+    }
+
+    async fn reconnect(&mut self, a: &ReconnectArgs) -> Result<(), String> {
+        let chat = self.secure_chat()?;
+        // The background room chats in a room of its own.
+        let room = match a.room.shape() {
+            None => None,
+            Some(shape) => {
+                let name = proto_core::message::RoomName::new(&a.room_name)
+                    .map_err(|e| format!("--room-name: {e}"))?;
+                let cli = self.cli;
+                let in_room = Arc::new(
+                    SecureChat::new(
+                        chat.target().clone(),
+                        cli.run.seed.clone(),
+                        cli.run.register_concurrency,
+                        cli.run.accounts == AccountOrder::RegisterFirst,
+                        cli.run.login_timeout,
+                    )
+                    .in_room(name),
+                );
+                self.choose_account_order(&in_room, 0, shape.clients).await;
+                let opts = FleetOptions {
+                    clients: shape.clients,
+                    senders: shape.senders,
+                    account_base: 0,
+                    join_concurrency: cli.run.join_concurrency,
+                    epoch: self.epoch,
+                    server_pid: self.server_pid(),
+                    progress: self.progress(),
+                };
+                self.note(format!(
+                    "joining {} clients in {}",
+                    shape.clients, a.room_name
+                ));
+                let (fleet, join) = Fleet::join(in_room, &opts).await;
+                if join.joined < 2 {
+                    fleet.stop(STOP_TIMEOUT).await;
+                    return Err("too few background room clients joined".into());
+                }
+                self.report.accounts_prepared = Some(join);
+                Some((fleet, shape))
+            }
+        };
+        let base = a.room.room_clients;
+        let (mut fleet, join) = self.fleet(a.clients, 0, base, 1, false).await?;
+        self.report.join = Some(join);
+        // Let the joins' presence settle before cutting everyone off.
+        fleet.hold(Duration::from_secs(3)).await;
+        self.note(format!(
+            "{} clients drop and reconnect at once",
+            fleet.alive()
+        ));
+        let outcome = match room {
+            None => fleet.reconnect_all(a.within).await,
+            Some((mut room_fleet, shape)) => {
+                // The room chats from before the cut until the deadline.
+                let lead = Duration::from_secs(2);
+                let phase = room_fleet.run_phase(
+                    a.room.room_rate,
+                    shape.bytes,
+                    lead + a.within,
+                    shape.drain,
+                );
+                let cut = async {
+                    tokio::time::sleep(lead).await;
+                    fleet.reconnect_all(a.within).await
+                };
+                let (phase, outcome) = tokio::join!(phase, cut);
+                self.check_phase(&phase);
+                self.report.room = Some(phase);
+                self.finish(room_fleet).await;
+                outcome
+            }
+        };
+        self.note(format!(
+            "{} of {} back; all back after {}",
+            outcome.back,
+            outcome.clients,
+            outcome
+                .all_back_secs
+                .map_or("(not all)".to_owned(), |s| format!("{s:.1} s"))
+        ));
+        let short = outcome.back < outcome.clients;
+        self.report.reconnect = Some(outcome);
+        self.finish(fleet).await;
+        if short {
+            return Err(format!(
+                "not every client was back within {:.0} s",
+                a.within.as_secs_f64()
+            ));
+        }
         Ok(())
     }
 }

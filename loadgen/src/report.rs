@@ -6,7 +6,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use crate::fd_limit::FdLimit;
-use crate::fleet::{JoinSummary, PhaseOutcome, Tally};
+use crate::fleet::{JoinSummary, PhaseOutcome, ReconnectOutcome, Tally};
 use crate::latency::Summary;
 use crate::proc_stats::CpuUse;
 use crate::storm::StormOutcome;
@@ -34,6 +34,8 @@ pub struct Report {
     pub ramp: Option<RampOutcome>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storm: Option<StormOutcome>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconnect: Option<ReconnectOutcome>,
     /// Why connections were lost mid-run, with counts.
     pub connection_drops: Tally,
     /// The whole run, setup included.
@@ -211,6 +213,32 @@ impl Report {
             }
             t.tally("errors", &s.errors);
             t.row("cpu", cpu_line(&s.cpu));
+        }
+        if let Some(r) = &self.reconnect {
+            t.section("reconnect");
+            let secs = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1} s"));
+            t.row(
+                "back",
+                format!(
+                    "{} of {} ({} with the resume token), {} gone",
+                    r.back, r.clients, r.resumed, r.gone
+                ),
+            );
+            t.row(
+                "all back after",
+                format!(
+                    "{} (half {}, 90% {}, 99% {}; waited at most {:.0} s)",
+                    secs(r.all_back_secs),
+                    secs(r.half_back_secs),
+                    secs(r.p90_back_secs),
+                    secs(r.p99_back_secs),
+                    r.within_secs
+                ),
+            );
+            t.row("handshake ms", latency_line(&r.handshake));
+            t.row("login ms", latency_line(&r.login));
+            t.tally("errors", &r.errors);
+            t.row("cpu", cpu_line(&r.cpu));
         }
         if let Some(p) = &self.room {
             phase_section(&mut t, "room", p);

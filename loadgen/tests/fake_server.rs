@@ -409,3 +409,19 @@ async fn a_client_cut_off_by_the_server_comes_back_with_its_resume_token() {
     assert_eq!(server.room.resumes.load(Ordering::Relaxed), 1);
     assert_eq!(report.room.as_ref().unwrap().reporting, 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mass_reconnect_brings_everyone_back_with_resume_tokens() {
+    let server = start().await;
+    let report = run(&server, &["reconnect", "-n", "5", "--within", "20"]).await;
+    assert_eq!(report.error, None, "{}", report.to_table());
+    let r = report.reconnect.as_ref().unwrap();
+    assert_eq!((r.clients, r.back, r.resumed, r.gone), (5, 5, 5, 0));
+    assert!(r.all_back_secs.is_some_and(|s| s < 20.0));
+    assert_eq!(server.room.resumes.load(Ordering::Relaxed), 5);
+    assert!(
+        report.connection_drops.is_empty(),
+        "a reconnect asked for is not a drop: {}",
+        report.to_table()
+    );
+}

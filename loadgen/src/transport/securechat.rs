@@ -135,6 +135,8 @@ pub struct SecureChat {
     /// The accounts' Argon2id, stretched once per account (see
     /// `memo_stretch`).
     stretch: MemoStretch,
+    /// The room every client of this transport joins and writes to.
+    room: RoomName,
 }
 
 impl SecureChat {
@@ -156,7 +158,15 @@ impl SecureChat {
             register_first: AtomicBool::new(register_first),
             login_timeout,
             stretch: MemoStretch::default(),
+            room: RoomName::general(),
         }
+    }
+
+    /// Clients of this transport join `room` (creating it if nobody has)
+    /// after logging in, and write there instead of `#general`.
+    pub fn in_room(mut self, room: RoomName) -> Self {
+        self.room = room;
+        self
     }
 
     /// An OPAQUE login (`register == false`) or registration as `account`,
@@ -370,7 +380,12 @@ impl Transport for SecureChat {
         tokio::time::timeout(self.login_timeout, async {
             self.authenticate(&mut session, &account, memory, &mut info)
                 .await?;
-            read_login_burst(&mut session).await
+            let rooms = read_login_burst(&mut session).await?;
+            let general = self.room.canonical() == RoomName::general().canonical();
+            if !general && !rooms.iter().any(|r| r.canonical() == self.room.canonical()) {
+                join_room(&mut session, &self.room).await?;
+            }
+            Ok::<(), TransportError>(())
         })
         .await
         .map_err(|_| TransportError::Timeout("login"))??;
@@ -378,7 +393,7 @@ impl Transport for SecureChat {
         Ok((
             Conn {
                 link: session,
-                room: RoomName::general(),
+                room: self.room.clone(),
             },
             info,
         ))
@@ -425,10 +440,53 @@ fn auth_reply(reply: LoginReply) -> Result<AuthReply, TransportError> {
 
 /// Reads the user list and history pages that follow a login, up to the
 /// last history batch.
-async fn read_login_burst(session: &mut Link) -> Result<(), TransportError> {
+/// Reads the greeting to its end; returns the rooms the account is in.
+async fn read_login_burst(session: &mut Link) -> Result<Vec<RoomName>, TransportError> {
+    let mut rooms = Vec::new();
     loop {
-        if let ServerMessage::HistoryBatch { more: false, .. } = next_message(session).await? {
-            return Ok(());
+        match next_message(session).await? {
+            ServerMessage::RoomJoined { info } => rooms.push(info.room),
+            ServerMessage::HistoryBatch { more: false, .. } => return Ok(rooms),
+            _ => {}
+        }
+    }
+}
+
+/// Joins `room`, creating it (public) if it does not exist yet.
+async fn join_room(session: &mut Link, room: &RoomName) -> Result<(), TransportError> {
+    let join = ClientMessage::JoinRoom { room: room.clone() };
+    session.send(&join).await.map_err(TransportError::Link)?;
+    let mut created = false;
+    loop {
+        match next_message(session).await? {
+            ServerMessage::RoomJoined { info } if info.room.canonical() == room.canonical() => {
+                return Ok(())
+            }
+            ServerMessage::Error {
+                code: ErrorCode::NoSuchRoom,
+                ..
+            } if !created => {
+                created = true;
+                let create = ClientMessage::CreateRoom {
+                    room: room.clone(),
+                    invite_only: false,
+                    topic: proto_core::message::Topic::empty(),
+                };
+                session.send(&create).await.map_err(TransportError::Link)?;
+            }
+            // Someone else created it first: join it.
+            ServerMessage::Error {
+                code: ErrorCode::RoomExists,
+                ..
+            } => session.send(&join).await.map_err(TransportError::Link)?,
+            ServerMessage::Error { code, detail } => {
+                return Err(TransportError::Protocol(format!(
+                    "joining {}: {code:?} {}",
+                    room.as_str(),
+                    detail.as_str()
+                )))
+            }
+            _ => {}
         }
     }
 }
