@@ -10,6 +10,7 @@
 #   scripts/load.sh handshakes -c 16 -t 20
 #   scripts/load.sh logins -c 4 -t 20 --room-clients 100 --room-senders 10
 #   scripts/load.sh --tls room -n 50 --json
+#   scripts/load.sh reconnect -n 19000 --room-clients 100 --room-senders 10 --room-rate 10
 #
 # The address, fingerprint and server pid are filled in; everything after
 # MODE goes to securechat-load as is (see `securechat-load MODE --help`).

@@ -188,6 +188,11 @@ pub struct RoomShape {
     /// Seconds to wait after sending stops for messages still in flight.
     #[arg(long, default_value = "5", value_parser = parse_secs)]
     pub drain: Duration,
+    /// Spread the clients over this many rooms (`#load0`, `#load1`, …;
+    /// client k in room k % ROOMS, senders likewise), each message going to
+    /// its room only. 0: everyone in `#general`.
+    #[arg(long, default_value_t = 0)]
+    pub rooms: usize,
 }
 
 #[derive(Debug, Args)]
@@ -262,6 +267,7 @@ impl BackgroundRoom {
             senders: self.room_senders,
             bytes: self.room_bytes,
             drain: self.room_drain,
+            rooms: 0,
         })
     }
 }
@@ -388,6 +394,9 @@ impl Cli {
                 crate::transport::irc::MAX_CHANNEL_BYTES
             ));
         }
+        if self.rooms() > 1 {
+            return Err("--rooms needs --protocol securechat".into());
+        }
         let bytes = match &self.mode {
             Mode::Idle(_) => None,
             Mode::Room(a) => Some(a.shape.bytes),
@@ -406,6 +415,15 @@ impl Cli {
             ));
         }
         Ok(())
+    }
+
+    /// Load rooms the run's main clients are spread over (0: `#general`).
+    pub fn rooms(&self) -> usize {
+        match &self.mode {
+            Mode::Room(a) => a.shape.rooms,
+            Mode::Ramp(a) => a.shape.rooms,
+            _ => 0,
+        }
     }
 
     /// Most connections the run holds open at once.
@@ -448,6 +466,15 @@ fn check_shape(shape: &RoomShape, prefix: &str) -> Result<(), String> {
         return Err(format!(
             "--{prefix}senders must be between 1 and --{prefix}clients"
         ));
+    }
+    if shape.rooms > crate::member::MAX_LOAD_ROOMS {
+        return Err(format!(
+            "--rooms must be at most {}",
+            crate::member::MAX_LOAD_ROOMS
+        ));
+    }
+    if shape.rooms > 1 && shape.senders % shape.rooms != 0 {
+        return Err("--senders must be a multiple of --rooms (the same in every room)".into());
     }
     if !(STAMP_LEN..=MAX_TEXT_BYTES).contains(&shape.bytes) {
         return Err(format!(

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::latency::{Merged, Summary};
-use crate::member::{self, Command, Drain, MemberSpec, Phase, Report};
+use crate::member::{self, Command, Drain, MemberSpec, Phase, Report, MAX_LOAD_ROOMS};
 use crate::proc_stats::{CpuSample, CpuUse};
 use crate::transport::Transport;
 
@@ -64,6 +64,9 @@ pub struct FleetOptions {
     pub server_pid: Option<u32>,
     /// Progress lines on stderr.
     pub progress: bool,
+    /// Load rooms the members are spread over (account % rooms); 0 or 1:
+    /// all in one room.
+    pub rooms: usize,
 }
 
 /// How getting everyone in went.
@@ -152,6 +155,8 @@ pub struct Fleet {
     tasks: JoinSet<()>,
     /// Members still in the game (joined and not gone).
     alive: Vec<bool>,
+    /// Each member's load room, by slot.
+    room_of_slot: Vec<usize>,
     senders: usize,
     next_phase: u16,
     server_pid: Option<u32>,
@@ -178,6 +183,7 @@ impl Fleet {
             account: opts.account_base + slot,
             sender: (slot < opts.senders).then_some((slot, opts.senders)),
             epoch: opts.epoch,
+            room: room_of(opts.account_base + slot, opts.rooms),
         });
         member::spawn_all(
             &mut tasks, &transport, specs, &permits, &commands, &report_tx,
@@ -189,6 +195,9 @@ impl Fleet {
             reports,
             tasks,
             alive: vec![false; opts.clients],
+            room_of_slot: (0..opts.clients)
+                .map(|slot| room_of(opts.account_base + slot, opts.rooms))
+                .collect(),
             senders: opts.senders,
             next_phase: 1,
             server_pid: opts.server_pid,
@@ -352,12 +361,17 @@ impl Fleet {
             }
         }
         let total_sent: u64 = sent_by.iter().flatten().sum();
+        let rooms = self.room_of_slot.iter().max().map_or(1, |r| r + 1);
+        let mut room_sent = vec![0u64; rooms];
+        for (slot, sent) in sent_by.iter().enumerate() {
+            room_sent[self.room_of_slot[slot]] += sent.unwrap_or(0);
+        }
 
         // 2. Drain: everyone waits for what it is owed, up to the deadline.
         let deadline = Instant::now() + drain;
         self.commands.send_replace(Command::Drain(Drain {
             phase: id,
-            total_sent,
+            room_sent: Arc::from(room_sent.as_slice()),
             deadline,
         }));
         let mut results = Vec::new();
@@ -397,11 +411,19 @@ impl Fleet {
                 latency.add_task(h);
             }
         }
-        // Every accepted message is due at every reporting member but its sender.
-        let total_accepted = total_sent.saturating_sub(rate_limited);
+        // Every accepted message is due at every reporting member of its
+        // room but its sender.
+        let mut room_accepted = room_sent;
+        for r in &results {
+            let room = &mut room_accepted[self.room_of_slot[r.slot]];
+            *room = room.saturating_sub(r.rate_limited);
+        }
         let expected: u64 = results
             .iter()
-            .map(|r| total_accepted.saturating_sub(r.sent.saturating_sub(r.rate_limited)))
+            .map(|r| {
+                room_accepted[self.room_of_slot[r.slot]]
+                    .saturating_sub(r.sent.saturating_sub(r.rate_limited))
+            })
             .sum();
         let lost = expected.saturating_sub(received);
         let secs = duration.as_secs_f64();
@@ -508,6 +530,15 @@ impl Fleet {
         if tokio::time::timeout(timeout, all_done).await.is_err() {
             self.tasks.abort_all();
         }
+    }
+}
+
+/// The load room of `account` when spread over `rooms`.
+pub fn room_of(account: usize, rooms: usize) -> usize {
+    if rooms <= 1 {
+        0
+    } else {
+        account % rooms.min(MAX_LOAD_ROOMS)
     }
 }
 

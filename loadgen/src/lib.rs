@@ -14,6 +14,10 @@
 //! - `ramp`: `room` with the rate stepped up until p99 passes a threshold.
 //! - `handshakes` / `logins`: connection storms with C workers, optionally
 //!   over a background room to show what they do to chat latency.
+//! - `reconnect`: N clients log in, then all drop their connections at
+//!   once and come back with their resume tokens: the time until all are
+//!   back in their rooms, with a background room chatting in a room of
+//!   its own (`--room-name`, default `#bench`) meanwhile.
 //!
 //! Every mode reports this process's CPU time and the server's (`/proc`),
 //! so a reader can tell which side was the bottleneck.

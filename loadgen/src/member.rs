@@ -8,7 +8,7 @@
 //!
 //! A phase runs as: `Run(phase)` → senders send until `phase.end` and
 //! report `Sent` → the coordinator adds up what was sent and broadcasts
-//! `Drain { total_sent }` → each member keeps receiving until it has every
+//! `Drain { room_sent }` → each member keeps receiving until it has every
 //! message it should get (all sent minus its own) or the drain deadline,
 //! then reports its `PhaseResult`.
 //!
@@ -27,7 +27,7 @@ use crate::stamp::{nanos_since, Stamp};
 use crate::transport::{ChatConnection, ChatEvent, JoinInfo, Transport};
 
 /// What the coordinator wants the fleet to do now.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     /// Stay connected, answer keep-alives, send nothing.
     Hold,
@@ -54,12 +54,27 @@ pub struct Phase {
     pub end: Instant,
 }
 
-/// Sending of phase `phase` is over; `total_sent` messages went out.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Most rooms one run spreads its clients over (`--rooms`).
+pub const MAX_LOAD_ROOMS: usize = 1000;
+
+/// Sending of phase `phase` is over; `room_sent[r]` messages went out in
+/// load room `r` (one entry when all are in one room).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Drain {
     pub phase: u16,
-    pub total_sent: u64,
+    pub room_sent: Arc<[u64]>,
     pub deadline: Instant,
+}
+
+impl Drain {
+    /// Everyone in one room, `total_sent` sent in it.
+    pub fn one_room(phase: u16, total_sent: u64, deadline: Instant) -> Self {
+        Self {
+            phase,
+            room_sent: Arc::from([total_sent]),
+            deadline,
+        }
+    }
 }
 
 /// What a member tells the coordinator.
@@ -126,6 +141,8 @@ pub struct MemberSpec {
     pub sender: Option<(usize, usize)>,
     /// The shared clock origin of all stamps.
     pub epoch: Instant,
+    /// The load room it is in (0 when all are in one room).
+    pub room: usize,
 }
 
 #[derive(Debug)]
@@ -217,7 +234,8 @@ impl Member {
                 }
                 self.enter_phase(drain.phase);
                 if self.counters.phase == drain.phase && !self.counters.reported {
-                    let expected = drain.total_sent.saturating_sub(self.counters.sent);
+                    let in_room = drain.room_sent.get(self.spec.room).copied().unwrap_or(0);
+                    let expected = in_room.saturating_sub(self.counters.sent);
                     self.draining = Some((expected, drain.deadline));
                     self.check_drained(out);
                 }
@@ -338,7 +356,7 @@ const REJOIN_BACKOFF: Duration = Duration::from_millis(500);
 
 async fn next_command(mut rx: watch::Receiver<Command>) -> (watch::Receiver<Command>, Command) {
     let cmd = match rx.changed().await {
-        Ok(()) => *rx.borrow_and_update(),
+        Ok(()) => rx.borrow_and_update().clone(),
         Err(_) => Command::Stop,
     };
     (rx, cmd)
@@ -394,7 +412,7 @@ pub async fn run<T: Transport>(
     let mut out = Vec::new();
     let mut text = String::new();
     // A command issued before this member joined is acted on at once.
-    let current = *commands.borrow();
+    let current = commands.borrow().clone();
     if current == Command::Stop {
         conn.close().await;
         return;
@@ -539,6 +557,7 @@ mod tests {
             account: slot,
             sender,
             epoch,
+            room: 0,
         }
     }
 
@@ -639,14 +658,7 @@ mod tests {
         }
         assert!(out.is_empty());
         let deadline = epoch + Duration::from_secs(5);
-        m.on_command(
-            Command::Drain(Drain {
-                phase: 1,
-                total_sent: 3,
-                deadline,
-            }),
-            &mut out,
-        );
+        m.on_command(Command::Drain(Drain::one_room(1, 3, deadline)), &mut out);
         assert!(out.is_empty(), "one message still missing");
         assert_eq!(m.next_wakeup(), Some(deadline));
         m.on_stamp(
@@ -689,11 +701,7 @@ mod tests {
         out.clear();
         // The other sender sent 2 as well: 4 in all, 2 expected here.
         m.on_command(
-            Command::Drain(Drain {
-                phase: 1,
-                total_sent: 4,
-                deadline: epoch + Duration::from_secs(9),
-            }),
+            Command::Drain(Drain::one_room(1, 4, epoch + Duration::from_secs(9))),
             &mut out,
         );
         for _ in 0..2 {
@@ -718,14 +726,7 @@ mod tests {
         let mut m = Member::new(spec(5, None, epoch));
         let mut out = Vec::new();
         let deadline = epoch + Duration::from_secs(1);
-        m.on_command(
-            Command::Drain(Drain {
-                phase: 2,
-                total_sent: 10,
-                deadline,
-            }),
-            &mut out,
-        );
+        m.on_command(Command::Drain(Drain::one_room(2, 10, deadline)), &mut out);
         m.on_stamp(
             Stamp {
                 phase: 2,
@@ -775,14 +776,7 @@ mod tests {
             1,
             &mut out,
         );
-        m.on_command(
-            Command::Drain(Drain {
-                phase: 2,
-                total_sent: 1,
-                deadline: epoch,
-            }),
-            &mut out,
-        );
+        m.on_command(Command::Drain(Drain::one_room(2, 1, epoch)), &mut out);
         match out.as_slice() {
             [Report::Result(r)] => {
                 assert_eq!((r.phase, r.received, r.stale), (2, 1, 1));
@@ -799,14 +793,7 @@ mod tests {
         m.on_command(Command::Run(phase(4, 1.0, epoch, 1)), &mut out);
         m.on_rate_limited();
         m.on_error();
-        m.on_command(
-            Command::Drain(Drain {
-                phase: 4,
-                total_sent: 0,
-                deadline: epoch,
-            }),
-            &mut out,
-        );
+        m.on_command(Command::Drain(Drain::one_room(4, 0, epoch)), &mut out);
         match out.as_slice() {
             [Report::Result(r)] => assert_eq!((r.rate_limited, r.errors), (1, 1)),
             other => panic!("{other:?}"),

@@ -75,13 +75,16 @@ pub async fn run(cli: &Cli, threads: usize) -> Result<Report, String> {
                 })
                 .map_err(|e| e.to_string())?,
             );
-            let chat = Arc::new(SecureChat::new(
-                target.clone(),
-                cli.run.seed.clone(),
-                cli.run.register_concurrency,
-                cli.run.accounts == AccountOrder::RegisterFirst,
-                cli.run.login_timeout,
-            ));
+            let chat = Arc::new(
+                SecureChat::new(
+                    target.clone(),
+                    cli.run.seed.clone(),
+                    cli.run.register_concurrency,
+                    cli.run.accounts == AccountOrder::RegisterFirst,
+                    cli.run.login_timeout,
+                )
+                .spread_over(cli.rooms()),
+            );
             if t.fingerprint.is_none() {
                 warnings.push("no --fingerprint: the first server key seen was trusted".to_owned());
             }
@@ -209,6 +212,7 @@ impl Run<'_> {
             epoch: self.epoch,
             server_pid: self.server_pid(),
             progress: self.progress(),
+            rooms: self.cli.rooms(),
         };
         let (fleet, summary) = match &self.client {
             Client::SecureChat { chat, .. } => {
@@ -553,6 +557,7 @@ impl Run<'_> {
                     epoch: self.epoch,
                     server_pid: self.server_pid(),
                     progress: self.progress(),
+                    rooms: 0,
                 };
                 self.note(format!(
                     "joining {} clients in {}",

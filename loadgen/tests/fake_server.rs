@@ -14,7 +14,8 @@ use loadgen::cli::Cli;
 use loadgen::report::Report;
 use net::{HandshakeOptions, LinkEvent};
 use proto_core::message::{
-    AuthFailure, BoundedList, ClientMessage, GoodbyeReason, ResumeToken, ServerMessage, Username,
+    AuthFailure, BoundedList, ClientMessage, GoodbyeReason, ResumeToken, RoomName, ServerMessage,
+    Username,
 };
 use proto_core::opaque::{PasswordRecord, ServerKeys, ServerLoginState};
 use proto_core::{Fingerprint, ServerConfig, ServerIdentity};
@@ -26,7 +27,18 @@ struct Room {
     /// OPAQUE, as the real server runs it (proto-core's server half).
     keys: ServerKeys,
     accounts: Mutex<HashMap<String, PasswordRecord>>,
-    online: Mutex<HashMap<u64, (Username, mpsc::UnboundedSender<ServerMessage>)>>,
+    /// Connection id → (user, outbox, the room it joined besides #general).
+    #[allow(clippy::type_complexity)]
+    online: Mutex<
+        HashMap<
+            u64,
+            (
+                Username,
+                mpsc::UnboundedSender<ServerMessage>,
+                Option<RoomName>,
+            ),
+        >,
+    >,
     next: AtomicU64,
     registrations: AtomicU64,
     /// Resume tokens issued, and to whom.
@@ -85,6 +97,7 @@ async fn serve(tcp: TcpStream, config: ServerConfig, opts: HandshakeOptions, roo
     let mut kick = false;
     let binding = session.channel_binding().clone();
     let mut registering: Option<Username> = None;
+    let mut joined_room: Option<RoomName> = None;
     let mut logging_in: Option<(Username, Option<ServerLoginState>)> = None;
     loop {
         tokio::select! {
@@ -159,10 +172,29 @@ async fn serve(tcp: TcpStream, config: ServerConfig, opts: HandshakeOptions, roo
                             }),
                         }
                     }
+                    // Every room exists and anyone may join it.
+                    ClientMessage::JoinRoom { room: name } => {
+                        joined_room = Some(name.clone());
+                        if let Some(entry) = room.online.lock().unwrap().get_mut(&id) {
+                            entry.2 = Some(name.clone());
+                        }
+                        replies.push(ServerMessage::RoomJoined {
+                            info: proto_core::message::RoomInfo {
+                                room: name,
+                                topic: proto_core::message::Topic::empty(),
+                                invite_only: false,
+                                role: proto_core::message::RoomRole::Member,
+                                members: 1,
+                            },
+                        });
+                    }
                     ClientMessage::RoomMessage { room: in_room, text } => {
                         let from = me.clone().expect("logged in");
-                        for (other, (_, out)) in room.online.lock().unwrap().iter() {
-                            if *other != id {
+                        let general = in_room.canonical() == RoomName::general().canonical();
+                        for (other, (_, out, theirs)) in room.online.lock().unwrap().iter() {
+                            let member = general
+                                || theirs.as_ref().is_some_and(|r| r.canonical() == in_room.canonical());
+                            if *other != id && member {
                                 let _ = out.send(ServerMessage::RoomMessage {
                                     id: 1,
                                     timestamp_ms: 0,
@@ -196,7 +228,10 @@ async fn serve(tcp: TcpStream, config: ServerConfig, opts: HandshakeOptions, roo
                         kick = true;
                     }
                     drop(target);
-                    room.online.lock().unwrap().insert(id, (me.clone().unwrap(), tx.clone()));
+                    room.online
+                        .lock()
+                        .unwrap()
+                        .insert(id, (me.clone().unwrap(), tx.clone(), joined_room.clone()));
                 }
             }
             Some(msg) = rx.recv() => {
@@ -424,4 +459,19 @@ async fn a_mass_reconnect_brings_everyone_back_with_resume_tokens() {
         "a reconnect asked for is not a drop: {}",
         report.to_table()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_spread_over_rooms_hear_their_own_room_only() {
+    let server = start().await;
+    let args = [
+        "room", "-n", "6", "-s", "2", "-r", "20", "-t", "1", "--drain", "3", "--rooms", "2",
+    ];
+    let report = run(&server, &args).await;
+    assert_eq!(report.error, None, "{}", report.to_table());
+    let room = report.room.as_ref().unwrap();
+    assert!(room.sent > 0);
+    // Three in each room: every message reaches the other two of its room.
+    assert_eq!(room.expected, room.sent * 2, "{}", report.to_table());
+    assert_eq!((room.received, room.lost), (room.expected, 0));
 }

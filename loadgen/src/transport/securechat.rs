@@ -137,6 +137,8 @@ pub struct SecureChat {
     stretch: MemoStretch,
     /// The room every client of this transport joins and writes to.
     room: RoomName,
+    /// More than 1: client `i` is in `#load{i % spread}` instead.
+    spread: usize,
 }
 
 impl SecureChat {
@@ -159,6 +161,24 @@ impl SecureChat {
             login_timeout,
             stretch: MemoStretch::default(),
             room: RoomName::general(),
+            spread: 0,
+        }
+    }
+
+    /// Client `i` joins `#load{i % rooms}` (creating it if nobody has) and
+    /// writes there: `rooms` rooms of equal size.
+    pub fn spread_over(mut self, rooms: usize) -> Self {
+        self.spread = rooms;
+        self
+    }
+
+    /// The room client `index` joins and writes to.
+    fn room_for(&self, index: usize) -> RoomName {
+        if self.spread > 1 {
+            let i = crate::fleet::room_of(index, self.spread);
+            RoomName::new(&format!("#load{i}")).expect("a valid room name")
+        } else {
+            self.room.clone()
         }
     }
 
@@ -377,13 +397,14 @@ impl Transport for SecureChat {
             resumed: false,
         };
         let account = Account::new(&self.seed, index);
+        let room = self.room_for(index);
         tokio::time::timeout(self.login_timeout, async {
             self.authenticate(&mut session, &account, memory, &mut info)
                 .await?;
             let rooms = read_login_burst(&mut session).await?;
-            let general = self.room.canonical() == RoomName::general().canonical();
-            if !general && !rooms.iter().any(|r| r.canonical() == self.room.canonical()) {
-                join_room(&mut session, &self.room).await?;
+            let general = room.canonical() == RoomName::general().canonical();
+            if !general && !rooms.iter().any(|r| r.canonical() == room.canonical()) {
+                join_room(&mut session, &room).await?;
             }
             Ok::<(), TransportError>(())
         })
@@ -393,7 +414,7 @@ impl Transport for SecureChat {
         Ok((
             Conn {
                 link: session,
-                room: self.room.clone(),
+                room,
             },
             info,
         ))
