@@ -43,6 +43,7 @@ pub fn write_config_with(path: &Path, data_dir: &Path, top_level: &str) {
          handshake_burst_per_ip = 10000\n\
          handshake_workers = 2\n\
          hash_workers = 2\n\
+         presence_interval_ms = 0\n\
          [password_hashing]\n\
          m_cost_kib = {m}\n\
          t_cost = {t}\n\
