@@ -521,21 +521,6 @@ impl Hub {
         n
     }
 
-    /// Sends `msg` to every session of every user but `except` (canonical
-    /// name); returns how many users it was offered to.
-    pub fn broadcast(&self, except: &str, msg: &ServerMessage) -> usize {
-        let msg = Arc::new(EncodedServerMessage::new(msg));
-        let state = self.state();
-        let mut n = 0;
-        for (name, m) in state.members.iter() {
-            if name != except {
-                m.offer_all(&msg);
-                n += 1;
-            }
-        }
-        n
-    }
-
     /// Sends `msg` to every session of one user; false if they are not online.
     pub fn send_to(&self, canonical: &str, msg: &ServerMessage) -> bool {
         let state = self.state();
@@ -792,7 +777,7 @@ mod tests {
         let slow = join(&hub, "slow", 1, 2);
         let mut fast = join(&hub, "fast", 2, 64);
         for i in 0..5 {
-            hub.broadcast("nobody", &ServerMessage::Ping { nonce: i });
+            hub.broadcast_room_all(1, &ServerMessage::Ping { nonce: i });
         }
         assert_eq!(slow.control.kicked().await, Kick::SlowConsumer);
         let mut got = 0;
