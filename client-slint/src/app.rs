@@ -103,6 +103,7 @@ impl App {
                 generation: 0,
                 trust_reply: None,
                 pending_sends: Vec::new(),
+                members_asked: None,
                 settings: settings.clone(),
             })
         });
@@ -234,6 +235,9 @@ pub struct Controller {
     trust_reply: Option<oneshot::Sender<bool>>,
     pending_sends: Vec<String>,
     settings: Settings,
+    /// The room whose members were asked for (the side panel), until the
+    /// answer comes or the connection changes.
+    members_asked: Option<String>,
 }
 
 impl Controller {
@@ -350,11 +354,29 @@ impl Controller {
                 ClientEvent::Closed { .. } => {
                     self.client = None;
                     self.trust_reply = None;
+                    self.members_asked = None;
                 }
+                ClientEvent::Members { .. } | ClientEvent::State(_) => self.members_asked = None,
                 _ => {}
             }
         }
+        self.ask_for_members();
         self.refresh();
+    }
+
+    /// The open room's members for the side panel, once per room until
+    /// they come (kept current by presence and room events after that).
+    fn ask_for_members(&mut self) {
+        if *self.model.status() != crate::model::Status::Connected {
+            return;
+        }
+        let (Some(client), Some(room)) = (&self.client, self.model.members_wanted()) else {
+            return;
+        };
+        if self.members_asked.as_deref() != Some(room) {
+            client.submit("/names", room);
+            self.members_asked = Some(room.to_owned());
+        }
     }
 
     fn send_pending(&mut self) {
@@ -402,6 +424,7 @@ impl Controller {
 
     pub fn select(&mut self, index: usize) {
         self.model.select(index);
+        self.ask_for_members();
         self.refresh();
     }
 

@@ -7,7 +7,9 @@ use std::collections::HashSet;
 
 use client_core::cause::auth_failure_text;
 use client_core::events::{leave_reason_text, room_change_text, room_leave_text, room_left_text};
-use client_core::{ChatLine, ClientEvent, ConnectionState, Delivery, NoticeKind, GENERAL_ROOM};
+use client_core::{
+    ChatLine, ClientEvent, ConnectionState, Delivery, NoticeKind, RoomRole, GENERAL_ROOM,
+};
 
 /// Which conversation: a room (by its name as created, with the `#`) or a
 /// direct-message partner.
@@ -327,6 +329,31 @@ impl Status {
     }
 }
 
+/// A room's members as the server listed them.
+#[derive(Debug, Clone)]
+struct RoomMembers {
+    members: Vec<client_core::MemberView>,
+    total: u32,
+}
+
+/// Someone in the side panel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    pub name: String,
+    pub role: RoomRole,
+    pub online: bool,
+}
+
+/// What the panel beside the conversation lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SidePanel {
+    /// The open room's members (`total` may exceed those fetched).
+    Members { total: u32, people: Vec<Person> },
+    /// Everyone online (a direct conversation, or before the room's
+    /// members came).
+    Online(Vec<Person>),
+}
+
 /// Everything the chat window shows.
 #[derive(Debug)]
 pub struct ChatModel {
@@ -334,6 +361,9 @@ pub struct ChatModel {
     conversations: Vec<Conversation>,
     selected: usize,
     online: Vec<String>,
+    /// Each room's members as last fetched (by the room's canonical
+    /// name), kept current by presence; `total` counts those not fetched.
+    members: std::collections::HashMap<String, RoomMembers>,
     status: Status,
     /// Until the first replay ends, history lines are shown as "earlier";
     /// lines replayed after a reconnect were missed while away, so they
@@ -357,6 +387,7 @@ impl ChatModel {
             ))],
             selected: 0,
             online: Vec::new(),
+            members: std::collections::HashMap::new(),
             status: Status::Connecting,
             first_history_done: false,
         }
@@ -390,6 +421,53 @@ impl ChatModel {
         &self.online
     }
 
+    /// The side panel: the open room's members (owner, moderators, then
+    /// the rest; online first within each, then by name) once fetched;
+    /// otherwise everyone online.
+    pub fn side_panel(&self) -> SidePanel {
+        if let Some(room) = self.selected().id.room() {
+            if let Some(list) = self.members.get(&room.to_lowercase()) {
+                let mut people: Vec<Person> = list
+                    .members
+                    .iter()
+                    .map(|m| Person {
+                        name: m.name.clone(),
+                        role: m.role,
+                        online: m.online,
+                    })
+                    .collect();
+                people.sort_by_key(|p| {
+                    let rank = match p.role {
+                        RoomRole::Owner => 0,
+                        RoomRole::Moderator => 1,
+                        RoomRole::Member => 2,
+                    };
+                    (rank, !p.online, p.name.to_lowercase())
+                });
+                return SidePanel::Members {
+                    total: list.total,
+                    people,
+                };
+            }
+        }
+        SidePanel::Online(
+            self.online
+                .iter()
+                .map(|name| Person {
+                    name: name.clone(),
+                    role: RoomRole::Member,
+                    online: true,
+                })
+                .collect(),
+        )
+    }
+
+    /// The room whose members the panel should show but has not fetched.
+    pub fn members_wanted(&self) -> Option<&str> {
+        let room = self.selected().id.room()?;
+        (!self.members.contains_key(&room.to_lowercase())).then_some(room)
+    }
+
     pub fn status(&self) -> &Status {
         &self.status
     }
@@ -407,6 +485,7 @@ impl ChatModel {
                 self.online.dedup();
             }
             ClientEvent::Joined { username } => {
+                self.set_online(username, true);
                 if !self.online.contains(username) {
                     self.online.push(username.clone());
                     self.online.sort_by_key(|u| u.to_lowercase());
@@ -422,6 +501,7 @@ impl ChatModel {
                 }
             }
             ClientEvent::Left { username, reason } => {
+                self.set_online(username, false);
                 self.online.retain(|u| u != username);
                 let entry = Entry {
                     timestamp_ms: now_ms,
@@ -438,6 +518,7 @@ impl ChatModel {
                 conversation.topic = room.topic.clone();
             }
             ClientEvent::RoomLeft { room, reason } => {
+                self.members.remove(&room.to_lowercase());
                 let mut text = room_left_text(room, *reason);
                 if let Some(first) = text.get_mut(0..1) {
                     first.make_ascii_uppercase();
@@ -468,6 +549,21 @@ impl ChatModel {
                 actor,
                 change,
             } => {
+                match change {
+                    client_core::RoomChange::Role { user, role } => {
+                        let key = room.to_lowercase();
+                        if let Some(list) = self.members.get_mut(&key) {
+                            for m in list.members.iter_mut().filter(|m| m.name == user.as_str()) {
+                                m.role = *role;
+                            }
+                        }
+                    }
+                    client_core::RoomChange::Kicked { user, .. }
+                    | client_core::RoomChange::Banned { user, .. } => {
+                        self.member_moved(room, user.as_str(), false);
+                    }
+                    _ => {}
+                }
                 let index = self.index_of_room(room);
                 if let client_core::RoomChange::Topic { topic } = change {
                     self.conversations[index].topic = topic.as_str().to_owned();
@@ -475,30 +571,19 @@ impl ChatModel {
                 let text = room_change_text(actor, change);
                 self.notice_in(index, NoticeStyle::Info, text, now_ms);
             }
+            // Shown in the side panel while the room is open.
             ClientEvent::Members {
                 room,
                 members,
                 total,
             } => {
-                let index = self.index_of_room(room);
-                let names: Vec<String> = members
-                    .iter()
-                    .map(|m| {
-                        let sigil = match m.role {
-                            client_core::RoomRole::Owner => "~",
-                            client_core::RoomRole::Moderator => "@",
-                            client_core::RoomRole::Member => "",
-                        };
-                        let online = if m.online { " ●" } else { "" };
-                        format!("{sigil}{}{online}", m.name)
-                    })
-                    .collect();
-                let text = format!(
-                    "{total} member{} (~ owner, @ moderator, ● online):\n{}",
-                    if *total == 1 { "" } else { "s" },
-                    names.join(", ")
+                self.members.insert(
+                    room.to_lowercase(),
+                    RoomMembers {
+                        members: members.clone(),
+                        total: *total,
+                    },
                 );
-                self.notice_in(index, NoticeStyle::Info, text, now_ms);
             }
             ClientEvent::Devices { devices } => {
                 let lines: Vec<String> = devices
@@ -562,6 +647,8 @@ impl ChatModel {
             }
             ClientEvent::MemberJoined { room, user }
             | ClientEvent::MemberLeft { room, user, .. } => {
+                let joined = matches!(event, ClientEvent::MemberJoined { .. });
+                self.member_moved(room, user, joined);
                 let (style, text) = match event {
                     ClientEvent::MemberLeft { reason, .. } => {
                         (NoticeStyle::Leave, room_leave_text(*reason).to_owned())
@@ -642,6 +729,7 @@ impl ChatModel {
             ClientEvent::Closed { cause } => {
                 self.status = Status::Offline(cause.to_string());
                 self.online.clear();
+                self.members.clear();
                 let text = format!("Disconnected: {cause}");
                 self.notice_in(self.selected, NoticeStyle::Error, text, now_ms);
             }
@@ -658,6 +746,34 @@ impl ChatModel {
         self.conversations[self.selected].leave();
         self.selected = index;
         self.conversations[index].enter();
+    }
+
+    /// Someone joined or left `room`: its fetched list follows.
+    fn member_moved(&mut self, room: &str, user: &str, joined: bool) {
+        let Some(list) = self.members.get_mut(&room.to_lowercase()) else {
+            return;
+        };
+        let had = list.members.iter().any(|m| m.name == user);
+        if joined && !had {
+            list.members.push(client_core::MemberView {
+                name: user.to_owned(),
+                role: RoomRole::Member,
+                online: true,
+            });
+            list.total = list.total.saturating_add(1);
+        } else if !joined && had {
+            list.members.retain(|m| m.name != user);
+            list.total = list.total.saturating_sub(1);
+        }
+    }
+
+    /// Presence moved: every fetched member list follows.
+    fn set_online(&mut self, name: &str, online: bool) {
+        for list in self.members.values_mut() {
+            for m in list.members.iter_mut().filter(|m| m.name == name) {
+                m.online = online;
+            }
+        }
     }
 
     /// The user clicks a name in the online list: open (or create) the
@@ -757,6 +873,7 @@ impl ChatModel {
         let lost = matches!(previous, Status::Connected) && self.status != Status::Connected;
         if lost {
             self.online.clear();
+            self.members.clear();
             let text = "Connection lost; reconnecting…".to_owned();
             self.notice_in(0, NoticeStyle::Error, text, now_ms);
         } else if self.status == Status::Connected

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use proto_core::message::escape_for_display;
 use slint::{ComponentHandle, Model, ModelRc, SharedString, VecModel};
 
-use crate::model::{ChatModel, NoticeStyle};
+use crate::model::{ChatModel, NoticeStyle, SidePanel};
 use crate::password_dialog::PasswordDialog;
 use crate::screens::{Page as ScreensPage, Screens};
 use crate::timeline::{self, Row, RowKind as TimelineKind};
@@ -15,13 +15,14 @@ use crate::ui::{
     AppState, ChatAdapter, ConversationItem, DialogAdapter, LoginAdapter, MainWindow, Page,
     RowKind, TimelineRow, UserItem,
 };
+use client_core::RoomRole;
 
 pub struct ChatView {
     rows: Rc<VecModel<TimelineRow>>,
     shown_rows: Vec<Row>,
     conversations: Rc<VecModel<ConversationItem>>,
     users: Rc<VecModel<UserItem>>,
-    shown_users: Vec<String>,
+    shown_panel: Option<SidePanel>,
     /// Index of the conversation on screen; a change jumps to its end.
     shown_conversation: Option<usize>,
     conversation_switches: i32,
@@ -35,7 +36,7 @@ impl ChatView {
             shown_rows: Vec::new(),
             conversations: Rc::new(VecModel::default()),
             users: Rc::new(VecModel::default()),
-            shown_users: Vec::new(),
+            shown_panel: None,
             shown_conversation: None,
             conversation_switches: 0,
         };
@@ -118,18 +119,29 @@ impl ChatView {
             self.conversations.set_vec(items);
         }
 
-        if self.shown_users != model.online() {
-            self.shown_users = model.online().to_vec();
+        let panel = model.side_panel();
+        if self.shown_panel.as_ref() != Some(&panel) {
+            let (heading, people) = match &panel {
+                SidePanel::Members { total, people } => (format!("MEMBERS — {total}"), people),
+                SidePanel::Online(people) => (format!("ONLINE — {}", people.len()), people),
+            };
+            chat.set_users_heading(heading.into());
             self.users.set_vec(
-                model
-                    .online()
+                people
                     .iter()
-                    .map(|name| UserItem {
-                        name: escape_for_display(name).into(),
-                        is_me: name == me,
+                    .map(|p| UserItem {
+                        name: escape_for_display(&p.name).into(),
+                        is_me: p.name == me,
+                        role: match p.role {
+                            RoomRole::Owner => "owner".into(),
+                            RoomRole::Moderator => "moderator".into(),
+                            RoomRole::Member => "".into(),
+                        },
+                        online: p.online,
                     })
                     .collect::<Vec<_>>(),
             );
+            self.shown_panel = Some(panel);
         }
 
         let today = chrono::Local::now().date_naive();

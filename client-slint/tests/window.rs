@@ -32,7 +32,16 @@ impl Fake {
         assert!((deliver.as_ref().expect("a client was started"))(events));
     }
 
+    /// What the window asked of the client, but the side panel's own
+    /// requests (`/who` after each login, `/names` for the room shown).
     fn calls(&self) -> Vec<String> {
+        self.all_calls()
+            .into_iter()
+            .filter(|c| !c.ends_with(" /names") && !c.ends_with(" /who"))
+            .collect()
+    }
+
+    fn all_calls(&self) -> Vec<String> {
         self.calls.borrow().clone()
     }
 }
@@ -319,11 +328,7 @@ fn direct_messages_get_their_own_conversation_with_an_unread_count() {
     // Text typed here goes to 李雷.
     element(&app, "message").set_accessible_value("回复");
     click(&app, "Send");
-    assert_eq!(
-        fake.calls(),
-        ["submit #general /who", "direct 李雷 回复"],
-        "who is online asked once after the history, then the message"
-    );
+    assert_eq!(fake.calls(), ["direct 李雷 回复"]);
 }
 
 #[test]
@@ -434,13 +439,7 @@ fn scripted_messages_are_sent_after_the_history() {
     }]);
     assert!(fake.calls().is_empty());
     fake.send(vec![ClientEvent::HistoryDone]);
-    assert_eq!(
-        fake.calls(),
-        [
-            "submit #general /who",
-            "submit #general hello from the script"
-        ]
-    );
+    assert_eq!(fake.calls(), ["submit #general hello from the script"]);
 }
 
 #[test]
@@ -586,4 +585,86 @@ fn settings_never_show_a_password_when_printed() {
     for secret in ["hunter2 secret", "old secret one", "new secret two"] {
         assert!(!printed.contains(secret), "{printed}");
     }
+}
+
+#[test]
+fn the_side_panel_lists_the_open_rooms_members_and_follows_presence() {
+    let (app, fake) = logged_in();
+    fake.send(vec![ClientEvent::HistoryDone]);
+    // Before the members come: everyone online; the room's are asked once.
+    assert_eq!(
+        app.window().global::<ChatAdapter>().get_users_heading(),
+        "ONLINE — 2"
+    );
+    let asked = |fake: &Fake| {
+        fake.all_calls()
+            .iter()
+            .filter(|c| c.as_str() == "submit #general /names")
+            .count()
+    };
+    assert_eq!(asked(&fake), 1);
+    assert_eq!(
+        fake.all_calls()
+            .iter()
+            .filter(|c| c.ends_with(" /who"))
+            .count(),
+        1,
+        "who is online: once per login"
+    );
+    let member = |name: &str, role: client_core::RoomRole, online: bool| client_core::MemberView {
+        name: name.into(),
+        role,
+        online,
+    };
+    fake.send(vec![ClientEvent::Members {
+        room: "#general".into(),
+        members: vec![
+            member("Zoë", client_core::RoomRole::Member, true),
+            member("Ann", client_core::RoomRole::Owner, false),
+            member("李雷", client_core::RoomRole::Moderator, true),
+        ],
+        total: 3,
+    }]);
+    let panel = |app: &App| -> Vec<(String, String, bool)> {
+        app.window()
+            .global::<ChatAdapter>()
+            .get_users()
+            .iter()
+            .map(|u| (u.name.to_string(), u.role.to_string(), u.online))
+            .collect()
+    };
+    assert_eq!(
+        app.window().global::<ChatAdapter>().get_users_heading(),
+        "MEMBERS — 3"
+    );
+    assert_eq!(
+        panel(&app),
+        [
+            ("Ann".to_owned(), "owner".to_owned(), false),
+            ("李雷".to_owned(), "moderator".to_owned(), true),
+            ("Zoë".to_owned(), String::new(), true),
+        ],
+        "owner, moderators, the rest; online first"
+    );
+    // Presence and membership move it without asking again.
+    fake.send(vec![
+        ClientEvent::Joined {
+            username: "Ann".into(),
+        },
+        ClientEvent::MemberJoined {
+            room: "#general".into(),
+            user: "Bob".into(),
+        },
+    ]);
+    assert_eq!(panel(&app)[0], ("Ann".to_owned(), "owner".to_owned(), true));
+    assert!(panel(&app).contains(&("Bob".to_owned(), String::new(), true)));
+    assert_eq!(asked(&fake), 1, "kept current, not fetched again");
+    // A direct conversation (clicking a member opens one) shows who is
+    // online instead.
+    click(&app, "李雷 (moderator)");
+    assert!(app
+        .window()
+        .global::<ChatAdapter>()
+        .get_users_heading()
+        .starts_with("ONLINE"));
 }
