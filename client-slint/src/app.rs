@@ -195,6 +195,12 @@ fn wire_callbacks(window: &MainWindow, controller: &Rc<RefCell<Controller>>) {
             c.borrow_mut().open_direct(name.as_str());
         }
     });
+    let weak = Rc::downgrade(controller);
+    chat.on_moderate(move |command, name| {
+        if let Some(c) = weak.upgrade() {
+            c.borrow_mut().moderate(command.as_str(), name.as_str());
+        }
+    });
 
     let dialogs = window.global::<DialogAdapter>();
     let weak = Rc::downgrade(controller);
@@ -426,6 +432,18 @@ impl Controller {
         self.model.select(index);
         self.ask_for_members();
         self.refresh();
+    }
+
+    /// A member's action from the side panel: the same command typed in
+    /// the open room (`/kick NAME`, …).
+    pub fn moderate(&mut self, command: &str, name: &str) {
+        const COMMANDS: [&str; 5] = ["kick", "ban", "mute", "op", "deop"];
+        let Some(room) = self.model.selected().id.room() else {
+            return;
+        };
+        if let (Some(client), true) = (&self.client, COMMANDS.contains(&command)) {
+            client.submit(&format!("/{command} {name}"), room);
+        }
     }
 
     pub fn open_direct(&mut self, name: &str) {

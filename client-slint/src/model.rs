@@ -342,6 +342,18 @@ pub struct Person {
     pub name: String,
     pub role: RoomRole,
     pub online: bool,
+    /// The viewer may kick, ban or mute them (ranks above them).
+    pub can_moderate: bool,
+    /// The viewer owns the room and may make them a moderator or not.
+    pub can_appoint: bool,
+}
+
+fn rank(role: RoomRole) -> u8 {
+    match role {
+        RoomRole::Member => 0,
+        RoomRole::Moderator => 1,
+        RoomRole::Owner => 2,
+    }
 }
 
 /// What the panel beside the conversation lists.
@@ -427,13 +439,29 @@ impl ChatModel {
     pub fn side_panel(&self) -> SidePanel {
         if let Some(room) = self.selected().id.room() {
             if let Some(list) = self.members.get(&room.to_lowercase()) {
+                // The viewer's own role, from the same list; the server
+                // decides again on every request.
+                let mine = list
+                    .members
+                    .iter()
+                    .find(|m| m.name == self.me)
+                    .map_or(RoomRole::Member, |m| m.role);
                 let mut people: Vec<Person> = list
                     .members
                     .iter()
-                    .map(|m| Person {
-                        name: m.name.clone(),
-                        role: m.role,
-                        online: m.online,
+                    .map(|m| {
+                        let other = m.name != self.me;
+                        Person {
+                            name: m.name.clone(),
+                            role: m.role,
+                            online: m.online,
+                            can_moderate: other
+                                && mine != RoomRole::Member
+                                && rank(mine) > rank(m.role),
+                            can_appoint: other
+                                && mine == RoomRole::Owner
+                                && m.role != RoomRole::Owner,
+                        }
                     })
                     .collect();
                 people.sort_by_key(|p| {
@@ -457,6 +485,8 @@ impl ChatModel {
                     name: name.clone(),
                     role: RoomRole::Member,
                     online: true,
+                    can_moderate: false,
+                    can_appoint: false,
                 })
                 .collect(),
         )

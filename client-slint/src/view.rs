@@ -138,6 +138,8 @@ impl ChatView {
                             RoomRole::Member => "".into(),
                         },
                         online: p.online,
+                        can_moderate: p.can_moderate,
+                        can_appoint: p.can_appoint,
                     })
                     .collect::<Vec<_>>(),
             );

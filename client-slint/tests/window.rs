@@ -668,3 +668,51 @@ fn the_side_panel_lists_the_open_rooms_members_and_follows_presence() {
         .get_users_heading()
         .starts_with("ONLINE"));
 }
+
+#[test]
+fn moderation_from_the_member_list_is_offered_only_to_those_who_may() {
+    let (app, fake) = logged_in();
+    fake.send(vec![ClientEvent::HistoryDone]);
+    let member = |name: &str, role: client_core::RoomRole| client_core::MemberView {
+        name: name.into(),
+        role,
+        online: true,
+    };
+    let members = |me: client_core::RoomRole| ClientEvent::Members {
+        room: "#general".into(),
+        members: vec![
+            member("Zoë", me),
+            member("Mo", client_core::RoomRole::Moderator),
+            member("Bob", client_core::RoomRole::Member),
+        ],
+        total: 3,
+    };
+    // A plain member: no actions on anyone.
+    fake.send(vec![members(client_core::RoomRole::Member)]);
+    assert!(!has_element(&app, "Actions for Bob"));
+    assert!(!has_element(&app, "Actions for Mo"));
+    // A moderator: acts on members, not on another moderator.
+    fake.send(vec![members(client_core::RoomRole::Moderator)]);
+    assert!(!has_element(&app, "Actions for Mo"));
+    click(&app, "Actions for Bob");
+    assert!(
+        !has_element(&app, "Make moderator Bob"),
+        "appointing is the owner's"
+    );
+    click(&app, "Kick Bob");
+    assert_eq!(fake.calls(), ["submit #general /kick Bob"]);
+    // The owner: appoints and removes moderators too.
+    fake.send(vec![members(client_core::RoomRole::Owner)]);
+    click(&app, "Actions for Mo");
+    click(&app, "Remove moderator Mo");
+    click(&app, "Actions for Bob");
+    click(&app, "Make moderator Bob");
+    assert_eq!(
+        fake.calls(),
+        [
+            "submit #general /kick Bob",
+            "submit #general /deop Mo",
+            "submit #general /op Bob"
+        ]
+    );
+}
