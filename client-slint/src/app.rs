@@ -196,6 +196,24 @@ fn wire_callbacks(window: &MainWindow, controller: &Rc<RefCell<Controller>>) {
         }
     });
     let weak = Rc::downgrade(controller);
+    chat.on_browse_rooms(move || {
+        if let Some(c) = weak.upgrade() {
+            c.borrow_mut().browse_rooms(true);
+        }
+    });
+    let weak = Rc::downgrade(controller);
+    chat.on_close_browser(move || {
+        if let Some(c) = weak.upgrade() {
+            c.borrow_mut().browse_rooms(false);
+        }
+    });
+    let weak = Rc::downgrade(controller);
+    chat.on_join_room(move |name| {
+        if let Some(c) = weak.upgrade() {
+            c.borrow_mut().join_room(name.as_str());
+        }
+    });
+    let weak = Rc::downgrade(controller);
     chat.on_moderate(move |command, name| {
         if let Some(c) = weak.upgrade() {
             c.borrow_mut().moderate(command.as_str(), name.as_str());
@@ -432,6 +450,32 @@ impl Controller {
         self.model.select(index);
         self.ask_for_members();
         self.refresh();
+    }
+
+    /// Opens the room browser (asking for the room list) or closes it.
+    pub fn browse_rooms(&mut self, open: bool) {
+        self.model.set_browsing(open);
+        if let (true, Some(client)) = (open, &self.client) {
+            client.submit("/list", self.model.command_room());
+        }
+        self.refresh();
+    }
+
+    /// Joins (or creates) a room from the browser or an invitation: the
+    /// same as typing `/join #name`.
+    pub fn join_room(&mut self, name: &str) {
+        let name = name.trim();
+        if name.is_empty() {
+            return;
+        }
+        let room = if name.starts_with('#') {
+            name.to_owned()
+        } else {
+            format!("#{name}")
+        };
+        if let Some(client) = &self.client {
+            client.submit(&format!("/join {room}"), self.model.command_room());
+        }
     }
 
     /// A member's action from the side panel: the same command typed in

@@ -376,6 +376,11 @@ pub struct ChatModel {
     /// Each room's members as last fetched (by the room's canonical
     /// name), kept current by presence; `total` counts those not fetched.
     members: std::collections::HashMap<String, RoomMembers>,
+    /// The room browser: open, the last `/list` answer, open invitations
+    /// (room, who invited, topic).
+    browsing: bool,
+    room_list: Vec<client_core::RoomListing>,
+    invitations: Vec<(String, String, String)>,
     status: Status,
     /// Until the first replay ends, history lines are shown as "earlier";
     /// lines replayed after a reconnect were missed while away, so they
@@ -400,6 +405,9 @@ impl ChatModel {
             selected: 0,
             online: Vec::new(),
             members: std::collections::HashMap::new(),
+            browsing: false,
+            room_list: Vec::new(),
+            invitations: Vec::new(),
             status: Status::Connecting,
             first_history_done: false,
         }
@@ -492,6 +500,36 @@ impl ChatModel {
         )
     }
 
+    /// Whether the room browser replaces the side panel.
+    pub fn browsing(&self) -> bool {
+        self.browsing
+    }
+
+    /// Opens or closes the room browser.
+    pub fn set_browsing(&mut self, open: bool) {
+        self.browsing = open;
+    }
+
+    /// The public rooms (and the user's own) from the last `/list`, and
+    /// whether the user is in each.
+    pub fn room_list(&self) -> Vec<(client_core::RoomListing, bool)> {
+        self.room_list
+            .iter()
+            .map(|r| {
+                let joined = self.conversations.iter().any(|c| {
+                    c.id.room()
+                        .is_some_and(|name| name.to_lowercase() == r.name.to_lowercase())
+                });
+                (r.clone(), joined)
+            })
+            .collect()
+    }
+
+    /// Open invitations: (room, who invited, topic).
+    pub fn invitations(&self) -> &[(String, String, String)] {
+        &self.invitations
+    }
+
     /// The room whose members the panel should show but has not fetched.
     pub fn members_wanted(&self) -> Option<&str> {
         let room = self.selected().id.room()?;
@@ -542,6 +580,8 @@ impl ChatModel {
                 self.conversations[0].push(entry, self.selected == 0);
             }
             ClientEvent::RoomJoined(room) => {
+                let key = room.name.to_lowercase();
+                self.invitations.retain(|(r, _, _)| r.to_lowercase() != key);
                 let index = self.index_of_room(&room.name);
                 let conversation = &mut self.conversations[index];
                 conversation.id = ConversationId::Room(room.name.clone());
@@ -556,7 +596,11 @@ impl ChatModel {
                 self.leave_room(room);
                 self.notice_in(self.selected, NoticeStyle::Info, text, now_ms);
             }
+            ClientEvent::RoomList { rooms } if self.browsing => {
+                self.room_list = rooms.clone();
+            }
             ClientEvent::RoomList { rooms } => {
+                self.room_list = rooms.clone();
                 let text = if rooms.is_empty() {
                     "No rooms match.".to_owned()
                 } else {
@@ -666,6 +710,15 @@ impl ChatModel {
                 self.conversations[index].apply_read_marker(*up_to_id, *unread, selected);
             }
             ClientEvent::Invited { room, by, topic } => {
+                let key = room.to_lowercase();
+                if !self
+                    .invitations
+                    .iter()
+                    .any(|(r, _, _)| r.to_lowercase() == key)
+                {
+                    self.invitations
+                        .push((room.clone(), by.clone(), topic.clone()));
+                }
                 let about = if topic.is_empty() {
                     String::new()
                 } else {

@@ -12,8 +12,8 @@ use crate::password_dialog::PasswordDialog;
 use crate::screens::{Page as ScreensPage, Screens};
 use crate::timeline::{self, Row, RowKind as TimelineKind};
 use crate::ui::{
-    AppState, ChatAdapter, ConversationItem, DialogAdapter, LoginAdapter, MainWindow, Page,
-    RowKind, TimelineRow, UserItem,
+    AppState, ChatAdapter, ConversationItem, DialogAdapter, InvitationItem, LoginAdapter,
+    MainWindow, Page, RoomItem, RowKind, TimelineRow, UserItem,
 };
 use client_core::RoomRole;
 
@@ -23,6 +23,8 @@ pub struct ChatView {
     conversations: Rc<VecModel<ConversationItem>>,
     users: Rc<VecModel<UserItem>>,
     shown_panel: Option<SidePanel>,
+    rooms: Rc<VecModel<RoomItem>>,
+    invitations: Rc<VecModel<InvitationItem>>,
     /// Index of the conversation on screen; a change jumps to its end.
     shown_conversation: Option<usize>,
     conversation_switches: i32,
@@ -37,6 +39,8 @@ impl ChatView {
             conversations: Rc::new(VecModel::default()),
             users: Rc::new(VecModel::default()),
             shown_panel: None,
+            rooms: Rc::new(VecModel::default()),
+            invitations: Rc::new(VecModel::default()),
             shown_conversation: None,
             conversation_switches: 0,
         };
@@ -44,6 +48,8 @@ impl ChatView {
         chat.set_rows(ModelRc::from(view.rows.clone()));
         chat.set_conversations(ModelRc::from(view.conversations.clone()));
         chat.set_users(ModelRc::from(view.users.clone()));
+        chat.set_rooms(ModelRc::from(view.rooms.clone()));
+        chat.set_invitations(ModelRc::from(view.invitations.clone()));
         view
     }
 
@@ -119,6 +125,37 @@ impl ChatView {
             self.conversations.set_vec(items);
         }
 
+        chat.set_browsing(model.browsing());
+        if model.browsing() {
+            let rooms: Vec<RoomItem> = model
+                .room_list()
+                .into_iter()
+                .map(|(r, joined)| RoomItem {
+                    name: escape_for_display(&r.name).into(),
+                    topic: escape_for_display(&r.topic).into(),
+                    members: i32::try_from(r.members).unwrap_or(i32::MAX),
+                    joined,
+                })
+                .collect();
+            self.rooms.set_vec(rooms);
+        }
+        let invitations: Vec<InvitationItem> = model
+            .invitations()
+            .iter()
+            .map(|(room, by, _)| InvitationItem {
+                room: escape_for_display(room).into(),
+                by: escape_for_display(by).into(),
+            })
+            .collect();
+        if self.invitations.row_count() != invitations.len()
+            || self
+                .invitations
+                .iter()
+                .zip(&invitations)
+                .any(|(a, b)| a != *b)
+        {
+            self.invitations.set_vec(invitations);
+        }
         let panel = model.side_panel();
         if self.shown_panel.as_ref() != Some(&panel) {
             let (heading, people) = match &panel {

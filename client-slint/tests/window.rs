@@ -716,3 +716,58 @@ fn moderation_from_the_member_list_is_offered_only_to_those_who_may() {
         ]
     );
 }
+
+#[test]
+fn rooms_are_browsed_joined_created_and_invitations_accepted() {
+    let (app, fake) = logged_in();
+    fake.send(vec![
+        ClientEvent::HistoryDone,
+        ClientEvent::Invited {
+            room: "#den".into(),
+            by: "Ann".into(),
+            topic: String::new(),
+        },
+    ]);
+    click(&app, "Browse rooms");
+    assert_eq!(fake.calls(), ["submit #general /list"]);
+    fake.send(vec![ClientEvent::RoomList {
+        rooms: vec![
+            client_core::RoomListing {
+                name: "#general".into(),
+                topic: String::new(),
+                members: 3,
+            },
+            client_core::RoomListing {
+                name: "#rust".into(),
+                topic: "crabs".into(),
+                members: 7,
+            },
+        ],
+    }]);
+    // A room the user is in is not offered again.
+    assert!(!has_element(&app, "Join #general"));
+    click(&app, "Join #rust");
+    click(&app, "Accept #den");
+    element(&app, "new room name").set_accessible_value("garden");
+    click(&app, "Create room");
+    assert_eq!(
+        fake.calls(),
+        [
+            "submit #general /list",
+            "submit #general /join #rust",
+            "submit #general /join #den",
+            "submit #general /join #garden"
+        ]
+    );
+    // Joined: the invitation is gone; closing shows the members again.
+    fake.send(vec![ClientEvent::RoomJoined(client_core::RoomView {
+        name: "#den".into(),
+        topic: String::new(),
+        role: client_core::RoomRole::Member,
+        members: 2,
+        invite_only: true,
+    })]);
+    assert!(!has_element(&app, "Accept #den"));
+    click(&app, "Close");
+    assert!(!app.window().global::<ChatAdapter>().get_browsing());
+}
