@@ -277,7 +277,7 @@ where
                         }
                     }
                     if let (true, Ok(AuthAnswer::LoggedIn(me))) = (registering, &answer) {
-                        join_general(&self.shared, &me.canonical).await;
+                        join_general(&self.shared, &me.canonical, &me.username).await;
                     }
                     self.policy.handle(Event::Authenticated(answer), now());
                 }
@@ -918,13 +918,22 @@ fn write_audit(shared: &Shared, entry: &AuditEntry) {
     }
 }
 
-/// A new account joins `#general` (off the runtime: the journal fsyncs).
-async fn join_general(shared: &Arc<Shared>, canonical: &str) {
-    let (shared, user) = (Arc::clone(shared), canonical.to_owned());
-    let joined = tokio::task::spawn_blocking(move || shared.rooms.on_registered(&user)).await;
+/// A new account joins `#general` (off the runtime: the journal fsyncs);
+/// its members online are told, as for any join.
+async fn join_general(shared: &Arc<Shared>, canonical: &str, display: &Username) {
+    let (blocking, user) = (Arc::clone(shared), canonical.to_owned());
+    let joined = tokio::task::spawn_blocking(move || blocking.rooms.on_registered(&user)).await;
     if !matches!(joined, Ok(Ok(()))) {
         tracing::error!("a new account could not be added to #general");
+        return;
     }
+    shared.hub.broadcast_room_all(
+        crate::rooms::GENERAL_ID,
+        &ServerMessage::MemberJoined {
+            room: RoomName::general(),
+            user: display.clone(),
+        },
+    );
 }
 
 /// AuthOk, the user's rooms, and the recent history (who is online comes

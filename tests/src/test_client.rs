@@ -109,6 +109,10 @@ pub struct TestClient {
     presence: std::collections::VecDeque<(String, Option<LeaveReason>)>,
     /// `Presence` messages received so far.
     presence_messages: usize,
+    /// New accounts `#general` announced (`MemberJoined` at their
+    /// registration), set aside like presence: they come whenever someone
+    /// registers.
+    general_joins: std::collections::VecDeque<String>,
 }
 
 /// Opens the transport: TCP, then TLS if the endpoint has a CA.
@@ -155,6 +159,7 @@ impl TestClient {
                 next_nonce: 0,
                 presence: std::collections::VecDeque::new(),
                 presence_messages: 0,
+                general_joins: std::collections::VecDeque::new(),
             }),
             ClientHandshake::NeedsTrust(_) => {
                 panic!("{label}: a pinned fingerprint asked for trust")
@@ -412,6 +417,20 @@ impl TestClient {
 
     /// The next message: `user` joined `in_room`.
     pub async fn expect_member_joined(&mut self, in_room: &str, user: &str) {
+        if room(in_room).canonical() == RoomName::general().canonical() {
+            loop {
+                if let Some(at) = self.general_joins.iter().position(|u| u == user) {
+                    self.general_joins.remove(at);
+                    return;
+                }
+                if let Some(other) = self.recv_or_presence().await {
+                    panic!(
+                        "{}: expected MemberJoined {user} in #general, got {other:?}",
+                        self.label
+                    );
+                }
+            }
+        }
         match self.recv().await {
             ServerMessage::MemberJoined { room: r, user: u }
                 if r.as_str() == in_room && u.as_str() == user => {}
@@ -525,6 +544,12 @@ impl TestClient {
                             .iter()
                             .map(|d| (d.user.as_str().to_owned(), Some(d.reason))),
                     );
+                    return None;
+                }
+                Some(Ok(LinkEvent::Message(ServerMessage::MemberJoined { room, user })))
+                    if room.canonical() == RoomName::general().canonical() =>
+                {
+                    self.general_joins.push_back(user.as_str().to_owned());
                     return None;
                 }
                 Some(Ok(LinkEvent::Message(msg))) => return Some(msg),

@@ -45,6 +45,9 @@ async fn every_account_starts_in_general() {
     assert_eq!(info.rooms[0].role, RoomRole::Member);
     let mut bob = server.user("bob").await;
     alice.expect_user_joined("bob").await;
+    // A new account joins #general like anyone joining a room: its members
+    // online are told.
+    alice.expect_member_joined("#general", "bob").await;
     bob.say("hello general").await;
     alice
         .expect_room_message_in("#general", "bob", "hello general")
