@@ -208,6 +208,24 @@ fn wire_callbacks(window: &MainWindow, controller: &Rc<RefCell<Controller>>) {
         }
     });
     let weak = Rc::downgrade(controller);
+    chat.on_open_devices(move || {
+        if let Some(c) = weak.upgrade() {
+            c.borrow_mut().show_devices(true);
+        }
+    });
+    let weak = Rc::downgrade(controller);
+    chat.on_close_devices(move || {
+        if let Some(c) = weak.upgrade() {
+            c.borrow_mut().show_devices(false);
+        }
+    });
+    let weak = Rc::downgrade(controller);
+    chat.on_logout_device(move |id| {
+        if let Some(c) = weak.upgrade() {
+            c.borrow_mut().logout_device(id.as_str());
+        }
+    });
+    let weak = Rc::downgrade(controller);
     chat.on_join_room(move |name| {
         if let Some(c) = weak.upgrade() {
             c.borrow_mut().join_room(name.as_str());
@@ -459,6 +477,25 @@ impl Controller {
             client.submit("/list", self.model.command_room());
         }
         self.refresh();
+    }
+
+    /// Opens the devices page (asking for the list) or closes it.
+    pub fn show_devices(&mut self, open: bool) {
+        self.model.set_devices_open(open);
+        if let (true, Some(client)) = (open, &self.client) {
+            client.submit("/devices", self.model.command_room());
+        }
+        self.refresh();
+    }
+
+    /// Logs one of the user's other devices out (`id` in hex, as the page
+    /// shows it), then lists them again.
+    pub fn logout_device(&mut self, id: &str) {
+        if let Some(client) = &self.client {
+            let room = self.model.command_room().to_owned();
+            client.submit(&format!("/logout-device {id}"), &room);
+            client.submit("/devices", &room);
+        }
     }
 
     /// Joins (or creates) a room from the browser or an invitation: the

@@ -379,6 +379,9 @@ pub struct ChatModel {
     /// The room browser: open, the last `/list` answer, open invitations
     /// (room, who invited, topic).
     browsing: bool,
+    /// The devices page: open, and the user's devices as last listed.
+    devices_open: bool,
+    devices: Vec<client_core::DeviceView>,
     room_list: Vec<client_core::RoomListing>,
     invitations: Vec<(String, String, String)>,
     status: Status,
@@ -406,6 +409,8 @@ impl ChatModel {
             online: Vec::new(),
             members: std::collections::HashMap::new(),
             browsing: false,
+            devices_open: false,
+            devices: Vec::new(),
             room_list: Vec::new(),
             invitations: Vec::new(),
             status: Status::Connecting,
@@ -505,9 +510,29 @@ impl ChatModel {
         self.browsing
     }
 
-    /// Opens or closes the room browser.
+    /// Opens or closes the room browser (closing the devices page).
     pub fn set_browsing(&mut self, open: bool) {
         self.browsing = open;
+        self.devices_open &= !open;
+    }
+
+    /// Whether the devices page replaces the side panel.
+    pub fn devices_open(&self) -> bool {
+        self.devices_open
+    }
+
+    /// Opens or closes the devices page (closing the room browser).
+    pub fn set_devices_open(&mut self, open: bool) {
+        self.devices_open = open;
+        self.browsing &= !open;
+    }
+
+    /// The user's devices as last listed: this one first, then those
+    /// online, then by when they were last seen.
+    pub fn devices(&self) -> Vec<client_core::DeviceView> {
+        let mut devices = self.devices.clone();
+        devices.sort_by_key(|d| (!d.current, !d.online, std::cmp::Reverse(d.last_seen_ms)));
+        devices
     }
 
     /// The public rooms (and the user's own) from the last `/list`, and
@@ -659,7 +684,11 @@ impl ChatModel {
                     },
                 );
             }
+            ClientEvent::Devices { devices } if self.devices_open => {
+                self.devices = devices.clone();
+            }
             ClientEvent::Devices { devices } => {
+                self.devices = devices.clone();
                 let lines: Vec<String> = devices
                     .iter()
                     .map(|d| {

@@ -12,8 +12,8 @@ use crate::password_dialog::PasswordDialog;
 use crate::screens::{Page as ScreensPage, Screens};
 use crate::timeline::{self, Row, RowKind as TimelineKind};
 use crate::ui::{
-    AppState, ChatAdapter, ConversationItem, DialogAdapter, InvitationItem, LoginAdapter,
-    MainWindow, Page, RoomItem, RowKind, TimelineRow, UserItem,
+    AppState, ChatAdapter, ConversationItem, DeviceItem, DialogAdapter, InvitationItem,
+    LoginAdapter, MainWindow, Page, RoomItem, RowKind, TimelineRow, UserItem,
 };
 use client_core::RoomRole;
 
@@ -24,6 +24,7 @@ pub struct ChatView {
     users: Rc<VecModel<UserItem>>,
     shown_panel: Option<SidePanel>,
     rooms: Rc<VecModel<RoomItem>>,
+    devices: Rc<VecModel<DeviceItem>>,
     invitations: Rc<VecModel<InvitationItem>>,
     /// Index of the conversation on screen; a change jumps to its end.
     shown_conversation: Option<usize>,
@@ -40,6 +41,7 @@ impl ChatView {
             users: Rc::new(VecModel::default()),
             shown_panel: None,
             rooms: Rc::new(VecModel::default()),
+            devices: Rc::new(VecModel::default()),
             invitations: Rc::new(VecModel::default()),
             shown_conversation: None,
             conversation_switches: 0,
@@ -49,6 +51,7 @@ impl ChatView {
         chat.set_conversations(ModelRc::from(view.conversations.clone()));
         chat.set_users(ModelRc::from(view.users.clone()));
         chat.set_rooms(ModelRc::from(view.rooms.clone()));
+        chat.set_devices(ModelRc::from(view.devices.clone()));
         chat.set_invitations(ModelRc::from(view.invitations.clone()));
         view
     }
@@ -126,6 +129,20 @@ impl ChatView {
         }
 
         chat.set_browsing(model.browsing());
+        chat.set_devices_open(model.devices_open());
+        if model.devices_open() {
+            let devices: Vec<DeviceItem> = model
+                .devices()
+                .iter()
+                .map(|d| DeviceItem {
+                    id: format!("{:016x}", d.id).into(),
+                    name: escape_for_display(&d.name).into(),
+                    detail: escape_for_display(&device_detail(d)).into(),
+                    current: d.current,
+                })
+                .collect();
+            self.devices.set_vec(devices);
+        }
         if model.browsing() {
             let rooms: Vec<RoomItem> = model
                 .room_list()
@@ -276,5 +293,27 @@ fn shown_title(conversation: &crate::model::Conversation) -> &str {
     match conversation.id.room() {
         Some(room) => room.strip_prefix('#').unwrap_or(room),
         None => conversation.title(),
+    }
+}
+
+/// What the devices page says under a device's name.
+fn device_detail(d: &client_core::DeviceView) -> String {
+    let when = if d.current {
+        "this device".to_owned()
+    } else if d.online {
+        "online".to_owned()
+    } else {
+        match chrono::DateTime::from_timestamp_millis(i64::try_from(d.last_seen_ms).unwrap_or(0)) {
+            Some(t) => format!(
+                "last seen {}",
+                t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M")
+            ),
+            None => "offline".to_owned(),
+        }
+    };
+    if d.address.is_empty() {
+        when
+    } else {
+        format!("{when} · {}", d.address)
     }
 }

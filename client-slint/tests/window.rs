@@ -771,3 +771,45 @@ fn rooms_are_browsed_joined_created_and_invitations_accepted() {
     click(&app, "Close");
     assert!(!app.window().global::<ChatAdapter>().get_browsing());
 }
+
+#[test]
+fn the_devices_page_lists_them_and_logs_another_one_out() {
+    let (app, fake) = logged_in();
+    fake.send(vec![ClientEvent::HistoryDone]);
+    click(&app, "Devices");
+    assert_eq!(fake.calls(), ["submit #general /devices"]);
+    let device = |id: u64, name: &str, online: bool, current: bool| client_core::DeviceView {
+        id,
+        name: name.into(),
+        last_seen_ms: 1_700_000_000_000,
+        address: "127.0.0.1".into(),
+        online,
+        current,
+    };
+    fake.send(vec![ClientEvent::Devices {
+        devices: vec![
+            device(0xab, "old phone", false, false),
+            device(0x01, "laptop", true, true),
+        ],
+    }]);
+    let names: Vec<String> = app
+        .window()
+        .global::<ChatAdapter>()
+        .get_devices()
+        .iter()
+        .map(|d| d.name.to_string())
+        .collect();
+    assert_eq!(names, ["laptop", "old phone"], "this device first");
+    assert!(!has_element(&app, "Log out laptop"), "not this one");
+    click(&app, "Log out old phone");
+    assert_eq!(
+        fake.calls(),
+        [
+            "submit #general /devices",
+            "submit #general /logout-device 00000000000000ab",
+            "submit #general /devices"
+        ]
+    );
+    click(&app, "Close devices");
+    assert!(!app.window().global::<ChatAdapter>().get_devices_open());
+}
