@@ -104,6 +104,7 @@ impl App {
                 trust_reply: None,
                 pending_sends: Vec::new(),
                 members_asked: None,
+                older_asked: None,
                 settings: settings.clone(),
             })
         });
@@ -208,6 +209,12 @@ fn wire_callbacks(window: &MainWindow, controller: &Rc<RefCell<Controller>>) {
         }
     });
     let weak = Rc::downgrade(controller);
+    chat.on_load_older(move || {
+        if let Some(c) = weak.upgrade() {
+            c.borrow_mut().load_older();
+        }
+    });
+    let weak = Rc::downgrade(controller);
     chat.on_open_devices(move || {
         if let Some(c) = weak.upgrade() {
             c.borrow_mut().show_devices(true);
@@ -280,7 +287,13 @@ pub struct Controller {
     /// The room whose members were asked for (the side panel), until the
     /// answer comes or the connection changes.
     members_asked: Option<String>,
+    /// The room whose older page was asked for (scrolling up), until it
+    /// comes.
+    older_asked: Option<String>,
 }
+
+/// Messages fetched per scroll to the top.
+const OLDER_PAGE: u16 = 50;
 
 impl Controller {
     pub fn screens(&self) -> &Screens {
@@ -399,6 +412,7 @@ impl Controller {
                     self.members_asked = None;
                 }
                 ClientEvent::Members { .. } | ClientEvent::State(_) => self.members_asked = None,
+                ClientEvent::HistoryPage { .. } => self.older_asked = None,
                 _ => {}
             }
         }
@@ -477,6 +491,22 @@ impl Controller {
             client.submit("/list", self.model.command_room());
         }
         self.refresh();
+    }
+
+    /// Scrolled to the top of the open room: its next older page, unless
+    /// one is on its way or the room's beginning is shown.
+    pub fn load_older(&mut self) {
+        let conversation = self.model.selected();
+        let Some(room) = conversation.id.room() else {
+            return;
+        };
+        if !conversation.has_older() || self.older_asked.as_deref() == Some(room) {
+            return;
+        }
+        if let Some(client) = &self.client {
+            client.submit(&format!("/history {OLDER_PAGE}"), room);
+            self.older_asked = Some(room.to_owned());
+        }
     }
 
     /// Opens the devices page (asking for the list) or closes it.

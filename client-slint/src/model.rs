@@ -113,6 +113,8 @@ pub struct Conversation {
     /// the user returns to a conversation with unread messages.
     marker: Option<usize>,
     unread: usize,
+    /// The server said there is nothing older (scrolling up asks no more).
+    at_beginning: bool,
 }
 
 impl Conversation {
@@ -125,7 +127,13 @@ impl Conversation {
             read_upto: 0,
             marker: None,
             unread: 0,
+            at_beginning: false,
         }
+    }
+
+    /// Whether older messages may still be fetched.
+    pub fn has_older(&self) -> bool {
+        !self.at_beginning
     }
 
     pub fn entries(&self) -> &[Entry] {
@@ -715,7 +723,8 @@ impl ChatModel {
             } => {
                 let index = self.index_of(conversation);
                 self.conversations[index].prepend_lines(lines);
-                if *complete {
+                if *complete && !self.conversations[index].at_beginning {
+                    self.conversations[index].at_beginning = true;
                     let text = "Beginning of the conversation".to_owned();
                     self.conversations[index].entries.insert(
                         0,

@@ -813,3 +813,34 @@ fn the_devices_page_lists_them_and_logs_another_one_out() {
     click(&app, "Close devices");
     assert!(!app.window().global::<ChatAdapter>().get_devices_open());
 }
+
+#[test]
+fn scrolling_to_the_top_asks_for_older_messages_once_until_the_beginning() {
+    let (app, fake) = logged_in();
+    fake.send(vec![ClientEvent::HistoryDone]);
+    let chat = app.window().global::<ChatAdapter>();
+    chat.invoke_load_older();
+    chat.invoke_load_older();
+    assert_eq!(
+        fake.calls(),
+        ["submit #general /history 50"],
+        "one request on its way at a time"
+    );
+    fake.send(vec![ClientEvent::HistoryPage {
+        conversation: client_core::ConversationRef::Room("#general".into()),
+        lines: vec![line(3, "李雷", None, "older", true)],
+        complete: false,
+    }]);
+    chat.invoke_load_older();
+    fake.send(vec![ClientEvent::HistoryPage {
+        conversation: client_core::ConversationRef::Room("#general".into()),
+        lines: vec![],
+        complete: true,
+    }]);
+    chat.invoke_load_older();
+    assert_eq!(
+        fake.calls(),
+        ["submit #general /history 50", "submit #general /history 50"],
+        "nothing asked once the beginning is shown"
+    );
+}
