@@ -356,14 +356,6 @@ pub struct Person {
     pub can_appoint: bool,
 }
 
-fn rank(role: RoomRole) -> u8 {
-    match role {
-        RoomRole::Member => 0,
-        RoomRole::Moderator => 1,
-        RoomRole::Owner => 2,
-    }
-}
-
 /// What the panel beside the conversation lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SidePanel {
@@ -478,7 +470,7 @@ impl ChatModel {
                             online: m.online,
                             can_moderate: other
                                 && mine != RoomRole::Member
-                                && rank(mine) > rank(m.role),
+                                && mine.rank() > m.role.rank(),
                             can_appoint: other
                                 && mine == RoomRole::Owner
                                 && m.role != RoomRole::Owner,
@@ -486,12 +478,11 @@ impl ChatModel {
                     })
                     .collect();
                 people.sort_by_key(|p| {
-                    let rank = match p.role {
-                        RoomRole::Owner => 0,
-                        RoomRole::Moderator => 1,
-                        RoomRole::Member => 2,
-                    };
-                    (rank, !p.online, p.name.to_lowercase())
+                    (
+                        std::cmp::Reverse(p.role.rank()),
+                        !p.online,
+                        p.name.to_lowercase(),
+                    )
                 });
                 return SidePanel::Members {
                     total: list.total,

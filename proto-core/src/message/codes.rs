@@ -155,6 +155,17 @@ wire_enum! {
     }
 }
 
+impl RoomRole {
+    /// Higher outranks lower: the owner, then moderators, then members.
+    pub fn rank(self) -> u8 {
+        match self {
+            RoomRole::Member => 0,
+            RoomRole::Moderator => 1,
+            RoomRole::Owner => 2,
+        }
+    }
+}
+
 wire_enum! {
     /// Why the user is no longer in a room (u8).
     RoomLeaveReason: u8, field = "room leave reason" {

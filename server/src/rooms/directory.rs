@@ -96,7 +96,7 @@ impl Room {
         if actor_role == RoomRole::Member {
             return Err(RoomError::NotAllowed);
         }
-        if rank(self.role_of(target)) >= rank(actor_role) {
+        if self.role_of(target).rank() >= actor_role.rank() {
             return Err(RoomError::Outranked);
         }
         Ok(())
@@ -119,14 +119,6 @@ impl Room {
             topic: self.topic.clone(),
             members: u32::try_from(self.members.len()).unwrap_or(u32::MAX),
         }
-    }
-}
-
-fn rank(role: RoomRole) -> u8 {
-    match role {
-        RoomRole::Member => 0,
-        RoomRole::Moderator => 1,
-        RoomRole::Owner => 2,
     }
 }
 
