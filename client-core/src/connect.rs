@@ -7,7 +7,9 @@ use net::{ClientHandshake, ClientLink, ClientStream, LinkEvent, MaybeTlsStream, 
 use proto_core::login::{login_step, ExchangeStep, LoginReply, LoginStep, PasswordExchange};
 use proto_core::message::{AuthFailure, ClientMessage, ErrorCode, Password, ResumeToken, Username};
 use proto_core::opaque::ExportKey;
-use proto_core::{AlertCode, ClientConfig, Error as ProtoError, HandshakeError, ServerTrust};
+use proto_core::{
+    AlertCode, ClientConfig, Error as ProtoError, HandshakeError, ResumptionPsk, ServerTrust,
+};
 use rand_core::OsRng;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -64,12 +66,26 @@ pub struct Established {
 /// `events`), and authenticates: with `resume` first if given, and with
 /// the password on the same connection if the server no longer honours the
 /// token (expired, or the server restarted after a crash).
+///
+/// With a token, the handshake is a resumed one (its key comes from the
+/// token, and the costly ffdhe3072 exchange is skipped on both sides). A
+/// server that no longer holds the token says so at once (`unknown_psk`);
+/// then a full handshake follows on a new connection, and the password.
 pub async fn establish(
     options: &ClientOptions,
     events: &mpsc::UnboundedSender<ClientEvent>,
     resume: Option<ResumeToken>,
 ) -> Result<Established, AttemptError> {
-    let mut session = handshake(options, events).await?;
+    let psk = resume.as_ref().map(ResumptionPsk::from_token);
+    let (mut session, resume) = match handshake(options, events, psk).await? {
+        Some(session) => (session, resume),
+        None => {
+            let session = handshake(options, events, None)
+                .await?
+                .ok_or(RetryCause::ClosedDuringHandshake)?;
+            (session, None)
+        }
+    };
     if let Some(device) = &options.device {
         let claim = ClientMessage::SetDevice {
             id: device.id,
@@ -269,10 +285,13 @@ async fn open_stream(options: &ClientOptions) -> Result<ClientStream, AttemptErr
     Ok(stream.into())
 }
 
+/// The handshake, resumed with `resume` if given. `Ok(None)`: the server
+/// does not hold that key (start again without it).
 async fn handshake(
     options: &ClientOptions,
     events: &mpsc::UnboundedSender<ClientEvent>,
-) -> Result<Link, AttemptError> {
+    resume: Option<ResumptionPsk>,
+) -> Result<Option<Link>, AttemptError> {
     let server = &options.server;
     let pinned = options
         .known_servers
@@ -284,14 +303,18 @@ async fn handshake(
         (None, None) => ServerTrust::FirstUse,
     };
     let stream = open_stream(options).await?;
-    match net::connect(stream, ClientConfig::new(trust), CONNECT_TIMEOUT).await {
+    let config = ClientConfig {
+        resume,
+        ..ClientConfig::new(trust)
+    };
+    match net::connect(stream, config, CONNECT_TIMEOUT).await {
         Ok(ClientHandshake::Connected(session)) => {
             if pinned.is_none() {
                 if let Some(fp) = &options.fingerprint {
                     pin(options, fp)?;
                 }
             }
-            Ok(session)
+            Ok(Some(session))
         }
         Ok(ClientHandshake::NeedsTrust(pending)) => {
             let fingerprint = pending.fingerprint();
@@ -306,6 +329,7 @@ async fn handshake(
                 pending
                     .accept()
                     .await
+                    .map(Some)
                     .map_err(|e| RetryCause::Handshake(Arc::new(e)).into())
             } else {
                 pending.reject().await;
@@ -334,6 +358,7 @@ async fn handshake(
         Err(NetError::Protocol(ProtoError::AlertReceived(AlertCode::RateLimited))) => {
             Err(RetryCause::RateLimited.into())
         }
+        Err(NetError::Protocol(ProtoError::AlertReceived(AlertCode::UnknownPsk))) => Ok(None),
         Err(NetError::Protocol(e @ ProtoError::VersionAltered { .. })) => {
             Err(RetryCause::Tampered(e).into())
         }

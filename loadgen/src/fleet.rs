@@ -127,6 +127,8 @@ pub struct ReconnectOutcome {
     pub back: usize,
     /// Back with the resume token (the rest had to log in with the password).
     pub resumed: usize,
+    /// Back through a resumed handshake (keyed by the token, no ffdhe3072).
+    pub resumed_handshakes: usize,
     pub gone: usize,
     /// From the command to the last member back in its rooms (greeting
     /// read), if everyone came back.
@@ -469,7 +471,7 @@ impl Fleet {
         self.commands.send_replace(Command::Reconnect(id));
         let deadline = tokio::time::Instant::now() + within;
         let mut back_at: Vec<f64> = Vec::with_capacity(clients);
-        let (mut resumed, mut gone) = (0, 0);
+        let (mut resumed, mut resumed_handshakes, mut gone) = (0, 0, 0);
         let mut handshake = Merged::default();
         let mut login = Merged::default();
         let mut errors = Tally::default();
@@ -481,6 +483,7 @@ impl Fleet {
                     Some(Report::Rejoined { info, .. }) => {
                         back_at.push(started.elapsed().as_secs_f64());
                         resumed += usize::from(info.resumed);
+                        resumed_handshakes += usize::from(info.resumed_handshake);
                         handshake.record(info.handshake);
                         login.record(info.login);
                     }
@@ -510,6 +513,7 @@ impl Fleet {
             clients,
             back: back_at.len(),
             resumed,
+            resumed_handshakes,
             gone,
             all_back_secs: at(1.0),
             half_back_secs: at(0.5),

@@ -220,8 +220,8 @@ impl Report {
             t.row(
                 "back",
                 format!(
-                    "{} of {} ({} with the resume token), {} gone",
-                    r.back, r.clients, r.resumed, r.gone
+                    "{} of {} ({} with the resume token, {} of them through a resumed handshake), {} gone",
+                    r.back, r.clients, r.resumed, r.resumed_handshakes, r.gone
                 ),
             );
             t.row(

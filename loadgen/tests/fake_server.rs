@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use proto_core::message::{
     Username,
 };
 use proto_core::opaque::{PasswordRecord, ServerKeys, ServerLoginState};
-use proto_core::{Fingerprint, ServerConfig, ServerIdentity};
+use proto_core::{Fingerprint, PskStore, ResumptionPsk, ServerConfig, ServerIdentity};
 use rand_core::OsRng;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -44,8 +44,37 @@ struct Room {
     /// Resume tokens issued, and to whom.
     tokens: Mutex<HashMap<[u8; 32], Username>>,
     resumes: AtomicU64,
+    /// Resumed handshakes answered.
+    resumed_handshakes: AtomicU64,
+    /// Refuse every resumed handshake (`unknown_psk`), as a server that
+    /// lost its keys would; the tokens still log in.
+    refuse_resumed_handshakes: AtomicBool,
     /// The next session of this user is cut off right after its login.
     kick: Mutex<Option<String>>,
+}
+
+/// Resumed handshakes keyed by the tokens issued, as the real server does.
+struct TokenKeys(Arc<Room>);
+
+impl std::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKeys")
+    }
+}
+
+impl PskStore for TokenKeys {
+    fn find(&self, id: &[u8; 32]) -> Option<ResumptionPsk> {
+        if self.0.refuse_resumed_handshakes.load(Ordering::Relaxed) {
+            return None;
+        }
+        let tokens = self.0.tokens.lock().unwrap();
+        let key = tokens
+            .keys()
+            .map(|t| ResumptionPsk::from_token(&ResumeToken::from_bytes(*t)))
+            .find(|k| k.id() == *id)?;
+        self.0.resumed_handshakes.fetch_add(1, Ordering::Relaxed);
+        Some(key)
+    }
 }
 
 struct FakeServer {
@@ -67,6 +96,8 @@ async fn start() -> FakeServer {
         registrations: AtomicU64::default(),
         tokens: Mutex::default(),
         resumes: AtomicU64::default(),
+        resumed_handshakes: AtomicU64::default(),
+        refuse_resumed_handshakes: AtomicBool::default(),
         kick: Mutex::default(),
     });
     let opts = HandshakeOptions::new(Duration::from_secs(10), 2);
@@ -76,7 +107,10 @@ async fn start() -> FakeServer {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
             };
-            let config = ServerConfig::new(identity.clone());
+            let config = ServerConfig {
+                psks: Some(Arc::new(TokenKeys(shared.clone()))),
+                ..ServerConfig::new(identity.clone())
+            };
             tokio::spawn(serve(tcp, config, opts.clone(), shared.clone()));
         }
     });
@@ -452,6 +486,8 @@ async fn a_mass_reconnect_brings_everyone_back_with_resume_tokens() {
     assert_eq!(report.error, None, "{}", report.to_table());
     let r = report.reconnect.as_ref().unwrap();
     assert_eq!((r.clients, r.back, r.resumed, r.gone), (5, 5, 5, 0));
+    assert_eq!(r.resumed_handshakes, 5, "no ffdhe on the way back");
+    assert_eq!(server.room.resumed_handshakes.load(Ordering::Relaxed), 5);
     assert!(r.all_back_secs.is_some_and(|s| s < 20.0));
     assert_eq!(server.room.resumes.load(Ordering::Relaxed), 5);
     assert!(
@@ -474,4 +510,21 @@ async fn clients_spread_over_rooms_hear_their_own_room_only() {
     // Three in each room: every message reaches the other two of its room.
     assert_eq!(room.expected, room.sent * 2, "{}", report.to_table());
     assert_eq!((room.received, room.lost), (room.expected, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_refuses_the_keys_gets_full_handshakes_and_passwords() {
+    // The real server's keys are its live tokens: a refused key means the
+    // token is gone too, so the clients go straight to the password.
+    let server = start().await;
+    server
+        .room
+        .refuse_resumed_handshakes
+        .store(true, Ordering::Relaxed);
+    let report = run(&server, &["reconnect", "-n", "3", "--within", "20"]).await;
+    assert_eq!(report.error, None, "{}", report.to_table());
+    let r = report.reconnect.as_ref().unwrap();
+    assert_eq!((r.clients, r.back, r.resumed, r.gone), (3, 3, 0, 0));
+    assert_eq!(r.resumed_handshakes, 0);
+    assert_eq!(server.room.resumes.load(Ordering::Relaxed), 0);
 }

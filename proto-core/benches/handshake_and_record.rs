@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use proto_core::message::ResumeToken;
 use proto_core::record::{ContentType, RecordOpener, RecordSealer};
 use proto_core::*;
 use rand_chacha::rand_core::SeedableRng;
@@ -70,6 +71,82 @@ fn handshake(c: &mut Criterion) {
     g.finish();
 }
 
+/// A store holding one key, as the server's token table would.
+#[derive(Debug)]
+struct OneKey(ResumptionPsk);
+
+impl PskStore for OneKey {
+    fn find(&self, id: &[u8; 32]) -> Option<ResumptionPsk> {
+        (self.0.id() == *id).then(|| self.0.clone())
+    }
+}
+
+fn resumed_hello(seed: u64, key: ServerKey, psk: &ResumptionPsk) -> (ClientConnection, Vec<u8>) {
+    let config = ClientConfig {
+        resume: Some(psk.clone()),
+        ..ClientConfig::new(ServerTrust::Pinned(key))
+    };
+    let mut c = ClientConnection::new(config, rng(seed));
+    let mut out = Vec::new();
+    c.drain_transmit(&mut out);
+    (c, out)
+}
+
+/// The same three steps for a resumed handshake (no ffdhe3072).
+fn resumed_handshake(c: &mut Criterion) {
+    let id = Arc::new(ServerIdentity::from_seed(&[1; 32]));
+    let key = id.public_key();
+    let psk = ResumptionPsk::from_token(&ResumeToken::from_bytes([3; 32]));
+    let config = ServerConfig {
+        psks: Some(Arc::new(OneKey(psk.clone()))),
+        ..ServerConfig::new(id.clone())
+    };
+    let mut g = c.benchmark_group("resumed handshake");
+    g.sample_size(30);
+    g.bench_function("resume_hello (client keygen)", |b| {
+        let mut seed = 0;
+        b.iter(|| {
+            seed += 1;
+            resumed_hello(seed, key, &psk)
+        })
+    });
+    g.bench_function("server (process ResumeHello, answer)", |b| {
+        let (_, hello) = resumed_hello(1, key, &psk);
+        let mut seed = 100;
+        b.iter_batched(
+            || {
+                seed += 1;
+                ServerConnection::new(config.clone(), rng(seed))
+            },
+            |mut s| {
+                s.handle_input(&hello).unwrap();
+                let mut out = Vec::new();
+                s.drain_transmit(&mut out);
+                out
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("client (process server flight, Finished)", |b| {
+        b.iter_batched(
+            || {
+                let (c, hello) = resumed_hello(7, key, &psk);
+                let mut s = ServerConnection::new(config.clone(), rng(8));
+                s.handle_input(&hello).unwrap();
+                let mut flight = Vec::new();
+                s.drain_transmit(&mut flight);
+                (c, flight)
+            },
+            |(mut c, flight)| {
+                c.handle_input(&flight).unwrap();
+                assert!(c.is_established());
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
 fn records(c: &mut Criterion) {
     let mut g = c.benchmark_group("record");
     for size in [64usize, 1024, 16 * 1024] {
@@ -101,5 +178,5 @@ fn records(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, handshake, records);
+criterion_group!(benches, handshake, resumed_handshake, records);
 criterion_main!(benches);

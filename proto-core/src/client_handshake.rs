@@ -9,18 +9,26 @@ use subtle::ConstantTimeEq;
 use crate::connection::{plaintext_alert_error, sealed, CommonState, Connection, Limits, Side};
 use crate::error::{AlertCode, Error, HandshakeError, PeerMisbehaved};
 use crate::frame::{FrameType, HEADER_LEN};
-use crate::hello::{signed_content, ClientHello, ServerHello, Transcript, RANDOM_BYTES};
+use crate::hello::{
+    signed_content, ClientHello, HandshakeMode, ResumeHello, ServerHello, Transcript, RANDOM_BYTES,
+};
 use crate::identity::{ServerKey, ServerTrust};
 use crate::key_exchange::ClientShares;
 use crate::key_schedule::{finished_mac, HandshakeSecrets, Secret};
 use crate::message::{ClientMessage, ServerMessage};
 use crate::record::{ContentType, RecordOpener, RecordSealer};
+use crate::resumption::ResumptionPsk;
 
 /// How the client connects.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub trust: ServerTrust,
     pub limits: Limits,
+    /// Resume with this key (from the resume token the client holds): a
+    /// ResumeHello without the ffdhe3072 exchange. A server that does not
+    /// hold the key answers `AlertReceived(UnknownPsk)`; connect again
+    /// without it.
+    pub resume: Option<ResumptionPsk>,
 }
 
 impl ClientConfig {
@@ -28,6 +36,7 @@ impl ClientConfig {
         Self {
             trust,
             limits: Limits::default(),
+            resume: None,
         }
     }
 }
@@ -64,6 +73,7 @@ enum State {
     ExpectServerHello {
         shares: Box<ClientShares>,
         transcript: Transcript,
+        resume: Option<ResumptionPsk>,
     },
     ExpectServerFinished {
         server_key: ServerKey,
@@ -80,28 +90,49 @@ enum State {
 }
 
 impl Connection<ClientSide> {
-    /// Starts a handshake; the ClientHello is queued for sending at once.
-    /// Generating the key shares costs an ffdhe3072 exponentiation and an
-    /// ML-KEM key generation (about a millisecond).
+    /// Starts a handshake; the ClientHello (or, with `config.resume`, the
+    /// ResumeHello) is queued for sending at once. Generating the key
+    /// shares costs an ffdhe3072 exponentiation and an ML-KEM key
+    /// generation (about a millisecond); a resumed one skips the former.
     pub fn new(config: ClientConfig, mut rng: Box<dyn CryptoRngCore + Send>) -> Self {
         let mut random = [0u8; RANDOM_BYTES];
         rng.fill_bytes(&mut random);
-        let shares = Box::new(ClientShares::generate(&mut *rng));
-        let mut common = CommonState::new(rng, config.limits);
         let mut hello = Vec::new();
-        ClientHello {
-            random: &random,
-            ffdhe: shares.ffdhe_public(),
-            x25519: *shares.x25519_public(),
-            mlkem_ek: shares.mlkem_encapsulation_key(),
-        }
-        .encode_frame(&mut hello);
-        let mut transcript = Transcript::new();
+        let (shares, mode) = match &config.resume {
+            None => {
+                let shares = Box::new(ClientShares::generate(&mut *rng));
+                ClientHello {
+                    random: &random,
+                    ffdhe: shares.ffdhe_public(),
+                    x25519: *shares.x25519_public(),
+                    mlkem_ek: shares.mlkem_encapsulation_key(),
+                }
+                .encode_frame(&mut hello);
+                (shares, HandshakeMode::Full)
+            }
+            Some(psk) => {
+                let shares = Box::new(ClientShares::generate_resumed(&mut *rng));
+                ResumeHello {
+                    random: &random,
+                    psk_id: psk.id(),
+                    x25519: *shares.x25519_public(),
+                    mlkem_ek: shares.mlkem_encapsulation_key(),
+                }
+                .encode_frame(&mut hello);
+                (shares, HandshakeMode::Resumed)
+            }
+        };
+        let mut common = CommonState::new(rng, config.limits);
+        let mut transcript = Transcript::for_mode(mode);
         transcript.add(&hello);
         common.push_raw(&hello);
         let side = ClientSide {
             trust: config.trust,
-            state: State::ExpectServerHello { shares, transcript },
+            state: State::ExpectServerHello {
+                shares,
+                transcript,
+                resume: config.resume,
+            },
             verified_key: None,
         };
         Connection::from_parts(common, side)
@@ -200,13 +231,20 @@ impl sealed::SideStates for ClientSide {
 
 impl ClientSide {
     fn handle_server_hello(&mut self, frame: &[u8], common: &mut CommonState) -> Result<(), Error> {
-        let State::ExpectServerHello { shares, transcript } =
-            std::mem::replace(&mut self.state, State::Failed)
+        let State::ExpectServerHello {
+            shares,
+            transcript,
+            resume,
+        } = std::mem::replace(&mut self.state, State::Failed)
         else {
             unreachable!("checked by handle_handshake_frame");
         };
         let mut transcript = transcript;
-        let sh = ServerHello::decode(&frame[HEADER_LEN..])?;
+        let mode = match resume {
+            None => HandshakeMode::Full,
+            Some(_) => HandshakeMode::Resumed,
+        };
+        let sh = ServerHello::decode(&frame[HEADER_LEN..], mode)?;
         let unsigned_len = frame.len() - sh.signature.len();
         transcript.add(&frame[..unsigned_len]);
         let th_sig = transcript.current();
@@ -229,7 +267,10 @@ impl ClientSide {
                 });
             }
         }
-        let ikm = shares.finish(sh.ffdhe, &sh.x25519, sh.mlkem_ct)?;
+        let ikm = match &resume {
+            None => shares.finish(sh.ffdhe, &sh.x25519, sh.mlkem_ct)?,
+            Some(psk) => shares.finish_resumed(psk, &sh.x25519, sh.mlkem_ct)?,
+        };
         let secrets = HandshakeSecrets::derive(&th_sig, &ikm);
         transcript.add(&frame[unsigned_len..]);
         common.sealer = Some(RecordSealer::new(secrets.client_traffic.clone()));

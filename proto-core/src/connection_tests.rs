@@ -60,11 +60,19 @@ impl Pair {
     }
 
     fn with_limits(trust: ServerTrust, server_id: Arc<ServerIdentity>, limits: Limits) -> Self {
-        let client = ClientConnection::new(ClientConfig { trust, limits }, rng(1));
+        let client = ClientConnection::new(
+            ClientConfig {
+                trust,
+                limits,
+                resume: None,
+            },
+            rng(1),
+        );
         let server = ServerConnection::new(
             ServerConfig {
                 identity: server_id,
                 limits,
+                psks: None,
             },
             rng(2),
         );
@@ -894,5 +902,232 @@ fn eof_while_the_hello_is_pending_is_a_dropped_connection() {
     assert!(
         server_out(&mut server).is_empty(),
         "no alert for a dropped peer"
+    );
+}
+
+// ---- Resumed handshakes (docs/PROTOCOL.md §Resumed handshake) ----
+
+/// A server's keys by id, as the server's resume-token table holds them.
+#[derive(Debug, Default)]
+struct Psks(std::sync::Mutex<Vec<ResumptionPsk>>);
+
+impl PskStore for Psks {
+    fn find(&self, id: &[u8; 32]) -> Option<ResumptionPsk> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|k| k.id() == *id)
+            .cloned()
+    }
+}
+
+fn token(n: u8) -> crate::message::ResumeToken {
+    crate::message::ResumeToken::from_bytes([n; 32])
+}
+
+/// A client resuming with `client_token` against a server holding the keys
+/// of `server_tokens` (none: a server without a key store).
+fn resumed_pair(client_token: u8, server_tokens: Option<&[u8]>) -> Pair {
+    let id = identity(7);
+    let psks = server_tokens.map(|tokens| {
+        let store = Psks::default();
+        for t in tokens {
+            store
+                .0
+                .lock()
+                .unwrap()
+                .push(ResumptionPsk::from_token(&token(*t)));
+        }
+        Arc::new(store) as Arc<dyn PskStore>
+    });
+    let client = ClientConnection::new(
+        ClientConfig {
+            trust: ServerTrust::Pinned(id.public_key()),
+            limits: Limits::default(),
+            resume: Some(ResumptionPsk::from_token(&token(client_token))),
+        },
+        rng(1),
+    );
+    let server = ServerConnection::new(
+        ServerConfig {
+            identity: id,
+            limits: Limits::default(),
+            psks,
+        },
+        rng(2),
+    );
+    Pair { client, server }
+}
+
+#[test]
+fn a_resumed_handshake_connects_without_ffdhe_and_messages_flow() {
+    let mut p = resumed_pair(5, Some(&[4, 5]));
+    let hello = client_out(&mut p.client);
+    assert_eq!(hello[0], crate::frame::FrameType::ResumeHello as u8);
+    assert_eq!(hello.len(), HEADER_LEN + crate::hello::RESUME_HELLO_BODY);
+    p.server.handle_input(&hello).unwrap();
+    let answer = server_out(&mut p.server);
+    let first = &frames(&answer)[0];
+    assert_eq!(first[0], crate::frame::FrameType::ServerHello as u8);
+    assert_eq!(
+        first.len(),
+        HEADER_LEN + crate::hello::RESUMED_SERVER_HELLO_BODY,
+        "no ffdhe value in the answer"
+    );
+    p.client.handle_input(&answer).unwrap();
+    p.drive();
+    assert_eq!(
+        client_events(&mut p.client),
+        vec![ClientEvent::Connected {
+            server_key: identity(7).public_key()
+        }]
+    );
+    assert_eq!(server_events(&mut p.server), vec![ServerEvent::Connected]);
+    p.client.send(&ClientMessage::Ping { nonce: 1 }).unwrap();
+    p.server.send(&ServerMessage::Ping { nonce: 2 }).unwrap();
+    p.drive();
+    assert_eq!(
+        server_events(&mut p.server),
+        vec![ServerEvent::Message(ClientMessage::Ping { nonce: 1 })]
+    );
+    assert_eq!(
+        client_events(&mut p.client),
+        vec![ClientEvent::Message(ServerMessage::Ping { nonce: 2 })]
+    );
+    // Both ends bind the same channel, and not the one of a full handshake.
+    let resumed = p.client.channel_binding().unwrap();
+    assert_eq!(
+        resumed.expose(),
+        p.server.channel_binding().unwrap().expose()
+    );
+}
+
+#[test]
+fn a_key_the_server_does_not_hold_is_refused_with_unknown_psk_in_plaintext() {
+    for server_tokens in [Some(&[4u8][..]), Some(&[][..]), None] {
+        let mut p = resumed_pair(5, server_tokens);
+        let hello = client_out(&mut p.client);
+        let err = p.server.handle_input(&hello).unwrap_err();
+        assert_eq!(err, Error::Handshake(HandshakeError::UnknownPsk));
+        let alert = server_out(&mut p.server);
+        assert_eq!(alert[0], crate::frame::FrameType::Alert as u8, "plaintext");
+        assert_eq!(
+            p.client.handle_input(&alert).unwrap_err(),
+            Error::AlertReceived(AlertCode::UnknownPsk)
+        );
+        assert!(client_events(&mut p.client).is_empty());
+    }
+}
+
+/// A server that answers every id with the key of token 5.
+#[derive(Debug)]
+struct OneKey;
+
+impl PskStore for OneKey {
+    fn find(&self, _id: &[u8; 32]) -> Option<ResumptionPsk> {
+        Some(ResumptionPsk::from_token(&token(5)))
+    }
+}
+
+#[test]
+fn the_key_enters_the_session_keys_so_a_client_without_it_cannot_finish() {
+    // The client holds token 6's key; the server answers with token 5's
+    // (what an eavesdropper who replays a real client's key id with shares
+    // of its own gets): the server's Finished does not open or verify.
+    let mut p = resumed_pair(6, None);
+    p.server = ServerConnection::new(
+        ServerConfig {
+            identity: identity(7),
+            limits: Limits::default(),
+            psks: Some(Arc::new(OneKey)),
+        },
+        rng(2),
+    );
+    let hello = client_out(&mut p.client);
+    p.server.handle_input(&hello).unwrap();
+    let answer = server_out(&mut p.server);
+    let err = p.client.handle_input(&answer).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::PeerMisbehaved(PeerMisbehaved::BadRecordMac)
+                | Error::Handshake(HandshakeError::BadFinished)
+        ),
+        "{err:?}"
+    );
+    assert!(client_events(&mut p.client).is_empty());
+    assert!(server_events(&mut p.server).is_empty());
+}
+
+#[test]
+fn a_resumed_handshake_still_proves_the_pinned_server_key() {
+    let mut p = resumed_pair(5, Some(&[5]));
+    // An impostor holding the key (a stolen token) but not the identity key.
+    p.server = ServerConnection::new(
+        ServerConfig {
+            identity: identity(8),
+            limits: Limits::default(),
+            psks: Some(Arc::new(Psks(std::sync::Mutex::new(vec![
+                ResumptionPsk::from_token(&token(5)),
+            ])))),
+        },
+        rng(2),
+    );
+    let hello = client_out(&mut p.client);
+    p.server.handle_input(&hello).unwrap();
+    let answer = server_out(&mut p.server);
+    assert!(matches!(
+        p.client.handle_input(&answer).unwrap_err(),
+        Error::ServerKeyChanged { .. }
+    ));
+}
+
+#[test]
+fn altered_resumed_hellos_fail() {
+    // The client's X25519 share altered: the server's signature over the
+    // transcript no longer verifies at the client.
+    let mut p = resumed_pair(5, Some(&[5]));
+    let mut hello = client_out(&mut p.client);
+    let x_at = HEADER_LEN + 2 + crate::hello::RANDOM_BYTES + 32;
+    hello[x_at] ^= 0x40;
+    p.server.handle_input(&hello).unwrap();
+    let answer = server_out(&mut p.server);
+    assert_eq!(
+        p.client.handle_input(&answer).unwrap_err(),
+        Error::Handshake(HandshakeError::BadSignature)
+    );
+
+    // A resumed ServerHello given to a client that sent a full ClientHello
+    // (and the other way round) is the wrong length.
+    let mut resumed = resumed_pair(5, Some(&[5]));
+    let hello = client_out(&mut resumed.client);
+    resumed.server.handle_input(&hello).unwrap();
+    let resumed_answer = server_out(&mut resumed.server);
+    let id = identity(7);
+    let mut full = Pair::new(ServerTrust::Pinned(id.public_key()), id);
+    assert_eq!(
+        full.client.handle_input(&resumed_answer).unwrap_err(),
+        Error::Handshake(HandshakeError::MalformedHello)
+    );
+    let mut full = Pair::new(ServerTrust::Pinned(identity(7).public_key()), identity(7));
+    let full_hello = client_out(&mut full.client);
+    full.server.handle_input(&full_hello).unwrap();
+    let full_answer = server_out(&mut full.server);
+    let mut p = resumed_pair(5, Some(&[5]));
+    let _ = client_out(&mut p.client);
+    assert_eq!(
+        p.client.handle_input(&full_answer).unwrap_err(),
+        Error::Handshake(HandshakeError::MalformedHello)
+    );
+
+    // A ResumeHello relabelled as a ClientHello is refused by its length
+    // from the header alone.
+    let mut p = resumed_pair(5, Some(&[5]));
+    let mut hello = client_out(&mut p.client);
+    hello[0] = crate::frame::FrameType::ClientHello as u8;
+    assert_eq!(
+        p.server.handle_input(&hello).unwrap_err(),
+        Error::Handshake(HandshakeError::MalformedHello)
     );
 }

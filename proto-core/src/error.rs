@@ -67,6 +67,10 @@ pub enum HandshakeError {
     BadFinished,
     #[error("handshake message has the wrong length")]
     MalformedHello,
+    /// A resumed handshake named a key the server does not hold (expired,
+    /// revoked, or lost in a crash): the client starts a full handshake.
+    #[error("the server does not know the resumption key this handshake named")]
+    UnknownPsk,
 }
 
 /// Framing and record-layer violations.
@@ -114,6 +118,9 @@ pub enum AlertCode {
     /// The server refused the connection: too many connections or
     /// handshakes from this address.
     RateLimited,
+    /// The server does not hold the resumption key a `ResumeHello` named:
+    /// connect again with a full `ClientHello`.
+    UnknownPsk,
     /// A code this implementation does not know.
     Unknown(u8),
 }
@@ -131,6 +138,7 @@ impl std::fmt::Display for AlertCode {
             AlertCode::InternalError => "internal_error",
             AlertCode::ServerFull => "server_full",
             AlertCode::RateLimited => "rate_limited",
+            AlertCode::UnknownPsk => "unknown_psk",
             AlertCode::Unknown(b) => return write!(f, "unknown alert {b}"),
         };
         f.write_str(name)
@@ -150,6 +158,7 @@ impl AlertCode {
             AlertCode::InternalError => 7,
             AlertCode::ServerFull => 8,
             AlertCode::RateLimited => 9,
+            AlertCode::UnknownPsk => 10,
             AlertCode::Unknown(b) => b,
         }
     }
@@ -166,6 +175,7 @@ impl AlertCode {
             7 => AlertCode::InternalError,
             8 => AlertCode::ServerFull,
             9 => AlertCode::RateLimited,
+            10 => AlertCode::UnknownPsk,
             other => AlertCode::Unknown(other),
         }
     }
@@ -185,6 +195,7 @@ impl Error {
     pub(crate) fn alert(&self) -> AlertCode {
         match self {
             Error::VersionMismatch { .. } => AlertCode::ProtocolVersion,
+            Error::Handshake(HandshakeError::UnknownPsk) => AlertCode::UnknownPsk,
             Error::Handshake(_) | Error::ServerKeyChanged { .. } | Error::ServerKeyRejected(_) => {
                 AlertCode::HandshakeFailure
             }

@@ -19,6 +19,8 @@ pub const MIN_FRAME_BODY: u32 = 2_048;
 pub enum FrameType {
     ClientHello = 0x01,
     ServerHello = 0x02,
+    /// A client's hello resuming with a key from an earlier session.
+    ResumeHello = 0x03,
     /// A plaintext alert, only before keys exist.
     Alert = 0x15,
     /// An encrypted record.
@@ -30,6 +32,7 @@ impl FrameType {
         match b {
             0x01 => Ok(FrameType::ClientHello),
             0x02 => Ok(FrameType::ServerHello),
+            0x03 => Ok(FrameType::ResumeHello),
             0x15 => Ok(FrameType::Alert),
             0x17 => Ok(FrameType::Record),
             other => Err(PeerMisbehaved::UnknownFrameType(other)),

@@ -15,6 +15,11 @@ pub const PROTOCOL_VERSION: u16 = 2;
 pub const PROTOCOL_NAME: &[u8] =
     b"SecureChat/1 ffdhe3072+X25519+ML-KEM-768 Ed25519 HKDF-SHA256 AES-256-CFB128 HMAC-SHA256";
 
+/// Absorbed first instead of [`PROTOCOL_NAME`] by a resumed handshake,
+/// whose resumption key takes the place of the ffdhe3072 exchange.
+pub const PROTOCOL_NAME_RESUMED: &[u8] =
+    b"SecureChat/1 psk+X25519+ML-KEM-768 Ed25519 HKDF-SHA256 AES-256-CFB128 HMAC-SHA256";
+
 /// Context string of the server's signature (after 64 spaces, before 0x00).
 pub const SIGNATURE_CONTEXT: &[u8] = b"SecureChat/1 server handshake signature";
 
@@ -24,6 +29,21 @@ pub const CLIENT_HELLO_BODY: usize =
     2 + RANDOM_BYTES + FFDHE3072_BYTES + X25519_BYTES + MLKEM768_EK_BYTES;
 pub const SERVER_HELLO_BODY: usize =
     2 + RANDOM_BYTES + FFDHE3072_BYTES + X25519_BYTES + MLKEM768_CT_BYTES + 32 + SIGNATURE_BYTES;
+/// Length of the resumption key's public id in a ResumeHello.
+pub const PSK_ID_BYTES: usize = 32;
+pub const RESUME_HELLO_BODY: usize =
+    2 + RANDOM_BYTES + PSK_ID_BYTES + X25519_BYTES + MLKEM768_EK_BYTES;
+/// A ServerHello answering a ResumeHello: the same fields without ffdhe.
+pub const RESUMED_SERVER_HELLO_BODY: usize =
+    2 + RANDOM_BYTES + X25519_BYTES + MLKEM768_CT_BYTES + 32 + SIGNATURE_BYTES;
+
+/// Which handshake a connection runs: the full hybrid one, or the resumed
+/// one (a key from an earlier session in place of ffdhe3072).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeMode {
+    Full,
+    Resumed,
+}
 
 /// ClientHello body: version || random || ffdhe Y || X25519 || ML-KEM ek.
 pub struct ClientHello<'a> {
@@ -33,8 +53,17 @@ pub struct ClientHello<'a> {
     pub mlkem_ek: &'a [u8],
 }
 
+/// ResumeHello body: version || random || psk id || X25519 || ML-KEM ek.
+pub struct ResumeHello<'a> {
+    pub random: &'a [u8],
+    pub psk_id: [u8; PSK_ID_BYTES],
+    pub x25519: [u8; X25519_BYTES],
+    pub mlkem_ek: &'a [u8],
+}
+
 /// ServerHello body: version || random || ffdhe Y || X25519 || ML-KEM ct
-/// || identity key || signature.
+/// || identity key || signature. In answer to a ResumeHello, `ffdhe` is
+/// empty and absent from the encoding.
 pub struct ServerHello<'a> {
     pub random: &'a [u8],
     pub ffdhe: &'a [u8],
@@ -68,9 +97,11 @@ pub fn client_hello_frame_len(prefix: &[u8]) -> Result<Option<usize>, Error> {
     let Some(&first) = prefix.first() else {
         return Ok(None);
     };
-    if FrameType::from_byte(first)? != FrameType::ClientHello {
-        return Err(PeerMisbehaved::UnexpectedFrame { got: first }.into());
-    }
+    let expected_body = match FrameType::from_byte(first)? {
+        FrameType::ClientHello => CLIENT_HELLO_BODY,
+        FrameType::ResumeHello => RESUME_HELLO_BODY,
+        _ => return Err(PeerMisbehaved::UnexpectedFrame { got: first }.into()),
+    };
     if prefix.len() < HEADER_LEN {
         return Ok(None);
     }
@@ -83,7 +114,7 @@ pub fn client_hello_frame_len(prefix: &[u8]) -> Result<Option<usize>, Error> {
         .into());
     }
     let body_len = body_len as usize;
-    if body_len == CLIENT_HELLO_BODY {
+    if body_len == expected_body {
         return Ok(Some(HEADER_LEN + body_len));
     }
     if body_len < 2 {
@@ -142,16 +173,50 @@ impl<'a> ClientHello<'a> {
     }
 }
 
-impl<'a> ServerHello<'a> {
+impl<'a> ResumeHello<'a> {
+    /// Parses a ResumeHello body, the version first (as [`ClientHello::decode`]).
     pub fn decode(body: &'a [u8]) -> Result<Self, Error> {
         check_version(body)?;
-        if body.len() != SERVER_HELLO_BODY {
+        if body.len() != RESUME_HELLO_BODY {
             return Err(HandshakeError::MalformedHello.into());
         }
         let mut c = Cursor(&body[2..]);
         Ok(Self {
             random: c.take(RANDOM_BYTES),
-            ffdhe: c.take(FFDHE3072_BYTES),
+            psk_id: c.take32(),
+            x25519: c.take32(),
+            mlkem_ek: c.take(MLKEM768_EK_BYTES),
+        })
+    }
+
+    /// Appends the whole frame (header and body).
+    pub fn encode_frame(&self, out: &mut Vec<u8>) {
+        let mut body = Vec::with_capacity(RESUME_HELLO_BODY);
+        body.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+        body.extend_from_slice(self.random);
+        body.extend_from_slice(&self.psk_id);
+        body.extend_from_slice(&self.x25519);
+        body.extend_from_slice(self.mlkem_ek);
+        encode_frame(FrameType::ResumeHello, &body, out);
+    }
+}
+
+impl<'a> ServerHello<'a> {
+    /// Parses the ServerHello of a `mode` handshake (the client knows which
+    /// hello it sent, so which layout to expect).
+    pub fn decode(body: &'a [u8], mode: HandshakeMode) -> Result<Self, Error> {
+        check_version(body)?;
+        let (expected, ffdhe_len) = match mode {
+            HandshakeMode::Full => (SERVER_HELLO_BODY, FFDHE3072_BYTES),
+            HandshakeMode::Resumed => (RESUMED_SERVER_HELLO_BODY, 0),
+        };
+        if body.len() != expected {
+            return Err(HandshakeError::MalformedHello.into());
+        }
+        let mut c = Cursor(&body[2..]);
+        Ok(Self {
+            random: c.take(RANDOM_BYTES),
+            ffdhe: c.take(ffdhe_len),
             x25519: c.take32(),
             mlkem_ct: c.take(MLKEM768_CT_BYTES),
             identity: ServerKey(c.take32()),
@@ -174,15 +239,24 @@ impl<'a> ServerHello<'a> {
     }
 }
 
-/// The running transcript hash: SHA-256 over PROTOCOL_NAME || 0x00 || the
-/// handshake bytes in order.
+/// The running transcript hash: SHA-256 over PROTOCOL_NAME (or
+/// PROTOCOL_NAME_RESUMED) || 0x00 || the handshake bytes in order.
 #[derive(Clone)]
 pub struct Transcript(ring::digest::Context);
 
 impl Transcript {
+    /// The transcript of a full handshake.
     pub fn new() -> Self {
+        Self::for_mode(HandshakeMode::Full)
+    }
+
+    pub fn for_mode(mode: HandshakeMode) -> Self {
+        let name = match mode {
+            HandshakeMode::Full => PROTOCOL_NAME,
+            HandshakeMode::Resumed => PROTOCOL_NAME_RESUMED,
+        };
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-        ctx.update(PROTOCOL_NAME);
+        ctx.update(name);
         ctx.update(&[0]);
         Self(ctx)
     }

@@ -14,18 +14,22 @@ use zeroize::Zeroizing;
 
 use crate::error::HandshakeError;
 use crate::ffdhe::{FfdheKeyPair, EXPONENT_BYTES, FFDHE3072_BYTES};
+use crate::resumption::ResumptionPsk;
 
 pub const X25519_BYTES: usize = 32;
 pub const MLKEM768_EK_BYTES: usize = 1184;
 pub const MLKEM768_CT_BYTES: usize = 1088;
 /// ffdhe (384) || X25519 (32) || ML-KEM (32).
 pub const IKM_BYTES: usize = FFDHE3072_BYTES + 32 + 32;
+/// A resumed handshake's: resumption key (32) || X25519 (32) || ML-KEM (32).
+pub const RESUMED_IKM_BYTES: usize = 32 + 32 + 32;
 
 const MLKEM_Q: u16 = 3329;
 
-/// The client's ephemeral secrets for one handshake.
+/// The client's ephemeral secrets for one handshake (no ffdhe3072 pair in
+/// a resumed one).
 pub struct ClientShares {
-    ffdhe: FfdheKeyPair,
+    ffdhe: Option<FfdheKeyPair>,
     x25519: StaticSecret,
     x25519_public: [u8; X25519_BYTES],
     mlkem_dk: DecapsulationKey<MlKem768Params>,
@@ -39,6 +43,17 @@ impl ClientShares {
         let mut exp = [0u8; EXPONENT_BYTES];
         rng.fill_bytes(&mut exp);
         let ffdhe = FfdheKeyPair::from_exponent(exp);
+        Self::generate_ecdh_kem(rng, Some(ffdhe))
+    }
+
+    /// The shares of a resumed handshake: as [`generate`](Self::generate)
+    /// without the ffdhe exponent (32 bytes X25519 scalar, then ML-KEM `d`
+    /// and `z`).
+    pub fn generate_resumed(rng: &mut dyn CryptoRngCore) -> Self {
+        Self::generate_ecdh_kem(rng, None)
+    }
+
+    fn generate_ecdh_kem(rng: &mut dyn CryptoRngCore, ffdhe: Option<FfdheKeyPair>) -> Self {
         let mut x = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(&mut x[..]);
         let x25519 = StaticSecret::from(*x);
@@ -57,8 +72,12 @@ impl ClientShares {
         }
     }
 
-    pub fn ffdhe_public(&self) -> &[u8; FFDHE3072_BYTES] {
-        self.ffdhe.public()
+    /// The ffdhe3072 public value (empty in a resumed handshake).
+    pub fn ffdhe_public(&self) -> &[u8] {
+        match &self.ffdhe {
+            Some(pair) => &pair.public()[..],
+            None => &[],
+        }
     }
     pub fn x25519_public(&self) -> &[u8; X25519_BYTES] {
         &self.x25519_public
@@ -74,7 +93,30 @@ impl ClientShares {
         server_x25519: &[u8; X25519_BYTES],
         mlkem_ct: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, HandshakeError> {
-        let ff = self.ffdhe.agree(server_ffdhe)?;
+        let Some(ffdhe) = &self.ffdhe else {
+            return Err(HandshakeError::MalformedHello);
+        };
+        let ff = ffdhe.agree(server_ffdhe)?;
+        self.finish_with(&ff[..], server_x25519, mlkem_ct)
+    }
+
+    /// Combines the server's shares of a resumed handshake with the
+    /// resumption key into the 96-byte IKM.
+    pub fn finish_resumed(
+        &self,
+        psk: &ResumptionPsk,
+        server_x25519: &[u8; X25519_BYTES],
+        mlkem_ct: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, HandshakeError> {
+        self.finish_with(psk.expose(), server_x25519, mlkem_ct)
+    }
+
+    fn finish_with(
+        &self,
+        first: &[u8],
+        server_x25519: &[u8; X25519_BYTES],
+        mlkem_ct: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, HandshakeError> {
         let x = x25519_agree(&self.x25519, server_x25519)?;
         let ct = ml_kem::Ciphertext::<MlKem768>::try_from(mlkem_ct)
             .map_err(|_| HandshakeError::MalformedHello)?;
@@ -85,13 +127,14 @@ impl ClientShares {
             .mlkem_dk
             .decapsulate(&ct)
             .map_err(|_| HandshakeError::MalformedHello)?;
-        Ok(ikm(&ff[..], &x[..], k.as_slice()))
+        Ok(ikm(first, &x[..], k.as_slice()))
     }
 }
 
 /// What the server sends back, and the shared IKM it computed.
 pub struct ServerShares {
-    pub ffdhe_public: [u8; FFDHE3072_BYTES],
+    /// Empty in a resumed handshake.
+    pub ffdhe_public: Vec<u8>,
     pub x25519_public: [u8; X25519_BYTES],
     pub mlkem_ciphertext: Vec<u8>,
     pub ikm: Zeroizing<Vec<u8>>,
@@ -111,29 +154,75 @@ impl ServerShares {
         check_mlkem_encapsulation_key(client_mlkem_ek)?;
         let mut exp = [0u8; EXPONENT_BYTES];
         rng.fill_bytes(&mut exp);
-        let mut x = Zeroizing::new([0u8; 32]);
-        rng.fill_bytes(&mut x[..]);
-        let mut m = Zeroizing::new([0u8; 32]);
-        rng.fill_bytes(&mut m[..]);
-
-        let x25519 = StaticSecret::from(*x);
-        let x_shared = x25519_agree(&x25519, client_x25519)?;
-        let ek_bytes =
-            ml_kem::Encoded::<EncapsulationKey<MlKem768Params>>::try_from(client_mlkem_ek)
-                .map_err(|_| HandshakeError::InvalidMlKemKey)?;
-        let ek = EncapsulationKey::<MlKem768Params>::from_bytes(&ek_bytes);
-        let (ct, k) = ek
-            .encapsulate_deterministic(&(*m).into())
-            .map_err(|_| HandshakeError::InvalidMlKemKey)?;
+        let (x25519_public, mlkem_ciphertext, x_shared, k) =
+            ecdh_kem_respond(rng, client_x25519, client_mlkem_ek)?;
         let ffdhe = FfdheKeyPair::from_exponent(exp);
         let ff = ffdhe.agree(client_ffdhe)?;
         Ok(Self {
-            ffdhe_public: *ffdhe.public(),
-            x25519_public: PublicKey::from(&x25519).to_bytes(),
-            mlkem_ciphertext: ct.to_vec(),
-            ikm: ikm(&ff[..], &x_shared[..], k.as_slice()),
+            ffdhe_public: ffdhe.public().to_vec(),
+            x25519_public,
+            mlkem_ciphertext,
+            ikm: ikm(&ff[..], &x_shared[..], &k[..]),
         })
     }
+
+    /// Answers a resumed handshake's shares, with `psk` in place of the
+    /// ffdhe3072 secret. Draws 32 bytes X25519 scalar, then 32 bytes
+    /// ML-KEM `m`.
+    pub fn respond_resumed(
+        rng: &mut dyn CryptoRngCore,
+        psk: &ResumptionPsk,
+        client_x25519: &[u8; X25519_BYTES],
+        client_mlkem_ek: &[u8],
+    ) -> Result<Self, HandshakeError> {
+        check_mlkem_encapsulation_key(client_mlkem_ek)?;
+        let (x25519_public, mlkem_ciphertext, x_shared, k) =
+            ecdh_kem_respond(rng, client_x25519, client_mlkem_ek)?;
+        let ikm = ikm(psk.expose(), &x_shared[..], &k[..]);
+        debug_assert_eq!(ikm.len(), RESUMED_IKM_BYTES);
+        Ok(Self {
+            ffdhe_public: Vec::new(),
+            x25519_public,
+            mlkem_ciphertext,
+            ikm,
+        })
+    }
+}
+
+type EcdhKemAnswer = (
+    [u8; X25519_BYTES],
+    Vec<u8>,
+    Zeroizing<[u8; 32]>,
+    Zeroizing<[u8; 32]>,
+);
+
+/// The X25519 and ML-KEM halves of the server's answer: its X25519 public
+/// value, the ML-KEM ciphertext, and the two shared secrets.
+fn ecdh_kem_respond(
+    rng: &mut dyn CryptoRngCore,
+    client_x25519: &[u8; X25519_BYTES],
+    client_mlkem_ek: &[u8],
+) -> Result<EcdhKemAnswer, HandshakeError> {
+    let mut x = Zeroizing::new([0u8; 32]);
+    rng.fill_bytes(&mut x[..]);
+    let mut m = Zeroizing::new([0u8; 32]);
+    rng.fill_bytes(&mut m[..]);
+    let x25519 = StaticSecret::from(*x);
+    let x_shared = x25519_agree(&x25519, client_x25519)?;
+    let ek_bytes = ml_kem::Encoded::<EncapsulationKey<MlKem768Params>>::try_from(client_mlkem_ek)
+        .map_err(|_| HandshakeError::InvalidMlKemKey)?;
+    let ek = EncapsulationKey::<MlKem768Params>::from_bytes(&ek_bytes);
+    let (ct, k) = ek
+        .encapsulate_deterministic(&(*m).into())
+        .map_err(|_| HandshakeError::InvalidMlKemKey)?;
+    let mut shared = Zeroizing::new([0u8; 32]);
+    shared.copy_from_slice(k.as_slice());
+    Ok((
+        PublicKey::from(&x25519).to_bytes(),
+        ct.to_vec(),
+        x_shared,
+        shared,
+    ))
 }
 
 fn x25519_agree(
@@ -195,6 +284,35 @@ mod tests {
             .unwrap();
         assert_eq!(ikm.len(), IKM_BYTES);
         assert_eq!(*ikm, *s.ikm);
+    }
+
+    #[test]
+    fn a_resumed_exchange_puts_the_key_first_and_draws_no_ffdhe_exponent() {
+        use crate::message::ResumeToken;
+        let psk = ResumptionPsk::from_token(&ResumeToken::from_bytes([3; 32]));
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let c = ClientShares::generate_resumed(&mut rng);
+        assert!(c.ffdhe_public().is_empty());
+        let s = ServerShares::respond_resumed(
+            &mut rng,
+            &psk,
+            c.x25519_public(),
+            c.mlkem_encapsulation_key(),
+        )
+        .unwrap();
+        assert!(s.ffdhe_public.is_empty());
+        let ikm = c
+            .finish_resumed(&psk, &s.x25519_public, &s.mlkem_ciphertext)
+            .unwrap();
+        assert_eq!(ikm.len(), RESUMED_IKM_BYTES);
+        assert_eq!(*ikm, *s.ikm);
+        assert_eq!(&ikm[..32], psk.expose());
+        // A resumed client cannot finish a full exchange (it has no ffdhe).
+        assert_eq!(
+            c.finish(&[2u8; FFDHE3072_BYTES], &s.x25519_public, &s.mlkem_ciphertext)
+                .err(),
+            Some(HandshakeError::MalformedHello)
+        );
     }
 
     #[test]

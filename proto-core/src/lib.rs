@@ -37,6 +37,8 @@
 //! - [`opaque`]: OPAQUE (RFC 9807) password registration and login, both
 //!   sides, bound to the connection's [`ChannelBinding`].
 //! - [`error`]: why a connection ended.
+//! - `resumption.rs`: the resumed handshake's key (from a resume token)
+//!   and the server's [`PskStore`] that looks it up.
 //! - `identity.rs`: server Ed25519 identity, keys, fingerprints, trust.
 //! - Private, and public only with the `internals` feature (test vectors,
 //!   fuzzing, benches; never for production code): `frame` (the outer
@@ -57,6 +59,7 @@ pub mod liveness;
 pub mod login;
 pub mod message;
 pub mod opaque;
+pub mod resumption;
 
 // The cryptography and the wire codecs: only the connection types use them,
 // so nothing outside can build a record or a hello by hand (`internals`
@@ -81,6 +84,7 @@ pub use connection::{plaintext_alert_frame, ChannelBinding, Connection, Limits, 
 pub use error::{AlertCode, Error, HandshakeError, PeerMisbehaved};
 pub use identity::{Fingerprint, ServerIdentity, ServerKey, ServerTrust};
 pub use record::KeyUpdatePolicy;
+pub use resumption::{PskStore, ResumptionPsk};
 pub use server_handshake::{
     EncodedServerMessage, ServerConfig, ServerConnection, ServerEvent, ServerSide,
 };

@@ -11,19 +11,24 @@ use crate::connection::{plaintext_alert_error, sealed, CommonState, Connection, 
 use crate::error::{Error, HandshakeError, PeerMisbehaved};
 use crate::frame::{FrameType, HEADER_LEN};
 use crate::hello::{
-    client_hello_frame_len, signed_content, ClientHello, ServerHello, Transcript, RANDOM_BYTES,
+    client_hello_frame_len, signed_content, ClientHello, HandshakeMode, ResumeHello, ServerHello,
+    Transcript, RANDOM_BYTES,
 };
 use crate::identity::ServerIdentity;
 use crate::key_exchange::ServerShares;
 use crate::key_schedule::{finished_mac, HandshakeSecrets};
 use crate::message::{ClientMessage, ServerMessage};
 use crate::record::{ContentType, RecordOpener, RecordSealer};
+use crate::resumption::PskStore;
 
 /// How the server accepts connections.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub identity: Arc<ServerIdentity>,
     pub limits: Limits,
+    /// Where resumed handshakes find their keys; without one, every
+    /// ResumeHello is refused with `unknown_psk`.
+    pub psks: Option<Arc<dyn PskStore>>,
 }
 
 impl ServerConfig {
@@ -31,6 +36,7 @@ impl ServerConfig {
         Self {
             identity,
             limits: Limits::default(),
+            psks: None,
         }
     }
 }
@@ -67,13 +73,15 @@ impl From<&ServerMessage> for EncodedServerMessage {
 
 /// A server connection: bytes in, bytes and events out. Processing the
 /// ClientHello costs two ffdhe3072 exponentiations and an ML-KEM
-/// encapsulation (~3 ms): adapters run that step off the latency-sensitive
-/// path ([`Connection::handle_cheap_input`]).
+/// encapsulation (~3 ms), a ResumeHello an X25519 exchange, an ML-KEM
+/// encapsulation and a signature (~0.15 ms): adapters run either off the
+/// latency-sensitive path ([`Connection::handle_cheap_input`]).
 pub type ServerConnection = Connection<ServerSide>;
 
 /// The server's handshake state inside a [`ServerConnection`].
 pub struct ServerSide {
     identity: Arc<ServerIdentity>,
+    psks: Option<Arc<dyn PskStore>>,
     state: State,
 }
 
@@ -88,6 +96,7 @@ impl Connection<ServerSide> {
     pub fn new(config: ServerConfig, rng: Box<dyn CryptoRngCore + Send>) -> Self {
         let side = ServerSide {
             identity: config.identity,
+            psks: config.psks,
             state: State::ExpectClientHello,
         };
         Connection::from_parts(CommonState::new(rng, config.limits), side)
@@ -114,7 +123,9 @@ impl sealed::SideStates for ServerSide {
     }
 
     fn is_expensive(&self, frame_type: u8) -> bool {
-        matches!(self.state, State::ExpectClientHello) && frame_type == FrameType::ClientHello as u8
+        matches!(self.state, State::ExpectClientHello)
+            && (frame_type == FrameType::ClientHello as u8
+                || frame_type == FrameType::ResumeHello as u8)
     }
 
     /// A wrong type, length or version is known from the first seven bytes
@@ -136,6 +147,9 @@ impl sealed::SideStates for ServerSide {
         match (&self.state, frame_type) {
             (State::ExpectClientHello, FrameType::ClientHello) => {
                 self.handle_client_hello(frame, common)
+            }
+            (State::ExpectClientHello, FrameType::ResumeHello) => {
+                self.handle_resume_hello(frame, common)
             }
             // A client that rejects our ServerHello (key changed, trust
             // declined, bad signature) has no keys yet: its alert is plaintext.
@@ -171,10 +185,38 @@ impl ServerSide {
         let mut random = [0u8; RANDOM_BYTES];
         rng.fill_bytes(&mut random);
         let shares = ServerShares::respond(rng, ch.ffdhe, &ch.x25519, ch.mlkem_ek)?;
-        let mut transcript = Transcript::new();
-        transcript.add(frame);
+        self.answer(frame, HandshakeMode::Full, &random, &shares, common)
+    }
+
+    /// A resumed handshake: the key the hello names (refused with
+    /// `unknown_psk` if this server does not hold it) stands in for ffdhe.
+    fn handle_resume_hello(&mut self, frame: &[u8], common: &mut CommonState) -> Result<(), Error> {
+        let rh = ResumeHello::decode(&frame[HEADER_LEN..])?;
+        let psk = self
+            .psks
+            .as_ref()
+            .and_then(|store| store.find(&rh.psk_id))
+            .ok_or(HandshakeError::UnknownPsk)?;
+        let rng = &mut *common.rng;
+        let mut random = [0u8; RANDOM_BYTES];
+        rng.fill_bytes(&mut random);
+        let shares = ServerShares::respond_resumed(rng, &psk, &rh.x25519, rh.mlkem_ek)?;
+        self.answer(frame, HandshakeMode::Resumed, &random, &shares, common)
+    }
+
+    /// The signed ServerHello and the server's Finished, for either mode.
+    fn answer(
+        &mut self,
+        client_hello: &[u8],
+        mode: HandshakeMode,
+        random: &[u8; RANDOM_BYTES],
+        shares: &ServerShares,
+        common: &mut CommonState,
+    ) -> Result<(), Error> {
+        let mut transcript = Transcript::for_mode(mode);
+        transcript.add(client_hello);
         let sh = ServerHello {
-            random: &random,
+            random,
             ffdhe: &shares.ffdhe_public,
             x25519: shares.x25519_public,
             mlkem_ct: &shares.mlkem_ciphertext,

@@ -376,9 +376,147 @@ fn opaque_vectors(exporter: &[u8; 32], out: &mut String) {
     assert!(rng.0.is_empty(), "every scripted draw is used");
 }
 
+const RESUMED_CLIENT_DRAWS: &[(&str, u8, usize)] = &[
+    ("resumed_client_random", 0x31, 32),
+    ("resumed_client_x25519_scalar", 0x33, 32),
+    ("resumed_client_mlkem_d", 0x34, 32),
+    ("resumed_client_mlkem_z", 0x35, 32),
+    ("resumed_client_iv_0 (Finished)", 0x36, 16),
+    ("resumed_client_iv_1 (first message)", 0x37, 16),
+];
+const RESUMED_SERVER_DRAWS: &[(&str, u8, usize)] = &[
+    ("resumed_server_random", 0x41, 32),
+    ("resumed_server_x25519_scalar", 0x43, 32),
+    ("resumed_server_mlkem_m", 0x44, 32),
+    ("resumed_server_iv_0 (Finished)", 0x45, 16),
+];
+const RESUME_TOKEN: [u8; 32] = [0x30; 32];
+
+/// The server's key table of the resumed vectors: one key, found by its id.
+#[derive(Debug)]
+struct OneStoredKey(ResumptionPsk);
+
+impl PskStore for OneStoredKey {
+    fn find(&self, id: &[u8; 32]) -> Option<ResumptionPsk> {
+        (self.0.id() == *id).then(|| self.0.clone())
+    }
+}
+
+/// A resumed handshake with the same server identity and scripted
+/// randomness, and the client's first message; the key schedule recomputed
+/// from the public flight, the scripted secrets and the token alone.
+fn compute_resumed_vectors() -> String {
+    let identity = Arc::new(ServerIdentity::from_seed(&[SERVER_IDENTITY_SEED; 32]));
+    let token = proto_core::message::ResumeToken::from_bytes(RESUME_TOKEN);
+    let mut config = ClientConfig::new(ServerTrust::Pinned(identity.public_key()));
+    config.resume = Some(ResumptionPsk::from_token(&token));
+    let mut client =
+        ClientConnection::new(config, Box::new(ScriptedRng::new(RESUMED_CLIENT_DRAWS)));
+    // The server stores SHA-256 of the token; computed here independently.
+    let digest = ring::digest::digest(&ring::digest::SHA256, &RESUME_TOKEN);
+    let psk: [u8; 32] = digest.as_ref().try_into().unwrap();
+    let mut server_config = ServerConfig::new(identity.clone());
+    server_config.psks = Some(Arc::new(OneStoredKey(ResumptionPsk::from_token_hash(psk))));
+    let mut server = ServerConnection::new(
+        server_config,
+        Box::new(ScriptedRng::new(RESUMED_SERVER_DRAWS)),
+    );
+    let mut rh = Vec::new();
+    client.drain_transmit(&mut rh);
+    server.handle_input(&rh).unwrap();
+    let mut flight = Vec::new();
+    server.drain_transmit(&mut flight);
+    client.handle_input(&flight).unwrap();
+    let mut cf = Vec::new();
+    client.drain_transmit(&mut cf);
+    server.handle_input(&cf).unwrap();
+    assert!(client.is_established() && server.is_established());
+    client.send(&first_message()).unwrap();
+    let mut first = Vec::new();
+    client.drain_transmit(&mut first);
+    server.handle_input(&first).unwrap();
+    let server_frames = frames(&flight);
+    let (sh, server_finished) = (&server_frames[0], &server_frames[1]);
+
+    // psk id = HKDF-Expand-Label(psk, "psk id", "", 32), by hand.
+    let prk = ring::hkdf::Prk::new_less_safe(ring::hkdf::HKDF_SHA256, &psk);
+    let label = b"schat1 psk id";
+    let info: [&[u8]; 4] = [&[0, 32], &[label.len() as u8], label, &[0]];
+    let mut psk_id = [0u8; 32];
+    prk.expand(&info, ring::hkdf::HKDF_SHA256)
+        .unwrap()
+        .fill(&mut psk_id)
+        .unwrap();
+    assert_eq!(&rh[HEADER_LEN + 34..HEADER_LEN + 66], &psk_id);
+
+    let mut rng = ScriptedRng::new(RESUMED_CLIENT_DRAWS);
+    let mut skip = [0u8; 32];
+    rng.fill_bytes(&mut skip);
+    let shares = ClientShares::generate_resumed(&mut rng);
+    let body = &sh[HEADER_LEN..];
+    let ikm = shares
+        .finish_resumed(
+            &ResumptionPsk::from_token(&token),
+            body[34..66].try_into().unwrap(),
+            &body[66..66 + 1088],
+        )
+        .unwrap();
+    assert_eq!(&ikm[..32], &psk, "the key comes first in the IKM");
+    let mut t = Transcript::for_mode(proto_core::hello::HandshakeMode::Resumed);
+    t.add(&rh);
+    t.add(&sh[..sh.len() - SIGNATURE_BYTES]);
+    let th_sig = t.current();
+    let secrets = HandshakeSecrets::derive(&th_sig, &ikm);
+    let ck = TrafficKeys::from_traffic_secret(&secrets.client_traffic);
+    let sk = TrafficKeys::from_traffic_secret(&secrets.server_traffic);
+    assert_eq!(
+        client.channel_binding().unwrap().expose(),
+        &secrets.exporter[..]
+    );
+
+    let mut out = String::new();
+    let mut line = |name: &str, bytes: &[u8]| {
+        writeln!(out, "{name} = {}", hex::encode(bytes)).unwrap();
+    };
+    line("resume_token", &RESUME_TOKEN);
+    line("psk", &psk);
+    line("psk_id", &psk_id);
+    for (name, byte, len) in RESUMED_CLIENT_DRAWS.iter().chain(RESUMED_SERVER_DRAWS) {
+        line(name.split(' ').next().unwrap(), &vec![*byte; *len]);
+    }
+    line("resume_hello_frame", &rh);
+    line("resumed_server_hello_frame", sh);
+    line("resumed_shared_x25519", &ikm[32..64]);
+    line("resumed_shared_mlkem", &ikm[64..96]);
+    line("resumed_th_sig", &th_sig);
+    line(
+        "resumed_client_traffic_secret_0",
+        &secrets.client_traffic[..],
+    );
+    line(
+        "resumed_server_traffic_secret_0",
+        &secrets.server_traffic[..],
+    );
+    line("resumed_client_finished_key", &secrets.client_finished[..]);
+    line("resumed_server_finished_key", &secrets.server_finished[..]);
+    line("resumed_exporter", &secrets.exporter[..]);
+    line("resumed_client_enc_key_0", &ck.enc[..]);
+    line("resumed_client_mac_key_0", &ck.mac[..]);
+    line("resumed_server_enc_key_0", &sk.enc[..]);
+    line("resumed_server_mac_key_0", &sk.mac[..]);
+    line("resumed_server_finished_record", server_finished);
+    line("resumed_client_finished_record", &cf);
+    line("resumed_first_message_record", &first);
+    out
+}
+
 const VECTORS_PATH: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/vectors/handshake-v2.txt"
+);
+const RESUMED_VECTORS_PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/vectors/handshake-v2-resumed.txt"
 );
 const PROTOCOL_MD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/PROTOCOL.md");
 
@@ -396,10 +534,25 @@ fn handshake_reproduces_the_published_vectors() {
 }
 
 #[test]
+fn a_resumed_handshake_reproduces_the_published_vectors() {
+    let computed = compute_resumed_vectors();
+    if std::env::var_os("SCHAT_WRITE_VECTORS").is_some() {
+        std::fs::write(RESUMED_VECTORS_PATH, &computed).unwrap();
+    }
+    let published = std::fs::read_to_string(RESUMED_VECTORS_PATH).expect("vectors file");
+    for (want, got) in published.lines().zip(computed.lines()) {
+        assert_eq!(want, got);
+    }
+    assert_eq!(published.lines().count(), computed.lines().count());
+}
+
+#[test]
 fn protocol_spec_carries_every_vector() {
     let spec = std::fs::read_to_string(PROTOCOL_MD).expect("docs/PROTOCOL.md");
     let spec: String = spec.split_whitespace().collect();
-    for line in std::fs::read_to_string(VECTORS_PATH).unwrap().lines() {
+    let full = std::fs::read_to_string(VECTORS_PATH).unwrap();
+    let resumed = std::fs::read_to_string(RESUMED_VECTORS_PATH).unwrap();
+    for line in full.lines().chain(resumed.lines()) {
         let (name, value) = line.split_once(" = ").unwrap();
         assert!(
             spec.contains(value),

@@ -268,6 +268,12 @@ impl Accounts {
             .map(|a| Arc::clone(&a.credential))
     }
 
+    /// The key of a resumed handshake, by the id its ResumeHello names:
+    /// a live resume token's (see [`ResumeTokens::resumption_key`]).
+    pub fn resumption_key(&self, id: &[u8; 32]) -> Option<proto_core::ResumptionPsk> {
+        lock(&self.tokens).resumption_key(id, now_ms())
+    }
+
     /// Live resume tokens, for the snapshot written at shutdown.
     pub fn token_snapshot(&self) -> Vec<StoredToken> {
         lock(&self.tokens).snapshot(now_ms())

@@ -64,6 +64,7 @@ pub struct RunningServer {
     tls: Option<(Arc<ReloadableTlsAcceptor>, TlsFiles)>,
     tokens_path: std::path::PathBuf,
     storage_key: Zeroizing<[u8; 32]>,
+    resumed_handshakes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The storage key: from the environment-provided hex if given, else the
@@ -206,10 +207,17 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         history_replay: config.history_replay,
         shutdown: shutdown_rx.clone(),
     });
+    let resumed_handshakes = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let listener = Listener {
         tcp,
         tls: tls.as_ref().map(|(a, _)| Arc::clone(a)),
-        protocol: ServerConfig::new(Arc::clone(&identity)),
+        protocol: ServerConfig {
+            psks: Some(Arc::new(ResumeTokenKeys {
+                shared: Arc::clone(&shared),
+                found: Arc::clone(&resumed_handshakes),
+            })),
+            ..ServerConfig::new(Arc::clone(&identity))
+        },
         shared: Arc::clone(&shared),
         cpu_permits: Arc::new(Semaphore::new(config.limits.handshake_workers)),
     };
@@ -232,10 +240,40 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         tls,
         tokens_path: dir.resume_tokens_path(),
         storage_key,
+        resumed_handshakes,
     })
 }
 
+/// Resumed handshakes find their keys among the live resume tokens.
+struct ResumeTokenKeys {
+    shared: Arc<Shared>,
+    /// Keys found: resumed handshakes answered.
+    found: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl std::fmt::Debug for ResumeTokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResumeTokenKeys")
+    }
+}
+
+impl proto_core::PskStore for ResumeTokenKeys {
+    fn find(&self, id: &[u8; 32]) -> Option<proto_core::ResumptionPsk> {
+        let key = self.shared.accounts.resumption_key(id)?;
+        self.found
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(key)
+    }
+}
+
 impl RunningServer {
+    /// Resumed handshakes answered since the start (a ResumeHello whose
+    /// key this server held).
+    pub fn resumed_handshakes(&self) -> u64 {
+        self.resumed_handshakes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr

@@ -4,10 +4,16 @@
 //! expiry; redeeming one rotates it; `#exit` revokes it. A token belongs to
 //! one device of its user: a device holds one live token (a new one
 //! replaces it), and logging a device out revokes its token alone.
+//!
+//! A live token's hash is also the key of a resumed handshake
+//! (`proto_core::resumption`): [`ResumeTokens::resumption_key`] finds it by
+//! the public id a ResumeHello names. Revoking or redeeming a token ends
+//! that too; a redeemed token's successor is the next key.
 
 use std::collections::{HashMap, VecDeque};
 
 use proto_core::message::ResumeToken;
+use proto_core::ResumptionPsk;
 use ring::digest;
 use ring::rand::{SecureRandom, SystemRandom};
 
@@ -38,6 +44,12 @@ struct Entry {
 pub struct ResumeTokens {
     by_hash: HashMap<TokenHash, Entry>,
     by_user: HashMap<String, VecDeque<TokenHash>>,
+    /// Each live token's hash by the id of the resumption key it is.
+    by_psk_id: HashMap<[u8; 32], TokenHash>,
+}
+
+fn psk_id(h: &TokenHash) -> [u8; 32] {
+    ResumptionPsk::from_token_hash(*h).id()
 }
 
 /// Why a token could not be issued.
@@ -93,8 +105,10 @@ impl ResumeTokens {
         while list.len() > MAX_TOKENS_PER_USER {
             if let Some(old) = list.pop_front() {
                 self.by_hash.remove(&old);
+                self.by_psk_id.remove(&psk_id(&old));
             }
         }
+        self.by_psk_id.insert(psk_id(&h), h);
         self.by_hash.insert(
             h,
             Entry {
@@ -140,12 +154,23 @@ impl ResumeTokens {
         if let Some(list) = self.by_user.remove(user) {
             for h in list {
                 self.by_hash.remove(&h);
+                self.by_psk_id.remove(&psk_id(&h));
             }
         }
     }
 
+    /// The resumption key a ResumeHello names by `id`, if its token is
+    /// live. Looking it up does not redeem the token: the login that
+    /// follows the handshake does.
+    pub fn resumption_key(&self, id: &[u8; 32], now_ms: u64) -> Option<ResumptionPsk> {
+        let h = self.by_psk_id.get(id)?;
+        let entry = self.by_hash.get(h)?;
+        (entry.expires_ms > now_ms).then(|| ResumptionPsk::from_token_hash(*h))
+    }
+
     fn remove(&mut self, h: &TokenHash) -> Option<Entry> {
         let entry = self.by_hash.remove(h)?;
+        self.by_psk_id.remove(&psk_id(h));
         if let Some(list) = self.by_user.get_mut(&entry.user) {
             list.retain(|x| x != h);
             if list.is_empty() {
@@ -218,6 +243,45 @@ mod tests {
         t.revoke_device("alice", 1);
         assert_eq!(t.redeem(&laptop_again, 1), None);
         assert_eq!(t.redeem(&phone, 1), Some(("alice".to_owned(), 2)));
+    }
+
+    #[test]
+    fn a_live_token_is_a_resumption_key_until_redeemed_revoked_or_expired() {
+        let rng = SystemRandom::new();
+        let mut t = ResumeTokens::default();
+        let key_of = |token: &ResumeToken| ResumptionPsk::from_token(token);
+        let a = t.issue(&rng, "alice", 1, 100).unwrap();
+        let b = t.issue(&rng, "bob", 1, 100).unwrap();
+        let c = t.issue(&rng, "carol", 1, 100).unwrap();
+        // What the client derives from its token is what the server finds.
+        let found = t.resumption_key(&key_of(&a).id(), 50).unwrap();
+        assert_eq!(found.id(), key_of(&a).id());
+        assert!(t.resumption_key(&key_of(&a).id(), 100).is_none(), "expired");
+        assert!(t
+            .resumption_key(&key_of(&ResumeToken::from_bytes([9; 32])).id(), 1)
+            .is_none());
+        // Redeemed, revoked, revoked with the user's every token: gone.
+        t.redeem(&a, 1);
+        t.revoke(&b);
+        t.revoke_all("carol");
+        for token in [&a, &b, &c] {
+            assert!(t.resumption_key(&key_of(token).id(), 1).is_none());
+        }
+        assert!(t.by_psk_id.is_empty());
+        // A device's next token replaces its key; the cap drops the oldest.
+        let d1 = t.issue(&rng, "dave", 1, 100).unwrap();
+        let d2 = t.issue(&rng, "dave", 1, 100).unwrap();
+        assert!(t.resumption_key(&key_of(&d1).id(), 1).is_none());
+        assert!(t.resumption_key(&key_of(&d2).id(), 1).is_some());
+        for device in 2..=MAX_TOKENS_PER_USER as u64 + 1 {
+            t.issue(&rng, "dave", device, 100).unwrap();
+        }
+        assert!(t.resumption_key(&key_of(&d2).id(), 1).is_none());
+        assert_eq!(t.by_psk_id.len(), t.len());
+        // And the keys survive a snapshot (a restart).
+        let e = t.issue(&rng, "erin", 1, 100).unwrap();
+        let restored = ResumeTokens::from_snapshot(t.snapshot(0), 1);
+        assert!(restored.resumption_key(&key_of(&e).id(), 1).is_some());
     }
 
     #[test]

@@ -146,12 +146,25 @@ impl TestClient {
     /// Connects and completes the handshake with the fingerprint pinned;
     /// `Err` for whatever went wrong (refused, key changed, EOF...).
     pub async fn try_connect(endpoint: &Endpoint, label: &str) -> Result<Self, NetError> {
+        Self::try_connect_with(endpoint, label, None).await
+    }
+
+    /// [`Self::try_connect`], through a resumed handshake keyed by `resume`
+    /// if given (the server answers `unknown_psk` if it does not hold it).
+    pub async fn try_connect_with(
+        endpoint: &Endpoint,
+        label: &str,
+        resume: Option<&ResumeToken>,
+    ) -> Result<Self, NetError> {
         let deadline = Instant::now() + RECV_TIMEOUT;
         let stream = match timeout_at(deadline, open_stream(endpoint)).await {
             Ok(stream) => stream?,
             Err(_) => return Err(NetError::HandshakeTimeout),
         };
-        let config = ClientConfig::new(ServerTrust::Fingerprint(endpoint.fingerprint));
+        let config = ClientConfig {
+            resume: resume.map(proto_core::ResumptionPsk::from_token),
+            ..ClientConfig::new(ServerTrust::Fingerprint(endpoint.fingerprint))
+        };
         match net::connect(stream, config, RECV_TIMEOUT).await? {
             ClientHandshake::Connected(session) => Ok(Self {
                 label: label.to_owned(),

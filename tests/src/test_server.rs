@@ -203,6 +203,23 @@ impl TestServer {
         );
     }
 
+    /// Resumed handshakes the running server answered since it started.
+    pub fn resumed_handshakes(&self) -> u64 {
+        self.running
+            .as_ref()
+            .expect("the server is not running")
+            .resumed_handshakes()
+    }
+
+    /// A client connected through a resumed handshake keyed by `token`.
+    pub async fn try_connect_resumed(
+        &self,
+        label: &str,
+        token: &proto_core::message::ResumeToken,
+    ) -> Result<TestClient, net::NetError> {
+        TestClient::try_connect_with(&self.endpoint(), label, Some(token)).await
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.data.path().join("data")
     }

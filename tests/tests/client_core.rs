@@ -297,6 +297,9 @@ async fn after_a_server_restart_the_client_comes_back_and_sends_what_was_typed_m
     tokio::time::timeout(Duration::from_secs(90), logged_in(&mut events))
         .await
         .expect("the client did not reconnect");
+    // ... through a resumed handshake: the token survived the restart, and
+    // so did the key it gives (Frank's registration was a full one).
+    assert_eq!(server.resumed_handshakes(), 1);
     // ... and what she typed offline arrives: in Frank's history if it beat
     // his login, else live.
     const TYPED: &str = "typed while the server was down";
@@ -349,6 +352,8 @@ async fn a_token_the_server_lost_falls_back_to_the_password_without_alarming_the
     })
     .await;
     assert_eq!(name, "Gus");
+    // The server did not hold the token's key: a full handshake followed.
+    assert_eq!(server.resumed_handshakes(), 0);
 }
 
 /// A full server says so: the user reads "server full", not a timeout, a

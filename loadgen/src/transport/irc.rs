@@ -655,6 +655,7 @@ impl Transport for Irc {
                 login: registering.elapsed(),
                 registered: None,
                 resumed: false,
+                resumed_handshake: false,
             },
         ))
     }

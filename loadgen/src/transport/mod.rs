@@ -55,6 +55,19 @@ pub enum TransportError {
     Protocol(String),
 }
 
+impl TransportError {
+    /// The server refused a resumed handshake: it does not hold the key
+    /// (the token expired, was revoked, or the server lost it).
+    pub fn is_unknown_psk(&self) -> bool {
+        matches!(
+            self,
+            TransportError::Handshake(net::NetError::Protocol(proto_core::Error::AlertReceived(
+                proto_core::AlertCode::UnknownPsk
+            )))
+        )
+    }
+}
+
 /// How a connection got into the room.
 #[derive(Debug, Clone, Copy)]
 pub struct JoinInfo {
@@ -66,6 +79,9 @@ pub struct JoinInfo {
     pub registered: Option<(Instant, Instant)>,
     /// Logged in with a resume token instead of the password.
     pub resumed: bool,
+    /// The handshake was a resumed one (keyed by the resume token, no
+    /// ffdhe3072).
+    pub resumed_handshake: bool,
 }
 
 /// One established connection in the room.

@@ -12,7 +12,7 @@ use proto_core::login::{login_step, ExchangeStep, LoginReply, LoginStep, Passwor
 use proto_core::message::{
     AuthFailure, ClientMessage, ErrorCode, MessageText, ResumeToken, RoomName, ServerMessage,
 };
-use proto_core::{ClientConfig, Fingerprint, ServerKey, ServerTrust};
+use proto_core::{ClientConfig, Fingerprint, ResumptionPsk, ServerKey, ServerTrust};
 use tokio::sync::Semaphore;
 
 use crate::accounts::Account;
@@ -78,14 +78,32 @@ impl Target {
     /// TCP connect (from client `index`'s source address), TLS if
     /// configured, and the protocol handshake, under the handshake timeout.
     pub async fn handshake(&self, index: usize) -> Result<Link, TransportError> {
-        tokio::time::timeout(self.handshake_timeout, self.handshake_inner(index))
+        self.handshake_with(index, None).await
+    }
+
+    /// [`handshake`](Self::handshake), resumed with the key of `token` if
+    /// given (no ffdhe3072 on either side). A server that does not hold it
+    /// fails with `unknown_psk` ([`TransportError::is_unknown_psk`]).
+    pub async fn handshake_with(
+        &self,
+        index: usize,
+        token: Option<&ResumeToken>,
+    ) -> Result<Link, TransportError> {
+        tokio::time::timeout(self.handshake_timeout, self.handshake_inner(index, token))
             .await
             .map_err(|_| TransportError::Timeout("handshake"))?
     }
 
-    async fn handshake_inner(&self, index: usize) -> Result<Link, TransportError> {
+    async fn handshake_inner(
+        &self,
+        index: usize,
+        token: Option<&ResumeToken>,
+    ) -> Result<Link, TransportError> {
         let stream = self.dialer.connect(index).await?;
-        let config = ClientConfig::new(self.trust);
+        let config = ClientConfig {
+            resume: token.map(ResumptionPsk::from_token),
+            ..ClientConfig::new(self.trust)
+        };
         let session =
             match net::connect_with_offload(stream, config, self.handshake_timeout, &self.offload)
                 .await
@@ -388,13 +406,31 @@ impl Transport for SecureChat {
         memory: &mut Memory,
     ) -> Result<(Conn, JoinInfo), TransportError> {
         let start = Instant::now();
-        let mut session = self.target.handshake(index).await?;
+        let resumed = match &memory.token {
+            Some(token) => match self.target.handshake_with(index, Some(token)).await {
+                Ok(session) => Some(session),
+                // The server no longer holds the token: a full handshake,
+                // then the password.
+                Err(e) if e.is_unknown_psk() => {
+                    memory.token = None;
+                    None
+                }
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        let resumed_handshake = resumed.is_some();
+        let mut session = match resumed {
+            Some(session) => session,
+            None => self.target.handshake(index).await?,
+        };
         let logged_in_from = Instant::now();
         let mut info = JoinInfo {
             handshake: logged_in_from - start,
             login: Duration::ZERO,
             registered: None,
             resumed: false,
+            resumed_handshake,
         };
         let account = Account::new(&self.seed, index);
         let room = self.room_for(index);
