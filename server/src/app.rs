@@ -1,6 +1,10 @@
 //! Starting and stopping a server: open the data directory and its keys
 //! and stores, bind, run the accept loop; on shutdown say goodbye to
 //! everyone, flush history and save the resume tokens.
+//!
+//! This is where the storage backend is chosen: the file backend
+//! (`storage::{CredentialStore, RoomsLog, HistoryStore, AuditLog}` in the
+//! data directory), handed to the services as their `storage` traits.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,13 +21,12 @@ use crate::config::{Config, ConfigError, TlsFiles};
 use crate::history::{self, HistoryTask};
 use crate::hub::Hub;
 use crate::listener::Listener;
-use crate::rooms::Rooms;
+use crate::rooms::{RoomDirectory, Rooms};
 use crate::session::Shared;
-use crate::storage::AuditLog;
 use crate::storage::{opaque_key_file, token_file};
 use crate::storage::{
-    CredentialStore, DataDir, DataDirError, HistoryConfig, HistoryError, HistoryStore,
-    KeyFileError, StoreError,
+    AccountStore, AuditLog, CredentialStore, DataDir, DataDirError, HistoryConfig, HistoryError,
+    HistoryStore, KeyFileError, RoomsLog, StoreError,
 };
 
 /// Why the server could not start.
@@ -141,12 +144,14 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             "accounts still hold a pre-OPAQUE Argon2id hash; each is replaced at its next password login"
         );
     }
-    let rooms = Rooms::open(
-        &dir.rooms_path(),
-        &storage_key,
-        || store.accounts().map(|a| a.canonical.clone()).collect(),
-        config.limits.rooms,
-    )?;
+    let rooms_log = RoomsLog::open_or_start(&dir.rooms_path(), &storage_key, || {
+        RoomDirectory::initial_events(
+            AccountStore::accounts(&store)
+                .into_iter()
+                .map(|a| a.canonical),
+        )
+    })?;
+    let rooms = Rooms::with_journal(rooms_log, config.limits.rooms)?;
     tracing::info!(rooms = rooms.len(), "rooms loaded");
     let audit = AuditLog::open(&dir.audit_path(), &storage_key)?;
     let devices = crate::devices::Devices::open(
@@ -194,7 +199,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         hub,
         accounts,
         rooms,
-        audit: std::sync::Mutex::new(audit),
+        audit: std::sync::Mutex::new(Box::new(audit)),
         devices,
         read_markers: crate::read_markers::ReadMarkers::open(
             &dir.read_markers_path(),

@@ -5,10 +5,12 @@
 //! read noticing). Each entry is fsynced before the action is acknowledged. The server
 //! never rewrites or truncates it, except to drop a torn last record after a crash.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
+use super::backend::AuditTrail;
 use super::error::HistoryError;
 use super::journal::{Journal, JournalKind};
 
@@ -38,16 +40,22 @@ const KIND: JournalKind = JournalKind {
     id: "audit",
 };
 
-/// The open audit log.
+/// The open audit log: the file backend of [`AuditTrail`](super::AuditTrail).
 pub struct AuditLog {
     journal: Journal,
+    path: PathBuf,
+    storage_key: Zeroizing<[u8; 32]>,
 }
 
 impl AuditLog {
     /// Opens (or, on first use, creates) the log at `path`, checking every record.
     pub fn open(path: &Path, storage_key: &[u8; 32]) -> Result<Self, HistoryError> {
         let (journal, _) = Journal::open::<AuditEntry>(path, storage_key, KIND)?;
-        Ok(Self { journal })
+        Ok(Self {
+            journal,
+            path: path.to_path_buf(),
+            storage_key: Zeroizing::new(*storage_key),
+        })
     }
 
     /// Appends `entry` and fsyncs it.
@@ -58,6 +66,17 @@ impl AuditLog {
     /// Every entry at `path`, oldest first (for the operator's tools and tests).
     pub fn read_all(path: &Path, storage_key: &[u8; 32]) -> Result<Vec<AuditEntry>, HistoryError> {
         Ok(Journal::open(path, storage_key, KIND)?.1)
+    }
+}
+
+impl AuditTrail for AuditLog {
+    fn append(&mut self, entry: &AuditEntry) -> Result<(), HistoryError> {
+        AuditLog::append(self, entry)
+    }
+
+    /// The file read again, every record authenticated.
+    fn entries(&self) -> Result<Vec<AuditEntry>, HistoryError> {
+        Self::read_all(&self.path, &self.storage_key)
     }
 }
 

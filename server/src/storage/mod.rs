@@ -1,8 +1,28 @@
-//! The server's storage layer: data directory, key files, encrypted credential store,
-//! password hashing and encrypted chat-history logs. See `data_dir` for the on-disk layout.
+//! The server's storage layer: everything the services keep, behind one boundary.
+//!
+//! - [`backend`] — the interface: one small trait per kind of data ([`AccountStore`],
+//!   [`RoomJournal`], [`HistoryBackend`], [`AuditTrail`]), synchronous like the services'
+//!   calls. The services (`accounts`, `rooms`, the `history` writer, the audit log in
+//!   `session::Shared`) hold a trait, never a file type; `app` picks the backend. A
+//!   second backend (a database server, for several server nodes) implements the same
+//!   traits.
+//! - The file backend (the one a server runs): the data directory ([`data_dir`], which
+//!   describes the on-disk layout) with its key files, the encrypted credential store
+//!   ([`CredentialStore`]), the rooms journal ([`RoomsLog`]), the encrypted
+//!   chat-history logs ([`HistoryStore`]) and the audit log ([`AuditLog`]); beside
+//!   them, still file types used by their services directly: the devices and
+//!   read-marker journals, the resume-token snapshot and the OPAQUE key file.
+//! - [`memory`] — the memory backend, for tests (not durable, not encrypted).
+//! - [`password`] — Argon2id hashing of pre-OPAQUE accounts.
+//!
+//! Both backends pass one conformance suite (`conformance`, tests only), written once
+//! against the traits.
 
 pub mod atomic_file;
 pub mod audit_log;
+pub mod backend;
+#[cfg(test)]
+mod conformance;
 pub mod credential_store;
 pub mod data_dir;
 pub mod devices_log;
@@ -10,6 +30,7 @@ pub mod error;
 pub mod history;
 pub mod journal;
 pub mod key_files;
+pub mod memory;
 pub mod opaque_key_file;
 pub mod password;
 pub mod rooms_log;
@@ -17,6 +38,7 @@ mod sealing;
 pub mod token_file;
 
 pub use audit_log::{AuditEntry, AuditLog};
+pub use backend::{AccountStore, AuditTrail, HistoryBackend, PendingSync, RoomJournal};
 pub use credential_store::{Account, Credential, CredentialStore};
 pub use data_dir::DataDir;
 pub use error::{
