@@ -2,9 +2,9 @@
 //! and stores, bind, run the accept loop; on shutdown say goodbye to
 //! everyone, flush history and save the resume tokens.
 //!
-//! This is where the storage backend is chosen: the file backend
-//! (`storage::{CredentialStore, RoomsLog, HistoryStore, AuditLog}` in the
-//! data directory), handed to the services as their `storage` traits.
+//! This is where the storage backend is chosen: the file backend (the
+//! `storage` file types in the data directory), handed to the services as
+//! their `storage` traits.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,10 +23,13 @@ use crate::hub::Hub;
 use crate::listener::Listener;
 use crate::rooms::{RoomDirectory, Rooms};
 use crate::session::Shared;
-use crate::storage::{opaque_key_file, token_file};
+use crate::storage::devices_log::DevicesLog;
+use crate::storage::opaque_key_file;
+use crate::storage::read_markers_log::ReadMarkersLog;
+use crate::storage::token_snapshot::TokenFile;
 use crate::storage::{
     AccountStore, AuditLog, CredentialStore, DataDir, DataDirError, HistoryConfig, HistoryError,
-    HistoryStore, KeyFileError, RoomsLog, StoreError,
+    HistoryStore, KeyFileError, RoomsLog, StoreError, TokenSnapshot,
 };
 
 /// Why the server could not start.
@@ -65,8 +68,8 @@ pub struct RunningServer {
     shared: Arc<Shared>,
     history_task: HistoryTask,
     tls: Option<(Arc<ReloadableTlsAcceptor>, TlsFiles)>,
-    tokens_path: std::path::PathBuf,
-    storage_key: Zeroizing<[u8; 32]>,
+    /// Where the resume tokens are saved at shutdown.
+    token_snapshot: Box<dyn TokenSnapshot>,
 }
 
 /// The storage key: from the environment-provided hex if given, else the
@@ -123,7 +126,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             ..HistoryConfig::default()
         },
     )?;
-    let tokens = match token_file::take(&dir.resume_tokens_path(), &storage_key) {
+    let mut token_snapshot = TokenFile::new(&dir.resume_tokens_path(), &storage_key);
+    let tokens = match token_snapshot.take() {
         Ok(t) => t,
         Err(e) => {
             // Losing tokens costs users one password login; refusing to
@@ -154,9 +158,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let rooms = Rooms::with_journal(rooms_log, config.limits.rooms)?;
     tracing::info!(rooms = rooms.len(), "rooms loaded");
     let audit = AuditLog::open(&dir.audit_path(), &storage_key)?;
-    let devices = crate::devices::Devices::open(
-        &dir.devices_path(),
-        &storage_key,
+    let devices = crate::devices::Devices::with_journal(
+        DevicesLog::open_keeping_table(&dir.devices_path(), &storage_key)?,
         config.limits.max_devices_per_user,
     )?;
     let accounts = Accounts::new(
@@ -201,10 +204,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         rooms,
         audit: std::sync::Mutex::new(Box::new(audit)),
         devices,
-        read_markers: crate::read_markers::ReadMarkers::open(
+        read_markers: crate::read_markers::ReadMarkers::with_journal(ReadMarkersLog::open(
             &dir.read_markers_path(),
             &storage_key,
-        )?,
+        )?)?,
         admins: config.admin_keys(),
         history,
         limits: config.limits.clone(),
@@ -235,8 +238,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         shared,
         history_task,
         tls,
-        tokens_path: dir.resume_tokens_path(),
-        storage_key,
+        token_snapshot: Box::new(token_snapshot),
     })
 }
 
@@ -283,9 +285,8 @@ impl RunningServer {
             tracing::error!(error = %e, "history flush failed");
         }
         let tokens = self.shared.accounts.token_snapshot();
-        let (path, key) = (self.tokens_path, self.storage_key);
-        let saved =
-            tokio::task::spawn_blocking(move || token_file::save(&path, &key, tokens)).await;
+        let mut snapshot = self.token_snapshot;
+        let saved = tokio::task::spawn_blocking(move || snapshot.save(tokens)).await;
         match saved {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "resume tokens not saved"),

@@ -534,4 +534,63 @@ mod tests {
         drop(history);
         task.join().await;
     }
+
+    /// The writer over another backend: the memory one (static dispatch, so
+    /// the writer is built for each backend).
+    #[tokio::test]
+    async fn the_writer_runs_on_the_memory_backend_alike() {
+        let store = crate::storage::memory::MemoryHistory::new();
+        let (history, task) = spawn(store, 100, Duration::from_secs(1));
+        let keyed = NewMessage {
+            client_id: Some(3),
+            ..message("one")
+        };
+        let first = history
+            .append(Destination::Room { id: 1 }, keyed)
+            .await
+            .unwrap();
+        assert_eq!((first.id, first.is_new), (100, true));
+        let again = history
+            .append(
+                Destination::Room { id: 1 },
+                NewMessage {
+                    client_id: Some(3),
+                    ..message("one")
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!((again.id, again.is_new), (100, false));
+        let direct = || Destination::Direct {
+            a: "ann".into(),
+            b: "bob".into(),
+        };
+        history.append(direct(), message("two")).await.unwrap();
+        let recent = history.recent("bob".into(), vec![1], 10).await.unwrap();
+        let ids: Vec<(Conversation, Vec<u64>)> = recent
+            .into_iter()
+            .map(|(c, e)| (c, e.iter().map(|e| e.id).collect()))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                (Conversation::Room { id: 1 }, vec![100]),
+                (
+                    Conversation::Direct {
+                        partner: "ann".into()
+                    },
+                    vec![101]
+                ),
+            ]
+        );
+        let (page, none_older) = history.page(direct(), 0, 10).await.unwrap();
+        assert_eq!((page.len(), none_older), (1, true));
+        history.delete_room(1).await.unwrap();
+        history.flush().await.unwrap();
+        let recent = history.recent("bob".into(), vec![1], 10).await.unwrap();
+        assert!(recent[0].1.is_empty());
+        assert_eq!(history.stats().await.unwrap().stored, 2);
+        drop(history);
+        task.join().await;
+    }
 }

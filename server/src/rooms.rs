@@ -769,6 +769,38 @@ mod tests {
     }
 
     #[test]
+    fn the_service_runs_on_the_memory_backend_and_journals_every_change() {
+        use crate::storage::memory::MemoryRoomJournal;
+        let journal = MemoryRoomJournal::new(RoomDirectory::initial_events(["alice".to_owned()]));
+        let rooms = Rooms::with_journal(journal, RoomLimits::default()).unwrap();
+        rooms
+            .request(
+                "alice",
+                &RoomRequest::Create {
+                    room: room("#Rust"),
+                    invite_only: false,
+                    topic: Topic::empty(),
+                },
+                0,
+                false,
+            )
+            .unwrap();
+        rooms.on_registered("bob").unwrap();
+        let names: Vec<String> = rooms
+            .rooms_of("alice")
+            .into_iter()
+            .map(|(_, i)| i.room.as_str().to_owned())
+            .collect();
+        assert_eq!(names, ["#general", "#Rust"]);
+        assert_eq!(rooms.rooms_of("bob").len(), 1);
+        // What the journal holds replays to the same rooms.
+        let events = rooms.journal.lock().unwrap().replay().unwrap();
+        let replayed = RoomDirectory::replay(events);
+        assert_eq!(replayed.rooms_of("alice").len(), 2);
+        assert_eq!(replayed.rooms_of("bob").len(), 1);
+    }
+
+    #[test]
     fn outcomes_tell_the_user_and_the_room() {
         let bob = Username::new("bob").unwrap();
         let info = RoomInfo {

@@ -7,6 +7,9 @@
 //! | [`RoomJournal`] | `rooms::Rooms` | [`RoomsLog`](super::RoomsLog) | [`MemoryRoomJournal`](super::memory::MemoryRoomJournal) |
 //! | [`HistoryBackend`] | the `history` writer task | [`HistoryStore`](super::HistoryStore) | [`MemoryHistory`](super::memory::MemoryHistory) |
 //! | [`AuditTrail`] | `session::Shared::audit` | [`AuditLog`](super::AuditLog) | [`MemoryAudit`](super::memory::MemoryAudit) |
+//! | [`DeviceJournal`] | `devices::Devices` | [`DevicesLog`](super::devices_log::DevicesLog) | [`MemoryDevices`](super::memory::MemoryDevices) |
+//! | [`ReadMarkerJournal`] | `read_markers::ReadMarkers` | [`ReadMarkersLog`](super::read_markers_log::ReadMarkersLog) | [`MemoryReadMarkers`](super::memory::MemoryReadMarkers) |
+//! | [`TokenSnapshot`] | `app::RunningServer` (start and stop) | [`TokenFile`](super::token_snapshot::TokenFile) | [`MemoryTokens`](super::memory::MemoryTokens) |
 //!
 //! Every call is synchronous and may block (the file backend fsyncs), as the services
 //! expect: accounts are written on the blocking pool, room and audit appends are made
@@ -22,13 +25,17 @@
 //!
 //! Dispatch: the history writer is generic over its [`HistoryBackend`] (static
 //! dispatch: a message's append is on the delivery hot path). The others are held as
-//! `Box<dyn Trait>`, boxed once at start; each of their calls writes durably anyway.
+//! `Box<dyn Trait>`, boxed once at start: none is on the message path, and each call
+//! writes (most fsync) anyway.
 
 use super::audit_log::AuditEntry;
 use super::credential_store::{Account, Credential};
+use super::devices_log::{DeviceEvent, DeviceTable};
 use super::error::{HistoryError, RegisterError, StoreError};
 use super::history::{Appended, CacheStats, Conversation, HistoryEntry};
+use super::read_markers_log::{MarkerMoved, MarkerTable};
 use super::rooms_log::RoomEvent;
+use super::token_file::StoredToken;
 
 /// The accounts: who is registered, with which credential, and whether disabled.
 /// Names are canonical (case-folded); `display` is the name as registered.
@@ -178,4 +185,34 @@ pub trait AuditTrail: Send {
 
     /// Every entry, oldest first (the operator's tools and tests).
     fn entries(&self) -> Result<Vec<AuditEntry>, HistoryError>;
+}
+
+/// Each user's devices, as the journal of [`DeviceEvent`]s the devices service reads
+/// at start and appends to on every login, departure, rename and logout.
+pub trait DeviceJournal: Send {
+    /// Every user's devices, as the events so far leave them.
+    fn table(&mut self) -> Result<DeviceTable, HistoryError>;
+
+    /// Appends `event`: durable before `Ok` when `durable` (a rename, a logout);
+    /// otherwise a power loss may lose it (a "last seen"), never reorder it.
+    fn append(&mut self, event: &DeviceEvent, durable: bool) -> Result<(), HistoryError>;
+}
+
+/// How far each user has read each conversation, as the journal of marker moves.
+pub trait ReadMarkerJournal: Send {
+    /// Every user's markers, each the furthest id moved to.
+    fn table(&mut self) -> Result<MarkerTable, HistoryError>;
+
+    /// Appends a move; a power loss may lose the latest moves (not fsynced).
+    fn append(&mut self, event: &MarkerMoved) -> Result<(), HistoryError>;
+}
+
+/// The live resume tokens' hashes, kept from a graceful stop to the next start.
+pub trait TokenSnapshot: Send {
+    /// The snapshot, consumed: a second `take` finds nothing (a token redeemed after
+    /// a restart cannot come back from an old copy). None saved: empty.
+    fn take(&mut self) -> Result<Vec<StoredToken>, StoreError>;
+
+    /// Replaces the snapshot with `tokens`, durably.
+    fn save(&mut self, tokens: Vec<StoredToken>) -> Result<(), StoreError>;
 }

@@ -7,8 +7,18 @@
 //! `file_only` tests check that the file backend gives the same answers after a
 //! reopen; the suite checks the answers within one instance.
 
-use super::backend::{AccountStore, AuditTrail, HistoryBackend, RoomJournal};
-use super::memory::{MemoryAccounts, MemoryAudit, MemoryHistory, MemoryRoomJournal};
+use super::backend::{
+    AccountStore, AuditTrail, DeviceJournal, HistoryBackend, ReadMarkerJournal, RoomJournal,
+    TokenSnapshot,
+};
+use super::devices_log::{DeviceEvent, DeviceRecord, DeviceTable, DevicesLog};
+use super::memory::{
+    MemoryAccounts, MemoryAudit, MemoryDevices, MemoryHistory, MemoryReadMarkers,
+    MemoryRoomJournal, MemoryTokens,
+};
+use super::read_markers_log::{MarkerKey, MarkerMoved, MarkerTable, ReadMarkersLog};
+use super::token_file::StoredToken;
+use super::token_snapshot::TokenFile;
 use super::{
     Account, Appended, AuditEntry, AuditLog, Conversation, Credential, CredentialStore,
     HistoryConfig, HistoryEntry, HistoryError, HistoryStore, RegisterError, RoomEvent, RoomsLog,
@@ -24,12 +34,18 @@ trait Fixture {
     type Rooms: RoomJournal;
     type History: HistoryBackend;
     type Audit: AuditTrail;
+    type Devices: DeviceJournal;
+    type ReadMarkers: ReadMarkerJournal;
+    type Tokens: TokenSnapshot;
     fn accounts(&self) -> Self::Accounts;
     /// A journal started with `initial` if it is new.
     fn rooms(&self, initial: Vec<RoomEvent>) -> Self::Rooms;
     /// At most `tail_len` entries per conversation from `recent_for_user`.
     fn history(&self, tail_len: usize) -> Self::History;
     fn audit(&self) -> Self::Audit;
+    fn devices(&self) -> Self::Devices;
+    fn read_markers(&self) -> Self::ReadMarkers;
+    fn tokens(&self) -> Self::Tokens;
 }
 
 struct Files(tempfile::TempDir);
@@ -45,6 +61,9 @@ impl Fixture for Files {
     type Rooms = RoomsLog;
     type History = HistoryStore;
     type Audit = AuditLog;
+    type Devices = DevicesLog;
+    type ReadMarkers = ReadMarkersLog;
+    type Tokens = TokenFile;
 
     fn accounts(&self) -> CredentialStore {
         CredentialStore::open(self.0.path().join("accounts.json.enc"), &KEY).unwrap()
@@ -65,6 +84,18 @@ impl Fixture for Files {
     fn audit(&self) -> AuditLog {
         AuditLog::open(&self.0.path().join("audit.log"), &KEY).unwrap()
     }
+
+    fn devices(&self) -> DevicesLog {
+        DevicesLog::open_keeping_table(&self.0.path().join("devices.log"), &KEY).unwrap()
+    }
+
+    fn read_markers(&self) -> ReadMarkersLog {
+        ReadMarkersLog::open(&self.0.path().join("read_markers.log"), &KEY).unwrap()
+    }
+
+    fn tokens(&self) -> TokenFile {
+        TokenFile::new(&self.0.path().join("resume_tokens.enc"), &KEY)
+    }
 }
 
 struct Memory;
@@ -74,6 +105,9 @@ impl Fixture for Memory {
     type Rooms = MemoryRoomJournal;
     type History = MemoryHistory;
     type Audit = MemoryAudit;
+    type Devices = MemoryDevices;
+    type ReadMarkers = MemoryReadMarkers;
+    type Tokens = MemoryTokens;
 
     fn accounts(&self) -> MemoryAccounts {
         MemoryAccounts::new()
@@ -89,6 +123,18 @@ impl Fixture for Memory {
 
     fn audit(&self) -> MemoryAudit {
         MemoryAudit::new()
+    }
+
+    fn devices(&self) -> MemoryDevices {
+        MemoryDevices::new()
+    }
+
+    fn read_markers(&self) -> MemoryReadMarkers {
+        MemoryReadMarkers::new()
+    }
+
+    fn tokens(&self) -> MemoryTokens {
+        MemoryTokens::new()
     }
 }
 
@@ -419,6 +465,121 @@ fn audit_entries_read_back_in_order(f: &impl Fixture) {
     assert_eq!(audit.entries().unwrap(), entries);
 }
 
+// ------------------------------------------------- devices, markers, tokens
+
+fn seen(user: &str, id: u64, at_ms: u64) -> DeviceEvent {
+    DeviceEvent::Seen {
+        user: user.into(),
+        id,
+        name: format!("device {id}"),
+        at_ms,
+        address: "192.0.2.7".into(),
+    }
+}
+
+/// What the events of `device_events_leave_the_table_they_describe` leave.
+fn devices_expected() -> DeviceTable {
+    let mut expected = DeviceTable::new();
+    expected.entry("alice".into()).or_default().insert(
+        1,
+        DeviceRecord {
+            name: "device 1".into(),
+            last_seen_ms: 50,
+            address: "192.0.2.7".into(),
+        },
+    );
+    expected
+}
+
+fn append_device_events(devices: &mut impl DeviceJournal) {
+    let events = [
+        (seen("alice", 1, 10), false),
+        (seen("alice", 2, 20), false),
+        (seen("bob", 1, 30), false),
+        (seen("alice", 1, 50), false),
+        (
+            DeviceEvent::Forgotten {
+                user: "alice".into(),
+                id: 2,
+            },
+            true,
+        ),
+        (DeviceEvent::ForgottenAll { user: "bob".into() }, true),
+    ];
+    for (event, durable) in &events {
+        devices.append(event, *durable).unwrap();
+    }
+}
+
+fn device_events_leave_the_table_they_describe(f: &impl Fixture) {
+    let mut devices = f.devices();
+    assert!(devices.table().unwrap().is_empty());
+    append_device_events(&mut devices);
+    assert_eq!(devices.table().unwrap(), devices_expected());
+    assert_eq!(devices.table().unwrap(), devices_expected(), "read again");
+}
+
+fn moved(user: &str, key: MarkerKey, up_to: u64) -> MarkerMoved {
+    MarkerMoved {
+        user: user.into(),
+        key,
+        up_to,
+    }
+}
+
+fn markers_expected() -> MarkerTable {
+    let mut expected = MarkerTable::new();
+    let alice = expected.entry("alice".into()).or_default();
+    alice.insert(MarkerKey::Room(1), 10);
+    alice.insert(MarkerKey::Direct("bob".into()), 3);
+    expected
+        .entry("bob".into())
+        .or_default()
+        .insert(MarkerKey::Room(1), 7);
+    expected
+}
+
+fn append_marker_moves(markers: &mut impl ReadMarkerJournal) {
+    for event in [
+        moved("alice", MarkerKey::Room(1), 4),
+        moved("alice", MarkerKey::Room(1), 10),
+        moved("alice", MarkerKey::Room(1), 5),
+        moved("alice", MarkerKey::Direct("bob".into()), 3),
+        moved("bob", MarkerKey::Room(1), 7),
+    ] {
+        markers.append(&event).unwrap();
+    }
+}
+
+fn read_markers_keep_the_furthest_move(f: &impl Fixture) {
+    let mut markers = f.read_markers();
+    assert!(markers.table().unwrap().is_empty());
+    append_marker_moves(&mut markers);
+    assert_eq!(markers.table().unwrap(), markers_expected());
+}
+
+fn token(user: &str, byte: u8) -> StoredToken {
+    StoredToken {
+        hash: [byte; 32],
+        user: user.into(),
+        device: u64::from(byte),
+        expires_ms: 1_000 + u64::from(byte),
+    }
+}
+
+fn a_token_snapshot_is_taken_once_and_a_save_replaces_it(f: &impl Fixture) {
+    let mut tokens = f.tokens();
+    assert!(tokens.take().unwrap().is_empty(), "none saved");
+    tokens
+        .save(vec![token("alice", 1), token("bob", 2)])
+        .unwrap();
+    assert_eq!(tokens.take().unwrap(), [token("alice", 1), token("bob", 2)]);
+    assert!(tokens.take().unwrap().is_empty(), "taken");
+    tokens.save(vec![token("alice", 3)]).unwrap();
+    tokens.save(vec![token("carol", 4)]).unwrap();
+    assert_eq!(tokens.take().unwrap(), [token("carol", 4)]);
+}
+
 /// One test per backend of each function: `file_backend::…`, `memory_backend::…`.
 macro_rules! suite {
     ($($test:ident),* $(,)?) => {
@@ -442,6 +603,9 @@ suite!(
     deleting_a_room_deletes_its_history_only,
     names_with_nul_are_refused,
     audit_entries_read_back_in_order,
+    device_events_leave_the_table_they_describe,
+    read_markers_keep_the_furthest_move,
+    a_token_snapshot_is_taken_once_and_a_save_replaces_it,
 );
 
 /// The same answers after a reopen: what makes the file backend durable.
@@ -544,5 +708,26 @@ mod file_only {
             .map(|e| e.action)
             .collect();
         assert_eq!(actions, ["kick", "ban"]);
+    }
+
+    #[test]
+    fn devices_and_read_markers_read_back_the_same_after_a_reopen() {
+        let f = Files::new();
+        let mut devices = f.devices();
+        append_device_events(&mut devices);
+        drop(devices);
+        assert_eq!(f.devices().table().unwrap(), devices_expected());
+        let mut markers = f.read_markers();
+        append_marker_moves(&mut markers);
+        drop(markers);
+        assert_eq!(f.read_markers().table().unwrap(), markers_expected());
+    }
+
+    #[test]
+    fn a_saved_token_snapshot_is_there_for_the_next_start_only() {
+        let f = Files::new();
+        f.tokens().save(vec![token("alice", 1)]).unwrap();
+        assert_eq!(f.tokens().take().unwrap(), [token("alice", 1)]);
+        assert!(f.tokens().take().unwrap().is_empty());
     }
 }

@@ -13,13 +13,19 @@ use std::collections::HashMap;
 use std::mem::size_of;
 
 use super::audit_log::AuditEntry;
-use super::backend::{AccountStore, AuditTrail, HistoryBackend, PendingSync, RoomJournal};
+use super::backend::{
+    AccountStore, AuditTrail, DeviceJournal, HistoryBackend, PendingSync, ReadMarkerJournal,
+    RoomJournal, TokenSnapshot,
+};
 use super::credential_store::{Account, Credential};
+use super::devices_log::{self, DeviceEvent, DeviceTable};
 use super::error::{HistoryError, RegisterError, StoreError};
 use super::history::{
     Appended, CacheStats, Conversation, HistoryEntry, DEFAULT_TAIL_LEN, KEYS_PER_SENDER,
 };
+use super::read_markers_log::{self, MarkerMoved, MarkerTable};
 use super::rooms_log::RoomEvent;
+use super::token_file::StoredToken;
 use crate::clock::now_ms;
 
 /// Accounts in a map, keyed by canonical name.
@@ -132,6 +138,75 @@ impl AuditTrail for MemoryAudit {
 
     fn entries(&self) -> Result<Vec<AuditEntry>, HistoryError> {
         Ok(self.entries.clone())
+    }
+}
+
+/// The devices table, kept up to date by each append.
+#[derive(Debug, Default)]
+pub struct MemoryDevices {
+    table: DeviceTable,
+}
+
+impl MemoryDevices {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl DeviceJournal for MemoryDevices {
+    fn table(&mut self) -> Result<DeviceTable, HistoryError> {
+        Ok(self.table.clone())
+    }
+
+    fn append(&mut self, event: &DeviceEvent, _durable: bool) -> Result<(), HistoryError> {
+        devices_log::apply(&mut self.table, event);
+        Ok(())
+    }
+}
+
+/// The read markers table, kept up to date by each append.
+#[derive(Debug, Default)]
+pub struct MemoryReadMarkers {
+    table: MarkerTable,
+}
+
+impl MemoryReadMarkers {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl ReadMarkerJournal for MemoryReadMarkers {
+    fn table(&mut self) -> Result<MarkerTable, HistoryError> {
+        Ok(self.table.clone())
+    }
+
+    fn append(&mut self, event: &MarkerMoved) -> Result<(), HistoryError> {
+        read_markers_log::advance(&mut self.table, event);
+        Ok(())
+    }
+}
+
+/// The resume-token snapshot, if one was saved and not taken since.
+#[derive(Debug, Default)]
+pub struct MemoryTokens {
+    saved: Option<Vec<StoredToken>>,
+}
+
+impl MemoryTokens {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl TokenSnapshot for MemoryTokens {
+    fn take(&mut self) -> Result<Vec<StoredToken>, StoreError> {
+        Ok(self.saved.take().unwrap_or_default())
+    }
+
+    fn save(&mut self, tokens: Vec<StoredToken>) -> Result<(), StoreError> {
+        self.saved = Some(tokens);
+        Ok(())
     }
 }
 
