@@ -5,10 +5,9 @@
 //! read noticing). Each entry is fsynced before the action is acknowledged. The server
 //! never rewrites or truncates it, except to drop a torn last record after a crash.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
 use super::backend::AuditTrail;
 use super::error::HistoryError;
@@ -43,19 +42,13 @@ const KIND: JournalKind = JournalKind {
 /// The open audit log: the file backend of [`AuditTrail`](super::AuditTrail).
 pub struct AuditLog {
     journal: Journal,
-    path: PathBuf,
-    storage_key: Zeroizing<[u8; 32]>,
 }
 
 impl AuditLog {
     /// Opens (or, on first use, creates) the log at `path`, checking every record.
     pub fn open(path: &Path, storage_key: &[u8; 32]) -> Result<Self, HistoryError> {
         let (journal, _) = Journal::open::<AuditEntry>(path, storage_key, KIND)?;
-        Ok(Self {
-            journal,
-            path: path.to_path_buf(),
-            storage_key: Zeroizing::new(*storage_key),
-        })
+        Ok(Self { journal })
     }
 
     /// Appends `entry` and fsyncs it.
@@ -76,7 +69,7 @@ impl AuditTrail for AuditLog {
 
     /// The file read again, every record authenticated.
     fn entries(&self) -> Result<Vec<AuditEntry>, HistoryError> {
-        Self::read_all(&self.path, &self.storage_key)
+        self.journal.read_all()
     }
 }
 

@@ -10,10 +10,9 @@
 //! plus 1,024 records: to `devices.log.tmp`, fsynced, renamed over the old one.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
 use super::backend::DeviceJournal;
 use super::error::HistoryError;
@@ -91,8 +90,6 @@ const KIND: JournalKind = JournalKind {
 /// The open journal: the file backend of [`DeviceJournal`].
 pub struct DevicesLog {
     journal: Journal,
-    path: PathBuf,
-    storage_key: Zeroizing<[u8; 32]>,
     /// The table read at open, until the first `table()` or append takes it.
     unread: Option<DeviceTable>,
 }
@@ -119,8 +116,6 @@ impl DevicesLog {
         }
         Ok(Self {
             journal,
-            path: path.to_path_buf(),
-            storage_key: Zeroizing::new(*storage_key),
             unread: Some(table),
         })
     }
@@ -138,7 +133,7 @@ impl DeviceJournal for DevicesLog {
         if let Some(table) = self.unread.take() {
             return Ok(table);
         }
-        let events = Journal::open::<DeviceEvent>(&self.path, &self.storage_key, KIND)?.1;
+        let events = self.journal.read_all::<DeviceEvent>()?;
         Ok(table_of(&events))
     }
 

@@ -6,10 +6,9 @@
 //! twice that plus 1,024 records.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
 use super::backend::ReadMarkerJournal;
 use super::error::HistoryError;
@@ -61,8 +60,6 @@ fn table_of(events: &[MarkerMoved]) -> MarkerTable {
 /// The open journal: the file backend of [`ReadMarkerJournal`].
 pub struct ReadMarkersLog {
     journal: Journal,
-    path: PathBuf,
-    storage_key: Zeroizing<[u8; 32]>,
     /// The table read at open, until the first `table()` or append takes it.
     unread: Option<MarkerTable>,
 }
@@ -88,8 +85,6 @@ impl ReadMarkersLog {
         }
         Ok(Self {
             journal,
-            path: path.to_path_buf(),
-            storage_key: Zeroizing::new(*storage_key),
             unread: Some(table),
         })
     }
@@ -101,7 +96,7 @@ impl ReadMarkerJournal for ReadMarkersLog {
         if let Some(table) = self.unread.take() {
             return Ok(table);
         }
-        let events = Journal::open::<MarkerMoved>(&self.path, &self.storage_key, KIND)?.1;
+        let events = self.journal.read_all::<MarkerMoved>()?;
         Ok(table_of(&events))
     }
 

@@ -14,10 +14,9 @@
 //! place: `#general` holding every existing account. A crash before the rename leaves
 //! no `rooms.log`, so the next start does it again.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
 use super::backend::RoomJournal;
 use super::error::HistoryError;
@@ -100,8 +99,6 @@ const KIND: JournalKind = JournalKind {
 /// [`RoomJournal`](super::RoomJournal).
 pub struct RoomsLog {
     journal: Journal,
-    path: PathBuf,
-    storage_key: Zeroizing<[u8; 32]>,
     /// The events read at open, until the first replay or append takes them.
     unreplayed: Option<Vec<RoomEvent>>,
 }
@@ -133,8 +130,6 @@ impl RoomsLog {
         let (journal, events) = Journal::open(path, storage_key, KIND)?;
         Ok(Self {
             journal,
-            path: path.to_path_buf(),
-            storage_key: Zeroizing::new(*storage_key),
             unreplayed: Some(events),
         })
     }
@@ -153,7 +148,7 @@ impl RoomJournal for RoomsLog {
         if let Some(events) = self.unreplayed.take() {
             return Ok(events);
         }
-        Ok(Journal::open(&self.path, &self.storage_key, KIND)?.1)
+        self.journal.read_all()
     }
 
     fn append(&mut self, event: &RoomEvent) -> Result<(), HistoryError> {
