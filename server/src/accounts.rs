@@ -4,6 +4,10 @@
 //! one-time migration of accounts made before it, brute-force throttling,
 //! and resume tokens.
 //!
+//! The accounts live in an [`AccountStore`] (the file backend's is
+//! `storage::CredentialStore`), written on the blocking pool; a copy of
+//! what logins read is kept in memory, so no login waits for storage.
+//!
 //! An OPAQUE exchange takes two client messages. The server's answer to the
 //! first is a [`Pending`] the session keeps and hands back with the second;
 //! nothing about it is stored.
@@ -31,7 +35,7 @@ use crate::login_throttle::LoginThrottle;
 use crate::resume_tokens::ResumeTokens;
 use crate::storage::token_file::StoredToken;
 use crate::storage::{
-    dummy_phc, verify_login, Credential, CredentialStore, PasswordParams, PhcString, RegisterError,
+    dummy_phc, verify_login, AccountStore, Credential, PasswordParams, PhcString, RegisterError,
     StoreError,
 };
 
@@ -163,10 +167,13 @@ pub struct AccountsConfig {
     pub token_lifetime: Duration,
 }
 
+/// The store, boxed once; written only on the blocking pool.
+type Store = Arc<Mutex<Box<dyn AccountStore>>>;
+
 /// The account service shared by every connection.
 pub struct Accounts {
     /// Written only on the blocking pool (each write fsyncs).
-    store: Arc<Mutex<CredentialStore>>,
+    store: Store,
     /// Read from async code: never waits for the disk.
     known: RwLock<HashMap<String, KnownAccount>>,
     keys: Arc<ServerKeys>,
@@ -199,7 +206,7 @@ impl Accounts {
     /// Wraps an opened store and the server's OPAQUE keys; `tokens` is the
     /// snapshot from the last graceful stop.
     pub fn new(
-        store: CredentialStore,
+        store: impl AccountStore + 'static,
         tokens: Vec<StoredToken>,
         keys: ServerKeys,
         config: AccountsConfig,
@@ -209,15 +216,16 @@ impl Accounts {
             // An entry that no longer parses (rules tightened) can't log in.
             if let Ok(display) = Username::new(&account.username) {
                 known.insert(
-                    account.canonical.clone(),
+                    account.canonical,
                     KnownAccount {
                         display,
-                        credential: Arc::new(account.credential.clone()),
+                        credential: Arc::new(account.credential),
                         disabled: account.disabled,
                     },
                 );
             }
         }
+        let store: Box<dyn AccountStore> = Box::new(store);
         let dummy = Arc::new(dummy_phc(config.password_hashing));
         Self {
             store: Arc::new(Mutex::new(store)),
@@ -570,12 +578,12 @@ impl Accounts {
         &self,
         canonical: &str,
         failure: &'static str,
-        on_disk: impl FnOnce(&mut CredentialStore, &str) -> Result<(), StoreError> + Send + 'static,
+        on_disk: impl FnOnce(&mut dyn AccountStore, &str) -> Result<(), StoreError> + Send + 'static,
         in_memory: impl FnOnce(&mut KnownAccount),
     ) -> Result<(), AuthError> {
         let store = Arc::clone(&self.store);
         let c = canonical.to_owned();
-        let written = tokio::task::spawn_blocking(move || on_disk(&mut lock(&store), &c))
+        let written = tokio::task::spawn_blocking(move || on_disk(&mut **lock(&store), &c))
             .await
             .map_err(|_| AuthError::Internal)?;
         if let Err(e) = written {
@@ -771,6 +779,10 @@ impl Accounts {
         u32::try_from(self.config.token_lifetime.as_secs()).unwrap_or(u32::MAX)
     }
 }
+
+/// The tests make their stores with the file backend.
+#[cfg(test)]
+use crate::storage::CredentialStore;
 
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,10 @@
 //! Starting and stopping a server: open the data directory and its keys
 //! and stores, bind, run the accept loop; on shutdown say goodbye to
 //! everyone, flush history and save the resume tokens.
+//!
+//! This is where the storage backend is chosen: the file backend (the
+//! `storage` file types in the data directory), handed to the services as
+//! their `storage` traits.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,13 +21,15 @@ use crate::config::{Config, ConfigError, TlsFiles};
 use crate::history::{self, HistoryTask};
 use crate::hub::Hub;
 use crate::listener::Listener;
-use crate::rooms::Rooms;
+use crate::rooms::{RoomDirectory, Rooms};
 use crate::session::Shared;
-use crate::storage::AuditLog;
-use crate::storage::{opaque_key_file, token_file};
+use crate::storage::devices_log::DevicesLog;
+use crate::storage::opaque_key_file;
+use crate::storage::read_markers_log::ReadMarkersLog;
+use crate::storage::token_snapshot::TokenFile;
 use crate::storage::{
-    CredentialStore, DataDir, DataDirError, HistoryConfig, HistoryError, HistoryStore,
-    KeyFileError, StoreError,
+    AccountStore, AuditLog, CredentialStore, DataDir, DataDirError, HistoryConfig, HistoryError,
+    HistoryStore, KeyFileError, RoomsLog, StoreError, TokenSnapshot,
 };
 
 /// Why the server could not start.
@@ -62,8 +68,8 @@ pub struct RunningServer {
     shared: Arc<Shared>,
     history_task: HistoryTask,
     tls: Option<(Arc<ReloadableTlsAcceptor>, TlsFiles)>,
-    tokens_path: std::path::PathBuf,
-    storage_key: Zeroizing<[u8; 32]>,
+    /// Where the resume tokens are saved at shutdown.
+    token_snapshot: Box<dyn TokenSnapshot>,
     resumed_handshakes: Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -121,7 +127,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             ..HistoryConfig::default()
         },
     )?;
-    let tokens = match token_file::take(&dir.resume_tokens_path(), &storage_key) {
+    let mut token_snapshot = TokenFile::new(&dir.resume_tokens_path(), &storage_key);
+    let tokens = match token_snapshot.take() {
         Ok(t) => t,
         Err(e) => {
             // Losing tokens costs users one password login; refusing to
@@ -142,17 +149,18 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             "accounts still hold a pre-OPAQUE Argon2id hash; each is replaced at its next password login"
         );
     }
-    let rooms = Rooms::open(
-        &dir.rooms_path(),
-        &storage_key,
-        || store.accounts().map(|a| a.canonical.clone()).collect(),
-        config.limits.rooms,
-    )?;
+    let rooms_log = RoomsLog::open_or_start(&dir.rooms_path(), &storage_key, || {
+        RoomDirectory::initial_events(
+            AccountStore::accounts(&store)
+                .into_iter()
+                .map(|a| a.canonical),
+        )
+    })?;
+    let rooms = Rooms::with_journal(rooms_log, config.limits.rooms)?;
     tracing::info!(rooms = rooms.len(), "rooms loaded");
     let audit = AuditLog::open(&dir.audit_path(), &storage_key)?;
-    let devices = crate::devices::Devices::open(
-        &dir.devices_path(),
-        &storage_key,
+    let devices = crate::devices::Devices::with_journal(
+        DevicesLog::open_keeping_table(&dir.devices_path(), &storage_key)?,
         config.limits.max_devices_per_user,
     )?;
     let accounts = Accounts::new(
@@ -195,12 +203,12 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         hub,
         accounts,
         rooms,
-        audit: std::sync::Mutex::new(audit),
+        audit: std::sync::Mutex::new(Box::new(audit)),
         devices,
-        read_markers: crate::read_markers::ReadMarkers::open(
+        read_markers: crate::read_markers::ReadMarkers::with_journal(ReadMarkersLog::open(
             &dir.read_markers_path(),
             &storage_key,
-        )?,
+        )?)?,
         admins: config.admin_keys(),
         history,
         limits: config.limits.clone(),
@@ -238,8 +246,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         shared,
         history_task,
         tls,
-        tokens_path: dir.resume_tokens_path(),
-        storage_key,
+        token_snapshot: Box::new(token_snapshot),
         resumed_handshakes,
     })
 }
@@ -316,9 +323,8 @@ impl RunningServer {
             tracing::error!(error = %e, "history flush failed");
         }
         let tokens = self.shared.accounts.token_snapshot();
-        let (path, key) = (self.tokens_path, self.storage_key);
-        let saved =
-            tokio::task::spawn_blocking(move || token_file::save(&path, &key, tokens)).await;
+        let mut snapshot = self.token_snapshot;
+        let saved = tokio::task::spawn_blocking(move || snapshot.save(tokens)).await;
         match saved {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "resume tokens not saved"),

@@ -1,13 +1,14 @@
 //! Each user's devices: the cap on how many one user may log in from, what the device
 //! list shows (name, last seen, address), and logging one out. The table lives in
-//! memory; its journal is `storage::devices_log`.
+//! memory; its journal is a [`DeviceJournal`] (the file backend's is
+//! `storage::devices_log`).
 
 use std::sync::{Mutex, PoisonError};
 
 use proto_core::message::{DeviceInfo, DeviceName};
 
 use crate::storage::devices_log::{self, DeviceEvent, DeviceTable, DevicesLog};
-use crate::storage::HistoryError;
+use crate::storage::{DeviceJournal, HistoryError};
 
 /// The name a device gets when its client gave none.
 pub const UNNAMED_DEVICE: &str = "unnamed device";
@@ -29,18 +30,34 @@ pub struct Devices {
 
 struct Inner {
     table: DeviceTable,
-    log: DevicesLog,
+    /// Boxed once at start.
+    log: Box<dyn DeviceJournal>,
 }
 
 impl Devices {
+    /// Opens the file backend's journal at `path`.
     pub fn open(
         path: &std::path::Path,
         storage_key: &[u8; 32],
         max_per_user: usize,
     ) -> Result<Self, HistoryError> {
-        let (log, table) = DevicesLog::open(path, storage_key)?;
+        Self::with_journal(
+            DevicesLog::open_keeping_table(path, storage_key)?,
+            max_per_user,
+        )
+    }
+
+    /// The devices `log` holds (read once, now).
+    pub fn with_journal(
+        mut log: impl DeviceJournal + 'static,
+        max_per_user: usize,
+    ) -> Result<Self, HistoryError> {
+        let table = log.table()?;
         Ok(Self {
-            inner: Mutex::new(Inner { table, log }),
+            inner: Mutex::new(Inner {
+                table,
+                log: Box::new(log),
+            }),
             max_per_user,
         })
     }

@@ -1,4 +1,7 @@
-//! The history writer: one task owns the encrypted history logs and gives
+//! The history writer: one task owns the history backend (a
+//! [`HistoryBackend`]; a server's is the encrypted logs of
+//! `storage::HistoryStore`, and what this says of files is about that one)
+//! and gives
 //! every message its id and time, so ids increase in log order. A session
 //! asks it to store a message and delivers the message only after the
 //! answer: "stored, then delivered", so a message anyone has seen survives a
@@ -23,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::now_ms;
 use crate::storage::{
-    AppendTarget, Appended, Conversation, HistoryEntry, HistoryError, HistoryStore,
+    Appended, Conversation, HistoryBackend, HistoryEntry, HistoryError, PendingSync,
 };
 
 /// Requests queued before senders wait (backpressure on chat, not memory).
@@ -123,29 +126,26 @@ impl HistoryTask {
 }
 
 /// The writer's own state: the store, the id counter, what is unsynced.
-struct Writer {
-    store: HistoryStore,
+/// Generic over the backend, so an append costs no dynamic dispatch.
+struct Writer<S> {
+    store: S,
     next_id: u64,
     /// Something was written since the last fsync.
     unsynced: bool,
     stats: HistoryStats,
 }
 
-impl Writer {
+impl<S: HistoryBackend> Writer<S> {
     /// The logs `destination` names (a direct pair's are HMACs, computed
     /// once here for both the in-memory check and the append).
-    fn target(&self, destination: Destination) -> Result<AppendTarget, HistoryError> {
+    fn target(&self, destination: Destination) -> Result<S::Target, HistoryError> {
         match destination {
             Destination::Room { id } => Ok(self.store.room_target(id)),
             Destination::Direct { a, b } => self.store.direct_target(&a, &b),
         }
     }
 
-    fn append(
-        &mut self,
-        target: &AppendTarget,
-        message: NewMessage,
-    ) -> Result<Stored, HistoryError> {
+    fn append(&mut self, target: &S::Target, message: NewMessage) -> Result<Stored, HistoryError> {
         let entry = HistoryEntry {
             id: self.next_id,
             timestamp_ms: now_ms(),
@@ -179,24 +179,18 @@ impl Writer {
     /// must not hold up delivery.
     fn sync_in_background(&mut self) {
         self.unsynced = false;
-        let files = match self.store.take_unsynced() {
-            Ok(files) => files,
+        let pending = match self.store.take_unsynced() {
+            Ok(pending) => pending,
             Err(e) => {
                 tracing::error!(error = %e, "history fsync failed");
                 return;
             }
         };
-        if files.is_empty() {
+        if pending.is_empty() {
             return;
         }
         self.stats.syncs += 1;
-        tokio::task::spawn_blocking(move || {
-            for (path, file) in files {
-                if let Err(e) = file.sync_data() {
-                    tracing::error!(path = %path.display(), error = %e, "history fsync failed");
-                }
-            }
-        });
+        tokio::task::spawn_blocking(move || pending.run());
     }
 
     /// fsyncs what was written since the last time (blocking).
@@ -211,10 +205,10 @@ impl Writer {
 
 /// Runs `work` on the blocking pool with the writer moved there and back;
 /// `None` if the blocking task failed (the writer is then lost, and said so).
-async fn off_runtime<T: Send + 'static>(
-    writer: Writer,
-    work: impl FnOnce(&mut Writer) -> T + Send + 'static,
-) -> Option<(Writer, T)> {
+async fn off_runtime<S: HistoryBackend, T: Send + 'static>(
+    writer: Writer<S>,
+    work: impl FnOnce(&mut Writer<S>) -> T + Send + 'static,
+) -> Option<(Writer<S>, T)> {
     let moved = tokio::task::spawn_blocking(move || {
         let mut writer = writer;
         let result = work(&mut writer);
@@ -233,7 +227,11 @@ const MIN_SYNC_EVERY: Duration = Duration::from_millis(10);
 /// Starts the writer task owning `store`; message ids start at `first_id`
 /// (choose it above any id in history); unsynced history is fsynced every
 /// `sync_every`. Needs a tokio runtime.
-pub fn spawn(store: HistoryStore, first_id: u64, sync_every: Duration) -> (History, HistoryTask) {
+pub fn spawn<S: HistoryBackend>(
+    store: S,
+    first_id: u64,
+    sync_every: Duration,
+) -> (History, HistoryTask) {
     let (tx, rx) = mpsc::channel::<Request>(QUEUE);
     let writer = Writer {
         store,
@@ -245,7 +243,11 @@ pub fn spawn(store: HistoryStore, first_id: u64, sync_every: Duration) -> (Histo
     (History { tx }, HistoryTask(task))
 }
 
-async fn serve(mut writer: Writer, mut rx: mpsc::Receiver<Request>, sync_every: Duration) {
+async fn serve<S: HistoryBackend>(
+    mut writer: Writer<S>,
+    mut rx: mpsc::Receiver<Request>,
+    sync_every: Duration,
+) {
     let mut sync = tokio::time::interval(sync_every);
     sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -266,9 +268,7 @@ async fn serve(mut writer: Writer, mut rx: mpsc::Receiver<Request>, sync_every: 
                 reply,
             } => {
                 let result = match writer.target(destination) {
-                    Ok(target) if writer.store.is_loaded(&target) => {
-                        writer.append(&target, message)
-                    }
+                    Ok(target) if writer.store.is_ready(&target) => writer.append(&target, message),
                     Ok(target) => {
                         let moved = off_runtime(writer, move |w| w.append(&target, message)).await;
                         let Some((back, result)) = moved else { return };
@@ -391,7 +391,7 @@ impl History {
         rx.await.map_err(|_| gone())
     }
 
-    /// A page of older messages (see `HistoryStore::page`): the entries and
+    /// A page of older messages (see [`HistoryBackend::page`]): the entries and
     /// whether none older exists.
     pub async fn page(
         &self,
@@ -441,6 +441,7 @@ fn gone() -> HistoryError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::HistoryStore;
 
     fn message(text: &str) -> NewMessage {
         NewMessage {
@@ -530,6 +531,65 @@ mod tests {
             .unwrap();
         tokio::time::sleep(Duration::from_millis(1100)).await;
         assert_eq!(stats(history.clone()).await.syncs, after_a_second.syncs + 1);
+        drop(history);
+        task.join().await;
+    }
+
+    /// The writer over another backend: the memory one (static dispatch, so
+    /// the writer is built for each backend).
+    #[tokio::test]
+    async fn the_writer_runs_on_the_memory_backend_alike() {
+        let store = crate::storage::memory::MemoryHistory::new();
+        let (history, task) = spawn(store, 100, Duration::from_secs(1));
+        let keyed = NewMessage {
+            client_id: Some(3),
+            ..message("one")
+        };
+        let first = history
+            .append(Destination::Room { id: 1 }, keyed)
+            .await
+            .unwrap();
+        assert_eq!((first.id, first.is_new), (100, true));
+        let again = history
+            .append(
+                Destination::Room { id: 1 },
+                NewMessage {
+                    client_id: Some(3),
+                    ..message("one")
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!((again.id, again.is_new), (100, false));
+        let direct = || Destination::Direct {
+            a: "ann".into(),
+            b: "bob".into(),
+        };
+        history.append(direct(), message("two")).await.unwrap();
+        let recent = history.recent("bob".into(), vec![1], 10).await.unwrap();
+        let ids: Vec<(Conversation, Vec<u64>)> = recent
+            .into_iter()
+            .map(|(c, e)| (c, e.iter().map(|e| e.id).collect()))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                (Conversation::Room { id: 1 }, vec![100]),
+                (
+                    Conversation::Direct {
+                        partner: "ann".into()
+                    },
+                    vec![101]
+                ),
+            ]
+        );
+        let (page, none_older) = history.page(direct(), 0, 10).await.unwrap();
+        assert_eq!((page.len(), none_older), (1, true));
+        history.delete_room(1).await.unwrap();
+        history.flush().await.unwrap();
+        let recent = history.recent("bob".into(), vec![1], 10).await.unwrap();
+        assert!(recent[0].1.is_empty());
+        assert_eq!(history.stats().await.unwrap().stored, 2);
         drop(history);
         task.join().await;
     }

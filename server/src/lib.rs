@@ -2,8 +2,9 @@
 //!
 //! One process holding a TCP (optionally TLS) listener, the logged-in
 //! sessions, and the data directory. Shape (after mini-redis):
-//! - [`app`] — [`start`] opens the data directory, keys and stores, binds,
-//!   and returns a [`RunningServer`]; [`RunningServer::shutdown`] ends it.
+//! - [`app`] — [`start`] opens the data directory, keys and stores (it picks
+//!   the storage backend: the files), binds, and returns a [`RunningServer`];
+//!   [`RunningServer::shutdown`] ends it.
 //! - [`listener`] — the accept loop: admission limits, TLS, handshake.
 //! - [`session`] — one connection: a tokio driver that moves bytes, channel
 //!   messages and time for [`session::policy`], the sans-IO decisions (login
@@ -11,14 +12,17 @@
 //!   `proto_core::liveness`, why a session ends).
 //! - [`hub`] — who is online; broadcast and direct delivery into bounded
 //!   per-session outboxes.
-//! - [`accounts`] — register/login/resume over the credential store, with
+//! - [`accounts`] — register/login/resume over an account store, with
 //!   Argon2id on the blocking pool, [`login_throttle`] and [`resume_tokens`].
-//! - [`rooms`] — the rooms and their members (durable in `rooms.log`), the
+//! - [`rooms`] — the rooms and their members (durable in a room journal), the
 //!   rules every room request passes, and who is told what.
 //! - [`devices`] — each user's devices: the cap, the list, logging one out.
 //! - [`read_markers`] — how far each user has read each conversation.
-//! - [`history`] — the thread that owns the encrypted history logs.
-//! - [`storage`] — everything on disk (see its docs for the layout).
+//! - [`history`] — the task that owns the history backend and numbers messages.
+//! - [`storage`] — everything kept: one small trait per kind of data
+//!   (`storage::backend`), which the services above hold, and the backends:
+//!   the files of the data directory (see its docs for the layout) and a
+//!   memory one for tests. The session logic never names a backend's type.
 //! - [`config`], [`rate_limit`], [`clock`] — settings and small helpers.
 //! - [`cli`] — the `securechat-server` binary.
 //!

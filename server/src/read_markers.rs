@@ -1,68 +1,37 @@
 //! How far each user has read each conversation, kept on the server so every
 //! device of the user agrees. A marker only moves forward. The table lives in
-//! memory; its journal is `read_markers.log` (sealed like the others, one
-//! `write(2)` per move: a power loss may lose the latest moves, never a
-//! conversation's history), compacted at start when it has grown.
+//! memory; its journal is a [`ReadMarkerJournal`] (the file backend's is
+//! `read_markers.log`, see `storage::read_markers_log`: one `write(2)` per
+//! move, so a power loss may lose the latest moves, never a conversation's
+//! history; compacted at start when it has grown).
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
-use serde::{Deserialize, Serialize};
-
-use crate::storage::journal::{Journal, JournalKind};
-use crate::storage::HistoryError;
-
-const KIND: JournalKind = JournalKind {
-    info: b"securechat read markers v1",
-    id: "read_markers",
-};
-
-/// A conversation as markers name it: a room by id, a direct conversation
-/// by the partner's canonical name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MarkerKey {
-    Room(u64),
-    Direct(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Marked {
-    user: String,
-    key: MarkerKey,
-    up_to: u64,
-}
-
-type Table = HashMap<String, HashMap<MarkerKey, u64>>;
+pub use crate::storage::read_markers_log::MarkerKey;
+use crate::storage::read_markers_log::{self, MarkerMoved, MarkerTable, ReadMarkersLog};
+use crate::storage::{HistoryError, ReadMarkerJournal};
 
 /// Every user's read markers.
 pub struct ReadMarkers {
-    inner: Mutex<(Table, Journal)>,
+    /// The journal is boxed once at start.
+    inner: Mutex<(MarkerTable, Box<dyn ReadMarkerJournal>)>,
 }
 
 impl ReadMarkers {
+    /// Opens the file backend's journal at `path` (compacting it if it has grown).
     pub fn open(path: &Path, storage_key: &[u8; 32]) -> Result<Self, HistoryError> {
-        let (mut journal, events) = Journal::open::<Marked>(path, storage_key, KIND)?;
-        let mut table = Table::new();
-        for event in &events {
-            advance(&mut table, event);
-        }
-        let live: usize = table.values().map(HashMap::len).sum();
-        if events.len() > 2 * live + 1024 {
-            drop(journal);
-            let compacted = table.iter().flat_map(|(user, keys)| {
-                keys.iter().map(|(key, up_to)| Marked {
-                    user: user.clone(),
-                    key: key.clone(),
-                    up_to: *up_to,
-                })
-            });
-            Journal::rewrite(path, storage_key, KIND, compacted)?;
-            journal = Journal::open::<Marked>(path, storage_key, KIND)?.0;
-        }
+        Self::with_journal(ReadMarkersLog::open(path, storage_key)?)
+    }
+
+    /// The markers `journal` holds (read once, now).
+    pub fn with_journal(
+        mut journal: impl ReadMarkerJournal + 'static,
+    ) -> Result<Self, HistoryError> {
+        let table = journal.table()?;
         Ok(Self {
-            inner: Mutex::new((table, journal)),
+            inner: Mutex::new((table, Box::new(journal))),
         })
     }
 
@@ -78,13 +47,13 @@ impl ReadMarkers {
         {
             return Ok(false);
         }
-        let event = Marked {
+        let event = MarkerMoved {
             user: user.to_owned(),
             key,
             up_to,
         };
-        journal.append(&event, false)?;
-        advance(table, &event);
+        journal.append(&event)?;
+        read_markers_log::advance(table, &event);
         Ok(true)
     }
 
@@ -93,15 +62,6 @@ impl ReadMarkers {
         let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         inner.0.get(user).cloned().unwrap_or_default()
     }
-}
-
-fn advance(table: &mut Table, event: &Marked) {
-    let at = table
-        .entry(event.user.clone())
-        .or_default()
-        .entry(event.key.clone())
-        .or_insert(0);
-    *at = (*at).max(event.up_to);
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
-//! The rooms service: the [`RoomDirectory`] in memory, its journal on disk
-//! (`storage::RoomsLog`), and what each room request tells whom
-//! ([`Outcome`]).
+//! The rooms service: the [`RoomDirectory`] in memory, its journal (a
+//! [`RoomJournal`]: the file backend's is `storage::RoomsLog`, `rooms.log`),
+//! and what each room request tells whom ([`Outcome`]).
 //!
 //! Changes are serialised by one lock around the journal: a request is
 //! decided against the state, appended and fsynced, then applied, so the
@@ -23,7 +23,7 @@ pub use directory::{
     Decision, Room, RoomDirectory, RoomError, RoomId, RoomLimits, RoomRequest, GENERAL_ID,
 };
 
-use crate::storage::{AuditEntry, HistoryError, RoomEvent, RoomsLog};
+use crate::storage::{AuditEntry, HistoryError, RoomEvent, RoomJournal, RoomsLog};
 
 /// What a room request changed, for [`Outcome`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -353,7 +353,7 @@ pub fn error_code(e: RoomError) -> ErrorCode {
     }
 }
 
-fn append(journal: &mut RoomsLog, event: &RoomEvent) -> Result<(), RoomError> {
+fn append(journal: &mut dyn RoomJournal, event: &RoomEvent) -> Result<(), RoomError> {
     journal.append(event).map_err(|e| {
         tracing::error!(error = %e, "room journal append failed");
         RoomError::Storage
@@ -363,25 +363,36 @@ fn append(journal: &mut RoomsLog, event: &RoomEvent) -> Result<(), RoomError> {
 /// The rooms, shared by every session.
 pub struct Rooms {
     state: RwLock<RoomDirectory>,
-    journal: Mutex<RoomsLog>,
+    /// Boxed once at start; each append fsyncs anyway.
+    journal: Mutex<Box<dyn RoomJournal>>,
     limits: RoomLimits,
 }
 
 impl Rooms {
-    /// Opens the journal at `path`; a server without one starts it with
-    /// `#general` holding `accounts()` (the upgrade from before rooms).
+    /// Opens the file backend's journal at `path`; a server without one
+    /// starts it with `#general` holding `accounts()` (the upgrade from
+    /// before rooms; see [`RoomDirectory::initial_events`]).
     pub fn open(
         path: &Path,
         storage_key: &[u8; 32],
         accounts: impl FnOnce() -> Vec<String>,
         limits: RoomLimits,
     ) -> Result<Self, HistoryError> {
-        let (journal, events) = RoomsLog::open(path, storage_key, || {
+        let journal = RoomsLog::open_or_start(path, storage_key, || {
             RoomDirectory::initial_events(accounts())
         })?;
+        Self::with_journal(journal, limits)
+    }
+
+    /// The rooms `journal` holds (it replays them once, now).
+    pub fn with_journal(
+        mut journal: impl RoomJournal + 'static,
+        limits: RoomLimits,
+    ) -> Result<Self, HistoryError> {
+        let events = journal.replay()?;
         Ok(Self {
             state: RwLock::new(RoomDirectory::replay(events)),
-            journal: Mutex::new(journal),
+            journal: Mutex::new(Box::new(journal)),
             limits,
         })
     }
@@ -418,9 +429,9 @@ impl Rooms {
             Decision::Ban { ban, also } => {
                 // The ban first: a crash before the kick leaves the user
                 // banned and still listed as a member, never in and unbanned.
-                append(&mut journal, &ban)?;
+                append(&mut **journal, &ban)?;
                 if let Some(kick) = &also {
-                    append(&mut journal, kick)?;
+                    append(&mut **journal, kick)?;
                 }
                 let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
                 state.apply(&ban);
@@ -452,7 +463,7 @@ impl Rooms {
                 .unwrap_or_default(),
             _ => Vec::new(),
         };
-        append(&mut journal, &event)?;
+        append(&mut **journal, &event)?;
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
         let deleted_name = match &event {
             RoomEvent::Deleted { id } => state.get(*id).map(|r| r.name.clone()),
@@ -755,6 +766,38 @@ mod tests {
             Ok((2, room("#Rust"))),
             "the name as created"
         );
+    }
+
+    #[test]
+    fn the_service_runs_on_the_memory_backend_and_journals_every_change() {
+        use crate::storage::memory::MemoryRoomJournal;
+        let journal = MemoryRoomJournal::new(RoomDirectory::initial_events(["alice".to_owned()]));
+        let rooms = Rooms::with_journal(journal, RoomLimits::default()).unwrap();
+        rooms
+            .request(
+                "alice",
+                &RoomRequest::Create {
+                    room: room("#Rust"),
+                    invite_only: false,
+                    topic: Topic::empty(),
+                },
+                0,
+                false,
+            )
+            .unwrap();
+        rooms.on_registered("bob").unwrap();
+        let names: Vec<String> = rooms
+            .rooms_of("alice")
+            .into_iter()
+            .map(|(_, i)| i.room.as_str().to_owned())
+            .collect();
+        assert_eq!(names, ["#general", "#Rust"]);
+        assert_eq!(rooms.rooms_of("bob").len(), 1);
+        // What the journal holds replays to the same rooms.
+        let events = rooms.journal.lock().unwrap().replay().unwrap();
+        let replayed = RoomDirectory::replay(events);
+        assert_eq!(replayed.rooms_of("alice").len(), 2);
+        assert_eq!(replayed.rooms_of("bob").len(), 1);
     }
 
     #[test]

@@ -36,7 +36,7 @@ use crate::history::{History, Recent};
 use crate::hub::{Hub, Kick, Outgoing, Registration, SessionControl, SessionId};
 use crate::rooms::{Outcome, RoomError, RoomId, Rooms};
 use crate::storage::Conversation;
-use crate::storage::{AuditEntry, AuditLog};
+use crate::storage::{AuditEntry, AuditTrail};
 use crate::unauthenticated_pool::PoolSlot;
 use policy::AdminRequest;
 use policy::{Action, AuthRequest, Directory, Disconnect, End, Event, SessionPolicy};
@@ -53,8 +53,8 @@ pub struct Shared {
     pub devices: crate::devices::Devices,
     /// How far each user has read each conversation.
     pub read_markers: crate::read_markers::ReadMarkers,
-    /// Every moderation and administration action (fsynced per entry).
-    pub audit: std::sync::Mutex<AuditLog>,
+    /// Every moderation and administration action (durable per entry).
+    pub audit: std::sync::Mutex<Box<dyn AuditTrail>>,
     /// Canonical names of the server's administrators.
     pub admins: std::collections::HashSet<String>,
     pub history: History,

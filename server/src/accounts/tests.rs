@@ -492,3 +492,31 @@ async fn a_legacy_account_cannot_change_its_password_before_its_first_login() {
         Err(AuthError::Unsupported(Unsupported::LegacyPasswordChange))
     );
 }
+
+/// The service over another backend: the memory one answers as the file does.
+#[tokio::test]
+async fn the_service_runs_on_the_memory_backend_alike() {
+    let accounts = Accounts::new(
+        crate::storage::memory::MemoryAccounts::new(),
+        Vec::new(),
+        ServerKeys::generate(&mut OsRng),
+        AccountsConfig {
+            password_hashing: crate::storage::password::TEST_PASSWORD_HASHING,
+            hash_workers: 2,
+            token_lifetime: Duration::from_secs(60),
+        },
+    );
+    register(&accounts, "Alice", "correct horse").await.unwrap();
+    assert_eq!(
+        outcome(register(&accounts, "ALICE", "another one").await),
+        Err(AuthError::Failed(AuthFailure::NameTaken))
+    );
+    login(&accounts, "alice", "correct horse", ip(1))
+        .await
+        .unwrap();
+    accounts.set_disabled("alice", true).await.unwrap();
+    assert_eq!(
+        outcome(login(&accounts, "alice", "correct horse", ip(1)).await),
+        Err(AuthError::Failed(AuthFailure::AccountDisabled))
+    );
+}

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::backend::AuditTrail;
 use super::error::HistoryError;
 use super::journal::{Journal, JournalKind};
 
@@ -38,7 +39,7 @@ const KIND: JournalKind = JournalKind {
     id: "audit",
 };
 
-/// The open audit log.
+/// The open audit log: the file backend of [`AuditTrail`](super::AuditTrail).
 pub struct AuditLog {
     journal: Journal,
 }
@@ -58,6 +59,17 @@ impl AuditLog {
     /// Every entry at `path`, oldest first (for the operator's tools and tests).
     pub fn read_all(path: &Path, storage_key: &[u8; 32]) -> Result<Vec<AuditEntry>, HistoryError> {
         Ok(Journal::open(path, storage_key, KIND)?.1)
+    }
+}
+
+impl AuditTrail for AuditLog {
+    fn append(&mut self, entry: &AuditEntry) -> Result<(), HistoryError> {
+        AuditLog::append(self, entry)
+    }
+
+    /// The file read again, every record authenticated.
+    fn entries(&self) -> Result<Vec<AuditEntry>, HistoryError> {
+        self.journal.read_all()
     }
 }
 

@@ -40,6 +40,7 @@ use zeroize::Zeroizing;
 
 use crate::clock::now_ms;
 use crate::storage::atomic_file;
+use crate::storage::backend::AccountStore;
 use crate::storage::error::{RegisterError, StoreError};
 use crate::storage::sealing::SealedFile;
 
@@ -342,6 +343,37 @@ impl CredentialStore {
             path: self.path.clone(),
             source,
         })
+    }
+}
+
+impl AccountStore for CredentialStore {
+    fn accounts(&self) -> Vec<Account> {
+        self.accounts.values().cloned().collect()
+    }
+
+    fn get(&self, canonical: &str) -> Option<Account> {
+        self.accounts.get(canonical).cloned()
+    }
+
+    fn register(
+        &mut self,
+        canonical: &str,
+        display: &str,
+        credential: Credential,
+    ) -> Result<(), RegisterError> {
+        CredentialStore::register(self, canonical, display, credential)
+    }
+
+    fn replace_credential(
+        &mut self,
+        canonical: &str,
+        credential: Credential,
+    ) -> Result<(), StoreError> {
+        CredentialStore::replace_credential(self, canonical, credential)
+    }
+
+    fn set_disabled(&mut self, canonical: &str, disabled: bool) -> Result<(), StoreError> {
+        CredentialStore::set_disabled(self, canonical, disabled)
     }
 }
 

@@ -14,6 +14,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::backend::DeviceJournal;
 use super::error::HistoryError;
 use super::journal::{Journal, JournalKind};
 
@@ -86,33 +87,68 @@ const KIND: JournalKind = JournalKind {
     id: "devices",
 };
 
-/// The open journal.
+/// The open journal: the file backend of [`DeviceJournal`].
 pub struct DevicesLog {
     journal: Journal,
+    /// The table read at open, until the first `table()` or append takes it.
+    unread: Option<DeviceTable>,
 }
 
 impl DevicesLog {
     /// Opens (or creates) the journal at `path` and returns it with the table it
     /// holds, compacting it first if it has grown.
     pub fn open(path: &Path, storage_key: &[u8; 32]) -> Result<(Self, DeviceTable), HistoryError> {
+        let mut log = Self::open_keeping_table(path, storage_key)?;
+        let table = log.unread.take().unwrap_or_default();
+        Ok((log, table))
+    }
+
+    /// Like [`open`](Self::open), keeping the table for the first
+    /// [`DeviceJournal::table`] (so a start reads the file once).
+    pub fn open_keeping_table(path: &Path, storage_key: &[u8; 32]) -> Result<Self, HistoryError> {
         let (mut journal, events) = Journal::open::<DeviceEvent>(path, storage_key, KIND)?;
-        let mut table = DeviceTable::new();
-        for event in &events {
-            apply(&mut table, event);
-        }
+        let table = table_of(&events);
         let live: usize = table.values().map(BTreeMap::len).sum();
         if events.len() > 2 * live + 1024 {
             drop(journal);
             Journal::rewrite(path, storage_key, KIND, compacted(&table))?;
             journal = Journal::open::<DeviceEvent>(path, storage_key, KIND)?.0;
         }
-        Ok((Self { journal }, table))
+        Ok(Self {
+            journal,
+            unread: Some(table),
+        })
     }
 
     /// Appends `event`: fsynced when `durable`, else one `write(2)`.
     pub fn append(&mut self, event: &DeviceEvent, durable: bool) -> Result<(), HistoryError> {
+        self.unread = None;
         self.journal.append(event, durable)
     }
+}
+
+impl DeviceJournal for DevicesLog {
+    /// The table read at open if nothing was appended since, else the file read again.
+    fn table(&mut self) -> Result<DeviceTable, HistoryError> {
+        if let Some(table) = self.unread.take() {
+            return Ok(table);
+        }
+        let events = self.journal.read_all::<DeviceEvent>()?;
+        Ok(table_of(&events))
+    }
+
+    fn append(&mut self, event: &DeviceEvent, durable: bool) -> Result<(), HistoryError> {
+        DevicesLog::append(self, event, durable)
+    }
+}
+
+/// The table `events` leave.
+pub fn table_of(events: &[DeviceEvent]) -> DeviceTable {
+    let mut table = DeviceTable::new();
+    for event in events {
+        apply(&mut table, event);
+    }
+    table
 }
 
 /// One `Seen` per device.

@@ -32,6 +32,11 @@ pub struct JournalKind {
 pub struct Journal {
     log: LogFile,
     rng: SystemRandom,
+    /// What [`read_all`](Self::read_all) reads with (the journal's own key, not the
+    /// storage key).
+    path: PathBuf,
+    kind: JournalKind,
+    key: ring::aead::LessSafeKey,
 }
 
 impl Journal {
@@ -42,23 +47,26 @@ impl Journal {
         storage_key: &[u8; 32],
         kind: JournalKind,
     ) -> Result<(Self, Vec<E>), HistoryError> {
-        let mut log = LogFile::new(
-            path.to_path_buf(),
-            kind.id.to_owned(),
-            key(storage_key, kind)?,
-        );
-        let mut events = Vec::new();
-        log.scan(|_, plaintext| {
-            events.push(serde_json::from_slice(plaintext).map_err(|_| Unparsable)?);
-            Ok(())
-        })?;
+        let key = key(storage_key, kind)?;
+        let mut log = LogFile::new(path.to_path_buf(), kind.id.to_owned(), key.clone());
+        let events = scan(&mut log)?;
         Ok((
             Self {
                 log,
                 rng: SystemRandom::new(),
+                path: path.to_path_buf(),
+                kind,
+                key,
             },
             events,
         ))
+    }
+
+    /// Every event in the journal now, oldest first, read again from its file (every
+    /// record authenticated; appends are written before they return, so all are there).
+    pub fn read_all<E: DeserializeOwned>(&self) -> Result<Vec<E>, HistoryError> {
+        let mut log = LogFile::new(self.path.clone(), self.kind.id.to_owned(), self.key.clone());
+        scan(&mut log)
     }
 
     /// Appends `event`: fsynced before returning when `durable`, else one
@@ -117,6 +125,15 @@ impl Journal {
         }
         Ok(())
     }
+}
+
+fn scan<E: DeserializeOwned>(log: &mut LogFile) -> Result<Vec<E>, HistoryError> {
+    let mut events = Vec::new();
+    log.scan(|_, plaintext| {
+        events.push(serde_json::from_slice(plaintext).map_err(|_| Unparsable)?);
+        Ok(())
+    })?;
+    Ok(events)
 }
 
 fn key(storage_key: &[u8; 32], kind: JournalKind) -> Result<ring::aead::LessSafeKey, HistoryError> {

@@ -1,8 +1,32 @@
-//! The server's storage layer: data directory, key files, encrypted credential store,
-//! password hashing and encrypted chat-history logs. See `data_dir` for the on-disk layout.
+//! The server's storage layer: everything the services keep, behind one boundary.
+//!
+//! - [`backend`] — the interface: one small trait per kind of data ([`AccountStore`],
+//!   [`RoomJournal`], [`HistoryBackend`], [`AuditTrail`], [`DeviceJournal`],
+//!   [`ReadMarkerJournal`], [`TokenSnapshot`]), synchronous like the services' calls.
+//!   The services (`accounts`, `rooms`, the `history` writer, `devices`,
+//!   `read_markers`, the audit log in `session::Shared`) hold a trait, never a file
+//!   type; `app` picks the backend. A second backend (a database server, for several
+//!   server nodes) implements the same traits.
+//! - The file backend (the one a server runs), in the data directory ([`data_dir`]
+//!   describes the on-disk layout): the encrypted credential store
+//!   ([`CredentialStore`]), the rooms journal ([`RoomsLog`]), the encrypted
+//!   chat-history logs ([`HistoryStore`]), the audit log ([`AuditLog`]), the devices
+//!   and read-marker journals ([`devices_log`], [`read_markers_log`]) and the
+//!   resume-token snapshot ([`token_snapshot`] over [`token_file`]); all but the
+//!   credential store and the snapshot are sealed [`journal`]s. The key files
+//!   ([`key_files`], [`opaque_key_file`]) stay outside the interface: every node of a
+//!   deployment needs its own copy of them, whatever holds the data.
+//! - [`memory`] — the memory backend, for tests (not durable, not encrypted).
+//! - [`password`] — Argon2id hashing of pre-OPAQUE accounts.
+//!
+//! Both backends pass one conformance suite (`conformance`, tests only), written once
+//! against the traits.
 
 pub mod atomic_file;
 pub mod audit_log;
+pub mod backend;
+#[cfg(test)]
+mod conformance;
 pub mod credential_store;
 pub mod data_dir;
 pub mod devices_log;
@@ -10,13 +34,20 @@ pub mod error;
 pub mod history;
 pub mod journal;
 pub mod key_files;
+pub mod memory;
 pub mod opaque_key_file;
 pub mod password;
+pub mod read_markers_log;
 pub mod rooms_log;
 mod sealing;
 pub mod token_file;
+pub mod token_snapshot;
 
 pub use audit_log::{AuditEntry, AuditLog};
+pub use backend::{
+    AccountStore, AuditTrail, DeviceJournal, HistoryBackend, PendingSync, ReadMarkerJournal,
+    RoomJournal, TokenSnapshot,
+};
 pub use credential_store::{Account, Credential, CredentialStore};
 pub use data_dir::DataDir;
 pub use error::{

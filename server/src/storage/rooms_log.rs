@@ -18,6 +18,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::backend::RoomJournal;
 use super::error::HistoryError;
 use super::journal::{Journal, JournalKind};
 
@@ -94,9 +95,12 @@ const KIND: JournalKind = JournalKind {
     id: "rooms",
 };
 
-/// The open journal: appends go to its end.
+/// The open journal: appends go to its end. The file backend of
+/// [`RoomJournal`](super::RoomJournal).
 pub struct RoomsLog {
     journal: Journal,
+    /// The events read at open, until the first replay or append takes them.
+    unreplayed: Option<Vec<RoomEvent>>,
 }
 
 impl RoomsLog {
@@ -108,16 +112,47 @@ impl RoomsLog {
         storage_key: &[u8; 32],
         initial: impl FnOnce() -> Vec<RoomEvent>,
     ) -> Result<(Self, Vec<RoomEvent>), HistoryError> {
+        let mut log = Self::open_or_start(path, storage_key, initial)?;
+        let events = log.unreplayed.take().unwrap_or_default();
+        Ok((log, events))
+    }
+
+    /// Like [`open`](Self::open), keeping the events for the first
+    /// [`RoomJournal::replay`] (so a start reads the file once).
+    pub fn open_or_start(
+        path: &Path,
+        storage_key: &[u8; 32],
+        initial: impl FnOnce() -> Vec<RoomEvent>,
+    ) -> Result<Self, HistoryError> {
         if !path.exists() {
             Journal::rewrite(path, storage_key, KIND, initial())?;
         }
         let (journal, events) = Journal::open(path, storage_key, KIND)?;
-        Ok((Self { journal }, events))
+        Ok(Self {
+            journal,
+            unreplayed: Some(events),
+        })
     }
 
     /// Appends `event` and fsyncs it before returning.
     pub fn append(&mut self, event: &RoomEvent) -> Result<(), HistoryError> {
+        self.unreplayed = None;
         self.journal.append(event, true)
+    }
+}
+
+impl RoomJournal for RoomsLog {
+    /// The events read at open if nothing was appended since, else the file read
+    /// again (every record authenticated).
+    fn replay(&mut self) -> Result<Vec<RoomEvent>, HistoryError> {
+        if let Some(events) = self.unreplayed.take() {
+            return Ok(events);
+        }
+        self.journal.read_all()
+    }
+
+    fn append(&mut self, event: &RoomEvent) -> Result<(), HistoryError> {
+        RoomsLog::append(self, event)
     }
 }
 

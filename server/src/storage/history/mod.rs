@@ -56,6 +56,6 @@ pub use log_file::Durability;
 pub use record_codec::MAX_RECORD_LEN;
 pub use sender_keys::KEYS_PER_SENDER;
 pub use store::{
-    AppendTarget, CacheStats, HistoryConfig, HistoryStore, DEFAULT_CACHE_BYTES,
+    AppendTarget, CacheStats, HistoryConfig, HistoryStore, UnsyncedLogs, DEFAULT_CACHE_BYTES,
     DEFAULT_MAX_OPEN_FILES, DEFAULT_TAIL_LEN,
 };

@@ -14,6 +14,7 @@ use super::conversation_cache::{CachedLog, Content, ConversationCache, MessageTa
 use super::entry::{Appended, Conversation, HistoryEntry, PartnerRecord};
 use super::keyed_names::{self, DirectLogs, LogKeys};
 use super::log_file::{Durability, LogFile};
+use crate::storage::backend::{HistoryBackend, PendingSync};
 use crate::storage::error::HistoryError;
 
 /// Entries kept in memory per conversation unless configured otherwise.
@@ -462,6 +463,89 @@ impl HistoryStore {
         self.cache
             .insert(id.to_owned(), CachedLog::new(log, content));
         Ok(())
+    }
+}
+
+/// Handles of the logs written since the last sync (see
+/// [`HistoryStore::take_unsynced`]), to fsync away from the writer.
+#[derive(Debug, Default)]
+pub struct UnsyncedLogs(pub Vec<(PathBuf, File)>);
+
+impl PendingSync for UnsyncedLogs {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn run(self) {
+        for (path, file) in self.0 {
+            if let Err(e) = file.sync_data() {
+                tracing::error!(path = %path.display(), error = %e, "history fsync failed");
+            }
+        }
+    }
+}
+
+/// The file backend: each call is the inherent method of the same name.
+impl HistoryBackend for HistoryStore {
+    type Target = AppendTarget;
+    type Unsynced = UnsyncedLogs;
+
+    fn room_target(&self, id: u64) -> AppendTarget {
+        HistoryStore::room_target(self, id)
+    }
+
+    fn direct_target(
+        &self,
+        a_canonical: &str,
+        b_canonical: &str,
+    ) -> Result<AppendTarget, HistoryError> {
+        HistoryStore::direct_target(self, a_canonical, b_canonical)
+    }
+
+    fn is_ready(&self, target: &AppendTarget) -> bool {
+        self.is_loaded(target)
+    }
+
+    fn append(
+        &mut self,
+        target: &AppendTarget,
+        entry: &HistoryEntry,
+    ) -> Result<Appended, HistoryError> {
+        HistoryStore::append(self, target, entry)
+    }
+
+    fn recent_for_user(
+        &mut self,
+        canonical: &str,
+        rooms: &[u64],
+        limit_per_conversation: usize,
+    ) -> Result<Vec<(Conversation, Vec<HistoryEntry>)>, HistoryError> {
+        HistoryStore::recent_for_user(self, canonical, rooms, limit_per_conversation)
+    }
+
+    fn page(
+        &mut self,
+        target: &AppendTarget,
+        before_id: u64,
+        limit: usize,
+    ) -> Result<(Vec<HistoryEntry>, bool), HistoryError> {
+        HistoryStore::page(self, target, before_id, limit)
+    }
+
+    fn delete_room(&mut self, id: u64) -> Result<(), HistoryError> {
+        HistoryStore::delete_room(self, id)
+    }
+
+    fn flush(&mut self) -> Result<(), HistoryError> {
+        HistoryStore::flush(self)
+    }
+
+    fn take_unsynced(&mut self) -> Result<UnsyncedLogs, HistoryError> {
+        HistoryStore::take_unsynced(self).map(UnsyncedLogs)
+    }
+
+    fn cache_stats(&self) -> CacheStats {
+        HistoryStore::cache_stats(self)
     }
 }
 
