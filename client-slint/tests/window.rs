@@ -903,3 +903,32 @@ fn scrolling_to_the_top_of_a_direct_conversation_pages_it_until_the_beginning() 
     chat.invoke_load_older();
     assert_eq!(fake.calls().last().unwrap(), "submit #general /history 50");
 }
+
+#[test]
+fn stdin_actions_type_and_open_conversations_as_the_user_would() {
+    use client_slint::scripted_input::perform;
+    let (app, fake) = logged_in();
+    fake.send(vec![
+        ClientEvent::HistoryDone,
+        ClientEvent::Direct(line(5, "李雷", Some("Zoë"), "私信", false)),
+    ]);
+    perform(app.window(), "type /join #den").unwrap();
+    perform(app.window(), "open 李雷").unwrap();
+    let chat = app.window().global::<ChatAdapter>();
+    assert_eq!(chat.get_title(), "李雷");
+    perform(app.window(), "type 回复\n").unwrap();
+    perform(app.window(), "open #general").unwrap();
+    perform(app.window(), "type back in the room").unwrap();
+    assert_eq!(
+        fake.calls(),
+        [
+            "submit #general /join #den",
+            "direct 李雷 回复",
+            "submit #general back in the room"
+        ]
+    );
+    let probe = screen_probe::describe(app.window());
+    assert!(probe.contains("\ntitle "), "{probe}");
+    assert!(perform(app.window(), "open nobody").is_err());
+    assert!(perform(app.window(), "dance").is_err());
+}
