@@ -106,8 +106,9 @@ pub fn human(event: &ClientEvent) -> Option<String> {
             complete,
         } => {
             let name = match conversation {
-                client_core::ConversationRef::Room(r) | client_core::ConversationRef::Direct(r) => {
-                    esc(r)
+                client_core::ConversationRef::Room(r) => esc(r),
+                client_core::ConversationRef::Direct(r) => {
+                    format!("your conversation with {}", esc(r))
                 }
             };
             let mut text = format!("-- {} earlier message(s) of {name}:", lines.len());

@@ -712,3 +712,51 @@ async fn an_owner_moderates_from_the_terminal() {
     drop(stdin);
     assert!(exits(&mut child).await.success());
 }
+
+/// Scrolling back in a direct conversation: `/history NAME [N]` pages it
+/// before the oldest message the login replayed, down to its beginning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_pages_a_direct_conversation_back_to_its_beginning() {
+    let server =
+        TestServer::start_with(tests::ServerOptions::new(Transport::Plain).history_replay(2)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let known = dir.path().join("known");
+    server.user("Carol").await.goodbye().await;
+    let mut bob = server.user("Bob").await;
+    for i in 0..5 {
+        bob.dm("Carol", &format!("note {i}")).await;
+        bob.sync().await;
+    }
+
+    let mut child = cli(&server, &known, "Carol")
+        .arg("--json")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut events = JsonEvents::of(&mut child);
+    events.next_of("history_done").await;
+    let mut stdin = child.stdin.take().unwrap();
+    let texts = |page: &serde_json::Value| -> Vec<String> {
+        page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["text"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // The login replayed notes 3 and 4; before them, two at a time.
+    stdin.write_all(b"/history bob 2\n").await.unwrap();
+    let page = events.next_of("history_page").await;
+    assert_eq!(page["conversation"]["direct"], "Bob");
+    assert_eq!(texts(&page), ["note 1", "note 2"]);
+    assert_eq!(page["complete"], false);
+    assert_eq!(page["messages"][0]["to"], "Carol");
+    stdin.write_all(b"/history Bob\n").await.unwrap();
+    let page = events.next_of("history_page").await;
+    assert_eq!(texts(&page), ["note 0"]);
+    assert_eq!(page["complete"], true);
+    drop(stdin);
+    assert!(exits(&mut child).await.success());
+}

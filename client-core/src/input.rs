@@ -26,9 +26,13 @@ pub enum Input {
     Devices,
     /// `/logout-device ID` (the hex id `/devices` shows).
     LogoutDevice(u64),
-    /// `/history [N]`: the N (default 50) messages of `room` before the
-    /// oldest this client has.
-    History { room: String, count: u16 },
+    /// `/history [#ROOM | NAME] [N]`: the N (default 50) messages of a
+    /// conversation before the oldest this client has: the room being
+    /// shown, the room named, or the direct conversation with NAME.
+    History {
+        conversation: crate::ConversationRef,
+        count: u16,
+    },
     /// The user has seen `room` up to its newest message (the UI says when).
     MarkRead { room: String },
     /// `/who`.
@@ -89,13 +93,15 @@ Commands:
   /list [FILTER]   list the public rooms whose name or topic contains FILTER
   /names [#ROOM]   who is in ROOM (this room without a name), and who is online
   /msg NAME TEXT   send a direct message to NAME
+  /history [#ROOM | NAME] [N]
+                   the N (default 50) messages before the oldest you have of
+                   this room, of ROOM, or of your direct conversation with NAME
 Moderators of this room (the owner too):
   /topic TEXT      set the topic          /mode +i | -i    invite-only, or public
   /invite NAME     let NAME join          /kick NAME [REASON]
   /ban NAME [REASON]   /tempban NAME MINUTES [REASON]   /unban NAME
   /mute NAME  /unmute NAME
 The owner:  /op NAME  /deop NAME (moderators)   /deleteroom #ROOM
-  /history [N]     the N (default 50) messages before the oldest shown here
 Your devices:  /devices   /logout-device ID
 Server administrators:  /disable NAME  /enable NAME  /endsessions NAME
   /who             list who is online
@@ -212,21 +218,7 @@ pub fn parse_input(line: &str, room: &str) -> Input {
             Input::Admin(AdminCommand::EndSessions(user))
         }),
         "devices" => Input::Devices,
-        "history" => match args.trim() {
-            "" => Input::History {
-                room: room.to_owned(),
-                count: 50,
-            },
-            n => match n.parse::<u16>() {
-                Ok(count) if (1..=proto_core::message::MAX_HISTORY_PAGE).contains(&count) => {
-                    Input::History {
-                        room: room.to_owned(),
-                        count,
-                    }
-                }
-                _ => Input::Usage("usage: /history [N], N from 1 to 200"),
-            },
-        },
+        "history" => history(args, room),
         "logout-device" | "logoutdevice" => {
             match u64::from_str_radix(args.trim().trim_start_matches("0x"), 16) {
                 Ok(id) if !args.trim().is_empty() => Input::LogoutDevice(id),
@@ -241,6 +233,35 @@ pub fn parse_input(line: &str, room: &str) -> Input {
             _ => Input::Usage("usage: /msg NAME TEXT"),
         },
         _ => Input::Unknown(format!("/{command}")),
+    }
+}
+
+/// `/history [#ROOM | NAME] [N]`: a lone number is the count (a user
+/// named with digits only is named with a count after it); a name without
+/// `#` is a person.
+fn history(args: &str, shown_room: &str) -> Input {
+    const USAGE: &str = "usage: /history [#ROOM | NAME] [N], N from 1 to 200";
+    let words: Vec<&str> = args.split_whitespace().collect();
+    let (named, count) = match words[..] {
+        [] => (None, None),
+        [one] if one.bytes().all(|b| b.is_ascii_digit()) => (None, Some(one)),
+        [one] => (Some(one), None),
+        [named, count] => (Some(named), Some(count)),
+        _ => return Input::Usage(USAGE),
+    };
+    let count = match count.map(str::parse::<u16>) {
+        None => 50,
+        Some(Ok(n)) if (1..=proto_core::message::MAX_HISTORY_PAGE).contains(&n) => n,
+        Some(_) => return Input::Usage(USAGE),
+    };
+    let conversation = match named {
+        None => crate::ConversationRef::Room(shown_room.to_owned()),
+        Some(room) if room.starts_with('#') => crate::ConversationRef::Room(room.to_owned()),
+        Some(partner) => crate::ConversationRef::Direct(partner.to_owned()),
+    };
+    Input::History {
+        conversation,
+        count,
     }
 }
 
@@ -374,23 +395,44 @@ mod tests {
     }
 
     #[test]
-    fn history_asks_for_older_messages_of_the_room_shown() {
+    fn history_asks_for_older_messages_of_the_room_shown_or_the_one_named() {
+        use crate::ConversationRef::{Direct, Room};
+        let history = |conversation, count| Input::History {
+            conversation,
+            count,
+        };
         assert_eq!(
             parse_input("/history", "#rust"),
-            Input::History {
-                room: "#rust".into(),
-                count: 50
-            }
+            history(Room("#rust".into()), 50)
         );
         assert_eq!(
             parse_input("/history 200", "#rust"),
-            Input::History {
-                room: "#rust".into(),
-                count: 200
-            }
+            history(Room("#rust".into()), 200)
         );
         assert!(matches!(
             parse_input("/history 201", "#rust"),
+            Input::Usage(_)
+        ));
+        assert_eq!(
+            parse_input("/history #general 10", "#rust"),
+            history(Room("#general".into()), 10)
+        );
+        assert_eq!(
+            parse_input("/history bob", "#rust"),
+            history(Direct("bob".into()), 50),
+            "a name without # is a person"
+        );
+        assert_eq!(
+            parse_input("/history 42 5", "#rust"),
+            history(Direct("42".into()), 5),
+            "a user named with digits, then the count"
+        );
+        assert!(matches!(
+            parse_input("/history bob 0", "#rust"),
+            Input::Usage(_)
+        ));
+        assert!(matches!(
+            parse_input("/history bob 5 more", "#rust"),
             Input::Usage(_)
         ));
     }

@@ -152,6 +152,9 @@ pub struct SessionPolicy {
     /// Per room (canonical name): the oldest and newest message ids this
     /// client has, for `/history` and read markers.
     room_span: std::collections::HashMap<String, (u64, u64)>,
+    /// Per direct-message partner (canonical name): the same, for
+    /// `/history`.
+    direct_span: std::collections::HashMap<String, (u64, u64)>,
     /// The chunks of a `HistoryPage` answer so far.
     page_lines: Vec<ChatLine>,
     /// A `/names` answer so far: the room (canonical) and its members.
@@ -199,6 +202,7 @@ impl SessionPolicy {
             room_list_pages: Vec::new(),
             pending_join: None,
             room_span: std::collections::HashMap::new(),
+            direct_span: std::collections::HashMap::new(),
             page_lines: Vec::new(),
             member_pages: None,
             presence: std::collections::HashMap::new(),
@@ -449,18 +453,31 @@ impl SessionPolicy {
                     }
                 }
                 Input::Devices => out.push(Action::Send(ClientMessage::ListDevices)),
-                Input::History { room, count } => {
-                    if let Some(room) = room_name(&room, out) {
-                        let before_id = self
-                            .room_span
-                            .get(&room.canonical())
-                            .map_or(0, |&(oldest, _)| oldest);
-                        out.push(Action::Send(ClientMessage::History {
-                            conversation: Conversation::Room { room },
-                            before_id,
-                            limit: count,
-                        }));
-                    }
+                Input::History {
+                    conversation,
+                    count,
+                } => {
+                    let (conversation, span) = match conversation {
+                        ConversationRef::Room(room) => {
+                            let Some(room) = room_name(&room, out) else {
+                                return;
+                            };
+                            let span = self.room_span.get(&room.canonical());
+                            (Conversation::Room { room }, span)
+                        }
+                        ConversationRef::Direct(partner) => {
+                            let Some(peer) = user_name(&partner, out) else {
+                                return;
+                            };
+                            let span = self.direct_span.get(&peer.canonical());
+                            (Conversation::Direct { peer }, span)
+                        }
+                    };
+                    out.push(Action::Send(ClientMessage::History {
+                        conversation,
+                        before_id: span.map_or(0, |&(oldest, _)| oldest),
+                        limit: count,
+                    }));
                 }
                 Input::MarkRead { room } => {
                     if let Ok(room) = RoomName::parse_normalizing(&room) {
@@ -573,9 +590,16 @@ impl SessionPolicy {
 
     /// Widens a room's known span of ids by `id`.
     fn note_room_id(&mut self, room: &RoomName, id: u64) {
-        let span = self.room_span.entry(room.canonical()).or_insert((id, id));
-        span.0 = span.0.min(id);
-        span.1 = span.1.max(id);
+        widen(
+            self.room_span.entry(room.canonical()).or_insert((id, id)),
+            id,
+        );
+    }
+
+    /// Widens a direct conversation's known span of ids by `id`.
+    fn note_direct_id(&mut self, partner: &Username, id: u64) {
+        let span = self.direct_span.entry(partner.canonical());
+        widen(span.or_insert((id, id)), id);
     }
 
     /// One page of a `/names` answer: kept, and the next asked for until
@@ -626,6 +650,7 @@ impl SessionPolicy {
                 (Some(room.as_str().to_owned()), None)
             }
             Conversation::Direct { peer } => {
+                self.note_direct_id(peer, e.id);
                 let to = if own {
                     peer.as_str().to_owned()
                 } else {
@@ -696,6 +721,8 @@ impl SessionPolicy {
                 to,
                 text,
             } => {
+                let partner = if from.as_str() == self.me { &to } else { &from };
+                self.note_direct_id(partner, id);
                 if self.first_time(id) {
                     emit(
                         out,
@@ -922,7 +949,11 @@ impl SessionPolicy {
                 id,
                 timestamp_ms,
             } => {
-                if self.outbox.settle(client_id).is_some() {
+                if let Some(pending) = self.outbox.settle(client_id) {
+                    match &pending.to {
+                        Target::Room(room) => self.note_room_id(room, id),
+                        Target::Direct(partner) => self.note_direct_id(partner, id),
+                    }
                     let already_shown = !self.first_time(id);
                     emit(
                         out,
@@ -1086,6 +1117,12 @@ fn admin_message(command: AdminCommand, out: &mut Vec<Action>) -> Option<ClientM
             user: user_name(&user, out)?,
         },
     })
+}
+
+/// `span` (oldest, newest) grown to take in `id`.
+fn widen(span: &mut (u64, u64), id: u64) {
+    span.0 = span.0.min(id);
+    span.1 = span.1.max(id);
 }
 
 fn user_name(typed: &str, out: &mut Vec<Action>) -> Option<Username> {

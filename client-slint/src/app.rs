@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
 use crate::backend::{route_input, ChatBackend, Connector, Deliver, Outgoing};
-use crate::model::ChatModel;
+use crate::model::{ChatModel, ConversationId};
 use crate::password_dialog::{PasswordDialog, Submit};
 use crate::screens::{capitalized, Effect, Screens};
 use crate::ui::{ChatAdapter, DialogAdapter, LoginAdapter, MainWindow};
@@ -287,9 +287,9 @@ pub struct Controller {
     /// The room whose members were asked for (the side panel), until the
     /// answer comes or the connection changes.
     members_asked: Option<String>,
-    /// The room whose older page was asked for (scrolling up), until it
-    /// comes.
-    older_asked: Option<String>,
+    /// The conversation whose older page was asked for (scrolling up),
+    /// until it comes.
+    older_asked: Option<ConversationId>,
 }
 
 /// Messages fetched per scroll to the top.
@@ -493,20 +493,25 @@ impl Controller {
         self.refresh();
     }
 
-    /// Scrolled to the top of the open room: its next older page, unless
-    /// one is on its way or the room's beginning is shown.
+    /// Scrolled to the top of the open conversation (a room or a direct
+    /// one): its next older page, unless one is on its way or the
+    /// conversation's beginning is shown.
     pub fn load_older(&mut self) {
         let conversation = self.model.selected();
-        let Some(room) = conversation.id.room() else {
+        if !conversation.has_older() || self.older_asked.as_ref() == Some(&conversation.id) {
+            return;
+        }
+        let Some(client) = &self.client else {
             return;
         };
-        if !conversation.has_older() || self.older_asked.as_deref() == Some(room) {
-            return;
+        match &conversation.id {
+            ConversationId::Room(room) => client.submit(&format!("/history {OLDER_PAGE}"), room),
+            ConversationId::Direct(partner) => client.submit(
+                &format!("/history {partner} {OLDER_PAGE}"),
+                self.model.command_room(),
+            ),
         }
-        if let Some(client) = &self.client {
-            client.submit(&format!("/history {OLDER_PAGE}"), room);
-            self.older_asked = Some(room.to_owned());
-        }
+        self.older_asked = Some(conversation.id.clone());
     }
 
     /// Opens the devices page (asking for the list) or closes it.

@@ -2,7 +2,7 @@
 //! and a [`ChatBackend`] takes what the user typed. The real ones wrap
 //! `client_core`; tests put fakes in their place.
 
-use client_core::{parse_input, ClientEvent, ClientHandle, ClientOptions, Input};
+use client_core::{parse_input, ClientEvent, ClientHandle, ClientOptions, ConversationRef, Input};
 use zeroize::Zeroizing;
 
 use crate::model::ConversationId;
@@ -105,11 +105,21 @@ pub enum Outgoing {
 }
 
 /// In a room everything goes through the command parser; in a direct
-/// conversation plain text goes to the partner and commands still work.
+/// conversation plain text goes to the partner, commands still work, and
+/// `/history [N]` without a name pages that conversation.
 pub fn route_input(conversation: &ConversationId, text: &str) -> Outgoing {
     match parse_input(text, conversation.room().unwrap_or("")) {
         Input::Empty => Outgoing::Nothing,
         Input::Quit => Outgoing::Quit,
+        Input::History {
+            conversation: ConversationRef::Room(shown),
+            count,
+        } if shown.is_empty() => match conversation {
+            ConversationId::Direct(partner) => {
+                Outgoing::Submit(format!("/history {partner} {count}"))
+            }
+            ConversationId::Room(_) => Outgoing::Submit(text.to_owned()),
+        },
         Input::Room { text: body, .. } => match conversation {
             ConversationId::Room(_) => Outgoing::Submit(text.to_owned()),
             ConversationId::Direct(partner) => Outgoing::Direct {
@@ -152,6 +162,15 @@ mod tests {
             }
         );
         assert_eq!(route_input(&dm, "/help"), Outgoing::Submit("/help".into()));
+        assert_eq!(
+            route_input(&dm, "/history 20"),
+            Outgoing::Submit("/history 李雷 20".into()),
+            "paging back pages this conversation"
+        );
+        assert_eq!(
+            route_input(&dm, "/history #rust"),
+            Outgoing::Submit("/history #rust".into())
+        );
         assert_eq!(route_input(&dm, "/quit"), Outgoing::Quit);
     }
 }

@@ -17,6 +17,8 @@
 //! - [`view`]: copies models into the window's globals.
 //! - [`app`]: the controller that wires callbacks, events and view.
 //! - [`screen_probe`]: what the window shows, as text, for the end-to-end test.
+//! - [`scripted_input`]: lines of standard input acted out as typing and
+//!   clicks (`--stdin-actions`), for scripts and the end-to-end test.
 //! - [`ui`]: the compiled `ui/main.slint` (pages, components, adapters).
 //!
 //! Threads: the tokio runtime that runs `client_core` has its own worker
@@ -29,6 +31,7 @@ pub mod model;
 pub mod password_dialog;
 pub mod screen_probe;
 pub mod screens;
+pub mod scripted_input;
 pub mod timeline;
 pub mod view;
 

@@ -50,6 +50,12 @@ struct Cli {
     /// Send TEXT to the room once logged in (repeatable; for scripts and tests).
     #[arg(long, value_name = "TEXT")]
     send_after_login: Vec<String>,
+    /// Act out each line of standard input as the user would: `type TEXT`
+    /// sends TEXT from the message box of the open conversation (commands
+    /// included), `open TITLE` opens the conversation listed as TITLE (for
+    /// scripts and the end-to-end test).
+    #[arg(long)]
+    stdin_actions: bool,
     /// Once logged in, change the password to $SECURECHAT_NEW_PASSWORD
     /// through the Change password dialog (for the end-to-end test).
     #[arg(long, hide = true)]
@@ -108,6 +114,9 @@ fn main() -> ExitCode {
     };
     if let Some(path) = cli.screen_probe {
         client_slint::screen_probe::install(app.window(), path);
+    }
+    if cli.stdin_actions {
+        client_slint::scripted_input::install(app.window());
     }
     close_on_signals(&runtime, app.window().as_weak());
     let result = app.run();

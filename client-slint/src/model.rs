@@ -29,6 +29,16 @@ impl ConversationId {
     }
 }
 
+/// " by ACTOR (REASON)", names and reason escaped like every notice.
+fn removed_by_text(actor: &str, reason: &proto_core::message::Reason) -> String {
+    let esc = proto_core::message::escape_for_display;
+    if reason.is_empty() {
+        format!(" by {}", esc(actor))
+    } else {
+        format!(" by {} ({})", esc(actor), esc(reason.as_str()))
+    }
+}
+
 /// Room names compare without case (`#Rust` is `#rust`).
 fn same_room(a: &str, b: &str) -> bool {
     a == b || a.to_lowercase() == b.to_lowercase()
@@ -384,6 +394,10 @@ pub struct ChatModel {
     devices: Vec<client_core::DeviceView>,
     room_list: Vec<client_core::RoomListing>,
     invitations: Vec<(String, String, String)>,
+    /// Who removed the user from a room (by its canonical name) and why,
+    /// as the end of the sentence the `RoomLeft` after it shows: the
+    /// room's own notice goes with its conversation.
+    removed_by: std::collections::HashMap<String, String>,
     status: Status,
     /// Until the first replay ends, history lines are shown as "earlier";
     /// lines replayed after a reconnect were missed while away, so they
@@ -413,6 +427,7 @@ impl ChatModel {
             devices: Vec::new(),
             room_list: Vec::new(),
             invitations: Vec::new(),
+            removed_by: std::collections::HashMap::new(),
             status: Status::Connecting,
             first_history_done: false,
         }
@@ -617,6 +632,9 @@ impl ChatModel {
                 if let Some(first) = text.get_mut(0..1) {
                     first.make_ascii_uppercase();
                 }
+                if let Some(by) = self.removed_by.remove(&room.to_lowercase()) {
+                    text.push_str(&by);
+                }
                 self.leave_room(room);
                 self.notice_in(self.selected, NoticeStyle::Info, text, now_ms);
             }
@@ -656,9 +674,13 @@ impl ChatModel {
                             }
                         }
                     }
-                    client_core::RoomChange::Kicked { user, .. }
-                    | client_core::RoomChange::Banned { user, .. } => {
+                    client_core::RoomChange::Kicked { user, reason }
+                    | client_core::RoomChange::Banned { user, reason, .. } => {
                         self.member_moved(room, user.as_str(), false);
+                        if user.as_str().to_lowercase() == self.me.to_lowercase() {
+                            self.removed_by
+                                .insert(room.to_lowercase(), removed_by_text(actor, reason));
+                        }
                     }
                     _ => {}
                 }

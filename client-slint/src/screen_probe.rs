@@ -6,7 +6,8 @@
 //!
 //! It holds no message text: a message row is its kind, sender and
 //! delivery mark; notices (joins, leaves, errors) are the client's own
-//! words and names, which the window shows anyway.
+//! words and names, and the header's title and topic are the room's, which
+//! the window shows anyway.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -20,7 +21,9 @@ use crate::ui::{AppState, ChatAdapter, DialogAdapter, LoginAdapter, MainWindow, 
 /// `page chat`, `login working` (the spinner turns),
 /// `dialog change-password open|busy|error <reason>`, `dialog trust`,
 /// `dialog key-changed`, `conversation <title> unread=<n>[ selected]`,
-/// `online <name>`, `row <kind> <sender> [history] [status=<mark>]`,
+/// `title <title>` and `topic <topic>` (the open conversation's header,
+/// on the chat page; a topic when there is one), `online <name>`,
+/// `row <kind> <sender> [history] [status=<mark>]`,
 /// `notice <kind> [<who> ]<text>`.
 #[must_use]
 pub fn describe(window: &MainWindow) -> String {
@@ -58,6 +61,13 @@ pub fn describe(window: &MainWindow) -> String {
             "conversation {} unread={}{selected}",
             c.title, c.unread
         );
+    }
+    if page == "chat" {
+        let _ = writeln!(out, "title {}", chat.get_title());
+        let topic = chat.get_topic();
+        if !topic.is_empty() {
+            let _ = writeln!(out, "topic {topic}");
+        }
     }
     for u in chat.get_users().iter() {
         let _ = writeln!(out, "online {}", u.name);

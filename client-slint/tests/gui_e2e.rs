@@ -6,9 +6,10 @@
 //! on SIGTERM says goodbye so the others see it leave.
 //!
 //! Needs Xvfb and ImageMagick (see CI-PACKAGES.txt); it fails, never skips,
-//! when they are missing. The screenshot is written to
-//! `target/gui-e2e/screenshot.png`, and to `docs/screenshot.png` as well
-//! when `UPDATE_SCREENSHOT=1`.
+//! when they are missing. The screenshots are written to
+//! `target/gui-e2e/` (`screenshot.png`, and `rooms.png` of a room), and to
+//! `docs/screenshot.png` and `docs/screenshot-rooms.png` as well when
+//! `UPDATE_SCREENSHOT=1`.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -431,4 +432,191 @@ fn gui_logs_in_to_an_account_made_before_opaque_and_changes_its_password() {
             .unwrap();
         assert!(export_key.is_some(), "the account is OPAQUE now");
     });
+}
+
+/// Rooms in the real window: 李雷 makes an invite-only room and invites
+/// the GUI's user, who sees the invitation and accepts it (typed, through
+/// `--stdin-actions`); the room is listed before the direct conversations
+/// with its unread count, the owner's topic shows in the header, the GUI's
+/// message reaches the member and not سارة (who is not one), and 李雷's
+/// kick is shown with who did it as the room leaves the list.
+#[test]
+fn gui_accepts_an_invitation_chats_in_the_room_and_is_kicked_under_xvfb() {
+    const ROOM: &str = "#garden";
+    const TOPIC: &str = "Tomatoes, basil 🌿 and 番茄";
+    const ROOM_MESSAGE: &str = "The basil is up! 🌱 بذور جديدة";
+    require_tool("Xvfb");
+    require_tool("import");
+    require_tool("identify");
+    require_fonts();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_xvfb, display) = start_xvfb();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start(Transport::Plain));
+    let (port, fingerprint) = (server.addr().port(), server.fingerprint());
+    let (mut lei, mut sara) = runtime.block_on(async {
+        let mut lei = Peer::register(port, fingerprint, tmp.path(), "李雷").await;
+        let sara = Peer::register(port, fingerprint, tmp.path(), "سارة").await;
+        lei.handle.join(ROOM);
+        lei.wait_for(|e| matches!(e, ClientEvent::RoomJoined(r) if r.name == ROOM))
+            .await;
+        lei.handle.submit("/mode +i", ROOM);
+        lei.wait_for(|e| matches!(e, ClientEvent::RoomChanged { room, .. } if room == ROOM))
+            .await;
+        (lei, sara)
+    });
+
+    let gui_log = tmp.path().join("gui.log");
+    let probe = tmp.path().join("screen");
+    let mut gui = Guard::spawn(
+        "securechat-gui",
+        Command::new(env!("CARGO_BIN_EXE_securechat-gui"))
+            .env("DISPLAY", &display)
+            .env("SECURECHAT_PASSWORD", "zoë's password 123")
+            .env_remove("WAYLAND_DISPLAY")
+            .args(["--server", &format!("127.0.0.1:{port}"), "--user", GUI_USER])
+            .args([
+                "--connect",
+                "--register",
+                "--fingerprint",
+                &fingerprint.to_string(),
+            ])
+            .arg("--known-servers")
+            .arg(tmp.path().join("gui-known"))
+            .arg("--stdin-actions")
+            .arg("--screen-probe")
+            .arg(&probe)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&gui_log).unwrap()),
+    );
+    let mut actions = gui.child.stdin.take().unwrap();
+    let mut act = |line: &str| {
+        use std::io::Write;
+        writeln!(actions, "{line}").expect("the GUI reads its actions");
+        actions.flush().unwrap();
+    };
+
+    // The invitation, shown where the user is.
+    runtime.block_on(
+        lei.wait_for(|e| matches!(e, ClientEvent::Joined { username } if username == GUI_USER)),
+    );
+    lei.handle.submit(&format!("/invite {GUI_USER}"), ROOM);
+    wait_for_screen(&mut gui, &probe, &gui_log, |screen| {
+        screen.lines().any(|l| {
+            l.starts_with("notice info 李雷 invited you to #garden") && l.contains("/join #garden")
+        })
+    });
+    act(&format!("type /join {ROOM}"));
+    runtime.block_on(lei.wait_for(|e| {
+        matches!(e, ClientEvent::MemberJoined { room, user } if room == ROOM && user == GUI_USER)
+    }));
+
+    // News while the user looks elsewhere: the room, then the direct
+    // conversation, each with its unread count.
+    lei.handle.send_room(ROOM, "谁来浇水？");
+    lei.handle.send_room(ROOM, "Seedlings are in the shed");
+    sara.handle.send_direct(GUI_USER, "هل انضممت إلى الحديقة؟");
+    let screen = wait_for_screen(&mut gui, &probe, &gui_log, |screen| {
+        let list: Vec<&str> = screen
+            .lines()
+            .filter(|l| l.starts_with("conversation "))
+            .collect();
+        let room = list.iter().position(|l| l.contains("garden unread=2"));
+        let direct = list.iter().position(|l| *l == "conversation سارة unread=1");
+        matches!((room, direct), (Some(r), Some(d)) if r < d)
+    });
+    assert!(
+        !screen.contains("row message 李雷"),
+        "the room's news is shown in #general:\n{screen}"
+    );
+
+    // Open the room: the owner's topic in the header.
+    act(&format!("open {ROOM}"));
+    wait_for_screen(&mut gui, &probe, &gui_log, |screen| {
+        screen
+            .lines()
+            .any(|l| l.starts_with("title ") && l.contains("garden"))
+            && screen
+                .lines()
+                .any(|l| l.contains("garden unread=0 selected"))
+    });
+    lei.handle.submit(&format!("/topic {TOPIC}"), ROOM);
+    wait_for_screen(&mut gui, &probe, &gui_log, |screen| {
+        screen.lines().any(|l| l == format!("topic {TOPIC}"))
+    });
+
+    // The GUI's message reaches the member, and not سارة: the GUI's next
+    // message (to her) comes after it on the same connection, so had she
+    // been sent the room's, it would have come first.
+    act(&format!("type {ROOM_MESSAGE}"));
+    let heard =
+        runtime.block_on(lei.wait_for(|e| matches!(e, ClientEvent::Room(l) if l.from == GUI_USER)));
+    let ClientEvent::Room(heard) = heard else {
+        unreachable!()
+    };
+    assert_eq!(
+        (heard.room.as_deref(), heard.text.as_str()),
+        (Some(ROOM), ROOM_MESSAGE)
+    );
+    act("type /msg سارة نعم! 🌻");
+    runtime.block_on(sara.wait_for(|e| {
+        assert!(
+            !matches!(e, ClientEvent::Room(l) if l.room.as_deref() == Some(ROOM)),
+            "a non-member received the room's message: {e:?}"
+        );
+        matches!(e, ClientEvent::Direct(l) if l.from == GUI_USER)
+    }));
+    let screen = wait_for_screen(&mut gui, &probe, &gui_log, |screen| {
+        screen.contains("row message Zoë status=") || screen.lines().any(|l| l == "row message Zoë")
+    });
+    assert!(
+        screen.contains("notice info 李雷 set the topic"),
+        "the topic change is not in the room:\n{screen}"
+    );
+
+    let shots = workspace_root().join("target").join("gui-e2e");
+    std::fs::create_dir_all(&shots).unwrap();
+    let shot = shots.join("rooms.png");
+    screenshot(&display, &shot);
+    if std::env::var_os("UPDATE_SCREENSHOT").is_some_and(|v| v == "1") {
+        std::fs::copy(
+            &shot,
+            workspace_root().join("docs").join("screenshot-rooms.png"),
+        )
+        .unwrap();
+    }
+
+    // Kicked: who did it and why, where the user lands; the room is gone.
+    lei.handle
+        .submit(&format!("/kick {GUI_USER} weeding time"), ROOM);
+    let screen = wait_for_screen(&mut gui, &probe, &gui_log, |screen| {
+        screen
+            .lines()
+            .any(|l| l == "notice info You were removed from #garden by 李雷 (weeding time)")
+    });
+    assert!(
+        !screen
+            .lines()
+            .any(|l| l.starts_with("conversation") && l.contains("garden")),
+        "the room is still listed:\n{screen}"
+    );
+
+    let pid = gui.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = gui
+        .wait_exit(Duration::from_secs(10))
+        .expect("the GUI exits after its goodbye");
+    assert!(
+        status.success(),
+        "GUI exit status {status}; log:\n{}",
+        read_log(&gui_log)
+    );
+    lei.handle.quit();
+    sara.handle.quit();
+    runtime.block_on(async { drop(server) });
 }

@@ -844,3 +844,91 @@ fn scrolling_to_the_top_asks_for_older_messages_once_until_the_beginning() {
         "nothing asked once the beginning is shown"
     );
 }
+
+#[test]
+fn scrolling_to_the_top_of_a_direct_conversation_pages_it_until_the_beginning() {
+    let (app, fake) = logged_in();
+    fake.send(vec![
+        ClientEvent::HistoryDone,
+        ClientEvent::Direct(line(5, "李雷", Some("Zoë"), "私信", true)),
+    ]);
+    let chat = app.window().global::<ChatAdapter>();
+    chat.invoke_select_conversation(1);
+    assert_eq!(chat.get_title(), "李雷");
+    chat.invoke_load_older();
+    chat.invoke_load_older();
+    assert_eq!(
+        fake.calls(),
+        ["submit #general /history 李雷 50"],
+        "this conversation's page, one request on its way at a time"
+    );
+    let dm = || client_core::ConversationRef::Direct("李雷".into());
+    fake.send(vec![ClientEvent::HistoryPage {
+        conversation: dm(),
+        lines: vec![
+            line(2, "Zoë", Some("李雷"), "older", true),
+            line(3, "李雷", Some("Zoë"), "older still", true),
+        ],
+        complete: false,
+    }]);
+    let messages = |chat: &ChatAdapter| {
+        chat.get_rows()
+            .iter()
+            .filter(|r| r.kind == RowKind::Message)
+            .count()
+    };
+    assert_eq!(messages(&chat), 3, "the page is shown above what was there");
+    chat.invoke_load_older();
+    fake.send(vec![ClientEvent::HistoryPage {
+        conversation: dm(),
+        lines: vec![],
+        complete: true,
+    }]);
+    assert!(
+        screen_probe::describe(app.window()).contains("notice info Beginning of the conversation"),
+        "{}",
+        screen_probe::describe(app.window())
+    );
+    chat.invoke_load_older();
+    assert_eq!(
+        fake.calls(),
+        [
+            "submit #general /history 李雷 50",
+            "submit #general /history 李雷 50"
+        ],
+        "nothing asked once the beginning is shown"
+    );
+    // The room keeps its own paging: its first page is still to come.
+    click(&app, "general");
+    chat.invoke_load_older();
+    assert_eq!(fake.calls().last().unwrap(), "submit #general /history 50");
+}
+
+#[test]
+fn stdin_actions_type_and_open_conversations_as_the_user_would() {
+    use client_slint::scripted_input::perform;
+    let (app, fake) = logged_in();
+    fake.send(vec![
+        ClientEvent::HistoryDone,
+        ClientEvent::Direct(line(5, "李雷", Some("Zoë"), "私信", false)),
+    ]);
+    perform(app.window(), "type /join #den").unwrap();
+    perform(app.window(), "open 李雷").unwrap();
+    let chat = app.window().global::<ChatAdapter>();
+    assert_eq!(chat.get_title(), "李雷");
+    perform(app.window(), "type 回复\n").unwrap();
+    perform(app.window(), "open #general").unwrap();
+    perform(app.window(), "type back in the room").unwrap();
+    assert_eq!(
+        fake.calls(),
+        [
+            "submit #general /join #den",
+            "direct 李雷 回复",
+            "submit #general back in the room"
+        ]
+    );
+    let probe = screen_probe::describe(app.window());
+    assert!(probe.contains("\ntitle "), "{probe}");
+    assert!(perform(app.window(), "open nobody").is_err());
+    assert!(perform(app.window(), "dance").is_err());
+}

@@ -1,8 +1,8 @@
 //! History replay at login: across a restart, limited per conversation,
 //! paginated, and direct messages to offline users.
 
-use proto_core::message::{Conversation, HistoryEntry, LeaveReason};
-use tests::{username, ServerOptions, TestServer, Transport, PASSWORD};
+use proto_core::message::{Conversation, ErrorCode, HistoryEntry, LeaveReason};
+use tests::{username, ServerOptions, TestClient, TestServer, Transport, PASSWORD};
 
 /// (conversation peer or room name, from, text) of each entry, in order.
 fn summary(history: &[HistoryEntry]) -> Vec<(String, String, String)> {
@@ -152,5 +152,89 @@ async fn a_direct_message_to_an_offline_user_is_seen_at_their_next_login() {
             .map(|e| (e.from.as_str(), e.text.as_str()))
             .collect::<Vec<_>>(),
         vec![("Alice", "read this when you are back")]
+    );
+}
+
+/// Pages `conversation` back from the newest, `limit` at a time, until the
+/// server says it is complete: the texts, oldest first, and the pages.
+async fn page_back(
+    client: &mut TestClient,
+    conversation: Conversation,
+    limit: u16,
+) -> (Vec<String>, usize) {
+    let (mut texts, mut pages, mut before) = (Vec::new(), 0, 0);
+    loop {
+        let (page, complete) = client
+            .history_page(conversation.clone(), before, limit)
+            .await
+            .expect("a page");
+        pages += 1;
+        assert!(page.len() <= usize::from(limit));
+        assert!(page.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
+        assert!(
+            page.iter().all(|e| match (&e.conversation, &conversation) {
+                (Conversation::Direct { peer: got }, Conversation::Direct { peer: asked }) =>
+                    got.same_user(asked),
+                (got, asked) => got == asked,
+            }),
+            "every entry is of the conversation asked for"
+        );
+        let mut older: Vec<String> = page.iter().map(|e| e.text.as_str().to_owned()).collect();
+        older.append(&mut texts);
+        texts = older;
+        if complete {
+            return (texts, pages);
+        }
+        before = page.first().expect("an incomplete page has entries").id;
+    }
+}
+
+/// Scrolling back in a direct conversation: both people page it to its
+/// beginning, each naming the other; a third user naming either of them
+/// pages only their own (empty) conversation with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_conversation_pages_back_to_its_beginning_for_both_and_no_one_else() {
+    let server = TestServer::start(Transport::Plain).await;
+    let mut c = server.group(&["Alice", "Bob", "Carol"]).await;
+    let mut sent = Vec::new();
+    for i in 0..25 {
+        let words = format!("dm {i:02}");
+        if i % 2 == 0 {
+            c[0].dm("Bob", &words).await;
+            c[1].expect_direct_message("Alice", "Bob", &words).await;
+        } else {
+            c[1].dm("Alice", &words).await;
+            c[0].expect_direct_message("Bob", "Alice", &words).await;
+        }
+        sent.push(words);
+    }
+    let with = |peer: &str| Conversation::Direct {
+        peer: username(peer),
+    };
+
+    let (alice_sees, pages) = page_back(&mut c[0], with("bob"), 10).await;
+    assert_eq!(alice_sees, sent, "Alice pages the whole conversation");
+    assert_eq!(pages, 3, "25 messages, 10 a page");
+    let (bob_sees, _) = page_back(&mut c[1], with("Alice"), 7).await;
+    assert_eq!(bob_sees, sent, "and so does Bob");
+
+    let carol = &mut c[2];
+    for peer in ["Alice", "Bob"] {
+        let (page, complete) = carol.history_page(with(peer), 0, 50).await.unwrap();
+        assert!(
+            page.is_empty() && complete,
+            "Carol has no conversation with {peer}: {page:?}"
+        );
+    }
+    // Before an id of theirs: still only her own.
+    let (page, _) = carol
+        .history_page(with("Alice"), u64::MAX, 50)
+        .await
+        .unwrap();
+    assert!(page.is_empty());
+    assert_eq!(
+        carol.history_page(with("nobody"), 0, 50).await.err(),
+        Some(ErrorCode::InvalidMessage),
+        "no such user"
     );
 }

@@ -664,7 +664,7 @@ fn history_asks_for_what_is_older_than_the_oldest_line_shown() {
     };
     let first = p.handle(
         Event::Input(Input::History {
-            room: "#general".into(),
+            conversation: ConversationRef::Room("#general".into()),
             count: 20,
         }),
         t0,
@@ -675,7 +675,7 @@ fn history_asks_for_what_is_older_than_the_oldest_line_shown() {
     }
     let next = p.handle(
         Event::Input(Input::History {
-            room: "#general".into(),
+            conversation: ConversationRef::Room("#general".into()),
             count: 20,
         }),
         t0,
@@ -691,6 +691,73 @@ fn history_asks_for_what_is_older_than_the_oldest_line_shown() {
         sent(&read)[..],
         [ClientMessage::MarkRead { up_to_id: 50, .. }]
     ));
+}
+
+#[test]
+fn history_of_a_direct_conversation_asks_before_the_oldest_line_with_that_partner() {
+    let (mut p, t0) = online(true);
+    let ask = |p: &mut SessionPolicy, partner: &str| {
+        let actions = p.handle(
+            Event::Input(Input::History {
+                conversation: ConversationRef::Direct(partner.into()),
+                count: 50,
+            }),
+            t0,
+        );
+        match sent(&actions)[..] {
+            [ClientMessage::History {
+                conversation: Conversation::Direct { peer },
+                before_id,
+                ..
+            }] => (peer.as_str().to_owned(), *before_id),
+            ref other => panic!("expected one History, got {other:?}"),
+        }
+    };
+    let direct = |id: u64, from: &str, to: &str| {
+        Event::Received(ServerMessage::DirectMessage {
+            id,
+            timestamp_ms: 1,
+            from: Username::new(from).unwrap(),
+            to: Username::new(to).unwrap(),
+            text: MessageText::new("hi").unwrap(),
+        })
+    };
+    assert_eq!(ask(&mut p, "bob"), ("bob".into(), 0), "nothing yet");
+    let _ = p.handle(direct(70, "Bob", "Ann"), t0);
+    let _ = p.handle(direct(60, "Ann", "Bob"), t0);
+    let _ = p.handle(direct(55, "Ann", "Cy"), t0);
+    let _ = p.handle(Event::Received(room(10, "Bob")), t0);
+    assert_eq!(
+        ask(&mut p, "BOB"),
+        ("BOB".into(), 60),
+        "both directions count, other partners and rooms do not"
+    );
+    // An own message, once stored, counts too.
+    let typed = p.handle(
+        Event::Input(Input::Direct {
+            to: "Dee".into(),
+            text: "hello".into(),
+        }),
+        t0,
+    );
+    let client_id = typed
+        .iter()
+        .find_map(|a| match a {
+            Action::Emit(ClientEvent::Direct(line)) => line.client_id,
+            _ => None,
+        })
+        .expect("an own pending line");
+    let _ = p.handle(stored(client_id, 90), t0);
+    assert_eq!(ask(&mut p, "Dee"), ("Dee".into(), 90));
+    // Not a user name: said, not sent.
+    let refused = p.handle(
+        Event::Input(Input::History {
+            conversation: ConversationRef::Direct("no spaces".into()),
+            count: 50,
+        }),
+        t0,
+    );
+    assert!(sent(&refused).is_empty());
 }
 
 #[test]

@@ -539,3 +539,56 @@ fn leaving_a_room_closes_its_conversation_and_members_are_announced_in_it() {
     assert_eq!(model.selected_index(), 0);
     assert_eq!(texts(model.selected()).last(), Some(&"You left #OPS"));
 }
+
+#[test]
+fn a_removal_says_who_did_it_where_the_user_lands() {
+    use client_core::{RoomChange, RoomLeaveReason};
+    use proto_core::message::{Reason, Username};
+    let mut model = logged_in();
+    apply(
+        &mut model,
+        [room_joined("#general", ""), room_joined("#den", "")],
+    );
+    model.select(1);
+    let removed = |change| ClientEvent::RoomChanged {
+        room: "#den".into(),
+        actor: "mo".into(),
+        change,
+    };
+    apply(
+        &mut model,
+        [
+            removed(RoomChange::Kicked {
+                user: Username::new("ME").unwrap(),
+                reason: Reason::new("too loud").unwrap(),
+            }),
+            ClientEvent::RoomLeft {
+                room: "#den".into(),
+                reason: RoomLeaveReason::Kicked,
+            },
+        ],
+    );
+    assert_eq!(unread(&model), [("#general", 0)]);
+    assert_eq!(
+        texts(model.selected()).last(),
+        Some(&"You were removed from #den by mo (too loud)")
+    );
+    // Someone else's removal is the room's own news; a later leave of
+    // this user's own accord names nobody.
+    apply(
+        &mut model,
+        [
+            room_joined("#den", ""),
+            removed(RoomChange::Banned {
+                user: Username::new("bo").unwrap(),
+                reason: Reason::empty(),
+                until_ms: 0,
+            }),
+            ClientEvent::RoomLeft {
+                room: "#den".into(),
+                reason: RoomLeaveReason::Left,
+            },
+        ],
+    );
+    assert_eq!(texts(model.selected()).last(), Some(&"You left #den"));
+}
