@@ -33,8 +33,13 @@ pub enum Input {
         conversation: crate::ConversationRef,
         count: u16,
     },
-    /// The user has seen `room` up to its newest message (the UI says when).
-    MarkRead { room: String },
+    /// The user has seen a conversation (the UI says when): up to
+    /// `up_to_id`, or with `None` up to the newest message this client has
+    /// of it. Moves the read marker every device of the user shares.
+    MarkRead {
+        conversation: crate::ConversationRef,
+        up_to_id: Option<u64>,
+    },
     /// `/who`.
     Who,
     /// `/help`.

@@ -82,7 +82,19 @@ impl ClientHandle {
     /// marker every device of the user shares.
     pub fn mark_read(&self, room: &str) {
         let _ = self.tx.send(Command::Input(Input::MarkRead {
-            room: room.to_owned(),
+            conversation: crate::ConversationRef::Room(room.to_owned()),
+            up_to_id: None,
+        }));
+    }
+
+    /// The user has seen `conversation` (a room or a direct one) up to the
+    /// message `up_to_id`: moves the read marker every device of the user
+    /// shares. The server keeps the furthest one; while offline it is
+    /// dropped (the next one after reconnecting says it).
+    pub fn mark_read_up_to(&self, conversation: crate::ConversationRef, up_to_id: u64) {
+        let _ = self.tx.send(Command::Input(Input::MarkRead {
+            conversation,
+            up_to_id: Some(up_to_id),
         }));
     }
 

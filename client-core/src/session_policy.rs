@@ -479,14 +479,33 @@ impl SessionPolicy {
                         limit: count,
                     }));
                 }
-                Input::MarkRead { room } => {
-                    if let Ok(room) = RoomName::parse_normalizing(&room) {
-                        if let Some(&(_, newest)) = self.room_span.get(&room.canonical()) {
-                            out.push(Action::Send(ClientMessage::MarkRead {
-                                conversation: Conversation::Room { room },
-                                up_to_id: newest,
-                            }));
+                Input::MarkRead {
+                    conversation,
+                    up_to_id,
+                } => {
+                    // Dropped quietly when malformed or nothing is known:
+                    // a marker is a hint, the next one says it again.
+                    let (conversation, span) = match conversation {
+                        ConversationRef::Room(room) => {
+                            let Ok(room) = RoomName::parse_normalizing(&room) else {
+                                return;
+                            };
+                            let span = self.room_span.get(&room.canonical()).copied();
+                            (Conversation::Room { room }, span)
                         }
+                        ConversationRef::Direct(partner) => {
+                            let Ok(peer) = Username::parse_normalizing(&partner) else {
+                                return;
+                            };
+                            let span = self.direct_span.get(&peer.canonical()).copied();
+                            (Conversation::Direct { peer }, span)
+                        }
+                    };
+                    if let Some(up_to_id) = up_to_id.or(span.map(|(_, newest)| newest)) {
+                        out.push(Action::Send(ClientMessage::MarkRead {
+                            conversation,
+                            up_to_id,
+                        }));
                     }
                 }
                 Input::LogoutDevice(id) => {

@@ -209,6 +209,12 @@ fn wire_callbacks(window: &MainWindow, controller: &Rc<RefCell<Controller>>) {
         }
     });
     let weak = Rc::downgrade(controller);
+    chat.on_viewing_changed(move |focused, at_bottom| {
+        if let Some(c) = weak.upgrade() {
+            c.borrow_mut().set_viewing(focused, at_bottom);
+        }
+    });
+    let weak = Rc::downgrade(controller);
     chat.on_load_older(move || {
         if let Some(c) = weak.upgrade() {
             c.borrow_mut().load_older();
@@ -417,7 +423,25 @@ impl Controller {
             }
         }
         self.ask_for_members();
+        self.mark_read();
         self.refresh();
+    }
+
+    /// Tells the server what the user has now seen, when the model says so
+    /// (once per batch of events or user action: a burst makes one).
+    fn mark_read(&mut self) {
+        if let Some(client) = &self.client {
+            if let Some((conversation, up_to_id)) = self.model.poll_mark_read() {
+                client.mark_read(&conversation, up_to_id);
+            }
+        }
+    }
+
+    /// The window gained or lost the focus, or the open conversation was
+    /// scrolled to or away from its end.
+    pub fn set_viewing(&mut self, focused: bool, at_bottom: bool) {
+        self.model.set_viewing(focused, at_bottom);
+        self.mark_read();
     }
 
     /// The open room's members for the side panel, once per room until
@@ -481,6 +505,7 @@ impl Controller {
     pub fn select(&mut self, index: usize) {
         self.model.select(index);
         self.ask_for_members();
+        self.mark_read();
         self.refresh();
     }
 
@@ -564,6 +589,7 @@ impl Controller {
 
     pub fn open_direct(&mut self, name: &str) {
         self.model.open_direct(name);
+        self.mark_read();
         self.refresh();
     }
 

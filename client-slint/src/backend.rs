@@ -12,6 +12,9 @@ pub trait ChatBackend {
     /// A line typed while `room` was shown: a message for it or a command.
     fn submit(&self, line: &str, room: &str);
     fn send_direct(&self, to: &str, text: &str);
+    /// The user has seen `conversation` up to the message `up_to_id`: the
+    /// read marker their other devices follow. No answer.
+    fn mark_read(&self, conversation: &ConversationId, up_to_id: u64);
     /// Answered by `PasswordChanged` or `PasswordChangeFailed`.
     fn change_password(&self, current: Zeroizing<String>, new: Zeroizing<String>);
     /// Goodbye to the server, then `ClientEvent::Closed`.
@@ -25,6 +28,14 @@ impl ChatBackend for ClientHandle {
 
     fn send_direct(&self, to: &str, text: &str) {
         ClientHandle::send_direct(self, to, text)
+    }
+
+    fn mark_read(&self, conversation: &ConversationId, up_to_id: u64) {
+        let conversation = match conversation {
+            ConversationId::Room(room) => ConversationRef::Room(room.clone()),
+            ConversationId::Direct(partner) => ConversationRef::Direct(partner.clone()),
+        };
+        ClientHandle::mark_read_up_to(self, conversation, up_to_id)
     }
 
     fn change_password(&self, current: Zeroizing<String>, new: Zeroizing<String>) {

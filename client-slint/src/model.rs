@@ -125,6 +125,9 @@ pub struct Conversation {
     unread: usize,
     /// The server said there is nothing older (scrolling up asks no more).
     at_beginning: bool,
+    /// The user's read marker on the server as far as we know: the
+    /// furthest we sent or another device moved it to.
+    marked_id: u64,
 }
 
 impl Conversation {
@@ -138,6 +141,7 @@ impl Conversation {
             marker: None,
             unread: 0,
             at_beginning: false,
+            marked_id: 0,
         }
     }
 
@@ -290,6 +294,7 @@ impl Conversation {
     /// messages it knows of; later (another device read it) as read up
     /// to `up_to_id`.
     fn apply_read_marker(&mut self, up_to_id: u64, unread: u32, selected: bool) {
+        self.marked_id = self.marked_id.max(up_to_id);
         if selected {
             return;
         }
@@ -304,6 +309,19 @@ impl Conversation {
                 })
                 .count()
         };
+    }
+
+    /// The id of the newest message the server stored that is shown here
+    /// (0 for none).
+    fn newest_id(&self) -> u64 {
+        self.entries
+            .iter()
+            .filter_map(|e| match e.kind {
+                EntryKind::Message { id, .. } => Some(id),
+                EntryKind::Notice(_) => None,
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     /// The user leaves the conversation: everything in it has been seen.
@@ -403,6 +421,13 @@ pub struct ChatModel {
     /// lines replayed after a reconnect were missed while away, so they
     /// are shown (and counted) like live ones.
     first_history_done: bool,
+    /// The window has the focus and the open conversation is scrolled to
+    /// its end: new messages there are seen as they come.
+    focused: bool,
+    at_bottom: bool,
+    /// The user opened the selected conversation since the last
+    /// [`ChatModel::poll_mark_read`]: it was shown, whatever the focus.
+    opened: bool,
 }
 
 impl Default for ChatModel {
@@ -430,6 +455,9 @@ impl ChatModel {
             removed_by: std::collections::HashMap::new(),
             status: Status::Connecting,
             first_history_done: false,
+            focused: true,
+            at_bottom: true,
+            opened: false,
         }
     }
 
@@ -880,6 +908,42 @@ impl ChatModel {
         self.conversations[self.selected].leave();
         self.selected = index;
         self.conversations[index].enter();
+        // The list jumps to the end of the conversation it shows.
+        self.at_bottom = true;
+        self.opened = true;
+    }
+
+    /// Whether the window has the focus and whether the open conversation
+    /// is scrolled to its end (the window reports both as they change).
+    pub fn set_viewing(&mut self, focused: bool, at_bottom: bool) {
+        self.focused = focused;
+        self.at_bottom = at_bottom;
+    }
+
+    /// The read marker to send now, if any: the open conversation up to its
+    /// newest message, when the user was shown it (just opened, or the
+    /// window focused and at the end) and that moves the marker forward.
+    /// At most one per call: the caller polls once per batch of events or
+    /// user action, so a burst of messages makes one marker, the latest.
+    /// Nothing before the login's history is in (its markers come first)
+    /// or while offline (the one after reconnecting says it).
+    #[must_use]
+    pub fn poll_mark_read(&mut self) -> Option<(ConversationId, u64)> {
+        let opened = std::mem::take(&mut self.opened);
+        if self.status != Status::Connected || !self.first_history_done {
+            return None;
+        }
+        let seen = opened || (self.focused && self.at_bottom);
+        if !seen {
+            return None;
+        }
+        let conversation = &mut self.conversations[self.selected];
+        let newest = conversation.newest_id();
+        if newest <= conversation.marked_id {
+            return None;
+        }
+        conversation.marked_id = newest;
+        Some((conversation.id.clone(), newest))
     }
 
     /// Someone joined or left `room`: its fetched list follows.

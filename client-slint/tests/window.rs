@@ -10,6 +10,7 @@ use client_core::{
 };
 use client_slint::app::{App, Settings};
 use client_slint::backend::{ChatBackend, Connector, Deliver};
+use client_slint::model::ConversationId;
 use client_slint::screen_probe;
 use client_slint::ui::{AppState, ChatAdapter, DialogAdapter, LoginAdapter, Page, RowKind};
 use i_slint_backend_testing::ElementHandle;
@@ -33,11 +34,22 @@ impl Fake {
     }
 
     /// What the window asked of the client, but the side panel's own
-    /// requests (`/who` after each login, `/names` for the room shown).
+    /// requests (`/who` after each login, `/names` for the room shown)
+    /// and read markers.
     fn calls(&self) -> Vec<String> {
         self.all_calls()
             .into_iter()
-            .filter(|c| !c.ends_with(" /names") && !c.ends_with(" /who"))
+            .filter(|c| {
+                !c.ends_with(" /names") && !c.ends_with(" /who") && !c.starts_with("mark-read ")
+            })
+            .collect()
+    }
+
+    /// The read markers the window sent, in order.
+    fn marks(&self) -> Vec<String> {
+        self.all_calls()
+            .into_iter()
+            .filter(|c| c.starts_with("mark-read "))
             .collect()
     }
 
@@ -60,6 +72,12 @@ impl ChatBackend for FakeBackend {
             .calls
             .borrow_mut()
             .push(format!("direct {to} {text}"));
+    }
+    fn mark_read(&self, conversation: &ConversationId, up_to_id: u64) {
+        self.0
+            .calls
+            .borrow_mut()
+            .push(format!("mark-read {conversation:?} {up_to_id}"));
     }
     fn change_password(&self, current: Zeroizing<String>, new: Zeroizing<String>) {
         self.0
@@ -329,6 +347,22 @@ fn direct_messages_get_their_own_conversation_with_an_unread_count() {
     element(&app, "message").set_accessible_value("回复");
     click(&app, "Send");
     assert_eq!(fake.calls(), ["direct 李雷 回复"]);
+}
+
+#[test]
+fn opening_a_conversation_tells_the_server_it_was_read_once() {
+    let (app, fake) = logged_in();
+    fake.send(vec![
+        ClientEvent::HistoryDone,
+        ClientEvent::Direct(line(5, "李雷", Some("Zoë"), "私信", false)),
+        ClientEvent::Direct(line(6, "李雷", Some("Zoë"), "还有", false)),
+    ]);
+    assert!(fake.marks().is_empty(), "not shown yet");
+    click(&app, "李雷 (2 unread)");
+    assert_eq!(fake.marks(), ["mark-read Direct(\"李雷\") 6"]);
+    click(&app, "general");
+    click(&app, "李雷");
+    assert_eq!(fake.marks().len(), 1, "nothing new: no second marker");
 }
 
 #[test]

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use client_core::{
-    AuthRequest, ClientEvent, ClientHandle, ClientOptions, CloseCause, ConnectionState, FatalCause,
-    KnownServers, LeaveReason, NoticeKind, RetryCause, ServerAddress,
+    AuthRequest, ClientEvent, ClientHandle, ClientOptions, CloseCause, ConnectionState,
+    ConversationRef, FatalCause, KnownServers, LeaveReason, NoticeKind, RetryCause, ServerAddress,
 };
 use proto_core::ServerIdentity;
 use tests::{ServerOptions, TestServer, Transport, PASSWORD, RECV_TIMEOUT};
@@ -374,5 +374,123 @@ async fn a_full_server_is_reported_as_full() {
     assert!(
         matches!(cause, CloseCause::ConnectionFailed(RetryCause::ServerFull)),
         "{cause:?}"
+    );
+}
+
+/// The read markers `events` brings until the greeting's history is done.
+async fn greeting_markers(events: &mut Events) -> Vec<(ConversationRef, u64, u32)> {
+    let mut markers = Vec::new();
+    until(events, "HistoryDone", |e| match e {
+        ClientEvent::ReadMarker {
+            conversation,
+            up_to_id,
+            unread,
+        } => {
+            markers.push((conversation, up_to_id, unread));
+            None
+        }
+        ClientEvent::HistoryDone => Some(()),
+        _ => None,
+    })
+    .await;
+    markers
+}
+
+async fn next_marker(events: &mut Events) -> (ConversationRef, u64) {
+    until(events, "ReadMarker", |e| match e {
+        ClientEvent::ReadMarker {
+            conversation,
+            up_to_id,
+            ..
+        } => Some((conversation, up_to_id)),
+        _ => None,
+    })
+    .await
+}
+
+/// `ClientHandle::mark_read_up_to` (what the GUI sends when it shows a
+/// conversation) moves the user's marker for rooms and direct
+/// conversations: their other devices follow and the next login counts
+/// nothing unread; a room the user is not in is marked for nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marking_read_reaches_the_other_devices_and_the_next_login_and_not_outside_rooms() {
+    let server = TestServer::start(Transport::Plain).await;
+    let dir = tempfile::tempdir().unwrap();
+    let known = dir.path().join("known_servers");
+    let mut bob = server.user("Bob").await;
+    bob.create_room("#secret", true, "").await.unwrap();
+
+    // Each session its own device: a second login of one device replaces it.
+    let device = |id: u64, user: &str, register: bool| {
+        let mut o = options(&server, &known, user, register);
+        o.fingerprint = Some(server.fingerprint());
+        o.device = Some(client_core::DeviceIdentity {
+            id,
+            name: proto_core::message::DeviceName::new(&format!("device {id}")).unwrap(),
+        });
+        o
+    };
+    let (laptop, mut laptop_events) = start(device(1, "Alice", true));
+    logged_in(&mut laptop_events).await;
+    let (_phone, mut phone_events) = start(device(2, "Alice", false));
+    logged_in(&mut phone_events).await;
+
+    bob.say_in("#general", "read me").await;
+    bob.dm("Alice", "psst").await;
+    bob.say_in("#secret", "not for Alice").await;
+    let room_id = until(&mut laptop_events, "Bob's room message", |e| match e {
+        ClientEvent::Room(line) if line.from == "Bob" => Some(line.id),
+        _ => None,
+    })
+    .await;
+    let direct_id = until(&mut laptop_events, "Bob's direct message", |e| match e {
+        ClientEvent::Direct(line) if line.from == "Bob" => Some(line.id),
+        _ => None,
+    })
+    .await;
+
+    let general = || ConversationRef::Room(client_core::GENERAL_ROOM.to_owned());
+    let with_bob = || ConversationRef::Direct("Bob".to_owned());
+    // Not a member of #secret: the server drops it without a word.
+    laptop.mark_read_up_to(ConversationRef::Room("#secret".into()), 1_000_000);
+    laptop.mark_read_up_to(general(), room_id);
+    laptop.mark_read_up_to(with_bob(), direct_id);
+    assert_eq!(next_marker(&mut phone_events).await, (general(), room_id));
+    assert_eq!(
+        next_marker(&mut phone_events).await,
+        (with_bob(), direct_id)
+    );
+    laptop.who();
+    until(&mut laptop_events, "Online", |e| match e {
+        ClientEvent::Online { .. } => Some(()),
+        ClientEvent::Notice {
+            kind: NoticeKind::Error,
+            text,
+        } => panic!("the server answered the markers: {text}"),
+        _ => None,
+    })
+    .await;
+
+    let (_later, mut later_events) = start(device(3, "Alice", false));
+    until(&mut later_events, "LoggedIn", |e| {
+        matches!(e, ClientEvent::LoggedIn { .. }).then_some(())
+    })
+    .await;
+    let mut markers = greeting_markers(&mut later_events).await;
+    markers.sort_by_key(|(_, id, _)| *id);
+    assert_eq!(
+        markers,
+        [(general(), room_id, 0), (with_bob(), direct_id, 0)],
+        "nothing unread, no marker in #secret"
+    );
+
+    let (_bob_again, mut bob_events) = start(device(4, "Bob", false));
+    until(&mut bob_events, "LoggedIn", |e| {
+        matches!(e, ClientEvent::LoggedIn { .. }).then_some(())
+    })
+    .await;
+    assert!(
+        greeting_markers(&mut bob_events).await.is_empty(),
+        "Bob's markers are his own"
     );
 }

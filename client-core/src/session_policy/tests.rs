@@ -683,7 +683,8 @@ fn history_asks_for_what_is_older_than_the_oldest_line_shown() {
     assert_eq!(asked(next), (30, 20));
     let read = p.handle(
         Event::Input(Input::MarkRead {
-            room: "#GENERAL".into(),
+            conversation: ConversationRef::Room("#GENERAL".into()),
+            up_to_id: None,
         }),
         t0,
     );
@@ -691,6 +692,44 @@ fn history_asks_for_what_is_older_than_the_oldest_line_shown() {
         sent(&read)[..],
         [ClientMessage::MarkRead { up_to_id: 50, .. }]
     ));
+}
+
+#[test]
+fn mark_read_up_to_an_id_goes_out_for_rooms_and_direct_conversations() {
+    let (mut p, t0) = online(true);
+    let mark = |p: &mut SessionPolicy, conversation: ConversationRef, up_to_id| {
+        let actions = p.handle(
+            Event::Input(Input::MarkRead {
+                conversation,
+                up_to_id,
+            }),
+            t0,
+        );
+        sent(&actions).into_iter().cloned().collect::<Vec<_>>()
+    };
+    assert_eq!(
+        mark(&mut p, ConversationRef::Direct("Bob".into()), Some(7)),
+        [ClientMessage::MarkRead {
+            conversation: Conversation::Direct {
+                peer: Username::new("Bob").unwrap()
+            },
+            up_to_id: 7,
+        }]
+    );
+    assert_eq!(
+        mark(&mut p, ConversationRef::Room("#general".into()), Some(9)),
+        [ClientMessage::MarkRead {
+            conversation: Conversation::Room {
+                room: RoomName::general()
+            },
+            up_to_id: 9,
+        }]
+    );
+    assert!(
+        mark(&mut p, ConversationRef::Direct("Bob".into()), None).is_empty(),
+        "nothing of Bob's known: no newest to mark"
+    );
+    assert!(mark(&mut p, ConversationRef::Direct(String::new()), Some(3)).is_empty());
 }
 
 #[test]

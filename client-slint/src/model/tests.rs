@@ -592,3 +592,85 @@ fn a_removal_says_who_did_it_where_the_user_lands() {
     );
     assert_eq!(texts(model.selected()).last(), Some(&"You left #den"));
 }
+
+#[test]
+fn read_markers_go_out_when_a_conversation_is_shown_and_only_forward() {
+    let mut model = logged_in();
+    apply(
+        &mut model,
+        [
+            ClientEvent::HistoryDone,
+            direct(5, "ana", "me", "one"),
+            direct(6, "ana", "me", "two"),
+        ],
+    );
+    let ana = ConversationId::Direct("ana".into());
+    // #general is open, focused and at its end, but has nothing.
+    assert_eq!(model.poll_mark_read(), None);
+    model.open_direct("ana");
+    assert_eq!(model.poll_mark_read(), Some((ana.clone(), 6)), "opened");
+    assert_eq!(model.poll_mark_read(), None, "once per id");
+    model.select(0);
+    model.open_direct("ana");
+    assert_eq!(model.poll_mark_read(), None, "opened again, nothing new");
+
+    // A burst in the open, focused, bottom-scrolled conversation: one
+    // marker, the newest.
+    apply(
+        &mut model,
+        [
+            direct(7, "ana", "me", "three"),
+            direct(8, "ana", "me", "four"),
+        ],
+    );
+    assert_eq!(model.poll_mark_read(), Some((ana.clone(), 8)));
+    assert_eq!(model.poll_mark_read(), None);
+
+    model.set_viewing(true, false);
+    apply(&mut model, [direct(9, "ana", "me", "scrolled up")]);
+    assert_eq!(model.poll_mark_read(), None, "scrolled up: not seen");
+    model.set_viewing(false, true);
+    apply(&mut model, [direct(10, "ana", "me", "unfocused")]);
+    assert_eq!(model.poll_mark_read(), None, "window unfocused: not seen");
+    model.set_viewing(true, true);
+    assert_eq!(
+        model.poll_mark_read(),
+        Some((ana.clone(), 10)),
+        "back: seen now"
+    );
+
+    // Another device read further: nothing to repeat.
+    apply(
+        &mut model,
+        [
+            direct(11, "ana", "me", "read elsewhere"),
+            ClientEvent::ReadMarker {
+                conversation: client_core::ConversationRef::Direct("ana".into()),
+                up_to_id: 11,
+                unread: 0,
+            },
+        ],
+    );
+    assert_eq!(model.poll_mark_read(), None);
+}
+
+#[test]
+fn no_read_marker_before_the_history_or_while_offline() {
+    let mut model = logged_in();
+    apply(&mut model, [room(3, "ana", "replayed")]);
+    assert_eq!(model.poll_mark_read(), None, "the greeting is not done");
+    apply(&mut model, [ClientEvent::HistoryDone]);
+    apply(
+        &mut model,
+        [ClientEvent::State(ConnectionState::Reconnecting {
+            in_secs: 1,
+            attempt: 1,
+        })],
+    );
+    assert_eq!(model.poll_mark_read(), None, "offline");
+    apply(&mut model, [ClientEvent::State(ConnectionState::Connected)]);
+    assert_eq!(
+        model.poll_mark_read(),
+        Some((ConversationId::Room("#general".into()), 3))
+    );
+}
