@@ -560,16 +560,18 @@ impl Run<'_> {
                     rooms: 0,
                 };
                 self.note(format!(
-                    "joining {} clients in {}",
+                    "joining {} clients in {} (on a runtime of their own)",
                     shape.clients, a.room_name
                 ));
-                let (fleet, join) = Fleet::join(in_room, &opts).await;
+                let (room, join) =
+                    RoomOnItsOwnRuntime::start(in_room, opts, a.room.room_rate, shape)?;
+                let join = join.await.map_err(|_| "the background room ended early")?;
                 if join.joined < 2 {
-                    fleet.stop(STOP_TIMEOUT).await;
+                    room.abandon().await;
                     return Err("too few background room clients joined".into());
                 }
                 self.report.accounts_prepared = Some(join);
-                Some((fleet, shape))
+                Some(room)
             }
         };
         let base = a.room.room_clients;
@@ -583,23 +585,19 @@ impl Run<'_> {
         ));
         let outcome = match room {
             None => fleet.reconnect_all(a.within).await,
-            Some((mut room_fleet, shape)) => {
+            Some(room) => {
                 // The room chats from before the cut until the deadline.
                 let lead = Duration::from_secs(2);
-                let phase = room_fleet.run_phase(
-                    a.room.room_rate,
-                    shape.bytes,
-                    lead + a.within,
-                    shape.drain,
-                );
+                let phase = room.run(lead + a.within);
                 let cut = async {
                     tokio::time::sleep(lead).await;
                     fleet.reconnect_all(a.within).await
                 };
                 let (phase, outcome) = tokio::join!(phase, cut);
+                let (phase, drops) = phase?;
                 self.check_phase(&phase);
                 self.report.room = Some(phase);
-                self.finish(room_fleet).await;
+                self.report.connection_drops.merge(&drops);
                 outcome
             }
         };
@@ -621,5 +619,79 @@ impl Run<'_> {
             ));
         }
         Ok(())
+    }
+}
+
+/// The background room of `reconnect`, on a tokio runtime of its own (one
+/// worker thread). Its clients stand for people already connected, from
+/// machines of their own: the reconnecting fleet's backlog of tasks in this
+/// process must not delay them, or the chat latency measured is the load
+/// generator's queue rather than the server's (on one shared runtime, the
+/// room's senders fell up to 854 ms behind their schedule while 19,000
+/// clients came back). The two still share the machine's cores, as the
+/// operating system schedules their threads.
+struct RoomOnItsOwnRuntime {
+    runtime: tokio::runtime::Runtime,
+    go: tokio::sync::oneshot::Sender<Duration>,
+    done: tokio::task::JoinHandle<Option<(PhaseOutcome, Tally)>>,
+}
+
+type RoomJoined = tokio::sync::oneshot::Receiver<JoinSummary>;
+
+impl RoomOnItsOwnRuntime {
+    /// Starts the room's runtime and joins its clients there; the summary
+    /// comes on the receiver once all have joined or failed.
+    fn start(
+        transport: Arc<SecureChat>,
+        opts: FleetOptions,
+        rate: f64,
+        shape: crate::cli::RoomShape,
+    ) -> Result<(Self, RoomJoined), String> {
+        // Its clients' handshakes and logins (Argon2id, 19 MiB each) run
+        // on its blocking pool: two at a time, as on the main runtime, or a
+        // hundred threads each keep their own 19 MiB.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(2)
+            .thread_name("background-room")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the background room's runtime: {e}"))?;
+        let (joined_tx, joined) = tokio::sync::oneshot::channel();
+        let (go, go_rx) = tokio::sync::oneshot::channel::<Duration>();
+        let done = runtime.spawn(async move {
+            let (mut fleet, join) = Fleet::join(transport, &opts).await;
+            let enough = join.joined >= 2;
+            let _ = joined_tx.send(join);
+            let length = match go_rx.await {
+                Ok(length) if enough => length,
+                _ => {
+                    fleet.stop(STOP_TIMEOUT).await;
+                    return None;
+                }
+            };
+            let phase = fleet
+                .run_phase(rate, shape.bytes, length, shape.drain)
+                .await;
+            let drops = fleet.drop_reasons.clone();
+            fleet.stop(STOP_TIMEOUT).await;
+            Some((phase, drops))
+        });
+        Ok((Self { runtime, go, done }, joined))
+    }
+
+    /// Chats for `length`, then stops the room's clients.
+    async fn run(self, length: Duration) -> Result<(PhaseOutcome, Tally), String> {
+        let _ = self.go.send(length);
+        let result = self.done.await.ok().flatten();
+        self.runtime.shutdown_background();
+        result.ok_or_else(|| "the background room ended early".to_owned())
+    }
+
+    /// Stops the room's clients without a phase.
+    async fn abandon(self) {
+        drop(self.go);
+        let _ = self.done.await;
+        self.runtime.shutdown_background();
     }
 }

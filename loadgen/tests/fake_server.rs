@@ -528,3 +528,33 @@ async fn a_server_that_refuses_the_keys_gets_full_handshakes_and_passwords() {
     assert_eq!(r.resumed_handshakes, 0);
     assert_eq!(server.room.resumes.load(Ordering::Relaxed), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mass_reconnect_is_measured_from_a_room_chatting_on_its_own_runtime() {
+    let server = start().await;
+    let args = [
+        "reconnect",
+        "-n",
+        "4",
+        "--within",
+        "5",
+        "--room-clients",
+        "3",
+        "--room-senders",
+        "1",
+        "--room-rate",
+        "10",
+        "--room-drain",
+        "2",
+    ];
+    let report = run(&server, &args).await;
+    assert_eq!(report.error, None, "{}", report.to_table());
+    let r = report.reconnect.as_ref().unwrap();
+    assert_eq!((r.clients, r.back, r.gone), (4, 4, 0));
+    assert_eq!(report.accounts_prepared.as_ref().unwrap().joined, 3);
+    let room = report.room.as_ref().unwrap();
+    assert_eq!((room.lost, room.reporting), (0, 3), "{}", report.to_table());
+    // One sender at 10/s for the 2 s lead and the 5 s window (70
+    // messages), heard by the two others.
+    assert!(room.received >= 2 * 60, "{}", report.to_table());
+}
