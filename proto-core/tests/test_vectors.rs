@@ -97,11 +97,21 @@ fn handshake(client_limits: Limits) -> Handshaken {
     let identity = Arc::new(ServerIdentity::from_seed(&[SERVER_IDENTITY_SEED; 32]));
     let mut config = ClientConfig::new(ServerTrust::Pinned(identity.public_key()));
     config.limits = client_limits;
-    let mut client = ClientConnection::new(config, Box::new(ScriptedRng::new(CLIENT_DRAWS)));
-    let mut server = ServerConnection::new(
+    let client = ClientConnection::new(config, Box::new(ScriptedRng::new(CLIENT_DRAWS)));
+    let server = ServerConnection::new(
         ServerConfig::new(identity.clone()),
         Box::new(ScriptedRng::new(SERVER_DRAWS)),
     );
+    run_handshake(identity, client, server)
+}
+
+/// Moves the hello, the server's flight and the client's Finished, then the
+/// client's first message, keeping each on the way.
+fn run_handshake(
+    identity: Arc<ServerIdentity>,
+    mut client: ClientConnection,
+    mut server: ServerConnection,
+) -> Handshaken {
     let mut ch = Vec::new();
     client.drain_transmit(&mut ch);
     server.handle_input(&ch).unwrap();
@@ -410,31 +420,24 @@ fn compute_resumed_vectors() -> String {
     let token = proto_core::message::ResumeToken::from_bytes(RESUME_TOKEN);
     let mut config = ClientConfig::new(ServerTrust::Pinned(identity.public_key()));
     config.resume = Some(ResumptionPsk::from_token(&token));
-    let mut client =
-        ClientConnection::new(config, Box::new(ScriptedRng::new(RESUMED_CLIENT_DRAWS)));
+    let client = ClientConnection::new(config, Box::new(ScriptedRng::new(RESUMED_CLIENT_DRAWS)));
     // The server stores SHA-256 of the token; computed here independently.
     let digest = ring::digest::digest(&ring::digest::SHA256, &RESUME_TOKEN);
     let psk: [u8; 32] = digest.as_ref().try_into().unwrap();
     let mut server_config = ServerConfig::new(identity.clone());
     server_config.psks = Some(Arc::new(OneStoredKey(ResumptionPsk::from_token_hash(psk))));
-    let mut server = ServerConnection::new(
+    let server = ServerConnection::new(
         server_config,
         Box::new(ScriptedRng::new(RESUMED_SERVER_DRAWS)),
     );
-    let mut rh = Vec::new();
-    client.drain_transmit(&mut rh);
-    server.handle_input(&rh).unwrap();
-    let mut flight = Vec::new();
-    server.drain_transmit(&mut flight);
-    client.handle_input(&flight).unwrap();
-    let mut cf = Vec::new();
-    client.drain_transmit(&mut cf);
-    server.handle_input(&cf).unwrap();
-    assert!(client.is_established() && server.is_established());
-    client.send(&first_message()).unwrap();
-    let mut first = Vec::new();
-    client.drain_transmit(&mut first);
-    server.handle_input(&first).unwrap();
+    let Handshaken {
+        client,
+        ch: rh,
+        flight,
+        cf,
+        first,
+        ..
+    } = run_handshake(identity, client, server);
     let server_frames = frames(&flight);
     let (sh, server_finished) = (&server_frames[0], &server_frames[1]);
 
