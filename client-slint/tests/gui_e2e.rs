@@ -226,6 +226,36 @@ fn read_log(path: &Path) -> String {
     text
 }
 
+/// The GUI registering as [`GUI_USER`] on the server at `port` (pinned to
+/// `fingerprint`), on `display`, its known servers in `dir`, its screen
+/// written to `probe`, its standard output discarded.
+fn registering_gui(
+    display: &str,
+    port: u16,
+    fingerprint: Fingerprint,
+    dir: &Path,
+    probe: &Path,
+) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_securechat-gui"));
+    command
+        .env("DISPLAY", display)
+        .env("SECURECHAT_PASSWORD", "zoë's password 123")
+        .env_remove("WAYLAND_DISPLAY")
+        .args(["--server", &format!("127.0.0.1:{port}"), "--user", GUI_USER])
+        .args([
+            "--connect",
+            "--register",
+            "--fingerprint",
+            &fingerprint.to_string(),
+        ])
+        .arg("--known-servers")
+        .arg(dir.join("gui-known"))
+        .arg("--screen-probe")
+        .arg(probe)
+        .stdout(Stdio::null());
+    command
+}
+
 #[test]
 fn gui_registers_sends_a_message_and_says_goodbye_under_xvfb() {
     require_tool("Xvfb");
@@ -256,23 +286,8 @@ fn gui_registers_sends_a_message_and_says_goodbye_under_xvfb() {
     let probe = tmp.path().join("screen");
     let mut gui = Guard::spawn(
         "securechat-gui",
-        Command::new(env!("CARGO_BIN_EXE_securechat-gui"))
-            .env("DISPLAY", &display)
-            .env("SECURECHAT_PASSWORD", "zoë's password 123")
-            .env_remove("WAYLAND_DISPLAY")
-            .args(["--server", &format!("127.0.0.1:{port}"), "--user", GUI_USER])
-            .args([
-                "--connect",
-                "--register",
-                "--fingerprint",
-                &fingerprint.to_string(),
-            ])
-            .arg("--known-servers")
-            .arg(tmp.path().join("gui-known"))
+        registering_gui(&display, port, fingerprint, tmp.path(), &probe)
             .args(["--send-after-login", GUI_MESSAGE])
-            .arg("--screen-probe")
-            .arg(&probe)
-            .stdout(Stdio::null())
             .stderr(std::fs::File::create(&gui_log).unwrap()),
     );
 
@@ -470,24 +485,9 @@ fn gui_accepts_an_invitation_chats_in_the_room_and_is_kicked_under_xvfb() {
     let probe = tmp.path().join("screen");
     let mut gui = Guard::spawn(
         "securechat-gui",
-        Command::new(env!("CARGO_BIN_EXE_securechat-gui"))
-            .env("DISPLAY", &display)
-            .env("SECURECHAT_PASSWORD", "zoë's password 123")
-            .env_remove("WAYLAND_DISPLAY")
-            .args(["--server", &format!("127.0.0.1:{port}"), "--user", GUI_USER])
-            .args([
-                "--connect",
-                "--register",
-                "--fingerprint",
-                &fingerprint.to_string(),
-            ])
-            .arg("--known-servers")
-            .arg(tmp.path().join("gui-known"))
+        registering_gui(&display, port, fingerprint, tmp.path(), &probe)
             .arg("--stdin-actions")
-            .arg("--screen-probe")
-            .arg(&probe)
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
             .stderr(std::fs::File::create(&gui_log).unwrap()),
     );
     let mut actions = gui.child.stdin.take().unwrap();
