@@ -9,6 +9,7 @@
 # Environment honoured here:
 #   LOAD_NO_BUILD=1      skip `cargo build --release`
 #   LOAD_SERVER_TOML     server config to use instead of the generated one
+#   LOAD_SERVER_LIMITS   lines added to the generated config's [limits]
 #   LOAD_SERVER_CPUS     pin the server to these CPUs (taskset list)
 #   LOAD_CLIENT_CPUS     pin the load generator likewise
 #   LOAD_SERVER_WORKERS  the server's tokio worker threads (TOKIO_WORKER_THREADS;
@@ -84,6 +85,9 @@ handshake_timeout_secs = 60
 auth_timeout_secs = 600
 idle_timeout_secs = 600
 EOF
+    if [[ -n "${LOAD_SERVER_LIMITS:-}" ]]; then
+        printf '%s\n' "$LOAD_SERVER_LIMITS" >>"$1"
+    fi
 }
 
 # The load generator's command (taskset-pinned if LOAD_CLIENT_CPUS is set).

@@ -21,6 +21,8 @@
 #                        fresh temporary directory, removed afterwards)
 #   LOAD_SERVER_TOML     use this server config file instead of the generated
 #                        one (listen address and data dir are still set here)
+#   LOAD_SERVER_LIMITS   lines added to the generated config's [limits], e.g.
+#                        'presence_interval_ms = 60000'
 #   LOAD_SERVER_CPUS     pin the server to these CPUs (taskset list, e.g. 0)
 #   LOAD_CLIENT_CPUS     pin the load generator likewise (e.g. 1)
 #   LOAD_NO_BUILD=1      skip `cargo build --release`
