@@ -100,6 +100,13 @@ pub(crate) mod sealed {
         fn refuse_early(&self, _prefix: &[u8]) -> Result<(), Error> {
             Ok(())
         }
+        /// The cheap part of an expensive frame, on the caller's thread
+        /// before the frame is deferred (a server looks up a resumed
+        /// handshake's key here, so no lock is taken on the background
+        /// thread that runs the rest). Most sides do nothing.
+        fn before_expensive(&mut self, _frame: &[u8]) -> Result<(), Error> {
+            Ok(())
+        }
         /// Handles a frame the established path does not (hellos, plaintext
         /// alerts, the handshake's records, anything unexpected).
         fn handle_handshake_frame(
@@ -236,6 +243,10 @@ impl<S: Side> Connection<S> {
                 Err(e) => return Err(self.inner.common.fail(e.into())),
             };
             if self.inner.side.is_expensive(frame[0]) {
+                if let Err(e) = self.inner.side.before_expensive(frame) {
+                    self.inner.side.set_failed();
+                    return Err(self.inner.common.fail(e));
+                }
                 self.deferred.reserve_exact(frame.len() + data.len());
                 self.deferred.extend_from_slice(frame);
                 self.deferred.extend_from_slice(data);

@@ -1131,3 +1131,50 @@ fn altered_resumed_hellos_fail() {
         Error::Handshake(HandshakeError::MalformedHello)
     );
 }
+
+/// Counts its lookups.
+#[derive(Debug, Default)]
+struct CountingKeys(std::sync::atomic::AtomicUsize);
+
+impl PskStore for CountingKeys {
+    fn find(&self, id: &[u8; 32]) -> Option<ResumptionPsk> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let key = ResumptionPsk::from_token(&token(5));
+        (key.id() == *id).then_some(key)
+    }
+}
+
+#[test]
+fn the_key_is_looked_up_on_the_cheap_path_and_an_unknown_one_is_refused_there() {
+    for (client_token, known) in [(5u8, true), (6, false)] {
+        let store = Arc::new(CountingKeys::default());
+        let mut p = resumed_pair(client_token, None);
+        p.server = ServerConnection::new(
+            ServerConfig {
+                identity: identity(7),
+                limits: Limits::default(),
+                psks: Some(store.clone()),
+            },
+            rng(2),
+        );
+        let hello = client_out(&mut p.client);
+        let cheap = p.server.handle_cheap_input(&hello);
+        let lookups = || store.0.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(lookups(), 1, "looked up before anything is deferred");
+        if known {
+            cheap.unwrap();
+            assert!(p.server.expensive_input_pending());
+            p.server.process_expensive_input().unwrap();
+            assert_eq!(lookups(), 1, "not again on the expensive step");
+            p.client.handle_input(&server_out(&mut p.server)).unwrap();
+            p.drive();
+            assert!(p.client.is_established() && p.server.is_established());
+        } else {
+            assert_eq!(
+                cheap.unwrap_err(),
+                Error::Handshake(HandshakeError::UnknownPsk)
+            );
+            assert!(!p.server.expensive_input_pending(), "nothing deferred");
+        }
+    }
+}

@@ -19,7 +19,7 @@ use crate::key_exchange::ServerShares;
 use crate::key_schedule::{finished_mac, HandshakeSecrets};
 use crate::message::{ClientMessage, ServerMessage};
 use crate::record::{ContentType, RecordOpener, RecordSealer};
-use crate::resumption::PskStore;
+use crate::resumption::{PskStore, ResumptionPsk};
 
 /// How the server accepts connections.
 #[derive(Debug, Clone)]
@@ -82,6 +82,8 @@ pub type ServerConnection = Connection<ServerSide>;
 pub struct ServerSide {
     identity: Arc<ServerIdentity>,
     psks: Option<Arc<dyn PskStore>>,
+    /// The key a deferred ResumeHello named, found on the cheap path.
+    resume_key: Option<ResumptionPsk>,
     state: State,
 }
 
@@ -97,6 +99,7 @@ impl Connection<ServerSide> {
         let side = ServerSide {
             identity: config.identity,
             psks: config.psks,
+            resume_key: None,
             state: State::ExpectClientHello,
         };
         Connection::from_parts(CommonState::new(rng, config.limits), side)
@@ -126,6 +129,21 @@ impl sealed::SideStates for ServerSide {
         matches!(self.state, State::ExpectClientHello)
             && (frame_type == FrameType::ClientHello as u8
                 || frame_type == FrameType::ResumeHello as u8)
+    }
+
+    /// A ResumeHello's key is looked up here, on the caller's thread: the
+    /// store may take a lock that the session tasks take too, and the rest
+    /// of the hello runs on a background thread that must not hold it
+    /// (a preempted low-priority holder would stall them). An unknown key
+    /// is refused at once, without deferring anything.
+    fn before_expensive(&mut self, frame: &[u8]) -> Result<(), Error> {
+        if matches!(self.state, State::ExpectClientHello)
+            && frame[0] == FrameType::ResumeHello as u8
+        {
+            let rh = ResumeHello::decode(&frame[HEADER_LEN..])?;
+            self.resume_key = Some(self.find_key(&rh.psk_id)?);
+        }
+        Ok(())
     }
 
     /// A wrong type, length or version is known from the first seven bytes
@@ -192,16 +210,22 @@ impl ServerSide {
     /// `unknown_psk` if this server does not hold it) stands in for ffdhe.
     fn handle_resume_hello(&mut self, frame: &[u8], common: &mut CommonState) -> Result<(), Error> {
         let rh = ResumeHello::decode(&frame[HEADER_LEN..])?;
-        let psk = self
-            .psks
-            .as_ref()
-            .and_then(|store| store.find(&rh.psk_id))
-            .ok_or(HandshakeError::UnknownPsk)?;
+        let psk = match self.resume_key.take() {
+            Some(psk) => psk,
+            None => self.find_key(&rh.psk_id)?,
+        };
         let rng = &mut *common.rng;
         let mut random = [0u8; RANDOM_BYTES];
         rng.fill_bytes(&mut random);
         let shares = ServerShares::respond_resumed(rng, &psk, &rh.x25519, rh.mlkem_ek)?;
         self.answer(frame, HandshakeMode::Resumed, &random, &shares, common)
+    }
+
+    fn find_key(&self, id: &[u8; 32]) -> Result<ResumptionPsk, HandshakeError> {
+        self.psks
+            .as_ref()
+            .and_then(|store| store.find(id))
+            .ok_or(HandshakeError::UnknownPsk)
     }
 
     /// The signed ServerHello and the server's Finished, for either mode.
