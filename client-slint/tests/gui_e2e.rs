@@ -194,6 +194,18 @@ fn screenshot(display: &str, path: &Path) {
     assert!(count > 200, "the screenshot looks blank ({count} colours)");
 }
 
+/// Photographs `display` into `target/gui-e2e/FILE` (checked not blank),
+/// and copies it to `docs/DOCS_FILE` when `UPDATE_SCREENSHOT=1`.
+fn photograph(display: &str, file: &str, docs_file: &str) {
+    let shots = workspace_root().join("target").join("gui-e2e");
+    std::fs::create_dir_all(&shots).unwrap();
+    let shot = shots.join(file);
+    screenshot(display, &shot);
+    if std::env::var_os("UPDATE_SCREENSHOT").is_some_and(|v| v == "1") {
+        std::fs::copy(&shot, workspace_root().join("docs").join(docs_file)).unwrap();
+    }
+}
+
 /// Polls the GUI's screen probe until `shows` holds, and returns it; fails
 /// with the last screen and the GUI's log after [`STEP_TIMEOUT`].
 fn wait_for_screen(
@@ -342,13 +354,7 @@ fn gui_registers_sends_a_message_and_says_goodbye_under_xvfb() {
         "the history from before the login is not marked as such:\n{screen}"
     );
 
-    let shots = workspace_root().join("target").join("gui-e2e");
-    std::fs::create_dir_all(&shots).unwrap();
-    let shot = shots.join("screenshot.png");
-    screenshot(&display, &shot);
-    if std::env::var_os("UPDATE_SCREENSHOT").is_some_and(|v| v == "1") {
-        std::fs::copy(&shot, workspace_root().join("docs").join("screenshot.png")).unwrap();
-    }
+    photograph(&display, "screenshot.png", "screenshot.png");
 
     // SIGTERM acts like the close button: goodbye first, then exit.
     let pid = gui.child.id().to_string();
@@ -575,17 +581,7 @@ fn gui_accepts_an_invitation_chats_in_the_room_and_is_kicked_under_xvfb() {
         "the topic change is not in the room:\n{screen}"
     );
 
-    let shots = workspace_root().join("target").join("gui-e2e");
-    std::fs::create_dir_all(&shots).unwrap();
-    let shot = shots.join("rooms.png");
-    screenshot(&display, &shot);
-    if std::env::var_os("UPDATE_SCREENSHOT").is_some_and(|v| v == "1") {
-        std::fs::copy(
-            &shot,
-            workspace_root().join("docs").join("screenshot-rooms.png"),
-        )
-        .unwrap();
-    }
+    photograph(&display, "rooms.png", "screenshot-rooms.png");
 
     // Kicked: who did it and why, where the user lands; the room is gone.
     lei.handle

@@ -15,32 +15,38 @@ fn rng(seed: u64) -> Box<ChaCha20Rng> {
     Box::new(ChaCha20Rng::seed_from_u64(seed))
 }
 
-fn client_hello(seed: u64, key: ServerKey) -> (ClientConnection, Vec<u8>) {
-    let mut c = ClientConnection::new(ClientConfig::new(ServerTrust::Pinned(key)), rng(seed));
+fn client_hello(seed: u64, config: &ClientConfig) -> (ClientConnection, Vec<u8>) {
+    let mut c = ClientConnection::new(config.clone(), rng(seed));
     let mut out = Vec::new();
     c.drain_transmit(&mut out);
     (c, out)
 }
 
-fn handshake(c: &mut Criterion) {
-    let id = Arc::new(ServerIdentity::from_seed(&[1; 32]));
-    let key = id.public_key();
-    let mut g = c.benchmark_group("handshake");
+/// The three steps of one handshake, each timed alone: the client's hello
+/// (`hello` names it), the server's answer, the client's finish.
+fn bench_handshake(
+    c: &mut Criterion,
+    group: &str,
+    hello: &str,
+    client: ClientConfig,
+    server: ServerConfig,
+) {
+    let mut g = c.benchmark_group(group);
     g.sample_size(30);
-    g.bench_function("client_hello (client keygen)", |b| {
+    g.bench_function(format!("{hello} (client keygen)"), |b| {
         let mut seed = 0;
         b.iter(|| {
             seed += 1;
-            client_hello(seed, key)
+            client_hello(seed, &client)
         })
     });
-    g.bench_function("server (process ClientHello, answer)", |b| {
-        let (_, hello) = client_hello(1, key);
+    g.bench_function(format!("server (process {hello}, answer)"), |b| {
+        let (_, hello) = client_hello(1, &client);
         let mut seed = 100;
         b.iter_batched(
             || {
                 seed += 1;
-                ServerConnection::new(ServerConfig::new(id.clone()), rng(seed))
+                ServerConnection::new(server.clone(), rng(seed))
             },
             |mut s| {
                 s.handle_input(&hello).unwrap();
@@ -54,8 +60,8 @@ fn handshake(c: &mut Criterion) {
     g.bench_function("client (process server flight, Finished)", |b| {
         b.iter_batched(
             || {
-                let (c, hello) = client_hello(7, key);
-                let mut s = ServerConnection::new(ServerConfig::new(id.clone()), rng(8));
+                let (c, hello) = client_hello(7, &client);
+                let mut s = ServerConnection::new(server.clone(), rng(8));
                 s.handle_input(&hello).unwrap();
                 let mut flight = Vec::new();
                 s.drain_transmit(&mut flight);
@@ -69,6 +75,12 @@ fn handshake(c: &mut Criterion) {
         )
     });
     g.finish();
+}
+
+fn handshake(c: &mut Criterion) {
+    let id = Arc::new(ServerIdentity::from_seed(&[1; 32]));
+    let client = ClientConfig::new(ServerTrust::Pinned(id.public_key()));
+    bench_handshake(c, "handshake", "ClientHello", client, ServerConfig::new(id));
 }
 
 /// A store holding one key, as the server's token table would.
@@ -81,70 +93,19 @@ impl PskStore for OneKey {
     }
 }
 
-fn resumed_hello(seed: u64, key: ServerKey, psk: &ResumptionPsk) -> (ClientConnection, Vec<u8>) {
-    let config = ClientConfig {
-        resume: Some(psk.clone()),
-        ..ClientConfig::new(ServerTrust::Pinned(key))
-    };
-    let mut c = ClientConnection::new(config, rng(seed));
-    let mut out = Vec::new();
-    c.drain_transmit(&mut out);
-    (c, out)
-}
-
 /// The same three steps for a resumed handshake (no ffdhe3072).
 fn resumed_handshake(c: &mut Criterion) {
     let id = Arc::new(ServerIdentity::from_seed(&[1; 32]));
-    let key = id.public_key();
     let psk = ResumptionPsk::from_token(&ResumeToken::from_bytes([3; 32]));
-    let config = ServerConfig {
-        psks: Some(Arc::new(OneKey(psk.clone()))),
-        ..ServerConfig::new(id.clone())
+    let client = ClientConfig {
+        resume: Some(psk.clone()),
+        ..ClientConfig::new(ServerTrust::Pinned(id.public_key()))
     };
-    let mut g = c.benchmark_group("resumed handshake");
-    g.sample_size(30);
-    g.bench_function("resume_hello (client keygen)", |b| {
-        let mut seed = 0;
-        b.iter(|| {
-            seed += 1;
-            resumed_hello(seed, key, &psk)
-        })
-    });
-    g.bench_function("server (process ResumeHello, answer)", |b| {
-        let (_, hello) = resumed_hello(1, key, &psk);
-        let mut seed = 100;
-        b.iter_batched(
-            || {
-                seed += 1;
-                ServerConnection::new(config.clone(), rng(seed))
-            },
-            |mut s| {
-                s.handle_input(&hello).unwrap();
-                let mut out = Vec::new();
-                s.drain_transmit(&mut out);
-                out
-            },
-            BatchSize::SmallInput,
-        )
-    });
-    g.bench_function("client (process server flight, Finished)", |b| {
-        b.iter_batched(
-            || {
-                let (c, hello) = resumed_hello(7, key, &psk);
-                let mut s = ServerConnection::new(config.clone(), rng(8));
-                s.handle_input(&hello).unwrap();
-                let mut flight = Vec::new();
-                s.drain_transmit(&mut flight);
-                (c, flight)
-            },
-            |(mut c, flight)| {
-                c.handle_input(&flight).unwrap();
-                assert!(c.is_established());
-            },
-            BatchSize::SmallInput,
-        )
-    });
-    g.finish();
+    let server = ServerConfig {
+        psks: Some(Arc::new(OneKey(psk))),
+        ..ServerConfig::new(id)
+    };
+    bench_handshake(c, "resumed handshake", "ResumeHello", client, server);
 }
 
 fn records(c: &mut Criterion) {

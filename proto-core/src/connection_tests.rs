@@ -909,16 +909,11 @@ fn eof_while_the_hello_is_pending_is_a_dropped_connection() {
 
 /// A server's keys by id, as the server's resume-token table holds them.
 #[derive(Debug, Default)]
-struct Psks(std::sync::Mutex<Vec<ResumptionPsk>>);
+struct Psks(Vec<ResumptionPsk>);
 
 impl PskStore for Psks {
     fn find(&self, id: &[u8; 32]) -> Option<ResumptionPsk> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|k| k.id() == *id)
-            .cloned()
+        self.0.iter().find(|k| k.id() == *id).cloned()
     }
 }
 
@@ -931,15 +926,8 @@ fn token(n: u8) -> crate::message::ResumeToken {
 fn resumed_pair(client_token: u8, server_tokens: Option<&[u8]>) -> Pair {
     let id = identity(7);
     let psks = server_tokens.map(|tokens| {
-        let store = Psks::default();
-        for t in tokens {
-            store
-                .0
-                .lock()
-                .unwrap()
-                .push(ResumptionPsk::from_token(&token(*t)));
-        }
-        Arc::new(store) as Arc<dyn PskStore>
+        let keys = tokens.iter().map(|t| ResumptionPsk::from_token(&token(*t)));
+        Arc::new(Psks(keys.collect())) as Arc<dyn PskStore>
     });
     let client = ClientConnection::new(
         ClientConfig {
@@ -1068,9 +1056,7 @@ fn a_resumed_handshake_still_proves_the_pinned_server_key() {
         ServerConfig {
             identity: identity(8),
             limits: Limits::default(),
-            psks: Some(Arc::new(Psks(std::sync::Mutex::new(vec![
-                ResumptionPsk::from_token(&token(5)),
-            ])))),
+            psks: Some(Arc::new(Psks(vec![ResumptionPsk::from_token(&token(5))]))),
         },
         rng(2),
     );

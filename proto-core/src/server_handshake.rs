@@ -141,7 +141,8 @@ impl sealed::SideStates for ServerSide {
             && frame[0] == FrameType::ResumeHello as u8
         {
             let rh = ResumeHello::decode(&frame[HEADER_LEN..])?;
-            self.resume_key = Some(self.find_key(&rh.psk_id)?);
+            let key = self.psks.as_ref().and_then(|store| store.find(&rh.psk_id));
+            self.resume_key = Some(key.ok_or(HandshakeError::UnknownPsk)?);
         }
         Ok(())
     }
@@ -206,26 +207,17 @@ impl ServerSide {
         self.answer(frame, HandshakeMode::Full, &random, &shares, common)
     }
 
-    /// A resumed handshake: the key the hello names (refused with
-    /// `unknown_psk` if this server does not hold it) stands in for ffdhe.
+    /// A resumed handshake: the key the hello names, found by
+    /// `before_expensive` (every frame deferred passed through it), stands
+    /// in for ffdhe.
     fn handle_resume_hello(&mut self, frame: &[u8], common: &mut CommonState) -> Result<(), Error> {
         let rh = ResumeHello::decode(&frame[HEADER_LEN..])?;
-        let psk = match self.resume_key.take() {
-            Some(psk) => psk,
-            None => self.find_key(&rh.psk_id)?,
-        };
+        let psk = self.resume_key.take().ok_or(HandshakeError::UnknownPsk)?;
         let rng = &mut *common.rng;
         let mut random = [0u8; RANDOM_BYTES];
         rng.fill_bytes(&mut random);
         let shares = ServerShares::respond_resumed(rng, &psk, &rh.x25519, rh.mlkem_ek)?;
         self.answer(frame, HandshakeMode::Resumed, &random, &shares, common)
-    }
-
-    fn find_key(&self, id: &[u8; 32]) -> Result<ResumptionPsk, HandshakeError> {
-        self.psks
-            .as_ref()
-            .and_then(|store| store.find(id))
-            .ok_or(HandshakeError::UnknownPsk)
     }
 
     /// The signed ServerHello and the server's Finished, for either mode.

@@ -177,24 +177,6 @@ impl HistoryStore {
         self.append_message(&logs.dm, entry)
     }
 
-    /// Appends a message to room `id`, unless it is a resend (see [`Appended`]).
-    pub fn append_room(&mut self, id: u64, entry: &HistoryEntry) -> Result<Appended, HistoryError> {
-        let target = self.room_target(id);
-        self.append(&target, entry)
-    }
-
-    /// Appends a direct message between two canonical names (either order); see
-    /// [`append`](Self::append).
-    pub fn append_direct(
-        &mut self,
-        a_canonical: &str,
-        b_canonical: &str,
-        entry: &HistoryEntry,
-    ) -> Result<Appended, HistoryError> {
-        let target = self.direct_target(a_canonical, b_canonical)?;
-        self.append(&target, entry)
-    }
-
     /// Each of `rooms` (in the order given), then each DM conversation of `canonical`
     /// (in first-contact order), each with its last `limit_per_conversation` entries,
     /// oldest first. At most `tail_len` entries per conversation are kept in memory, so
