@@ -404,6 +404,10 @@ pub struct ChatModel {
     /// Each room's members as last fetched (by the room's canonical
     /// name), kept current by presence; `total` counts those not fetched.
     members: std::collections::HashMap<String, RoomMembers>,
+    /// Rooms whose members are asked again (opened again since the list
+    /// came): a large room is not told presence, so its list is only as
+    /// current as its last fetch. The old list shows until the new comes.
+    members_stale: std::collections::HashSet<String>,
     /// The room browser: open, the last `/list` answer, open invitations
     /// (room, who invited, topic).
     browsing: bool,
@@ -447,6 +451,7 @@ impl ChatModel {
             selected: 0,
             online: Vec::new(),
             members: std::collections::HashMap::new(),
+            members_stale: std::collections::HashSet::new(),
             browsing: false,
             devices_open: false,
             devices: Vec::new(),
@@ -600,7 +605,8 @@ impl ChatModel {
     /// The room whose members the panel should show but has not fetched.
     pub fn members_wanted(&self) -> Option<&str> {
         let room = self.selected().id.room()?;
-        (!self.members.contains_key(&room.to_lowercase())).then_some(room)
+        let key = room.to_lowercase();
+        (!self.members.contains_key(&key) || self.members_stale.contains(&key)).then_some(room)
     }
 
     pub fn status(&self) -> &Status {
@@ -725,6 +731,7 @@ impl ChatModel {
                 members,
                 total,
             } => {
+                self.members_stale.remove(&room.to_lowercase());
                 self.members.insert(
                     room.to_lowercase(),
                     RoomMembers {
@@ -908,6 +915,12 @@ impl ChatModel {
         self.conversations[self.selected].leave();
         self.selected = index;
         self.conversations[index].enter();
+        if let Some(room) = self.conversations[index].id.room() {
+            let key = room.to_lowercase();
+            if self.members.contains_key(&key) {
+                self.members_stale.insert(key);
+            }
+        }
         // The list jumps to the end of the conversation it shows.
         self.at_bottom = true;
         self.opened = true;

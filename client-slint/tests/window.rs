@@ -701,6 +701,19 @@ fn the_side_panel_lists_the_open_rooms_members_and_follows_presence() {
         .global::<ChatAdapter>()
         .get_users_heading()
         .starts_with("ONLINE"));
+    // Opened again, the room's members are asked again (a large room is
+    // not told presence); the last list shows until the answer comes.
+    click(&app, "general");
+    assert_eq!(asked(&fake), 2, "asked again on opening");
+    assert_eq!(panel(&app)[0], ("Ann".to_owned(), "owner".to_owned(), true));
+    fake.send(vec![ClientEvent::Members {
+        room: "#general".into(),
+        members: vec![member("Ann", client_core::RoomRole::Owner, false)],
+        total: 1,
+    }]);
+    assert_eq!(panel(&app), [("Ann".to_owned(), "owner".to_owned(), false)]);
+    fake.send(vec![ClientEvent::HistoryDone]);
+    assert_eq!(asked(&fake), 2, "once per opening");
 }
 
 #[test]

@@ -354,6 +354,11 @@ async fn presence_task(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>)
         if *shutdown.borrow() {
             return;
         }
-        shared.hub.flush_presence(std::time::Instant::now());
+        let max = shared.limits.presence_room_max_members;
+        shared
+            .hub
+            .flush_presence(std::time::Instant::now(), |room| {
+                shared.rooms.member_count(room).is_some_and(|n| n > max)
+            });
     }
 }

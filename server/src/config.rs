@@ -159,6 +159,10 @@ pub struct ServerLimits {
     /// at most one per this interval: a storm of logins costs each
     /// session one message per interval, not one per login.
     pub presence_interval: Duration,
+    /// Rooms with more members than this are not told each presence
+    /// change (at 19,000 members a reconnect storm would be 19,000
+    /// batches a second); their members ask who is online (`Members`).
+    pub presence_room_max_members: usize,
 }
 
 impl Default for ServerLimits {
@@ -183,6 +187,7 @@ impl Default for ServerLimits {
             rooms: crate::rooms::RoomLimits::default(),
             max_devices_per_user: 10,
             presence_interval: crate::presence::DEFAULT_PRESENCE_INTERVAL,
+            presence_room_max_members: crate::presence::DEFAULT_PRESENCE_ROOM_MAX_MEMBERS,
             outbox_capacity: 1024,
             write_timeout: Duration::from_secs(10),
             handshakes_per_ip_per_second: 10,
@@ -251,6 +256,7 @@ pub struct FileLimits {
     pub max_members_per_room: Option<usize>,
     pub max_devices_per_user: Option<usize>,
     pub presence_interval_ms: Option<u64>,
+    pub presence_room_max_members: Option<usize>,
     /// Accepted and ignored (with a warning): with OPAQUE the server never
     /// sees a password, so clients enforce the minimum (8 characters).
     pub min_password_chars: Option<usize>,
@@ -344,6 +350,10 @@ impl FileConfig {
         set(&mut l.rooms.max_rooms_per_user, f.max_rooms_per_user);
         set(&mut l.rooms.max_members_per_room, f.max_members_per_room);
         set(&mut l.max_devices_per_user, f.max_devices_per_user);
+        set(
+            &mut l.presence_room_max_members,
+            f.presence_room_max_members,
+        );
         if let Some(ms) = f.presence_interval_ms {
             l.presence_interval = Duration::from_millis(ms);
         }

@@ -66,12 +66,15 @@ pub struct Stored {
     pub is_new: bool,
 }
 
+/// A message to store: chat's hot path, served before any other request.
+struct AppendRequest {
+    destination: Destination,
+    message: NewMessage,
+    reply: oneshot::Sender<Result<Stored, HistoryError>>,
+}
+
+/// Everything else the writer is asked: reads and housekeeping.
 enum Request {
-    Append {
-        destination: Destination,
-        message: NewMessage,
-        reply: oneshot::Sender<Result<Stored, HistoryError>>,
-    },
     Recent {
         user: String,
         rooms: Vec<u64>,
@@ -109,6 +112,7 @@ pub struct HistoryStats {
 /// A handle to the writer task; cheap to clone.
 #[derive(Clone)]
 pub struct History {
+    appends: mpsc::Sender<AppendRequest>,
     tx: mpsc::Sender<Request>,
 }
 
@@ -232,6 +236,7 @@ pub fn spawn<S: HistoryBackend>(
     first_id: u64,
     sync_every: Duration,
 ) -> (History, HistoryTask) {
+    let (appends, appends_rx) = mpsc::channel::<AppendRequest>(QUEUE);
     let (tx, rx) = mpsc::channel::<Request>(QUEUE);
     let writer = Writer {
         store,
@@ -239,49 +244,89 @@ pub fn spawn<S: HistoryBackend>(
         unsynced: false,
         stats: HistoryStats::default(),
     };
-    let task = tokio::spawn(serve(writer, rx, sync_every.max(MIN_SYNC_EVERY)));
-    (History { tx }, HistoryTask(task))
+    let task = tokio::spawn(serve(
+        writer,
+        appends_rx,
+        rx,
+        sync_every.max(MIN_SYNC_EVERY),
+    ));
+    (History { appends, tx }, HistoryTask(task))
 }
 
+/// Stores one message; `None` if the writer was lost off the runtime.
+async fn serve_append<S: HistoryBackend>(
+    mut writer: Writer<S>,
+    request: AppendRequest,
+) -> Option<Writer<S>> {
+    let AppendRequest {
+        destination,
+        message,
+        reply,
+    } = request;
+    let result = match writer.target(destination) {
+        Ok(target) if writer.store.is_ready(&target) => writer.append(&target, message),
+        Ok(target) => {
+            let (back, result) = off_runtime(writer, move |w| w.append(&target, message)).await?;
+            writer = back;
+            result
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "history append failed; message not delivered");
+    }
+    let _ = reply.send(result);
+    Some(writer)
+}
+
+/// Serves appends before anything else: a login's replay or a page (a
+/// trip to the blocking pool each) never has a message wait behind a
+/// queue of them. In a mass reconnect hundreds of replays are queued at
+/// once; in one queue, a message waited behind all of them.
 async fn serve<S: HistoryBackend>(
     mut writer: Writer<S>,
+    mut appends: mpsc::Receiver<AppendRequest>,
     mut rx: mpsc::Receiver<Request>,
     sync_every: Duration,
 ) {
     let mut sync = tokio::time::interval(sync_every);
     sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    let (mut appending, mut requesting) = (true, true);
+    while appending || requesting {
         let req = tokio::select! {
-            req = rx.recv() => match req {
-                Some(req) => req,
-                None => break,
-            },
+            biased;
             _ = sync.tick(), if writer.unsynced => {
                 writer.sync_in_background();
                 continue;
             }
-        };
-        match req {
-            Request::Append {
-                destination,
-                message,
-                reply,
-            } => {
-                let result = match writer.target(destination) {
-                    Ok(target) if writer.store.is_ready(&target) => writer.append(&target, message),
-                    Ok(target) => {
-                        let moved = off_runtime(writer, move |w| w.append(&target, message)).await;
-                        let Some((back, result)) = moved else { return };
-                        writer = back;
-                        result
-                    }
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = &result {
-                    tracing::error!(error = %e, "history append failed; message not delivered");
+            append = appends.recv(), if appending => {
+                match append {
+                    Some(append) => match serve_append(writer, append).await {
+                        Some(back) => writer = back,
+                        None => return,
+                    },
+                    None => appending = false,
                 }
-                let _ = reply.send(result);
+                continue;
             }
+            req = rx.recv(), if requesting => match req {
+                Some(req) => req,
+                None => {
+                    requesting = false;
+                    continue;
+                }
+            },
+        };
+        // An append requested before `req` may have arrived after the
+        // poll above: served first, so a read sees every append requested
+        // before it (and a flush covers them).
+        while let Ok(append) = appends.try_recv() {
+            match serve_append(writer, append).await {
+                Some(back) => writer = back,
+                None => return,
+            }
+        }
+        match req {
             Request::Recent {
                 user,
                 rooms,
@@ -349,8 +394,8 @@ impl History {
         message: NewMessage,
     ) -> Result<Stored, HistoryError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Request::Append {
+        self.appends
+            .send(AppendRequest {
                 destination,
                 message,
                 reply,
@@ -590,6 +635,131 @@ mod tests {
         let recent = history.recent("bob".into(), vec![1], 10).await.unwrap();
         assert!(recent[0].1.is_empty());
         assert_eq!(history.stats().await.unwrap().stored, 2);
+        drop(history);
+        task.join().await;
+    }
+
+    /// The memory backend, with each replay held until the test lets it go
+    /// (and saying when one started).
+    struct GatedReplays {
+        inner: crate::storage::memory::MemoryHistory,
+        started: std::sync::mpsc::Sender<()>,
+        go: std::sync::mpsc::Receiver<()>,
+    }
+
+    impl HistoryBackend for GatedReplays {
+        type Target = crate::storage::memory::MemoryTarget;
+        type Unsynced = crate::storage::memory::NothingUnsynced;
+
+        fn room_target(&self, id: u64) -> Self::Target {
+            self.inner.room_target(id)
+        }
+        fn direct_target(&self, a: &str, b: &str) -> Result<Self::Target, HistoryError> {
+            self.inner.direct_target(a, b)
+        }
+        fn is_ready(&self, target: &Self::Target) -> bool {
+            self.inner.is_ready(target)
+        }
+        fn append(
+            &mut self,
+            target: &Self::Target,
+            entry: &HistoryEntry,
+        ) -> Result<Appended, HistoryError> {
+            self.inner.append(target, entry)
+        }
+        fn recent_for_user(
+            &mut self,
+            canonical: &str,
+            rooms: &[u64],
+            limit: usize,
+        ) -> Result<Recent, HistoryError> {
+            let _ = self.started.send(());
+            let _ = self.go.recv();
+            self.inner.recent_for_user(canonical, rooms, limit)
+        }
+        fn page(
+            &mut self,
+            target: &Self::Target,
+            before_id: u64,
+            limit: usize,
+        ) -> Result<(Vec<HistoryEntry>, bool), HistoryError> {
+            self.inner.page(target, before_id, limit)
+        }
+        fn delete_room(&mut self, id: u64) -> Result<(), HistoryError> {
+            self.inner.delete_room(id)
+        }
+        fn flush(&mut self) -> Result<(), HistoryError> {
+            self.inner.flush()
+        }
+        fn take_unsynced(&mut self) -> Result<Self::Unsynced, HistoryError> {
+            self.inner.take_unsynced()
+        }
+        fn cache_stats(&self) -> crate::storage::CacheStats {
+            self.inner.cache_stats()
+        }
+    }
+
+    /// A mass reconnect queues hundreds of logins' replays; a message sent
+    /// meanwhile is stored after the replay in progress, not after the
+    /// queue (in one queue it waited for all of them).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_message_is_stored_ahead_of_the_replays_queued_before_it() {
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel();
+        let store = GatedReplays {
+            inner: crate::storage::memory::MemoryHistory::new(),
+            started: started_tx,
+            go: go_rx,
+        };
+        let (history, task) = spawn(store, 1, Duration::from_secs(1));
+        let replay = || {
+            let (reply, rx) = oneshot::channel();
+            let request = Request::Recent {
+                user: "ann".into(),
+                rooms: vec![1],
+                limit: 50,
+                reply,
+            };
+            (request, rx)
+        };
+        // One replay in progress (held in the backend) ...
+        let (request, first) = replay();
+        history.tx.send(request).await.unwrap();
+        tokio::task::block_in_place(|| started.recv().unwrap());
+        // ... ten queued behind it, then a message.
+        let mut queued = Vec::new();
+        for _ in 0..10 {
+            let (request, rx) = replay();
+            history.tx.send(request).await.unwrap();
+            queued.push(rx);
+        }
+        let (reply, stored) = oneshot::channel();
+        let append = AppendRequest {
+            destination: Destination::Room { id: 1 },
+            message: message("hi"),
+            reply,
+        };
+        history.appends.send(append).await.unwrap();
+        // Only the replay in progress is let go: the message is stored
+        // while the ten still wait.
+        go.send(()).unwrap();
+        first.await.unwrap().unwrap();
+        let stored = tokio::time::timeout(Duration::from_secs(30), stored)
+            .await
+            .expect("the message waited for the queued replays")
+            .unwrap()
+            .unwrap();
+        assert!(stored.is_new);
+        for mut rx in queued.drain(..) {
+            assert!(rx.try_recv().is_err(), "a queued replay was answered first");
+            go.send(()).unwrap();
+            let recent = rx.await.unwrap().unwrap();
+            assert_eq!(
+                recent[0].1.len(),
+                1,
+                "and sees the message stored before it"
+            );
+        }
         drop(history);
         task.join().await;
     }

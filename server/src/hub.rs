@@ -275,15 +275,17 @@ impl Hub {
     }
 
     /// Sends the presence batch if it is due at `now`: per room, one set
-    /// of `Presence` messages (encoded once) to the room's online sessions.
-    /// Returns how many deliveries were offered.
-    pub fn flush_presence(&self, now: Instant) -> usize {
-        let mut guard = self.state();
-        let state = &mut *guard;
-        let batch = state.presence.handle_timeout(now);
-        if self.shutting_down.load(Ordering::Acquire) {
+    /// of `Presence` messages (encoded once) to the room's online sessions,
+    /// except to the rooms `quiet` names (too large to be told each change:
+    /// their members ask who is online). `quiet` is asked without the
+    /// hub's lock held. Returns how many deliveries were offered.
+    pub fn flush_presence(&self, now: Instant, quiet: impl Fn(RoomId) -> bool) -> usize {
+        let mut batch = self.state().presence.handle_timeout(now);
+        if batch.is_empty() || self.shutting_down.load(Ordering::Acquire) {
             return 0;
         }
+        batch.retain(|&room, _| !quiet(room));
+        let state = self.state();
         let mut offered = 0;
         for (room, change) in batch {
             let Some(subscribers) = state.rooms.get(&room) else {
@@ -607,9 +609,9 @@ mod tests {
         Hub::with_presence_interval(Duration::ZERO)
     }
 
-    /// Sends the presence batch now.
+    /// Sends the presence batch now, to every room.
     fn flush(hub: &Hub) -> usize {
-        hub.flush_presence(Instant::now())
+        hub.flush_presence(Instant::now(), |_| false)
     }
 
     /// The next message if it is a `Presence`: who came online, who left.
@@ -934,7 +936,7 @@ mod presence_tests {
             });
         }
         // a is in rooms 1 and 2 (its own presence, once per room); b shares none.
-        assert_eq!(hub.flush_presence(Instant::now()), 3);
+        assert_eq!(hub.flush_presence(Instant::now(), |_| false), 3);
         assert_eq!(std::iter::from_fn(|| rx_a.try_recv().ok()).count(), 2);
         let b_got: Vec<ServerMessage> = std::iter::from_fn(|| rx_b.try_recv().ok())
             .map(|m| ServerMessage::decode(m.as_bytes()).unwrap())
@@ -943,6 +945,48 @@ mod presence_tests {
             b_got.iter().all(|m| !matches!(m, ServerMessage::Presence { online, .. } if online.iter().any(|u| u.as_str() == "a"))),
             "b shares no room with a: {b_got:?}"
         );
+    }
+
+    /// A room too large to be told each change gets none; the same users'
+    /// changes still reach a small room they share.
+    #[test]
+    fn a_quiet_room_is_not_told_and_a_small_shared_room_still_is() {
+        let hub = Hub::with_presence_interval(Duration::ZERO);
+        let mut rx = Vec::new();
+        // 1 is the large room; a and b also share the small room 2.
+        for (session, name, rooms) in [
+            (1, "a", vec![1, 2]),
+            (2, "b", vec![1, 2]),
+            (3, "c", vec![1]),
+        ] {
+            let (tx, r) = mpsc::channel(16);
+            rx.push(r);
+            hub.join(Registration {
+                canonical: name.into(),
+                display: Username::new(name).unwrap(),
+                session: SessionId(session),
+                device: session,
+                outbox: tx,
+                control: Arc::new(SessionControl::default()),
+                rooms,
+            });
+        }
+        let names = |rx: &mut mpsc::Receiver<Outgoing>| -> Vec<String> {
+            std::iter::from_fn(|| rx.try_recv().ok())
+                .flat_map(|m| match ServerMessage::decode(m.as_bytes()).unwrap() {
+                    ServerMessage::Presence { online, .. } => online
+                        .iter()
+                        .map(|u| u.as_str().to_owned())
+                        .collect::<Vec<_>>(),
+                    other => panic!("expected Presence, got {other:?}"),
+                })
+                .collect()
+        };
+        // Room 2's two sessions, each told of a and b; room 1 nothing.
+        assert_eq!(hub.flush_presence(Instant::now(), |room| room == 1), 2);
+        assert_eq!(names(&mut rx[0]), ["a", "b"]);
+        assert_eq!(names(&mut rx[1]), ["a", "b"]);
+        assert!(names(&mut rx[2]).is_empty(), "c shares only the quiet room");
     }
 }
 

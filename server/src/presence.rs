@@ -19,6 +19,11 @@ use crate::rooms::RoomId;
 /// The default interval between presence batches.
 pub const DEFAULT_PRESENCE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The default size above which a room is not told presence changes: a
+/// batch costs one write per online member, so a room of 19,000 during a
+/// reconnect storm would take 19,000 writes a second from everyone's chat.
+pub const DEFAULT_PRESENCE_ROOM_MAX_MEMBERS: usize = 1_000;
+
 /// One user's change since the last batch.
 #[derive(Debug, Clone)]
 struct Pending {

@@ -617,6 +617,11 @@ impl Rooms {
         })
     }
 
+    /// How many members `id` has (`None`: no such room).
+    pub fn member_count(&self, id: RoomId) -> Option<usize> {
+        self.read().get(id).map(|room| room.members.len())
+    }
+
     /// The rooms `user` is in, as the greeting describes them, by name.
     pub fn rooms_of(&self, user: &str) -> Vec<(RoomId, RoomInfo)> {
         let state = self.read();

@@ -374,6 +374,59 @@ async fn a_read_marker_follows_the_user_to_other_devices_and_counts_unread_at_lo
     );
 }
 
+/// A room over `presence_room_max_members` is not told who comes and goes
+/// (its members ask, with `Members`); a small room the same users share
+/// still is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_room_is_not_told_presence_and_a_small_shared_room_still_is() {
+    let mut options = ServerOptions::new(Transport::Plain);
+    options.limits.presence_room_max_members = 3;
+    let server = TestServer::start_with(options).await;
+    // Three in #general: at the limit, still told (the group waits for it).
+    let c = server.group(&["Watcher", "Ann", "Ben"]).await;
+    let [mut watcher, mut ann, ben]: [TestClient; 3] =
+        c.try_into().unwrap_or_else(|_| unreachable!());
+    watcher.create_room("#den", false, "").await.unwrap();
+    ann.join_room("#den").await.unwrap();
+    watcher.expect_member_joined("#den", "Ann").await;
+
+    // A fourth account: #general is over the limit from now on.
+    let _cal = server.user("Cal").await;
+    // Ben shares only #general with Watcher, Ann also #den. Ben's leave is
+    // recorded before his goodbye is answered, so it would be told before
+    // Ann's.
+    ben.goodbye().await;
+    ann.goodbye().await;
+    watcher
+        .expect_user_left("Ann", proto_core::message::LeaveReason::Exit)
+        .await;
+    watcher.sync().await;
+    assert_eq!(
+        watcher.presence_of("Ben"),
+        [],
+        "#general is quiet: Ben's leave"
+    );
+    assert_eq!(
+        watcher.presence_of("Cal"),
+        [],
+        "#general is quiet: Cal's login"
+    );
+
+    // Asked, the large room says who of its members is online.
+    let (total, members) = watcher.members("#general", 0).await.unwrap();
+    assert_eq!(total, 4);
+    let online: Vec<(String, bool)> = members.into_iter().map(|(u, _, o)| (u, o)).collect();
+    assert_eq!(
+        online,
+        [
+            ("Ann".to_owned(), false),
+            ("Ben".to_owned(), false),
+            ("Cal".to_owned(), true),
+            ("Watcher".to_owned(), true),
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_see_who_is_in_a_room_with_roles_and_presence_and_others_do_not() {
     let server = TestServer::start(Transport::Plain).await;
