@@ -12,6 +12,9 @@
 #   LOAD_SERVER_LIMITS   lines added to the generated config's [limits]
 #   LOAD_SERVER_CPUS     pin the server to these CPUs (taskset list)
 #   LOAD_CLIENT_CPUS     pin the load generator likewise
+#   LOAD_SERVER_NICE     run the server at this nice value (e.g. -10: the
+#                        server's share of the CPU as if the clients ran on
+#                        other machines, as they would)
 #   LOAD_SERVER_WORKERS  the server's tokio worker threads (TOKIO_WORKER_THREADS;
 #                        default: one per core)
 
@@ -123,7 +126,8 @@ securechat_start() {
     fi
     local cmd=("$server_bin" "${args[@]}")
     [[ -n "${LOAD_SERVER_CPUS:-}" ]] && cmd=(taskset -c "$LOAD_SERVER_CPUS" "${cmd[@]}")
-    # taskset execs the server, so $! is the server's own pid.
+    [[ -n "${LOAD_SERVER_NICE:-}" ]] && cmd=(nice -n "$LOAD_SERVER_NICE" "${cmd[@]}")
+    # taskset and nice exec the server, so $! is the server's own pid.
     [[ -n "${LOAD_SERVER_WORKERS:-}" ]] && cmd=(env "TOKIO_WORKER_THREADS=$LOAD_SERVER_WORKERS" "${cmd[@]}")
     "${cmd[@]}" >"$work/server.out" 2>"$work/server.log" &
     sc_pid=$!

@@ -25,6 +25,7 @@
 #                        'presence_interval_ms = 60000'
 #   LOAD_SERVER_CPUS     pin the server to these CPUs (taskset list, e.g. 0)
 #   LOAD_CLIENT_CPUS     pin the load generator likewise (e.g. 1)
+#   LOAD_SERVER_NICE     run the server at this nice value (e.g. -10)
 #   LOAD_NO_BUILD=1      skip `cargo build --release`
 #   LOAD_KEEP=1          keep the temporary directory (server log, config)
 set -euo pipefail
