@@ -112,6 +112,10 @@ pub struct PhaseOutcome {
     /// Worst delay between a message's scheduled and actual send: large
     /// values mean the load generator (or the socket) fell behind.
     pub max_send_lag_ms: f64,
+    /// Deliveries over 50 ms by the second their message was sent, counted
+    /// from `slow_origin` (the run's start unless a mode moves it).
+    pub slow: Vec<crate::latency::SlowSecond>,
+    pub slow_origin: &'static str,
     pub stale: u64,
     pub errors: u64,
     pub drops: u64,
@@ -403,6 +407,7 @@ impl Fleet {
 
         // 3. Merge.
         let mut latency = Merged::default();
+        let mut slow = crate::latency::SlowSeconds::default();
         let (mut received, mut rate_limited, mut stale, mut errors) = (0u64, 0u64, 0u64, 0u64);
         for r in &results {
             received += r.received;
@@ -412,6 +417,7 @@ impl Fleet {
             if let Some(h) = &r.latency {
                 latency.add_task(h);
             }
+            slow.merge(&r.slow);
         }
         // Every accepted message is due at every reporting member of its
         // room but its sender.
@@ -451,6 +457,8 @@ impl Fleet {
             deliveries_per_sec: received as f64 / secs,
             latency: latency.summary(),
             max_send_lag_ms: max_lag.as_secs_f64() * 1000.0,
+            slow: slow.since(0),
+            slow_origin: "the run's start",
             stale,
             errors,
             drops: self.drops - drops0.0,

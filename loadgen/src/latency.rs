@@ -43,6 +43,65 @@ fn new_histogram<T: hdrhistogram::Counter>() -> Histogram<T> {
         .expect("constant histogram bounds are valid")
 }
 
+/// A delivery slower than this is counted in [`SlowSeconds`].
+pub const SLOW: Duration = Duration::from_millis(50);
+
+/// Deliveries slower than [`SLOW`], by the second (since the run's epoch)
+/// their message was sent in: when a tail happened, not only how long it
+/// was. Empty, and allocation-free, while everything is fast.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SlowSeconds {
+    /// Second → (slow deliveries, the slowest in µs).
+    by_second: std::collections::BTreeMap<u64, (u64, u64)>,
+}
+
+impl SlowSeconds {
+    /// A message sent at `sent_ns` (since the epoch) took `latency`.
+    pub fn record(&mut self, sent_ns: u64, latency: Duration) {
+        if latency <= SLOW {
+            return;
+        }
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        let entry = self
+            .by_second
+            .entry(sent_ns / 1_000_000_000)
+            .or_insert((0, 0));
+        entry.0 += 1;
+        entry.1 = entry.1.max(micros);
+    }
+
+    pub fn merge(&mut self, other: &SlowSeconds) {
+        for (&second, &(count, max)) in &other.by_second {
+            let entry = self.by_second.entry(second).or_insert((0, 0));
+            entry.0 += count;
+            entry.1 = entry.1.max(max);
+        }
+    }
+
+    /// Each second with a slow delivery, counted from `origin_secs` (the
+    /// seconds before it negative), oldest first.
+    pub fn since(&self, origin_secs: u64) -> Vec<SlowSecond> {
+        self.by_second
+            .iter()
+            .map(|(&second, &(count, max))| SlowSecond {
+                second: i64::try_from(second).unwrap_or(i64::MAX)
+                    - i64::try_from(origin_secs).unwrap_or(i64::MAX),
+                deliveries: count,
+                max_ms: max as f64 / 1000.0,
+            })
+            .collect()
+    }
+}
+
+/// One second's slow deliveries, for the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlowSecond {
+    /// Seconds from the report's origin (e.g. the reconnect's cut).
+    pub second: i64,
+    pub deliveries: u64,
+    pub max_ms: f64,
+}
+
 /// Many recorders merged.
 #[derive(Debug, Clone)]
 pub struct Merged {
@@ -115,6 +174,41 @@ pub struct Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slow_deliveries_are_counted_by_the_second_they_were_sent_in() {
+        let ms = Duration::from_millis;
+        let mut a = SlowSeconds::default();
+        a.record(10_500_000_000, ms(50)); // not slow: at the limit
+        a.record(10_500_000_000, ms(80));
+        a.record(10_900_000_000, ms(300));
+        a.record(12_000_000_000, ms(51));
+        let mut b = SlowSeconds::default();
+        b.record(10_100_000_000, ms(400));
+        b.record(8_000_000_000, ms(60));
+        a.merge(&b);
+        assert_eq!(
+            a.since(10),
+            [
+                SlowSecond {
+                    second: -2,
+                    deliveries: 1,
+                    max_ms: 60.0
+                },
+                SlowSecond {
+                    second: 0,
+                    deliveries: 3,
+                    max_ms: 400.0
+                },
+                SlowSecond {
+                    second: 2,
+                    deliveries: 1,
+                    max_ms: 51.0
+                },
+            ]
+        );
+        assert_eq!(SlowSeconds::default().since(0), []);
+    }
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() <= b * 0.01 + 0.001

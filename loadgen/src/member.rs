@@ -127,6 +127,7 @@ pub struct PhaseResult {
     /// Messages of an earlier phase that arrived after it was reported.
     pub stale: u64,
     pub latency: Option<Box<Histogram<u32>>>,
+    pub slow: crate::latency::SlowSeconds,
 }
 
 /// A member's place in the fleet.
@@ -153,6 +154,7 @@ struct Counters {
     rate_limited: u64,
     errors: u64,
     latency: Recorder,
+    slow: crate::latency::SlowSeconds,
     reported: bool,
 }
 
@@ -165,6 +167,7 @@ impl Counters {
             rate_limited: 0,
             errors: 0,
             latency: Recorder::default(),
+            slow: crate::latency::SlowSeconds::default(),
             reported: false,
         }
     }
@@ -292,7 +295,9 @@ impl Member {
             return;
         }
         self.counters.received += 1;
-        self.counters.latency.record(stamp.latency(received_ns));
+        let latency = stamp.latency(received_ns);
+        self.counters.latency.record(latency);
+        self.counters.slow.record(stamp.sent_ns, latency);
         if self.draining.is_some() {
             self.check_drained(out);
         }
@@ -346,6 +351,7 @@ impl Member {
             errors: c.errors,
             stale: std::mem::take(&mut self.stale),
             latency: c.latency.take(),
+            slow: std::mem::take(&mut c.slow),
         }));
     }
 }

@@ -596,12 +596,19 @@ impl Run<'_> {
                 // The room chats from before the cut until the deadline.
                 let lead = Duration::from_secs(2);
                 let phase = room.run(lead + a.within);
+                let epoch = self.epoch;
                 let cut = async {
                     tokio::time::sleep(lead).await;
-                    fleet.reconnect_all(a.within).await
+                    let cut_secs = epoch.elapsed().as_secs();
+                    (cut_secs, fleet.reconnect_all(a.within).await)
                 };
-                let (phase, outcome) = tokio::join!(phase, cut);
-                let (phase, drops) = phase?;
+                let (phase, (cut_secs, outcome)) = tokio::join!(phase, cut);
+                let (mut phase, drops) = phase?;
+                // When the room's slow deliveries were sent, from the cut.
+                for s in &mut phase.slow {
+                    s.second -= i64::try_from(cut_secs).unwrap_or(0);
+                }
+                phase.slow_origin = "the cut (all dropping)";
                 self.check_phase(&phase);
                 self.report.room = Some(phase);
                 self.report.connection_drops.merge(&drops);

@@ -363,6 +363,21 @@ fn phase_section(t: &mut Table, title: &str, p: &PhaseOutcome) {
     );
     t.row("deliveries/s", format!("{:.1}", p.deliveries_per_sec));
     t.row("latency ms", latency_line(&p.latency));
+    if !p.slow.is_empty() {
+        let seconds: Vec<String> = p
+            .slow
+            .iter()
+            .map(|s| format!("{:+} s: {} (max {:.0})", s.second, s.deliveries, s.max_ms))
+            .collect();
+        t.row(
+            "over 50 ms",
+            format!(
+                "by second sent, from {}: {}",
+                p.slow_origin,
+                seconds.join(", ")
+            ),
+        );
+    }
     t.row("max send lag", format!("{:.2} ms", p.max_send_lag_ms));
     if p.stale + p.errors + p.drops > 0 {
         t.row(

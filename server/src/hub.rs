@@ -919,22 +919,26 @@ mod tests {
 mod presence_tests {
     use super::*;
 
+    /// `name` logs in as session (and device) `session`, in `rooms`.
+    fn log_in(hub: &Hub, name: &str, session: u64, rooms: Vec<RoomId>) -> mpsc::Receiver<Outgoing> {
+        let (tx, rx) = mpsc::channel(16);
+        hub.join(Registration {
+            canonical: name.into(),
+            display: Username::new(name).unwrap(),
+            session: SessionId(session),
+            device: session,
+            outbox: tx,
+            control: Arc::new(SessionControl::default()),
+            rooms,
+        });
+        rx
+    }
+
     #[test]
     fn presence_goes_to_the_rooms_a_user_shares_and_nowhere_else() {
         let hub = Hub::with_presence_interval(Duration::ZERO);
-        let (tx_a, mut rx_a) = mpsc::channel(16);
-        let (tx_b, mut rx_b) = mpsc::channel(16);
-        for (name, session, tx, rooms) in [("a", 1, tx_a, vec![1, 2]), ("b", 2, tx_b, vec![3])] {
-            hub.join(Registration {
-                canonical: name.into(),
-                display: Username::new(name).unwrap(),
-                session: SessionId(session),
-                device: session,
-                outbox: tx,
-                control: Arc::new(SessionControl::default()),
-                rooms,
-            });
-        }
+        let mut rx_a = log_in(&hub, "a", 1, vec![1, 2]);
+        let mut rx_b = log_in(&hub, "b", 2, vec![3]);
         // a is in rooms 1 and 2 (its own presence, once per room); b shares none.
         assert_eq!(hub.flush_presence(Instant::now(), |_| false), 3);
         assert_eq!(std::iter::from_fn(|| rx_a.try_recv().ok()).count(), 2);
@@ -952,25 +956,12 @@ mod presence_tests {
     #[test]
     fn a_quiet_room_is_not_told_and_a_small_shared_room_still_is() {
         let hub = Hub::with_presence_interval(Duration::ZERO);
-        let mut rx = Vec::new();
         // 1 is the large room; a and b also share the small room 2.
-        for (session, name, rooms) in [
-            (1, "a", vec![1, 2]),
-            (2, "b", vec![1, 2]),
-            (3, "c", vec![1]),
-        ] {
-            let (tx, r) = mpsc::channel(16);
-            rx.push(r);
-            hub.join(Registration {
-                canonical: name.into(),
-                display: Username::new(name).unwrap(),
-                session: SessionId(session),
-                device: session,
-                outbox: tx,
-                control: Arc::new(SessionControl::default()),
-                rooms,
-            });
-        }
+        let mut rx = [
+            log_in(&hub, "a", 1, vec![1, 2]),
+            log_in(&hub, "b", 2, vec![1, 2]),
+            log_in(&hub, "c", 3, vec![1]),
+        ];
         let names = |rx: &mut mpsc::Receiver<Outgoing>| -> Vec<String> {
             std::iter::from_fn(|| rx.try_recv().ok())
                 .flat_map(|m| match ServerMessage::decode(m.as_bytes()).unwrap() {
