@@ -281,11 +281,15 @@ impl Hub {
     /// hub's lock held. Returns how many deliveries were offered.
     pub fn flush_presence(&self, now: Instant, quiet: impl Fn(RoomId) -> bool) -> usize {
         let mut batch = self.state().presence.handle_timeout(now);
-        if batch.is_empty() || self.shutting_down.load(Ordering::Acquire) {
+        if batch.is_empty() {
             return 0;
         }
         batch.retain(|&room, _| !quiet(room));
         let state = self.state();
+        // Checked under the lock, as `begin_shutdown` kicks under it.
+        if self.shutting_down.load(Ordering::Acquire) {
+            return 0;
+        }
         let mut offered = 0;
         for (room, change) in batch {
             let Some(subscribers) = state.rooms.get(&room) else {
