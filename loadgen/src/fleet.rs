@@ -457,7 +457,7 @@ impl Fleet {
             deliveries_per_sec: received as f64 / secs,
             latency: latency.summary(),
             max_send_lag_ms: max_lag.as_secs_f64() * 1000.0,
-            slow: slow.since(0),
+            slow: slow.seconds(),
             slow_origin: "the run's start",
             stale,
             errors,

@@ -78,14 +78,12 @@ impl SlowSeconds {
         }
     }
 
-    /// Each second with a slow delivery, counted from `origin_secs` (the
-    /// seconds before it negative), oldest first.
-    pub fn since(&self, origin_secs: u64) -> Vec<SlowSecond> {
+    /// Each second (since the epoch) with a slow delivery, oldest first.
+    pub fn seconds(&self) -> Vec<SlowSecond> {
         self.by_second
             .iter()
             .map(|(&second, &(count, max))| SlowSecond {
-                second: i64::try_from(second).unwrap_or(i64::MAX)
-                    - i64::try_from(origin_secs).unwrap_or(i64::MAX),
+                second: i64::try_from(second).unwrap_or(i64::MAX),
                 deliveries: count,
                 max_ms: max as f64 / 1000.0,
             })
@@ -96,7 +94,8 @@ impl SlowSeconds {
 /// One second's slow deliveries, for the report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SlowSecond {
-    /// Seconds from the report's origin (e.g. the reconnect's cut).
+    /// Seconds since the epoch, or from the origin a mode moves it to
+    /// (the reconnect's cut).
     pub second: i64,
     pub deliveries: u64,
     pub max_ms: f64,
@@ -188,26 +187,26 @@ mod tests {
         b.record(8_000_000_000, ms(60));
         a.merge(&b);
         assert_eq!(
-            a.since(10),
+            a.seconds(),
             [
                 SlowSecond {
-                    second: -2,
+                    second: 8,
                     deliveries: 1,
                     max_ms: 60.0
                 },
                 SlowSecond {
-                    second: 0,
+                    second: 10,
                     deliveries: 3,
                     max_ms: 400.0
                 },
                 SlowSecond {
-                    second: 2,
+                    second: 12,
                     deliveries: 1,
                     max_ms: 51.0
                 },
             ]
         );
-        assert_eq!(SlowSeconds::default().since(0), []);
+        assert_eq!(SlowSeconds::default().seconds(), []);
     }
 
     fn close(a: f64, b: f64) -> bool {

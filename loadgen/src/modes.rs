@@ -593,20 +593,22 @@ impl Run<'_> {
         let outcome = match room {
             None => fleet.reconnect_all(a.within).await,
             Some(room) => {
-                // The room chats from before the cut until the deadline.
-                let lead = Duration::from_secs(2);
-                let phase = room.run(lead + a.within);
-                let epoch = self.epoch;
+                // The room chats from at least 2 s before the cut until the
+                // deadline. The cut falls on a whole second of the run's
+                // clock, the unit slow deliveries are counted in, so "+0 s"
+                // is exactly the first second after it.
+                let cut_secs = (self.epoch.elapsed() + Duration::from_secs(2)).as_secs() + 1;
+                let cut_at = self.epoch + Duration::from_secs(cut_secs);
+                let phase = room.run(cut_at.saturating_duration_since(Instant::now()) + a.within);
                 let cut = async {
-                    tokio::time::sleep(lead).await;
-                    let cut_secs = epoch.elapsed().as_secs();
-                    (cut_secs, fleet.reconnect_all(a.within).await)
+                    tokio::time::sleep_until(cut_at.into()).await;
+                    fleet.reconnect_all(a.within).await
                 };
-                let (phase, (cut_secs, outcome)) = tokio::join!(phase, cut);
+                let (phase, outcome) = tokio::join!(phase, cut);
                 let (mut phase, drops) = phase?;
-                // When the room's slow deliveries were sent, from the cut.
+                let cut_secs = i64::try_from(cut_secs).unwrap_or(i64::MAX);
                 for s in &mut phase.slow {
-                    s.second -= i64::try_from(cut_secs).unwrap_or(0);
+                    s.second -= cut_secs;
                 }
                 phase.slow_origin = "the cut (all dropping)";
                 self.check_phase(&phase);
