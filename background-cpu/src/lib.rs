@@ -45,9 +45,11 @@ where
     })
 }
 
-/// Puts the calling thread in the background, once per thread. Best
-/// effort: where the system refuses both ways, the work runs as before.
-fn lower_this_thread() {
+/// Puts the calling thread in the background (as [`spawn`] does its
+/// workers), once per thread: for a thread of the caller's own that only
+/// ever does background work. Best effort: where the system refuses both
+/// ways, the thread runs as before.
+pub fn lower_this_thread() {
     #[cfg(target_os = "linux")]
     linux::lower_this_thread();
 }

@@ -5,7 +5,9 @@
 //! - [`app`] — [`start`] opens the data directory, keys and stores (it picks
 //!   the storage backend: the files), binds, and returns a [`RunningServer`];
 //!   [`RunningServer::shutdown`] ends it.
-//! - [`listener`] — the accept loop: admission limits, TLS, handshake.
+//! - [`listener`] — the accept loop: admission limits, TLS, handshake; the
+//!   connections of clients that dropped go to the [`reaper`], which closes
+//!   and frees them at background priority.
 //! - [`session`] — one connection: a tokio driver that moves bytes, channel
 //!   messages and time for [`session::policy`], the sans-IO decisions (login
 //!   phase and its rate limit, auth timeout, chat rate, ping and idle via
@@ -43,6 +45,7 @@ pub mod login_throttle;
 pub mod presence;
 pub mod rate_limit;
 pub mod read_markers;
+pub mod reaper;
 pub mod resume_tokens;
 pub mod rooms;
 pub mod session;

@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 use tokio::time::{timeout, Instant};
 
 use crate::rate_limit::{AddressGate, AddressPermit};
+use crate::reaper::Reaper;
 use crate::session::{self, Shared};
 use crate::unauthenticated_pool::{PoolSlot, UnauthenticatedPool};
 
@@ -32,12 +33,22 @@ pub struct Listener {
     pub cpu_permits: Arc<Semaphore>,
 }
 
-/// The slots a connection holds: in total and per address until it ends,
-/// among the not-yet-logged-in until it logs in (or is evicted).
+/// The slots a connection holds: in total and per address until it is
+/// closed, among the not-yet-logged-in until it logs in (or is evicted);
+/// and the reaper that closes it if the client drops.
 struct Admitted {
     _global: OwnedSemaphorePermit,
     _address: AddressPermit,
     pending: PoolSlot,
+    reaper: Reaper<Gone>,
+}
+
+/// A dropped client's connection on its way to the reaper, with its slots:
+/// it counts against the connection limits until it is closed.
+struct Gone {
+    _link: net::ServerLink<ServerStream>,
+    _global: OwnedSemaphorePermit,
+    _address: AddressPermit,
 }
 
 impl Listener {
@@ -54,6 +65,7 @@ impl Listener {
             limits.handshakes_per_ip_per_second,
             limits.handshake_burst_per_ip,
         );
+        let reaper = Reaper::start();
         let mut tasks = JoinSet::new();
         let mut refused: u64 = 0;
         let lingering = Arc::new(Semaphore::new(MAX_LINGERING_REFUSALS));
@@ -110,6 +122,7 @@ impl Listener {
                 _global: global,
                 _address: address,
                 pending,
+                reaper: reaper.clone(),
             };
             tasks.spawn(handle(
                 stream,
@@ -185,6 +198,7 @@ async fn handle(
         _global,
         _address,
         mut pending,
+        reaper,
     } = admitted;
     let deadline = Instant::now() + shared.limits.handshake_timeout;
     let handshake = handshake(tcp, peer, tls, protocol, &shared, cpu_permits, deadline);
@@ -195,8 +209,13 @@ async fn handle(
             return;
         }
     };
-    if let Some(session) = session {
-        session::run(session, peer, shared, pending).await;
+    let Some(session) = session else { return };
+    if let Some(link) = session::run(session, peer, shared, pending).await {
+        reaper.reap(Gone {
+            _link: link,
+            _global,
+            _address,
+        });
     }
 }
 

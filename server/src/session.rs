@@ -86,19 +86,25 @@ fn now() -> std::time::Instant {
 /// `unauthenticated` is this connection's place among those not logged in;
 /// it is given back at login, and the connection is closed if a newcomer
 /// evicts it first.
+///
+/// Returns the connection if the client went without a word (the stream
+/// ended without close_notify, or failed): there is nobody left to say
+/// anything to, and the caller closes and frees it where that delays
+/// nobody (the [`crate::reaper`]). Every other end is closed here.
 pub async fn run<S>(
     session: ServerLink<S>,
     peer: SocketAddr,
     shared: Arc<Shared>,
     unauthenticated: PoolSlot,
-) where
+) -> Option<ServerLink<S>>
+where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let shutdown = shared.shutdown.clone();
     if *shutdown.borrow() {
         let goodbye = End::Shutdown.last_word();
         let _ = session.close(goodbye.as_ref()).await;
-        return;
+        return None;
     }
     let policy = SessionPolicy::new(&shared.limits, Arc::clone(&shared), now());
     let mut driver = Driver {
@@ -112,7 +118,7 @@ pub async fn run<S>(
         outbox: None,
     };
     let end = driver.drive().await;
-    driver.finish(end).await;
+    driver.finish(end).await
 }
 
 /// What a logged-in session holds.
@@ -832,16 +838,21 @@ where
 
     /// Says the last word and closes: after login with close_notify, once
     /// the hub has been told; before it, the last word alone, within
-    /// net's close timeout (the connection is dropped right after).
-    async fn finish(self, end: End) {
+    /// net's close timeout (the connection is dropped right after). A
+    /// client that dropped is told nothing: its connection is returned,
+    /// unclosed, for [`run`]'s caller to close.
+    async fn finish(self, end: End) -> Option<ServerLink<S>> {
         let conn = self.session.id();
         let Some(chat) = self.chat else {
             tracing::debug!(%conn, why = ?end, "session ended before login");
+            if end == End::Dropped {
+                return Some(self.session);
+            }
             if let Some(word) = end.last_word() {
                 let mut session = self.session;
                 let _ = timeout(net::CLOSE_TIMEOUT, session.send(&word)).await;
             }
-            return;
+            return None;
         };
         if end == End::Exit {
             self.shared.accounts.revoke(&chat.me.token);
@@ -853,7 +864,13 @@ where
             .devices
             .seen(&chat.me.canonical, chat.me.device, now_ms());
         tracing::info!(%conn, user = %chat.me.canonical, why = ?end, "left");
+        if end == End::Dropped {
+            // No close_notify, flush or shutdown(2) for a peer that has
+            // gone: closing the socket sends the FIN.
+            return Some(self.session);
+        }
         let _ = self.session.close(end.last_word().as_ref()).await;
+        None
     }
 }
 

@@ -365,6 +365,45 @@ async fn connections_over_the_total_limit_are_refused_until_one_closes() {
     c[0].expect_user_joined("Carol").await;
 }
 
+/// A client that vanishes (no goodbye, no close_notify) leaves the others
+/// told `Dropped`; the server closes its connection off the runtime (the
+/// reaper), and the place it held in `max_connections` comes back once that
+/// is done: none is lost, however many clients drop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_connections_give_their_places_back() {
+    let limits = server::ServerLimits {
+        max_connections: 3,
+        ..test_limits()
+    };
+    let server = TestServer::start_with(server_with(limits)).await;
+    let mut stayer = server.user("Stayer").await;
+    for round in 0..4 {
+        let names = [format!("Gone{round}a"), format!("Gone{round}b")];
+        let mut pair = Vec::new();
+        for name in &names {
+            let mut c = connect_when_a_slot_frees(&server).await;
+            c.register(name, PASSWORD).await;
+            stayer.expect_user_joined(name).await;
+            pair.push(c);
+        }
+        assert_refused(
+            server.try_connect("fourth").await,
+            AlertCode::ServerFull,
+            "a fourth connection while three are open",
+        );
+        for c in pair {
+            c.drop_connection();
+        }
+        for name in &names {
+            stayer.expect_user_left(name, LeaveReason::Dropped).await;
+        }
+    }
+    stayer.say("still here").await;
+    let mut last = connect_when_a_slot_frees(&server).await;
+    last.register("Last", PASSWORD).await;
+    stayer.expect_user_joined("Last").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshakes_faster_than_the_per_address_rate_are_refused() {
     let limits = server::ServerLimits {
