@@ -30,14 +30,15 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// arrives goes straight into the core's frame reader).
 const READ_BUF: usize = 8 * 1024;
 
-/// A flush burst larger than this gives its memory back afterwards, so one
-/// big burst (a login's history replay, a long online list) does not pin
-/// memory for the rest of the session: with thousands of idle sessions the
-/// retained write buffers were most of the server's memory per connection.
-/// Reallocating after a burst costs far less than the write that sent it.
-const KEEP_OUT_CAPACITY: usize = 4 * 1024;
-/// What an oversized write buffer shrinks to.
-const SHRUNK_OUT_CAPACITY: usize = 0;
+/// After each flush the write buffer goes back to the core
+/// (`recycle_transmit_buffer`), shrunk to this if a burst grew it, so one
+/// big burst (the handshake's flight, a login's history replay, a long
+/// member list) does not pin memory for the rest of the session: with
+/// thousands of idle sessions the retained write buffers were most of the
+/// server's memory per connection. A chat message's record fits many
+/// times over; the realloc after a larger burst costs far less than the
+/// write that sent it.
+const KEEP_OUT_CAPACITY: usize = 1024;
 
 /// What a session reports to its application.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,11 +168,9 @@ where
             self.written += n;
         }
         let flushed = self.out.len();
-        self.out.clear();
         self.written = 0;
-        if self.out.capacity() > KEEP_OUT_CAPACITY {
-            self.out.shrink_to(SHRUNK_OUT_CAPACITY);
-        }
+        self.core
+            .recycle_transmit_buffer(&mut self.out, KEEP_OUT_CAPACITY);
         // TLS streams (and any buffering wrapper) need this to emit records.
         self.stream.flush().await?;
         if flushed > 0 {

@@ -1164,3 +1164,58 @@ fn the_key_is_looked_up_on_the_cheap_path_and_an_unknown_one_is_refused_there() 
         }
     }
 }
+
+#[test]
+fn one_transmit_buffer_goes_back_and_forth_and_a_large_one_is_freed() {
+    let mut p = Pair::connected();
+    let mut out = Vec::new();
+    // A burst of ten records makes a buffer with room for ten.
+    for nonce in 0..10 {
+        p.server.send(&ServerMessage::Ping { nonce }).unwrap();
+    }
+    p.server.drain_transmit(&mut out);
+    let (buffer, room) = (out.as_ptr(), out.capacity());
+    p.client.handle_input(&out).unwrap();
+    p.server.recycle_transmit_buffer(&mut out, 4096);
+    assert_eq!(out.capacity(), 0, "the written buffer went back");
+    // Single records after it are sealed into that same allocation.
+    for nonce in 10..13 {
+        p.server.send(&ServerMessage::Ping { nonce }).unwrap();
+        p.server.drain_transmit(&mut out);
+        assert_eq!(
+            (out.as_ptr(), out.capacity()),
+            (buffer, room),
+            "record {nonce} reused the buffer"
+        );
+        p.client.handle_input(&out).unwrap();
+        p.server.recycle_transmit_buffer(&mut out, 4096);
+    }
+    assert_eq!(
+        client_events(&mut p.client).len(),
+        13,
+        "every record arrived"
+    );
+
+    // A buffer over the limit is shrunk to it: the next record is sealed
+    // into no more than that.
+    p.server.send(&ServerMessage::Ping { nonce: 13 }).unwrap();
+    p.server.drain_transmit(&mut out);
+    assert_eq!(out.capacity(), room);
+    let record = out.len();
+    p.client.handle_input(&out).unwrap();
+    p.server.recycle_transmit_buffer(&mut out, record);
+    assert_eq!(out.capacity(), 0);
+    p.server.send(&ServerMessage::Ping { nonce: 14 }).unwrap();
+    p.server.drain_transmit(&mut out);
+    assert!(
+        out.capacity() < room,
+        "{} bytes kept, of the {room} the burst needed",
+        out.capacity()
+    );
+    p.client.handle_input(&out).unwrap();
+    assert_eq!(
+        client_events(&mut p.client).len(),
+        2,
+        "both records arrived"
+    );
+}

@@ -118,7 +118,7 @@ where
         outbox: None,
     };
     let end = driver.drive().await;
-    driver.finish(end).await
+    Box::pin(driver.finish(end)).await
 }
 
 /// What a logged-in session holds.
@@ -268,13 +268,16 @@ where
                         Some(chat) => chat.me.device,
                         None => self.policy.device().id,
                     };
-                    let mut answer = authenticate(
+                    // Boxed, as are the login and the close below: each is
+                    // run once or twice per session, and inline the largest
+                    // of them would size every idle session's task.
+                    let mut answer = Box::pin(authenticate(
                         &self.shared,
                         self.peer,
                         self.session.channel_binding(),
                         request,
                         device,
-                    )
+                    ))
                     .await;
                     if let Ok(AuthAnswer::LoggedIn(me)) = &answer {
                         let name = self.policy.device().name.clone();
@@ -291,7 +294,7 @@ where
                     if std::mem::take(&mut queued) {
                         self.flush().await?;
                     }
-                    self.log_in(me).await?;
+                    Box::pin(self.log_in(me)).await?;
                 }
                 Action::Store {
                     destination,
@@ -301,10 +304,11 @@ where
                     if std::mem::take(&mut queued) {
                         self.flush().await?;
                     }
-                    let answer = match self.shared.history.append(destination, message).await {
-                        Ok(stored) => Event::Stored { stored, posting },
-                        Err(_) => Event::StoreFailed { posting },
-                    };
+                    let answer =
+                        match Box::pin(self.shared.history.append(destination, message)).await {
+                            Ok(stored) => Event::Stored { stored, posting },
+                            Err(_) => Event::StoreFailed { posting },
+                        };
                     self.policy.handle(answer, now());
                 }
                 Action::BroadcastRoom { room, message } => {
@@ -322,13 +326,13 @@ where
                     if std::mem::take(&mut queued) {
                         self.flush().await?;
                     }
-                    queued = self.room_request(request, target, reason).await?;
+                    queued = Box::pin(self.room_request(request, target, reason)).await?;
                 }
                 Action::Admin(request) => {
                     if std::mem::take(&mut queued) {
                         self.flush().await?;
                     }
-                    queued = self.admin_request(request).await?;
+                    queued = Box::pin(self.admin_request(request)).await?;
                 }
                 Action::ListRooms(filter) => {
                     if let Some(chat) = &self.chat {

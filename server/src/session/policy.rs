@@ -379,13 +379,13 @@ enum Phase {
         /// progress is never cut.
         checking: bool,
         /// An OPAQUE exchange waiting for the client's finish.
-        pending: Option<Pending>,
+        pending: Option<Box<Pending>>,
     },
     Chatting {
         me: Me,
         liveness: Liveness,
         /// A password change waiting for the client's finish.
-        pending: Option<Pending>,
+        pending: Option<Box<Pending>>,
     },
     Ended,
 }
@@ -608,7 +608,9 @@ impl<D: Directory> SessionPolicy<D> {
     /// checked against it once, and any other request abandons it.
     fn take_pending(&mut self) -> Option<Pending> {
         match &mut self.phase {
-            Phase::LoggingIn { pending, .. } | Phase::Chatting { pending, .. } => pending.take(),
+            Phase::LoggingIn { pending, .. } | Phase::Chatting { pending, .. } => {
+                pending.take().map(|p| *p)
+            }
             Phase::Ended => None,
         }
     }
@@ -758,11 +760,11 @@ impl<D: Directory> SessionPolicy<D> {
                 AuthAnswer::Continue { reply, pending },
             ) => {
                 *checking = false;
-                *slot = pending;
+                *slot = pending.map(Box::new);
                 self.send(reply);
             }
             (Phase::Chatting { pending: slot, .. }, AuthAnswer::Continue { reply, pending }) => {
-                *slot = pending;
+                *slot = pending.map(Box::new);
                 self.send(reply);
             }
             (Phase::Chatting { .. }, AuthAnswer::PasswordChanged { reply }) => self.send(reply),
