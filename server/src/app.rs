@@ -354,11 +354,8 @@ async fn presence_task(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>)
         if *shutdown.borrow() {
             return;
         }
-        let max = shared.limits.presence_room_max_members;
         shared
             .hub
-            .flush_presence(std::time::Instant::now(), |room| {
-                shared.rooms.member_count(room).is_some_and(|n| n > max)
-            });
+            .flush_presence(std::time::Instant::now(), |room| shared.room_is_quiet(room));
     }
 }

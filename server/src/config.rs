@@ -159,9 +159,11 @@ pub struct ServerLimits {
     /// at most one per this interval: a storm of logins costs each
     /// session one message per interval, not one per login.
     pub presence_interval: Duration,
-    /// Rooms with more members than this are not told each presence
+    /// Rooms with more members than this are told neither each presence
     /// change (at 19,000 members a reconnect storm would be 19,000
-    /// batches a second); their members ask who is online (`Members`).
+    /// batches a second) nor plain joins and leaves (each registration
+    /// into `#general` a write per member online); their members ask
+    /// (`Members`). Moderation notices still go to every member.
     pub presence_room_max_members: usize,
 }
 

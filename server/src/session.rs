@@ -63,6 +63,17 @@ pub struct Shared {
     pub shutdown: watch::Receiver<bool>,
 }
 
+impl Shared {
+    /// Whether room `id` has more members than `presence_room_max_members`:
+    /// such a room is told neither presence nor plain joins and leaves
+    /// (PROTOCOL.md §7a); its members ask (`Members`).
+    pub fn room_is_quiet(&self, id: RoomId) -> bool {
+        self.rooms
+            .member_count(id)
+            .is_some_and(|n| n > self.limits.presence_room_max_members)
+    }
+}
+
 impl Directory for Shared {
     fn display_name(&self, canonical: &str) -> Option<Username> {
         self.accounts.display_name(canonical)
@@ -514,7 +525,11 @@ where
             hub.send_to(&chat.me.canonical, msg);
         }
         if let Some((room, msg)) = &outcome.to_room {
-            hub.broadcast_room(*room, chat.session_id, msg);
+            // A plain join or leave: not told to a large room (a flood of
+            // them would be one write per member online each).
+            if !self.shared.room_is_quiet(*room) {
+                hub.broadcast_room(*room, chat.session_id, msg);
+            }
         }
         if let Some((room, msg)) = &outcome.to_everyone_in {
             hub.broadcast_room_all(*room, msg);
@@ -940,12 +955,17 @@ fn write_audit(shared: &Shared, entry: &AuditEntry) {
 }
 
 /// A new account joins `#general` (off the runtime: the journal fsyncs);
-/// its members online are told, as for any join.
+/// its members online are told, as for any join, unless `#general` is a
+/// large room (then every registration would be one write per member
+/// online).
 async fn join_general(shared: &Arc<Shared>, canonical: &str, display: &Username) {
     let (blocking, user) = (Arc::clone(shared), canonical.to_owned());
     let joined = tokio::task::spawn_blocking(move || blocking.rooms.on_registered(&user)).await;
     if !matches!(joined, Ok(Ok(()))) {
         tracing::error!("a new account could not be added to #general");
+        return;
+    }
+    if shared.room_is_quiet(crate::rooms::GENERAL_ID) {
         return;
     }
     shared.hub.broadcast_room_all(

@@ -760,6 +760,12 @@ impl TestClient {
         }
     }
 
+    /// The new accounts `#general` announced that no
+    /// `expect_member_joined` took, oldest first.
+    pub fn announced_in_general(&self) -> Vec<String> {
+        self.general_joins.iter().cloned().collect()
+    }
+
     /// How many `Presence` messages came so far.
     pub fn presence_messages(&self) -> usize {
         self.presence_messages

@@ -427,6 +427,70 @@ async fn a_large_room_is_not_told_presence_and_a_small_shared_room_still_is() {
     );
 }
 
+/// A room over `presence_room_max_members` is not told plain joins and
+/// leaves either (nor `#general` each registration): at 19,000 members each
+/// would be a write per member online. Moderation is still told to all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_room_is_not_told_joins_and_leaves_but_still_sees_moderation() {
+    let mut options = ServerOptions::new(Transport::Plain);
+    options.limits.presence_room_max_members = 3;
+    let server = TestServer::start_with(options).await;
+    let c = server.group(&["Owner", "Ann", "Ben"]).await;
+    let [mut owner, mut ann, mut ben]: [TestClient; 3] =
+        c.try_into().unwrap_or_else(|_| unreachable!());
+    owner.create_room("#hall", false, "").await.unwrap();
+    // Up to the limit a join is told.
+    ann.join_room("#hall").await.unwrap();
+    owner.expect_member_joined("#hall", "Ann").await;
+    ben.join_room("#hall").await.unwrap();
+    owner.expect_member_joined("#hall", "Ben").await;
+    ann.expect_member_joined("#hall", "Ben").await;
+
+    // Two more accounts: #general goes over the limit with the first,
+    // and neither registration is told.
+    let mut cal = server.user("Cal").await;
+    let mut dan = server.user("Dan").await;
+    for c in [&mut owner, &mut ann] {
+        c.sync().await;
+        let announced = c.announced_in_general();
+        assert!(
+            !announced.iter().any(|u| u == "Cal" || u == "Dan"),
+            "#general announced {announced:?}"
+        );
+    }
+
+    // #hall grows past the limit: the fourth member's join and a leave
+    // from it are told to nobody (sync fails on any message but its Pong).
+    cal.join_room("#hall").await.unwrap();
+    dan.join_room("#hall").await.unwrap();
+    cal.leave_room("#hall").await.unwrap();
+    for c in [&mut owner, &mut ann, &mut ben, &mut dan] {
+        c.sync().await;
+    }
+    // Asked, the room says who is in it.
+    let (total, _) = ann.members("#hall", 0).await.unwrap();
+    assert_eq!(total, 4, "Owner, Ann, Ben and Dan");
+
+    // A kick in the large room is still told to every member, and a
+    // member who may not kick is still refused.
+    let kick = |who: &str| ClientMessage::Kick {
+        room: room("#hall"),
+        user: tests::username(who),
+        reason: proto_core::message::Reason::new("testing").unwrap(),
+    };
+    assert_eq!(
+        ann.moderate(kick("Dan")).await.err(),
+        Some(ErrorCode::Forbidden)
+    );
+    owner.moderate(kick("Dan")).await.unwrap();
+    for c in [&mut ann, &mut ben] {
+        c.expect_room_changed("#hall", "Owner").await;
+    }
+    dan.expect_room_changed("#hall", "Owner").await;
+    dan.expect_room_left("#hall", proto_core::message::RoomLeaveReason::Kicked)
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_see_who_is_in_a_room_with_roles_and_presence_and_others_do_not() {
     let server = TestServer::start(Transport::Plain).await;
