@@ -230,6 +230,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         cpu_permits: Arc::new(Semaphore::new(config.limits.handshake_workers)),
     };
     tokio::spawn(presence_task(Arc::clone(&shared), shutdown_rx.clone()));
+    tokio::spawn(devices_task(Arc::clone(&shared), shutdown_rx.clone()));
     let listener = tokio::spawn(listener.run(shutdown_rx));
     tracing::info!(
         addr = %local_addr,
@@ -322,6 +323,9 @@ impl RunningServer {
         if let Err(e) = self.shared.history.flush().await {
             tracing::error!(error = %e, "history flush failed");
         }
+        // The sessions' last "last seen" times (errors are logged there).
+        let shared = Arc::clone(&self.shared);
+        let _ = tokio::task::spawn_blocking(move || shared.devices.flush()).await;
         let tokens = self.shared.accounts.token_snapshot();
         let mut snapshot = self.token_snapshot;
         let saved = tokio::task::spawn_blocking(move || snapshot.save(tokens)).await;
@@ -334,6 +338,25 @@ impl RunningServer {
         drop(self.shared);
         self.history_task.join().await;
         tracing::info!("stopped");
+    }
+}
+
+/// How often the device list's changed "last seen" times are written.
+const DEVICES_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Writes the device list's batch of changed records every
+/// [`DEVICES_FLUSH_INTERVAL`], on the blocking pool, until shutdown.
+async fn devices_task(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(DEVICES_FLUSH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tick.tick() => {}
+        }
+        let shared = Arc::clone(&shared);
+        // Errors are logged by `flush`, and the records stay unwritten.
+        let _ = tokio::task::spawn_blocking(move || shared.devices.flush()).await;
     }
 }
 

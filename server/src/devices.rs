@@ -3,7 +3,8 @@
 //! memory; its journal is a [`DeviceJournal`] (the file backend's is
 //! `storage::devices_log`).
 
-use std::sync::{Mutex, PoisonError};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use proto_core::message::{DeviceInfo, DeviceName};
 
@@ -23,15 +24,72 @@ pub enum DeviceError {
 }
 
 /// The devices of every user.
+///
+/// A login and a session's end only move a device's "last seen" (and, for
+/// a new device, add it): those change the table at once and are written
+/// to the journal in batches, by [`flush`](Self::flush) (the server calls
+/// it every second, off the runtime, and at shutdown) or ahead of the next
+/// durable change. So 19,000 sessions ending at once cost no `write(2)` on
+/// the runtime's threads, and a crash loses at most the last second's
+/// "last seen" times. Renames and logouts are written (fsynced) before
+/// they answer.
 pub struct Devices {
-    inner: Mutex<Inner>,
+    state: Mutex<State>,
+    /// The journal. Lock order: `log`, then `state`. What only changes the
+    /// table takes `state` alone, so it never waits for a write.
+    log: Mutex<Box<dyn DeviceJournal>>,
     max_per_user: usize,
 }
 
-struct Inner {
+struct State {
     table: DeviceTable,
-    /// Boxed once at start.
-    log: Box<dyn DeviceJournal>,
+    /// The devices whose record in `table` the journal does not have yet.
+    unwritten: HashMap<String, BTreeSet<u64>>,
+}
+
+impl State {
+    fn mark(&mut self, user: &str, id: u64) {
+        match self.unwritten.get_mut(user) {
+            Some(ids) => {
+                ids.insert(id);
+            }
+            None => {
+                self.unwritten.insert(user.to_owned(), BTreeSet::from([id]));
+            }
+        }
+    }
+
+    /// The unwritten records, as events, and forgets they were unwritten.
+    fn take_unwritten(&mut self) -> Vec<DeviceEvent> {
+        let unwritten = std::mem::take(&mut self.unwritten);
+        let mut events = Vec::new();
+        for (user, ids) in unwritten {
+            let Some(devices) = self.table.get(&user) else {
+                continue;
+            };
+            for id in ids {
+                if let Some(record) = devices.get(&id) {
+                    events.push(DeviceEvent::Seen {
+                        user: user.clone(),
+                        id,
+                        name: record.name.clone(),
+                        at_ms: record.last_seen_ms,
+                        address: record.address.clone(),
+                    });
+                }
+            }
+        }
+        events
+    }
+
+    /// After a failed write: `events` are unwritten again.
+    fn remark(&mut self, events: &[DeviceEvent]) {
+        for event in events {
+            if let DeviceEvent::Seen { user, id, .. } = event {
+                self.mark(user, *id);
+            }
+        }
+    }
 }
 
 impl Devices {
@@ -54,21 +112,27 @@ impl Devices {
     ) -> Result<Self, HistoryError> {
         let table = log.table()?;
         Ok(Self {
-            inner: Mutex::new(Inner {
+            state: Mutex::new(State {
                 table,
-                log: Box::new(log),
+                unwritten: HashMap::new(),
             }),
+            log: Mutex::new(Box::new(log)),
             max_per_user,
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn log(&self) -> MutexGuard<'_, Box<dyn DeviceJournal>> {
+        self.log.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A login of `user` from device `id` at `now_ms`: refused if it is a new
     /// device and the user has `max_per_user` already; else recorded as seen
-    /// (with `name`, or the name it had, from `address`).
+    /// (with `name`, or the name it had, from `address`; written with the
+    /// next batch).
     pub fn admit(
         &self,
         user: &str,
@@ -77,8 +141,8 @@ impl Devices {
         address: &str,
         now_ms: u64,
     ) -> Result<(), DeviceError> {
-        let mut inner = self.lock();
-        let devices = inner.table.get(user);
+        let mut state = self.state();
+        let devices = state.table.get(user);
         let known = devices.and_then(|d| d.get(&id));
         if known.is_none() && devices.map_or(0, |d| d.len()) >= self.max_per_user {
             return Err(DeviceError::TooMany(self.max_per_user));
@@ -95,45 +159,56 @@ impl Devices {
             at_ms: now_ms,
             address: address.to_owned(),
         };
-        record(&mut inner, &event, false)
+        devices_log::apply(&mut state.table, &event);
+        state.mark(user, id);
+        Ok(())
     }
 
-    /// The session of `user`'s device `id` ended at `now_ms` (its last seen).
+    /// The session of `user`'s device `id` ended at `now_ms` (its last seen;
+    /// written with the next batch).
     pub fn seen(&self, user: &str, id: u64, now_ms: u64) {
-        let mut inner = self.lock();
-        let Some(known) = inner.table.get(user).and_then(|d| d.get(&id)).cloned() else {
+        let mut state = self.state();
+        let Some(record) = state.table.get_mut(user).and_then(|d| d.get_mut(&id)) else {
             return;
         };
-        let event = DeviceEvent::Seen {
-            user: user.to_owned(),
-            id,
-            name: known.name,
-            at_ms: now_ms,
-            address: known.address,
-        };
-        let _ = record(&mut inner, &event, false);
+        record.last_seen_ms = now_ms;
+        state.mark(user, id);
+    }
+
+    /// Writes the records changed since the last write, in one batch (one
+    /// `write(2)`, no fsync). Blocking: call it off the runtime.
+    pub fn flush(&self) -> Result<(), DeviceError> {
+        let mut log = self.log();
+        let events = self.state().take_unwritten();
+        if events.is_empty() {
+            return Ok(());
+        }
+        log.append_batch(&events, false).map_err(|e| {
+            tracing::error!(error = %e, "device journal append failed");
+            self.state().remark(&events);
+            DeviceError::Storage
+        })
     }
 
     /// Renames a device (the client sent `SetDevice` again).
     pub fn rename(&self, user: &str, id: u64, name: &DeviceName) -> Result<(), DeviceError> {
-        let mut inner = self.lock();
-        let Some(known) = inner.table.get(user).and_then(|d| d.get(&id)).cloned() else {
-            return Ok(());
-        };
-        let event = DeviceEvent::Seen {
-            user: user.to_owned(),
-            id,
-            name: name.as_str().to_owned(),
-            at_ms: known.last_seen_ms,
-            address: known.address,
-        };
-        record(&mut inner, &event, true)
+        self.change_durably(|table| {
+            let known = table.get(user).and_then(|d| d.get(&id))?;
+            Some(DeviceEvent::Seen {
+                user: user.to_owned(),
+                id,
+                name: name.as_str().to_owned(),
+                at_ms: known.last_seen_ms,
+                address: known.address.clone(),
+            })
+        })
+        .map(|_| ())
     }
 
     /// `user`'s devices for `DeviceList`, `online` and `current` as given.
     pub fn list(&self, user: &str, online: &[u64], current: u64) -> Vec<DeviceInfo> {
-        let inner = self.lock();
-        let Some(devices) = inner.table.get(user) else {
+        let state = self.state();
+        let Some(devices) = state.table.get(user) else {
             return Vec::new();
         };
         devices
@@ -152,37 +227,57 @@ impl Devices {
 
     /// Forgets device `id` of `user` (logged out), durably; false if unknown.
     pub fn forget(&self, user: &str, id: u64) -> Result<bool, DeviceError> {
-        let mut inner = self.lock();
-        if !inner.table.get(user).is_some_and(|d| d.contains_key(&id)) {
-            return Ok(false);
-        }
-        let event = DeviceEvent::Forgotten {
-            user: user.to_owned(),
-            id,
-        };
-        record(&mut inner, &event, true).map(|()| true)
+        self.change_durably(|table| {
+            table
+                .get(user)
+                .is_some_and(|d| d.contains_key(&id))
+                .then(|| DeviceEvent::Forgotten {
+                    user: user.to_owned(),
+                    id,
+                })
+        })
     }
 
     /// Forgets every device of `user` (an administrator ended its sessions).
     pub fn forget_all(&self, user: &str) -> Result<(), DeviceError> {
-        let mut inner = self.lock();
-        if !inner.table.contains_key(user) {
-            return Ok(());
-        }
-        let event = DeviceEvent::ForgottenAll {
-            user: user.to_owned(),
+        self.change_durably(|table| {
+            table.contains_key(user).then(|| DeviceEvent::ForgottenAll {
+                user: user.to_owned(),
+            })
+        })
+        .map(|_| ())
+    }
+
+    /// The change `event_for` makes of the table (none: `Ok(false)`),
+    /// fsynced behind the records not yet written, then applied. Both locks
+    /// are held throughout, so the journal's order is the table's.
+    fn change_durably(
+        &self,
+        event_for: impl FnOnce(&DeviceTable) -> Option<DeviceEvent>,
+    ) -> Result<bool, DeviceError> {
+        let mut log = self.log();
+        let mut state = self.state();
+        let Some(event) = event_for(&state.table) else {
+            return Ok(false);
         };
-        record(&mut inner, &event, true)
+        let mut events = state.take_unwritten();
+        events.push(event);
+        if let Err(e) = log.append_batch(&events, true) {
+            tracing::error!(error = %e, "device journal append failed");
+            state.remark(&events);
+            return Err(DeviceError::Storage);
+        }
+        let event = events.last().expect("just pushed");
+        devices_log::apply(&mut state.table, event);
+        Ok(true)
     }
 }
 
-fn record(inner: &mut Inner, event: &DeviceEvent, durable: bool) -> Result<(), DeviceError> {
-    inner.log.append(event, durable).map_err(|e| {
-        tracing::error!(error = %e, "device journal append failed");
-        DeviceError::Storage
-    })?;
-    devices_log::apply(&mut inner.table, event);
-    Ok(())
+impl Drop for Devices {
+    /// What the last second changed is written when the server stops.
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
 }
 
 #[cfg(test)]
@@ -225,6 +320,85 @@ mod tests {
         assert_eq!(devices.forget("alice", 2), Ok(true));
         assert_eq!(devices.forget("alice", 2), Ok(false));
         devices.admit("alice", 3, None, "192.0.2.3", 50).unwrap();
+    }
+
+    /// A batch written, and whether durably.
+    type Write = (Vec<DeviceEvent>, bool);
+
+    /// A journal that records what reaches it.
+    #[derive(Clone, Default)]
+    struct Recorded(std::sync::Arc<Mutex<Vec<Write>>>);
+
+    impl DeviceJournal for Recorded {
+        fn table(&mut self) -> Result<DeviceTable, HistoryError> {
+            Ok(DeviceTable::new())
+        }
+        fn append(&mut self, event: &DeviceEvent, durable: bool) -> Result<(), HistoryError> {
+            self.append_batch(std::slice::from_ref(event), durable)
+        }
+        fn append_batch(
+            &mut self,
+            events: &[DeviceEvent],
+            durable: bool,
+        ) -> Result<(), HistoryError> {
+            self.0.lock().unwrap().push((events.to_vec(), durable));
+            Ok(())
+        }
+    }
+
+    fn seen_at(event: &DeviceEvent) -> (&str, u64, u64) {
+        match event {
+            DeviceEvent::Seen {
+                user, id, at_ms, ..
+            } => (user, *id, *at_ms),
+            other => panic!("expected Seen, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn logins_and_session_ends_are_written_in_one_batch_and_shown_at_once() {
+        let journal = Recorded::default();
+        let devices = Devices::with_journal(journal.clone(), 10).unwrap();
+        devices.admit("alice", 1, None, "192.0.2.1", 10).unwrap();
+        devices.admit("bob", 2, None, "192.0.2.2", 11).unwrap();
+        devices.seen("alice", 1, 20);
+        devices.seen("alice", 1, 30);
+        devices.seen("carol", 3, 30); // unknown: nothing
+        assert!(journal.0.lock().unwrap().is_empty(), "nothing written yet");
+        assert_eq!(devices.list("alice", &[], 1)[0].last_seen_ms, 30);
+
+        devices.flush().unwrap();
+        let mut written = journal.0.lock().unwrap().clone();
+        assert_eq!(written.len(), 1, "one batch");
+        let (batch, durable) = written.remove(0);
+        assert!(!durable);
+        let mut seen: Vec<_> = batch.iter().map(seen_at).collect();
+        seen.sort_unstable();
+        assert_eq!(
+            seen,
+            [("alice", 1, 30), ("bob", 2, 11)],
+            "the latest, once each"
+        );
+        devices.flush().unwrap();
+        assert_eq!(journal.0.lock().unwrap().len(), 1, "nothing more to write");
+    }
+
+    #[test]
+    fn a_durable_change_is_written_behind_what_was_unwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("devices.log");
+        let devices = Devices::open(&path, &[1; 32], 10).unwrap();
+        devices.admit("alice", 1, None, "::1", 5).unwrap();
+        devices.admit("alice", 2, None, "::1", 6).unwrap();
+        devices.seen("alice", 2, 7);
+        // Logging device 1 out writes both logins first, then the logout:
+        // read back without any flush, the journal has them in that order.
+        assert_eq!(devices.forget("alice", 1), Ok(true));
+        let (_, table) = DevicesLog::open(&path, &[1; 32]).unwrap();
+        let alice = &table["alice"];
+        assert_eq!(alice.keys().copied().collect::<Vec<_>>(), [2]);
+        assert_eq!(alice[&2].last_seen_ms, 7);
+        drop(devices);
     }
 
     #[test]

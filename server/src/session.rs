@@ -876,12 +876,13 @@ where
         if end == End::Exit {
             self.shared.accounts.revoke(&chat.me.token);
         }
-        self.shared
-            .hub
-            .leave(&chat.me.canonical, chat.session_id, end.leave_reason());
+        // Last seen first: whoever is told of the leave can ask for it.
         self.shared
             .devices
             .seen(&chat.me.canonical, chat.me.device, now_ms());
+        self.shared
+            .hub
+            .leave(&chat.me.canonical, chat.session_id, end.leave_reason());
         tracing::info!(%conn, user = %chat.me.canonical, why = ?end, "left");
         if end == End::Dropped {
             // No close_notify, flush or shutdown(2) for a peer that has

@@ -94,6 +94,52 @@ async fn every_device_of_a_user_gets_the_whole_conversation_and_presence_is_per_
     bob.expect_user_left("Alice", LeaveReason::Exit).await;
 }
 
+/// The device list is written in batches (a session's end costs no write
+/// of its own); a graceful restart writes the last batch, so every device
+/// and its last session come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_list_and_last_seen_survive_a_graceful_restart() {
+    let mut server = TestServer::start(Transport::Plain).await;
+    let mut bob = server.user("Bob").await;
+    register_on(&server, "Alice", 0x11, "laptop").await;
+    bob.expect_user_joined("Alice").await;
+    bob.expect_user_left("Alice", LeaveReason::Exit).await;
+    let (phone, _) = device(&server, "Alice", 0x22, "phone").await;
+    bob.expect_user_joined("Alice").await;
+    phone.drop_connection();
+    // Told after the session's end was recorded (its last seen).
+    bob.expect_user_left("Alice", LeaveReason::Dropped).await;
+    let (mut laptop, _) = device(&server, "Alice", 0x11, "laptop").await;
+    laptop.send(&ClientMessage::ListDevices).await;
+    let ServerMessage::DeviceList { devices: before } = laptop.recv().await else {
+        panic!("expected DeviceList");
+    };
+    laptop.goodbye().await;
+    server.restart().await;
+
+    let (mut laptop, _) = device(&server, "Alice", 0x11, "laptop").await;
+    laptop.send(&ClientMessage::ListDevices).await;
+    let ServerMessage::DeviceList { devices: after } = laptop.recv().await else {
+        panic!("expected DeviceList");
+    };
+    let phone = |list: &[proto_core::message::DeviceInfo]| {
+        list.iter().find(|d| d.id == 0x22).map(|d| {
+            (
+                d.name.as_str().to_owned(),
+                d.last_seen_ms,
+                d.address.clone(),
+            )
+        })
+    };
+    assert!(phone(&before).is_some(), "{before:?}");
+    assert_eq!(
+        phone(&after),
+        phone(&before),
+        "the phone, as it was last seen"
+    );
+    assert!(after.iter().any(|d| d.id == 0x11 && d.current), "{after:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_lists_devices_and_logs_one_out() {
     let server = TestServer::start(Transport::Plain).await;

@@ -196,6 +196,16 @@ pub trait DeviceJournal: Send {
     /// Appends `event`: durable before `Ok` when `durable` (a rename, a logout);
     /// otherwise a power loss may lose it (a "last seen"), never reorder it.
     fn append(&mut self, event: &DeviceEvent, durable: bool) -> Result<(), HistoryError>;
+
+    /// Appends `events` in order, as one write where the backend can; all
+    /// durable before `Ok` when `durable`.
+    fn append_batch(&mut self, events: &[DeviceEvent], durable: bool) -> Result<(), HistoryError> {
+        let last = events.len().saturating_sub(1);
+        for (i, event) in events.iter().enumerate() {
+            self.append(event, durable && i == last)?;
+        }
+        Ok(())
+    }
 }
 
 /// How far each user has read each conversation, as the journal of marker moves.

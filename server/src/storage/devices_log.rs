@@ -3,9 +3,11 @@
 //! records (AES-256-GCM under `HKDF(storage key, "securechat devices v1")`, AAD =
 //! `devices` || record index).
 //!
-//! A login or a departure appends a `Seen` with one `write(2)` (no fsync: a power loss
-//! may lose the latest "last seen", never a device); logging a device out is fsynced
-//! before it is acknowledged. The journal grows with every login, so opening it
+//! Logins and departures are appended as `Seen` records in batches, one `write(2)` a
+//! second at most (`devices::Devices::flush`; no fsync: a crash of the server loses at
+//! most the last second's "last seen" times and logins of new devices, which come back
+//! at their next login; a power loss may lose more, never reorder); a rename or a
+//! logout is written behind them and fsynced before it is acknowledged. The journal grows with every login, so opening it
 //! rewrites it compactly (one record per device) when it holds more than twice that
 //! plus 1,024 records: to `devices.log.tmp`, fsynced, renamed over the old one.
 
@@ -139,6 +141,12 @@ impl DeviceJournal for DevicesLog {
 
     fn append(&mut self, event: &DeviceEvent, durable: bool) -> Result<(), HistoryError> {
         DevicesLog::append(self, event, durable)
+    }
+
+    /// One `write(2)` for the whole batch (and one fsync when `durable`).
+    fn append_batch(&mut self, events: &[DeviceEvent], durable: bool) -> Result<(), HistoryError> {
+        self.unread = None;
+        self.journal.append_all(events, durable)
     }
 }
 

@@ -81,6 +81,31 @@ impl Journal {
         self.log.append(&self.rng, &plaintext, durability)
     }
 
+    /// Appends `events` in order with one `write(2)`, fsynced when `durable`.
+    /// If one cannot be sealed, those before it are still written.
+    pub fn append_all<E: Serialize>(
+        &mut self,
+        events: &[E],
+        durable: bool,
+    ) -> Result<(), HistoryError> {
+        let mut sealed = Ok(());
+        for event in events {
+            let plaintext = match serde_json::to_vec(event) {
+                Ok(p) => p,
+                Err(_) => {
+                    sealed = Err(HistoryError::Crypto);
+                    break;
+                }
+            };
+            if let Err(e) = self.log.append(&self.rng, &plaintext, Durability::Buffered) {
+                sealed = Err(e);
+                break;
+            }
+        }
+        self.log.flush(durable)?;
+        sealed
+    }
+
     /// Replaces the journal at `path` with `events`, atomically: a crash
     /// leaves the old journal or the new one (and a stale temporary file,
     /// removed by the next rewrite).
