@@ -315,6 +315,8 @@ where
                     if std::mem::take(&mut queued) {
                         self.flush().await?;
                     }
+                    // Boxed too (~600 bytes every idle task would carry):
+                    // one allocation per message sent, beside storing it.
                     let answer =
                         match Box::pin(self.shared.history.append(destination, message)).await {
                             Ok(stored) => Event::Stored { stored, posting },

@@ -7,9 +7,10 @@
 //! second at most (`devices::Devices::flush`; no fsync: a crash of the server loses at
 //! most the last second's "last seen" times and logins of new devices, which come back
 //! at their next login; a power loss may lose more, never reorder); a rename or a
-//! logout is written behind them and fsynced before it is acknowledged. The journal grows with every login, so opening it
-//! rewrites it compactly (one record per device) when it holds more than twice that
-//! plus 1,024 records: to `devices.log.tmp`, fsynced, renamed over the old one.
+//! logout is written behind them and fsynced before it is acknowledged. The journal
+//! grows with every login, so opening it rewrites it compactly (one record per device)
+//! when it holds more than twice that plus 1,024 records: to `devices.log.tmp`,
+//! fsynced, renamed over the old one.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
