@@ -104,6 +104,7 @@ impl App {
                 trust_reply: None,
                 pending_sends: Vec::new(),
                 members_asked: None,
+                online_asked: false,
                 older_asked: None,
                 settings: settings.clone(),
             })
@@ -293,6 +294,9 @@ pub struct Controller {
     /// The room whose members were asked for (the side panel), until the
     /// answer comes or the connection changes.
     members_asked: Option<String>,
+    /// Who is online was asked for (a direct conversation's panel), until
+    /// the answer comes or the connection changes.
+    online_asked: bool,
     /// The conversation whose older page was asked for (scrolling up),
     /// until it comes.
     older_asked: Option<ConversationId>,
@@ -416,13 +420,19 @@ impl Controller {
                     self.client = None;
                     self.trust_reply = None;
                     self.members_asked = None;
+                    self.online_asked = false;
                 }
-                ClientEvent::Members { .. } | ClientEvent::State(_) => self.members_asked = None,
+                ClientEvent::Members { .. } => self.members_asked = None,
+                ClientEvent::State(_) => {
+                    self.members_asked = None;
+                    self.online_asked = false;
+                }
+                ClientEvent::Online { .. } => self.online_asked = false,
                 ClientEvent::HistoryPage { .. } => self.older_asked = None,
                 _ => {}
             }
         }
-        self.ask_for_members();
+        self.ask_for_side_panel();
         self.mark_read();
         self.refresh();
     }
@@ -444,27 +454,32 @@ impl Controller {
         self.mark_read();
     }
 
-    /// The open room's members for the side panel, once per room until
-    /// they come (kept current by presence and room events after that).
-    fn ask_for_members(&mut self) {
+    /// What the side panel shows, if it has not been fetched: the open
+    /// room's members (once per opening, until they come; kept current by
+    /// presence and room events after that), or for a direct conversation
+    /// who is online (once per login: the greeting does not list it, and
+    /// asking at every login would cost a large server 39 pages per client
+    /// in a mass reconnect).
+    fn ask_for_side_panel(&mut self) {
         if *self.model.status() != crate::model::Status::Connected {
             return;
         }
-        let (Some(client), Some(room)) = (&self.client, self.model.members_wanted()) else {
-            return;
-        };
-        if self.members_asked.as_deref() != Some(room) {
-            client.submit("/names", room);
-            self.members_asked = Some(room.to_owned());
+        let Some(client) = &self.client else { return };
+        if let Some(room) = self.model.members_wanted() {
+            if self.members_asked.as_deref() != Some(room) {
+                client.submit("/names", room);
+                self.members_asked = Some(room.to_owned());
+            }
+        }
+        if self.model.online_wanted() && !self.online_asked {
+            client.submit("/who", self.model.command_room());
+            self.online_asked = true;
         }
     }
 
     fn send_pending(&mut self) {
         if let Some(client) = &self.client {
             let room = self.model.command_room().to_owned();
-            // The greeting no longer lists who is online (presence comes
-            // in batches from now on): the sidebar asks once per login.
-            client.submit("/who", &room);
             for text in self.pending_sends.drain(..) {
                 client.submit(&text, &room);
             }
@@ -504,7 +519,7 @@ impl Controller {
 
     pub fn select(&mut self, index: usize) {
         self.model.select(index);
-        self.ask_for_members();
+        self.ask_for_side_panel();
         self.mark_read();
         self.refresh();
     }
@@ -589,6 +604,7 @@ impl Controller {
 
     pub fn open_direct(&mut self, name: &str) {
         self.model.open_direct(name);
+        self.ask_for_side_panel();
         self.mark_read();
         self.refresh();
     }

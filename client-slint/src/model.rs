@@ -401,6 +401,10 @@ pub struct ChatModel {
     conversations: Vec<Conversation>,
     selected: usize,
     online: Vec<String>,
+    /// Whether `online` came from the server (`/who`) since the login: it
+    /// is asked only when a direct conversation is shown, since at 19,000
+    /// online it is 39 pages and a room shows its members instead.
+    online_fetched: bool,
     /// Each room's members as last fetched (by the room's canonical
     /// name), kept current by presence; `total` counts those not fetched.
     members: std::collections::HashMap<String, RoomMembers>,
@@ -450,6 +454,7 @@ impl ChatModel {
             ))],
             selected: 0,
             online: Vec::new(),
+            online_fetched: false,
             members: std::collections::HashMap::new(),
             members_stale: std::collections::HashSet::new(),
             browsing: false,
@@ -602,6 +607,12 @@ impl ChatModel {
         &self.invitations
     }
 
+    /// Whether the panel shows who is online (a direct conversation is
+    /// open) and that list has not been fetched since the login.
+    pub fn online_wanted(&self) -> bool {
+        !self.online_fetched && self.selected().id.room().is_none()
+    }
+
     /// The room whose members the panel should show but has not fetched.
     pub fn members_wanted(&self) -> Option<&str> {
         let room = self.selected().id.room()?;
@@ -621,6 +632,7 @@ impl ChatModel {
             ClientEvent::State(state) => self.handle_state(state, now_ms),
             ClientEvent::LoggedIn { username } => self.me = username.clone(),
             ClientEvent::Online { users } => {
+                self.online_fetched = true;
                 self.online = users.clone();
                 self.online.sort_by_key(|u| u.to_lowercase());
                 self.online.dedup();
@@ -1084,6 +1096,7 @@ impl ChatModel {
         let lost = matches!(previous, Status::Connected) && self.status != Status::Connected;
         if lost {
             self.online.clear();
+            self.online_fetched = false;
             self.members.clear();
             let text = "Connection lost; reconnecting…".to_owned();
             self.notice_in(0, NoticeStyle::Error, text, now_ms);

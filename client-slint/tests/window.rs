@@ -34,7 +34,7 @@ impl Fake {
     }
 
     /// What the window asked of the client, but the side panel's own
-    /// requests (`/who` after each login, `/names` for the room shown)
+    /// requests (`/who` for a direct conversation's panel, `/names` for the room shown)
     /// and read markers.
     fn calls(&self) -> Vec<String> {
         self.all_calls()
@@ -637,13 +637,16 @@ fn the_side_panel_lists_the_open_rooms_members_and_follows_presence() {
             .count()
     };
     assert_eq!(asked(&fake), 1);
-    assert_eq!(
+    let who = |fake: &Fake| {
         fake.all_calls()
             .iter()
             .filter(|c| c.ends_with(" /who"))
-            .count(),
-        1,
-        "who is online: once per login"
+            .count()
+    };
+    assert_eq!(
+        who(&fake),
+        0,
+        "who is online: not asked while a room is shown"
     );
     let member = |name: &str, role: client_core::RoomRole, online: bool| client_core::MemberView {
         name: name.into(),
@@ -694,13 +697,14 @@ fn the_side_panel_lists_the_open_rooms_members_and_follows_presence() {
     assert!(panel(&app).contains(&("Bob".to_owned(), String::new(), true)));
     assert_eq!(asked(&fake), 1, "kept current, not fetched again");
     // A direct conversation (clicking a member opens one) shows who is
-    // online instead.
+    // online instead, asked for then: once per login.
     click(&app, "李雷 (moderator)");
     assert!(app
         .window()
         .global::<ChatAdapter>()
         .get_users_heading()
         .starts_with("ONLINE"));
+    assert_eq!(who(&fake), 0, "the login's list came already");
     // Opened again, the room's members are asked again (a large room is
     // not told presence); the last list shows until the answer comes.
     click(&app, "general");
@@ -714,6 +718,68 @@ fn the_side_panel_lists_the_open_rooms_members_and_follows_presence() {
     assert_eq!(panel(&app), [("Ann".to_owned(), "owner".to_owned(), false)]);
     fake.send(vec![ClientEvent::HistoryDone]);
     assert_eq!(asked(&fake), 2, "once per opening");
+}
+
+/// Who is online (all of the server's users, 39 pages at 19,000) is asked
+/// only when a direct conversation's panel shows it: once per login, and
+/// again after a reconnect.
+#[test]
+fn who_is_online_is_asked_when_a_direct_conversation_is_shown_once_per_login() {
+    let (app, fake) = open(Settings::default());
+    element(&app, "server").set_accessible_value("127.0.0.1:7000");
+    element(&app, "user name").set_accessible_value("Zoë");
+    element(&app, "password").set_accessible_value("correct horse");
+    click(&app, "Log in");
+    let who = |fake: &Fake| {
+        fake.all_calls()
+            .iter()
+            .filter(|c| c.ends_with(" /who"))
+            .count()
+    };
+    let members = || ClientEvent::Members {
+        room: "#general".into(),
+        members: vec![client_core::MemberView {
+            name: "李雷".into(),
+            role: client_core::RoomRole::Moderator,
+            online: true,
+        }],
+        total: 1,
+    };
+    fake.send(vec![
+        ClientEvent::State(ConnectionState::Connected),
+        ClientEvent::LoggedIn {
+            username: "Zoë".into(),
+        },
+        ClientEvent::HistoryDone,
+        members(),
+    ]);
+    assert_eq!(who(&fake), 0, "a room shows its members: nobody asks");
+    click(&app, "李雷 (moderator)");
+    assert_eq!(who(&fake), 1, "the direct conversation's panel asks");
+    fake.send(vec![ClientEvent::HistoryDone]);
+    assert_eq!(who(&fake), 1, "asked once, until the answer");
+    fake.send(vec![ClientEvent::Online {
+        users: vec!["Zoë".into(), "李雷".into()],
+    }]);
+    assert_eq!(
+        app.window().global::<ChatAdapter>().get_users_heading(),
+        "ONLINE — 2"
+    );
+    click(&app, "general");
+    fake.send(vec![members()]);
+    click(&app, "李雷 (moderator)");
+    assert_eq!(who(&fake), 1, "not again in the same login");
+
+    // After a reconnect the list is asked again.
+    fake.send(vec![
+        ClientEvent::State(ConnectionState::Reconnecting {
+            in_secs: 1,
+            attempt: 1,
+        }),
+        ClientEvent::State(ConnectionState::Connected),
+        ClientEvent::HistoryDone,
+    ]);
+    assert_eq!(who(&fake), 2, "asked again after the reconnect");
 }
 
 #[test]
