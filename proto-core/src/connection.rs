@@ -306,23 +306,26 @@ impl<S: Side> Connection<S> {
     }
 
     /// Takes back a transmit buffer whose bytes have all been written, to
-    /// seal the next records into, shrunk to `keep_at_most` bytes of
-    /// capacity if it had more, unless the connection already holds a
+    /// seal the next records into, unless the connection already holds a
     /// larger one; the other is freed, and `buf` is left empty with no
-    /// capacity.
+    /// capacity. If nothing waits to be sent, the buffer kept is shrunk to
+    /// `keep_at_most` bytes of capacity if it had more.
     ///
-    /// `drain_transmit` hands its buffer over whole when `out` is empty, so
-    /// a caller that writes and clears `out` each time would otherwise keep
+    /// `drain_transmit` hands its buffer over whole when `out` is empty
+    /// (and empties its own, keeping the capacity, when `out` is not), so a
+    /// caller that writes and clears `out` each time would otherwise keep
     /// two buffers going back and forth, each as large as the largest burst
     /// it ever carried (the handshake's flight, ~3 KiB); with this it keeps
     /// one, and an idle connection holds at most `keep_at_most` bytes for
     /// sending.
     pub fn recycle_transmit_buffer(&mut self, buf: &mut Vec<u8>, keep_at_most: usize) {
         let own = &mut self.inner.common.outgoing;
-        if own.is_empty() && own.capacity() < buf.capacity() {
-            buf.clear();
-            buf.shrink_to(keep_at_most);
-            std::mem::swap(own, buf);
+        if own.is_empty() {
+            if own.capacity() < buf.capacity() {
+                buf.clear();
+                std::mem::swap(own, buf);
+            }
+            own.shrink_to(keep_at_most);
         }
         *buf = Vec::new();
     }

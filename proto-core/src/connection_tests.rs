@@ -1219,3 +1219,25 @@ fn one_transmit_buffer_goes_back_and_forth_and_a_large_one_is_freed() {
         "both records arrived"
     );
 }
+
+#[test]
+fn a_buffer_emptied_into_a_partly_written_one_is_shrunk_too() {
+    let mut p = Pair::connected();
+    for nonce in 0..10 {
+        p.server.send(&ServerMessage::Ping { nonce }).unwrap();
+    }
+    // Bytes still owed from before: the core's records are appended to
+    // them, and its own buffer, emptied, keeps room for ten.
+    let mut owed = vec![0u8];
+    p.server.drain_transmit(&mut owed);
+    p.server.recycle_transmit_buffer(&mut Vec::new(), 64);
+    p.server.send(&ServerMessage::Ping { nonce: 10 }).unwrap();
+    let mut out = Vec::new();
+    p.server.drain_transmit(&mut out);
+    assert!(
+        out.capacity() < 5 * out.len(),
+        "{} bytes kept for one record of {}",
+        out.capacity(),
+        out.len()
+    );
+}
