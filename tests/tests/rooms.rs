@@ -374,18 +374,24 @@ async fn a_read_marker_follows_the_user_to_other_devices_and_counts_unread_at_lo
     );
 }
 
+/// A server whose rooms go quiet (no presence, joins or leaves told) past
+/// 3 members, and three users: `#general` is at the limit, still told.
+async fn at_the_quiet_limit(names: [&str; 3]) -> (TestServer, [TestClient; 3]) {
+    let mut options = ServerOptions::new(Transport::Plain);
+    options.limits.presence_room_max_members = 3;
+    let server = TestServer::start_with(options).await;
+    let clients = server.group(&names).await;
+    let clients: [TestClient; 3] = clients.try_into().unwrap_or_else(|_| unreachable!());
+    (server, clients)
+}
+
 /// A room over `presence_room_max_members` is not told who comes and goes
 /// (its members ask, with `Members`); a small room the same users share
 /// still is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_room_is_not_told_presence_and_a_small_shared_room_still_is() {
-    let mut options = ServerOptions::new(Transport::Plain);
-    options.limits.presence_room_max_members = 3;
-    let server = TestServer::start_with(options).await;
     // Three in #general: at the limit, still told (the group waits for it).
-    let c = server.group(&["Watcher", "Ann", "Ben"]).await;
-    let [mut watcher, mut ann, ben]: [TestClient; 3] =
-        c.try_into().unwrap_or_else(|_| unreachable!());
+    let (server, [mut watcher, mut ann, ben]) = at_the_quiet_limit(["Watcher", "Ann", "Ben"]).await;
     watcher.create_room("#den", false, "").await.unwrap();
     ann.join_room("#den").await.unwrap();
     watcher.expect_member_joined("#den", "Ann").await;
@@ -432,12 +438,7 @@ async fn a_large_room_is_not_told_presence_and_a_small_shared_room_still_is() {
 /// would be a write per member online. Moderation is still told to all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_room_is_not_told_joins_and_leaves_but_still_sees_moderation() {
-    let mut options = ServerOptions::new(Transport::Plain);
-    options.limits.presence_room_max_members = 3;
-    let server = TestServer::start_with(options).await;
-    let c = server.group(&["Owner", "Ann", "Ben"]).await;
-    let [mut owner, mut ann, mut ben]: [TestClient; 3] =
-        c.try_into().unwrap_or_else(|_| unreachable!());
+    let (server, [mut owner, mut ann, mut ben]) = at_the_quiet_limit(["Owner", "Ann", "Ben"]).await;
     owner.create_room("#hall", false, "").await.unwrap();
     // Up to the limit a join is told.
     ann.join_room("#hall").await.unwrap();
